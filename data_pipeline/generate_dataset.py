@@ -1,0 +1,282 @@
+"""Convert clean conversations into tokenized training samples for one model type.
+
+    python -m data_pipeline.generate_dataset --model-type openchat --model-path llama-13b-eot \
+        --in-file sharegpt_gpt4.json --out-dir data
+
+Writes, into --out-dir:
+
+    T.train.json, T.eval.json            [[token_ids, supervise_mask], ...]
+                                         e.g. [[[1, 910, 29901, 2048, ...], [false, false, false, false, ...]]]
+    T.train.text.json, T.eval.text.json  ["<s>Human: Hi<|end_of_turn|>Assistant: Hello<|end_of_turn|>", ...]
+    T.report.json                        what was truncated, split and dropped, and the tokens kept
+
+The split into train and eval is by conversation (seeded), before any
+splitting of long conversations, so no conversation feeds both sides.
+
+Fitting a conversation into the context (`--truncation`):
+
+    turn (default)  keep the longest run of whole turns that fits and ends with an
+                    assistant turn: no answer loses its <|end_of_turn|>, no
+                    unsupervised tail is kept. A first exchange that alone exceeds
+                    the context is dropped and counted.
+    tail            the original's raw cut at the context length; samples left with
+                    no supervised token (they give a NaN loss) are dropped and counted.
+
+`--split-long` turns a conversation longer than the context into several
+samples of whole rounds (human + assistant), each with BOS (and the system turn,
+if any), so later turns are trained on instead of thrown away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+from ochat.config import ModelConfig, RenderedTurn, get_model_config, join_turns, load_tokenizer, render_turns_batch
+
+TRUNCATION_MODES = ("turn", "tail")
+
+
+@dataclass
+class ConversionStats:
+    """Token accounting of one conversion; `tokens_*` count template tokens, `supervised_*` the masked-in ones."""
+
+    conversations: int = 0
+    samples: int = 0
+    fitted_whole: int = 0
+    truncated: int = 0
+    split_conversations: int = 0
+    split_samples: int = 0
+    dropped_first_exchange_too_long: int = 0
+    dropped_no_supervised_tokens: int = 0
+    rounds_dropped_too_long: int = 0
+    tokens_total: int = 0
+    tokens_kept: int = 0
+    supervised_total: int = 0
+    supervised_kept: int = 0
+    invalid: list = field(default_factory=list)
+
+    @property
+    def tokens_discarded(self) -> int:
+        return self.tokens_total - self.tokens_kept
+
+    def as_dict(self) -> dict:
+        result = asdict(self)
+        result["tokens_discarded"] = self.tokens_discarded
+        result["supervised_discarded"] = self.supervised_total - self.supervised_kept
+        return result
+
+
+def _rounds(turns: Sequence[RenderedTurn], ai_role: str) -> tuple[list[RenderedTurn], list[list[RenderedTurn]]]:
+    """Leading system turns, then rounds that each end with an assistant turn (a trailing open round is left out)."""
+    system = [turn for turn in turns if turn.role == "system"]
+    rounds, current = [], []
+    for turn in turns:
+        if turn.role == "system":
+            continue
+        current.append(turn)
+        if turn.role == ai_role:
+            rounds.append(current)
+            current = []
+    return system, rounds
+
+
+def _length(turns: Sequence[RenderedTurn], eot_token_id: int) -> int:
+    return sum(len(turn.token_ids(eot_token_id)) for turn in turns)
+
+
+def fit_conversation(
+    config: ModelConfig,
+    tokenizer,
+    turns: Sequence[RenderedTurn],
+    truncation: str = "turn",
+    split_long: bool = False,
+    stats: ConversionStats | None = None,
+) -> list[tuple[list[int], list[bool]]]:
+    """Samples of at most `config.max_context` tokens made from one rendered conversation."""
+    stats = stats if stats is not None else ConversionStats()
+    max_context = config.max_context
+    eot = tokenizer.eot_token_id
+    full_ids, full_mask = join_turns(config, tokenizer, turns)
+    stats.conversations += 1
+    stats.tokens_total += len(full_ids)
+    stats.supervised_total += sum(full_mask)
+
+    if len(full_ids) <= max_context:
+        samples = [(full_ids, full_mask)]
+        stats.fitted_whole += 1
+    elif truncation == "tail" and not split_long:
+        samples = [(full_ids[:max_context], full_mask[:max_context])]
+        stats.truncated += 1
+    else:
+        bos_length = len(full_ids) - _length(turns, eot)
+        system, rounds = _rounds(turns, config.ai_role)
+        budget = max_context - bos_length - _length(system, eot)
+        pieces: list[list[RenderedTurn]] = [[]]
+        for index, round_turns in enumerate(rounds):
+            round_length = _length(round_turns, eot)
+            if round_length > budget:
+                if index == 0 and not split_long:
+                    stats.dropped_first_exchange_too_long += 1
+                    return []
+                stats.rounds_dropped_too_long += 1
+                if not split_long:
+                    break
+                pieces.append([])
+                continue
+            if _length(pieces[-1], eot) + round_length > budget:
+                if not split_long:
+                    break
+                pieces.append([])
+            pieces[-1].extend(round_turns)
+        pieces = [piece for piece in pieces if piece]
+        if not pieces:
+            stats.dropped_first_exchange_too_long += 1
+            return []
+        samples = [join_turns(config, tokenizer, list(system) + piece) for piece in pieces]
+        if split_long and len(samples) > 1:
+            stats.split_conversations += 1
+            stats.split_samples += len(samples)
+        else:
+            stats.truncated += 1
+
+    kept = []
+    for token_ids, supervise_mask in samples:
+        if not any(supervise_mask):
+            stats.dropped_no_supervised_tokens += 1
+            continue
+        kept.append((token_ids, supervise_mask))
+        stats.samples += 1
+        stats.tokens_kept += len(token_ids)
+        stats.supervised_kept += sum(supervise_mask)
+    return kept
+
+
+def convert_conversations(
+    config: ModelConfig,
+    tokenizer,
+    conversations: Sequence[dict],
+    truncation: str = "turn",
+    split_long: bool = False,
+    stats: ConversionStats | None = None,
+) -> list[tuple[list[int], list[bool]]]:
+    """Render (one batched tokenizer call) and fit every conversation; invalid ones are reported, not raised."""
+    stats = stats if stats is not None else ConversionStats()
+    valid = []
+    for conversation in conversations:
+        items = conversation.get("items") if isinstance(conversation, dict) else None
+        if not isinstance(items, list) or not items or any(
+            not isinstance(item, dict) or item.get("from") not in config.role_prefix or not isinstance(item.get("value"), str)
+            for item in items
+        ):
+            stats.invalid.append(conversation.get("id") if isinstance(conversation, dict) else None)
+            continue
+        valid.append(items)
+    samples = []
+    for turns in render_turns_batch(config, tokenizer, valid):
+        samples.extend(fit_conversation(config, tokenizer, turns, truncation, split_long, stats))
+    return samples
+
+
+def split_train_eval(conversations: list, eval_ratio: float, seed: int) -> tuple[list, list]:
+    """Seeded split by conversation; at least one eval conversation when there are two or more and the ratio is set."""
+    order = list(range(len(conversations)))
+    random.Random(seed).shuffle(order)
+    eval_count = round(len(conversations) * eval_ratio)
+    if eval_ratio > 0 and eval_count == 0 and len(conversations) >= 2:
+        eval_count = 1
+    eval_indices = set(order[:eval_count])
+    train = [c for i, c in enumerate(conversations) if i not in eval_indices]
+    evaluation = [c for i, c in enumerate(conversations) if i in eval_indices]
+    return train, evaluation
+
+
+def _write_json(path: str, data) -> None:
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, ensure_ascii=False, separators=(",", ":"))
+    os.replace(temporary, path)
+
+
+def generate_dataset(
+    model_type: str,
+    model_path: str,
+    in_file: str,
+    out_dir: str,
+    eval_ratio: float = 0.01,
+    seed: int = 42,
+    truncation: str = "turn",
+    split_long: bool = False,
+) -> dict:
+    config = get_model_config(model_type)
+    if truncation not in TRUNCATION_MODES:
+        raise ValueError(f"truncation must be one of {TRUNCATION_MODES}")
+    if not os.path.isfile(in_file):
+        raise FileNotFoundError(f"input file {in_file!r} does not exist")
+    with open(in_file, encoding="utf-8") as handle:
+        conversations = json.load(handle)
+    if not isinstance(conversations, list):
+        raise ValueError(f"{in_file} must hold a JSON list of conversations")
+    tokenizer = load_tokenizer(config, model_path)
+    tokenizer.eot_token_id  # a clear error now if the model has no EOT token yet
+
+    os.makedirs(out_dir, exist_ok=True)
+    report = {"model_type": model_type, "model_path": model_path, "in_file": in_file,
+              "max_context": config.max_context, "truncation": truncation, "split_long": split_long,
+              "eval_ratio": eval_ratio, "seed": seed}
+    for split_name, split_conversations in zip(("train", "eval"), split_train_eval(conversations, eval_ratio, seed)):
+        stats = ConversionStats()
+        samples = convert_conversations(config, tokenizer, split_conversations, truncation, split_long, stats)
+        texts = tokenizer.hf_tokenizer.batch_decode([ids for ids, _ in samples], skip_special_tokens=False)
+        _write_json(os.path.join(out_dir, f"{model_type}.{split_name}.json"), [[ids, mask] for ids, mask in samples])
+        _write_json(os.path.join(out_dir, f"{model_type}.{split_name}.text.json"), texts)
+        report[split_name] = stats.as_dict()
+    _write_json(os.path.join(out_dir, f"{model_type}.report.json"), report)
+    return report
+
+
+def print_summary(report: dict, out_dir: str) -> None:
+    model_type = report["model_type"]
+    for split_name in ("train", "eval"):
+        stats = report[split_name]
+        print(
+            f"{model_type}.{split_name}: {stats['conversations']} conversations -> {stats['samples']} samples "
+            f"({stats['truncated']} truncated, {stats['split_conversations']} split into {stats['split_samples']}, "
+            f"{stats['dropped_first_exchange_too_long']} dropped: first exchange too long, "
+            f"{stats['dropped_no_supervised_tokens']} dropped: nothing supervised, {len(stats['invalid'])} invalid); "
+            f"tokens kept {stats['tokens_kept']}/{stats['tokens_total']}, "
+            f"supervised kept {stats['supervised_kept']}/{stats['supervised_total']}"
+        )
+    print(f"written to {out_dir}/{model_type}.{{train,eval}}{{,.text}}.json and {model_type}.report.json")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-type", required=True, help="registry model type, e.g. openchat or openchat_tiny")
+    parser.add_argument("--model-path", required=True, help="model folder whose tokenizer has <|end_of_turn|>")
+    parser.add_argument("--in-file", required=True, help="clean conversations JSON (e.g. sharegpt_gpt4.json)")
+    parser.add_argument("--out-dir", required=True, help="folder for T.{train,eval}[.text].json and T.report.json")
+    parser.add_argument("--eval-ratio", type=float, default=0.01, help="share of conversations held out (default 0.01)")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the train/eval split")
+    parser.add_argument("--truncation", choices=TRUNCATION_MODES, default="turn",
+                        help="turn: cut at the last whole assistant turn (default); tail: the original's raw cut")
+    parser.add_argument("--split-long", action="store_true",
+                        help="split conversations longer than the context into several samples of whole rounds")
+    args = parser.parse_args(argv)
+    if not 0 <= args.eval_ratio < 1:
+        parser.error("--eval-ratio must be in [0, 1)")
+    try:
+        report = generate_dataset(args.model_type, args.model_path, args.in_file, args.out_dir,
+                                  args.eval_ratio, args.seed, args.truncation, args.split_long)
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"generate_dataset: {error}")
+    print_summary(report, args.out_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""ochat: an open, single-node reproduction of OpenChat."""

@@ -1,0 +1,101 @@
+"""The model registry: one data-only `ModelConfig` per model type.
+
+Data conversion, training, serving and evaluation look a model type up here by
+name (`get_model_config("openchat")`) and never re-implement its template.
+Rendering lives in `ochat.config.conversation_template`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+EOT_TOKEN = "<|end_of_turn|>"
+
+
+@dataclass(frozen=True)
+class TinyShape:
+    """Size of a randomly initialised CPU twin, small enough to train in seconds."""
+
+    vocab_size: int = 2048
+    hidden_size: int = 128
+    intermediate_size: int = 344
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 4
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that makes a model type: prompt format, special tokens, context, family."""
+
+    name: str
+    architecture: str  # "llama" or "gpt_bigcode": which transformers class builds it
+    max_context: int
+    role_prefix: Mapping[str, str]  # conversation role ("human", "gpt", "system") -> text before the turn
+    ai_role: str = "gpt"
+    eot_token: str = EOT_TOKEN
+    bos_token: Optional[str] = "<s>"
+    system_prompt: Optional[str] = None  # applied when a conversation brings none
+    eot_init: str = "mean"  # new EOT embedding rows: "mean" of existing rows, or "normal" N(0, 0.02)
+    base_context: Optional[int] = None  # the base model's context when this type extends it (RoPE)
+    tiny_shape: Optional[TinyShape] = None  # set on CPU twins: `build_tiny` makes such a model
+    extra_stop_tokens: tuple = field(default=())  # further tokens that end generation (e.g. "</s>")
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.tiny_shape is not None
+
+
+_OPENCHAT_ROLES = {"human": "Human: ", "gpt": "Assistant: ", "system": "System: "}
+_OPENCODER_ROLES = {"human": "User:", "gpt": "Assistant:", "system": "System:"}
+
+
+def _tiny_twin(config: ModelConfig, **changes) -> ModelConfig:
+    fields = dict(config.__dict__, name=config.name + "_tiny", tiny_shape=TinyShape())
+    fields.update(changes)
+    return ModelConfig(**fields)
+
+
+_BASE_TYPES = [
+    ModelConfig(
+        name="openchat",
+        architecture="llama",
+        max_context=2048,
+        role_prefix=_OPENCHAT_ROLES,
+        bos_token="<s>",
+        extra_stop_tokens=("</s>",),
+    ),
+    ModelConfig(
+        name="openchat_8192",
+        architecture="llama",
+        max_context=8192,
+        base_context=2048,
+        role_prefix=_OPENCHAT_ROLES,
+        bos_token="<s>",
+        extra_stop_tokens=("</s>",),
+    ),
+    ModelConfig(
+        name="opencoder",
+        architecture="gpt_bigcode",
+        max_context=8192,
+        role_prefix=_OPENCODER_ROLES,
+        bos_token=None,
+        eot_init="normal",
+        extra_stop_tokens=("<|endoftext|>",),
+    ),
+]
+
+MODEL_CONFIGS: dict[str, ModelConfig] = {}
+for _config in _BASE_TYPES:
+    MODEL_CONFIGS[_config.name] = _config
+    MODEL_CONFIGS[_config.name + "_tiny"] = _tiny_twin(_config)
+
+
+def get_model_config(model_type: str) -> ModelConfig:
+    """Look a model type up; an unknown name is a clear error listing the known ones."""
+    try:
+        return MODEL_CONFIGS[model_type]
+    except KeyError:
+        known = ", ".join(sorted(MODEL_CONFIGS))
+        raise ValueError(f"unknown model type {model_type!r}; known model types: {known}") from None

@@ -1,0 +1,152 @@
+"""Build a tiny, randomly initialised twin of a registry model that runs anywhere.
+
+    python -m ochat.models.build_tiny --model_type openchat_tiny --out tiny_base
+
+Trains a sentencepiece BPE tokenizer (byte fallback, LLaMA's `<unk> <s> </s>`
+at ids 0, 1, 2, whitespace kept as is) on the text of the bundled ShareGPT
+pages, then writes a small `LlamaForCausalLM` (or `GPTBigCodeForCausalLM` for
+`opencoder_tiny`) with that vocabulary in Hugging Face format. The folder has
+no `<|end_of_turn|>` yet, exactly like a real base checkpoint: add it with
+`ochat.models.add_eot_token`. Same seed and corpus give the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import tempfile
+
+from ochat.config import ModelConfig, get_model_config
+
+DEFAULT_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "data_pipeline", "examples", "ShareGPT")
+
+
+def corpus_texts(corpus_dir: str) -> list[str]:
+    """Every turn of every page that cleans successfully, in sorted file order."""
+    from data_pipeline.clean_sharegpt import clean_page
+
+    paths = sorted(glob.glob(os.path.join(corpus_dir, "*.html")))
+    if not paths:
+        raise FileNotFoundError(f"no ShareGPT pages (*.html) in {corpus_dir!r} to train the tokenizer on")
+    texts = []
+    for path in paths:
+        conversation, _reason = clean_page(path)
+        if conversation is not None:
+            texts.extend(item["value"] for item in conversation["items"])
+    if not texts:
+        raise ValueError(f"none of the pages in {corpus_dir!r} holds a usable conversation")
+    return texts
+
+
+def train_sentencepiece(texts: list[str], vocab_size: int, out_dir: str) -> str:
+    """Train a LLaMA-style BPE sentencepiece model; returns the path of tokenizer.model."""
+    import sentencepiece as spm
+
+    # Lines are what sentencepiece counts as sentences; drop empty ones, keep order for determinism.
+    sentences = [line for text in texts for line in text.split("\n") if line.strip()]
+    prefix = os.path.join(out_dir, "tokenizer")
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_prefix=prefix,
+        model_type="bpe",
+        vocab_size=vocab_size,
+        byte_fallback=True,
+        split_digits=True,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        add_dummy_prefix=True,
+        allow_whitespace_only_pieces=True,
+        character_coverage=0.9995,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        shuffle_input_sentence=False,
+        num_threads=1,
+        max_sentence_length=1 << 16,
+        minloglevel=2,
+    )
+    return prefix + ".model"
+
+
+def build_hf_tokenizer(sp_model_path: str, out_dir: str):
+    """Convert the sentencepiece model to a transformers tokenizer saved beside it."""
+    import shutil
+
+    from transformers import LlamaTokenizer
+
+    with tempfile.TemporaryDirectory() as staging:
+        shutil.copy(sp_model_path, os.path.join(staging, "tokenizer.model"))
+        tokenizer = LlamaTokenizer.from_pretrained(staging, legacy=False, add_bos_token=False)
+    tokenizer.save_pretrained(out_dir)
+    if os.path.abspath(sp_model_path) != os.path.abspath(os.path.join(out_dir, "tokenizer.model")):
+        shutil.copy(sp_model_path, os.path.join(out_dir, "tokenizer.model"))
+    return tokenizer
+
+
+def build_model(config: ModelConfig, vocab_size: int, seed: int):
+    """A randomly initialised model of the twin's shape, at the base model's context."""
+    import torch
+    from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    shape = config.tiny_shape
+    context = config.base_context or config.max_context
+    torch.manual_seed(seed)
+    if config.architecture == "llama":
+        hf_config = LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=shape.hidden_size,
+            intermediate_size=shape.intermediate_size,
+            num_hidden_layers=shape.num_hidden_layers,
+            num_attention_heads=shape.num_attention_heads,
+            num_key_value_heads=shape.num_key_value_heads,
+            max_position_embeddings=context,
+            bos_token_id=1,
+            eos_token_id=2,
+            tie_word_embeddings=False,
+        )
+        return LlamaForCausalLM(hf_config)
+    hf_config = GPTBigCodeConfig(
+        vocab_size=vocab_size,
+        n_embd=shape.hidden_size,
+        n_inner=shape.intermediate_size,
+        n_layer=shape.num_hidden_layers,
+        n_head=shape.num_attention_heads,
+        n_positions=context,
+        multi_query=True,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    return GPTBigCodeForCausalLM(hf_config)
+
+
+def build_tiny(model_type: str, out_dir: str, corpus_dir: str = DEFAULT_CORPUS, seed: int = 0, vocab_size=None):
+    config = get_model_config(model_type)
+    if not config.is_tiny:
+        raise ValueError(f"{model_type} is a full-size type; build_tiny makes CPU twins such as {model_type}_tiny")
+    vocab_size = vocab_size or config.tiny_shape.vocab_size
+    os.makedirs(out_dir, exist_ok=True)
+    texts = corpus_texts(corpus_dir)
+    sp_model_path = train_sentencepiece(texts, vocab_size, out_dir)
+    os.remove(os.path.splitext(sp_model_path)[0] + ".vocab")
+    tokenizer = build_hf_tokenizer(sp_model_path, out_dir)
+    model = build_model(config, len(tokenizer), seed)
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_type", default="openchat_tiny", help="a *_tiny registry type (default: openchat_tiny)")
+    parser.add_argument("--out", required=True, help="folder to write the Hugging Face model and tokenizer to")
+    parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="folder of ShareGPT *.html pages for the tokenizer")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    parser.add_argument("--vocab_size", type=int, default=None, help="tokenizer vocabulary (default: the twin's)")
+    args = parser.parse_args(argv)
+    out_dir = build_tiny(args.model_type, args.out, args.corpus, args.seed, args.vocab_size)
+    print(f"tiny {args.model_type} base model (no EOT token yet) written to {out_dir}")
+
+
+if __name__ == "__main__":
+    main()
