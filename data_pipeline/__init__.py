@@ -1,0 +1,1 @@
+"""ShareGPT data pipeline: clean pages, filter by model, convert to tokenized samples."""

@@ -1,0 +1,1 @@
+"""Bundled ShareGPT sample corpus and the generator that writes it."""
