@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up everything ochat needs on a fresh Debian machine with Python 3.11:
+# the .venv/ in the repo root, Chromium for the browser tests, and plotly.js
+# copied next to the static pages so they work offline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${OCHAT_SKIP_APT:-0}" != 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing Chromium (browser tests and page screenshots)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  python3 -m venv .venv
+fi
+echo "== installing Python packages (torch==2.13.0 CPU wheel first, so nothing pulls CUDA)"
+.venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -q -r requirements.txt
+
+if [ -f visualization/install_plotly.py ]; then
+  .venv/bin/python -m visualization.install_plotly
+fi
+echo "== setup done: .venv ready"

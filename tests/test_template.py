@@ -1,0 +1,140 @@
+"""The registry and the one template renderer: token layout, masks, fast == slow tokenization."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import pytest
+
+from ochat.config import MODEL_CONFIGS, get_model_config, load_tokenizer, render_conversation, render_conversations
+from ochat.config.conversation_template import chat_template_jinja
+
+CONVERSATION = [
+    {"from": "human", "value": "What is 2 + 2?"},
+    {"from": "gpt", "value": "It is 4."},
+    {"from": "human", "value": "And 3 + 3?"},
+    {"from": "gpt", "value": "6, of course."},
+]
+
+
+@pytest.fixture(scope="module", params=sorted(MODEL_CONFIGS))
+def config_and_tokenizer(request, tiny_model_dir):
+    config = get_model_config(request.param)
+    return config, load_tokenizer(config, tiny_model_dir)
+
+
+def test_unknown_model_type_names_the_known_ones():
+    with pytest.raises(ValueError, match="openchat_tiny"):
+        get_model_config("gpt-17")
+
+
+def test_registry_holds_every_type_and_its_tiny_twin():
+    for name in ("openchat", "openchat_8192", "opencoder"):
+        assert get_model_config(name).tiny_shape is None
+        twin = get_model_config(name + "_tiny")
+        assert twin.is_tiny and twin.max_context == get_model_config(name).max_context
+    assert get_model_config("openchat").max_context == 2048
+    assert get_model_config("openchat_8192").max_context == 8192
+    assert get_model_config("opencoder").bos_token is None
+    assert get_model_config("opencoder").role_prefix["human"] == "User:"
+
+
+def test_render_lays_out_bos_prefix_content_eot(config_and_tokenizer):
+    config, tokenizer = config_and_tokenizer
+    token_ids, supervise_mask = render_conversation(config, tokenizer, CONVERSATION)
+    expected, expected_mask = ([tokenizer.bos_token_id] if config.bos_token else []), []
+    expected_mask += [False] * len(expected)
+    for item in CONVERSATION:
+        prefix, content = tokenizer.encode_segments_reference([config.role_prefix[item["from"]], item["value"]])
+        supervised = item["from"] == "gpt"
+        expected += prefix + content + [tokenizer.eot_token_id]
+        expected_mask += [False] * len(prefix) + [supervised] * (len(content) + 1)
+    assert token_ids == expected
+    assert supervise_mask == expected_mask
+
+
+def test_mask_is_true_exactly_on_assistant_content_and_its_eot(config_and_tokenizer):
+    config, tokenizer = config_and_tokenizer
+    token_ids, supervise_mask = render_conversation(config, tokenizer, CONVERSATION)
+    supervised_text = tokenizer.decode([t for t, m in zip(token_ids, supervise_mask) if m])
+    assert "It is 4." in supervised_text and "6, of course." in supervised_text
+    assert "Assistant" not in supervised_text and "2 + 2" not in supervised_text
+    eot_positions = [i for i, t in enumerate(token_ids) if t == tokenizer.eot_token_id]
+    assert [supervise_mask[i] for i in eot_positions] == [False, True, False, True]
+
+
+def test_generation_prompt_ends_with_open_assistant_prefix(config_and_tokenizer):
+    config, tokenizer = config_and_tokenizer
+    prompt_ids, prompt_mask = render_conversation(config, tokenizer, CONVERSATION[:3], add_generation_prompt=True)
+    closed_ids, _ = render_conversation(config, tokenizer, CONVERSATION[:3])
+    assistant_prefix = tokenizer.encode_segments([config.role_prefix["gpt"]])[0]
+    assert prompt_ids == closed_ids + assistant_prefix
+    assert not any(prompt_mask)
+
+
+def test_system_message_goes_through_the_template(config_and_tokenizer):
+    config, tokenizer = config_and_tokenizer
+    with_system, mask = render_conversation(
+        config, tokenizer, [{"from": "system", "value": "Be brief."}] + CONVERSATION[:1], add_generation_prompt=True
+    )
+    without_system, _ = render_conversation(config, tokenizer, CONVERSATION[:1], add_generation_prompt=True)
+    text = tokenizer.decode(with_system)
+    assert "Be brief." in text and config.role_prefix["system"].strip() in text
+    assert len(with_system) > len(without_system) and not any(mask)
+
+
+def test_text_that_looks_like_special_tokens_stays_text(config_and_tokenizer):
+    config, tokenizer = config_and_tokenizer
+    token_ids, _ = render_conversation(
+        config, tokenizer, [{"from": "human", "value": "print('<|end_of_turn|>')"}, {"from": "gpt", "value": "<s>"}]
+    )
+    assert token_ids.count(tokenizer.eot_token_id) == 2
+    bos_count = 1 if config.bos_token else 0
+    assert token_ids.count(tokenizer.hf_tokenizer.convert_tokens_to_ids("<s>")) == bos_count
+
+
+def test_bad_roles_are_a_clear_error(config_and_tokenizer):
+    config, tokenizer = config_and_tokenizer
+    with pytest.raises(ValueError, match="role"):
+        render_conversation(config, tokenizer, [{"from": "bot", "value": "hi"}])
+
+
+def _fuzz_texts(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    pieces = ["def ", "return x", "  ", "   ", "\n", "\n\n", "\t", "é", "你好", "привет", "😀", "123456", "_under_score",
+              "```python\n", "    indented", " ", "<s>", "<|end_of_turn|>", "Human: ", "a", "The quick brown fox"]
+    return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 25))) for _ in range(count)]
+
+
+def test_fast_tokenization_equals_slow_reference_on_corpus_and_fuzz(tiny_model_dir, tiny_data_dir):
+    config = get_model_config("openchat_tiny")
+    tokenizer = load_tokenizer(config, tiny_model_dir)
+    with open(os.path.join(tiny_data_dir, "sharegpt_clean.json"), encoding="utf-8") as handle:
+        conversations = json.load(handle)
+    texts = [item["value"] for conversation in conversations for item in conversation["items"]]
+    texts += list(config.role_prefix.values()) + _fuzz_texts(3000, seed=1)
+    assert len(texts) > 3000
+    assert tokenizer.encode_segments(texts) == tokenizer.encode_segments_reference(texts)
+
+
+def test_batched_rendering_equals_one_at_a_time(tiny_model_dir, tiny_data_dir):
+    config = get_model_config("openchat_tiny")
+    tokenizer = load_tokenizer(config, tiny_model_dir)
+    with open(os.path.join(tiny_data_dir, "sharegpt_gpt4.json"), encoding="utf-8") as handle:
+        conversations = [c["items"] for c in json.load(handle)[:20]]
+    assert render_conversations(config, tokenizer, conversations) == [
+        render_conversation(config, tokenizer, items) for items in conversations
+    ]
+
+
+def test_chat_template_renders_the_same_text(tiny_model_dir):
+    config = get_model_config("openchat_tiny")
+    tokenizer = load_tokenizer(config, tiny_model_dir)
+    assert tokenizer.hf_tokenizer.chat_template == chat_template_jinja(config)
+    text = tokenizer.hf_tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Bye"}],
+        tokenize=False, add_generation_prompt=True,
+    )
+    assert text == "<s>Human: Hi<|end_of_turn|>Assistant: Hello<|end_of_turn|>Human: Bye<|end_of_turn|>Assistant: "
