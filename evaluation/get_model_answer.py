@@ -1,0 +1,213 @@
+"""Answer a question set with every checkpoint in a folder, batched through the ochat server.
+
+For each checkpoint (a folder holding config.json; `--models_path` may be one checkpoint
+or a folder of them) an ochat OpenAI-compatible server is started as a subprocess on a
+free loopback port, all questions are sent to it at once (the engine batches them), and
+the server is stopped with SIGTERM. With `--api-base` the answers come from a server that
+is already running instead. Multi-turn questions are answered turn by turn, each turn
+seeing the model's own earlier answers. Requests carry seed SEED + question index.
+
+Output, one file per model: `OUTPUT/{bench}_{model}.jsonl`, one line per question:
+
+    {"question_id": 1, "model": "checkpoint_a", "text": "Plan the day ...", "answer_id": "1-0c1d...",
+     "metadata": {"api_model": "openchat", "temperature": 0.7, "max_tokens": 1024, "seed": 42}}
+
+Sets with multi-turn questions (MT-bench) store "turns": ["first answer", "second answer"]
+instead of "text". Existing answer files are kept unless `--overwrite`. Server logs go to
+`OUTPUT/logs/server_{model}.log`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+from evaluation.api_client import ChatClient, add_client_args, gather_with_progress
+from evaluation.benchmark_data import Question, answer_path, benchmark_name, load_questions, write_jsonl_atomic
+
+DEFAULT_DATA_PATH = str(Path(__file__).parent / "vicuna")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.get_model_answer",
+        description="Answer every question with every checkpoint, through the ochat serving engine "
+                    "(one server per checkpoint) or through a running OpenAI-compatible server (--api-base).")
+    parser.add_argument("--model_type", default=None,
+                        help="ochat model type of the checkpoints (e.g. openchat); needed to start the server")
+    parser.add_argument("--models_path", default=None,
+                        help="a checkpoint folder (with config.json) or a folder of checkpoint folders")
+    parser.add_argument("--data_path", default=DEFAULT_DATA_PATH, help="question set folder (default: %(default)s)")
+    parser.add_argument("--output_path", default="eval_results", help="where answer files go (default %(default)s)")
+    parser.add_argument("--bench", default=None, help="benchmark name in file names (default: data folder name)")
+    parser.add_argument("--model", default=None,
+                        help="with --api-base: model id to request (default: the first one GET /models lists)")
+    parser.add_argument("--model_name", default=None,
+                        help="with --api-base: name in the output file (default: the requested model id)")
+    parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default %(default)s)")
+    parser.add_argument("--max_tokens", type=int, default=1024, help="answer length limit (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=42, help="base seed; question i uses SEED+i (default %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="answer again even where an answer file exists")
+    parser.add_argument("--num_replicas", type=int, default=None, help="engine replicas of each server")
+    parser.add_argument("--server_start_timeout", type=float, default=900.0,
+                        help="seconds to wait for a started server's /health (default %(default)s)")
+    add_client_args(parser, default_parallel=64)
+    args = parser.parse_args(argv)
+    if args.api_base is None and (args.model_type is None or args.models_path is None):
+        parser.error("give --model_type and --models_path to serve checkpoints, or --api-base for a running server")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    questions = load_questions(args.data_path)
+    bench = args.bench or benchmark_name(args.data_path)
+    output_path = Path(args.output_path)
+
+    if args.api_base is not None:
+        asyncio.run(answer_through_endpoint(args, args.api_base, questions, bench, args.model, args.model_name))
+        return
+    for checkpoint in find_checkpoints(args.models_path):
+        target = answer_path(output_path, bench, checkpoint.name)
+        if target.exists() and not args.overwrite:
+            print(f"{target} exists; skipping {checkpoint.name} (use --overwrite to answer again)", file=sys.stderr)
+            continue
+        log_path = output_path / "logs" / f"server_{checkpoint.name}.log"
+        with serving_checkpoint(args.model_type, checkpoint, log_path, args.num_replicas,
+                                args.server_start_timeout) as api_base:
+            asyncio.run(answer_through_endpoint(args, api_base, questions, bench, None, checkpoint.name))
+
+
+def find_checkpoints(models_path) -> list[Path]:
+    """The folder itself when it is a checkpoint, else its sub-folders that hold a config.json."""
+    models_path = Path(models_path)
+    if not models_path.is_dir():
+        raise SystemExit(f"--models_path {models_path} is not a folder")
+    if (models_path / "config.json").is_file():
+        return [models_path]
+    checkpoints = sorted(path for path in models_path.iterdir() if (path / "config.json").is_file())
+    if not checkpoints:
+        raise SystemExit(f"no checkpoint (a folder with config.json) in {models_path}")
+    return checkpoints
+
+
+async def answer_through_endpoint(args, api_base: str, questions: list[Question], bench: str,
+                                  model: Optional[str], model_name: Optional[str]) -> None:
+    client = ChatClient.from_args(args, api_base=api_base)
+    async with client:
+        if model is None:
+            served = await client.list_models()
+            if not served:
+                raise SystemExit(f"{api_base}/models lists no model; pass --model")
+            model = served[0]
+        model_name = model_name or model
+        target = answer_path(args.output_path, bench, model_name)
+        if target.exists() and not args.overwrite:
+            print(f"{target} exists; skipping (use --overwrite to answer again)", file=sys.stderr)
+            return
+        records = await answer_questions(client, model, model_name, questions, args.temperature,
+                                         args.max_tokens, args.seed)
+    write_jsonl_atomic(target, records)
+    print(f"answers: {target}", file=sys.stderr)
+
+
+async def answer_questions(client: ChatClient, model: str, model_name: str, questions: list[Question],
+                           temperature: float, max_tokens: int, seed: int) -> list[dict]:
+    """All questions at once (the client bounds concurrency); each question's turns in sequence."""
+    multi_turn = any(len(question.turns) > 1 for question in questions)
+
+    async def answer(index: int, question: Question) -> dict:
+        messages, replies = [], []
+        for turn in question.turns:
+            messages.append({"role": "user", "content": turn})
+            reply = await client.chat(model, messages, temperature=temperature, max_tokens=max_tokens,
+                                      seed=seed + index)
+            messages.append({"role": "assistant", "content": reply})
+            replies.append(reply)
+        digest = hashlib.sha1("\x00".join(replies).encode("utf-8")).hexdigest()[:12]
+        record = {"question_id": question.question_id, "model": model_name}
+        record.update({"turns": replies} if multi_turn else {"text": replies[0]})
+        record.update({"answer_id": f"{question.question_id}-{digest}",
+                       "metadata": {"api_model": model, "temperature": temperature, "max_tokens": max_tokens,
+                                    "seed": seed + index}})
+        return record
+
+    return await gather_with_progress([answer(i, q) for i, q in enumerate(questions)], f"answering ({model_name})")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving_checkpoint(model_type: str, checkpoint: Path, log_path: Path, num_replicas: Optional[int],
+                       start_timeout: float):
+    """Runs `ochat.serving.openai_api_server` for one checkpoint; yields its /v1 base URL; SIGTERM at the end."""
+    port = free_port()
+    command = [sys.executable, "-m", "ochat.serving.openai_api_server", "--model_type", model_type,
+               "--model_path", str(checkpoint), "--host", "127.0.0.1", "--port", str(port)]
+    if num_replicas is not None:
+        command += ["--num_replicas", str(num_replicas)]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"starting server for {checkpoint} (log: {log_path})", file=sys.stderr)
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until_healthy(server, f"http://127.0.0.1:{port}/health", start_timeout, log_path)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stop_server(server)
+
+
+def wait_until_healthy(server: subprocess.Popen, health_url: str, timeout: float, log_path: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited with code {server.returncode} before it was ready; "
+                             f"last lines of {log_path}:\n{tail(log_path)}")
+        try:
+            with urllib.request.urlopen(health_url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    stop_server(server)
+    raise SystemExit(f"the server was not healthy after {timeout:.0f} s; last lines of {log_path}:\n{tail(log_path)}")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    if server.poll() is not None:
+        return
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(60)
+    except subprocess.TimeoutExpired:
+        print("server ignored SIGTERM for 60 s; killing its process group", file=sys.stderr)
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+if __name__ == "__main__":
+    main()
