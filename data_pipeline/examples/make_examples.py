@@ -29,9 +29,13 @@ import string
 from pathlib import Path
 
 from data_pipeline.examples.topics import (
+    ANSWER_CLOSERS,
+    ANSWER_OPENERS,
     BLOCKED_EXCHANGES,
     FOREIGN_TOPICS,
     GENERIC_FOLLOWUPS,
+    QUESTION_PREFIXES,
+    QUESTION_SUFFIXES,
     TOPICS,
 )
 
@@ -235,9 +239,15 @@ class PageFactory:
                 return model
         return MODELS[0][0]
 
-    def exchanges_for(self, topic, max_followups):
+    def exchanges_for(self, topic, max_followups, framed=True):
         """(question, answer markdown) pairs: the topic's main question and some follow-ups."""
-        exchanges = [(self.rng.choice(topic["questions"]), topic["answer"])]
+        question, answer = self.rng.choice(topic["questions"]), topic["answer"]
+        if framed:
+            question = self.rng.choice(QUESTION_PREFIXES) + question + self.rng.choice(QUESTION_SUFFIXES)
+            answer = self.rng.choice(ANSWER_OPENERS) + answer
+            closer = self.rng.choice(ANSWER_CLOSERS)
+            answer = answer + "\n\n" + closer if closer else answer
+        exchanges = [(question, answer)]
         followups = list(topic["followups"])
         self.rng.shuffle(followups)
         exchanges += followups[: self.rng.randint(0, max_followups)]
@@ -305,9 +315,11 @@ class PageFactory:
             model = "Model: GPT-4" if rng.random() < 0.8 else "Model: Default (GPT-3.5)"
             exchanges = self.long_exchanges()
         elif kind == "foreign":
-            exchanges = self.exchanges_for(rng.choice(FOREIGN_TOPICS), max_followups=1)
+            exchanges = self.exchanges_for(rng.choice(FOREIGN_TOPICS), max_followups=1, framed=False)
         else:
             exchanges = self.exchanges_for(rng.choice(TOPICS), max_followups=2)
+            if rng.random() < 0.3:  # users often move on to a second subject in the same chat
+                exchanges += self.exchanges_for(rng.choice(TOPICS), max_followups=1)
 
         if kind == "blocked_word":
             exchanges.insert(rng.randint(0, len(exchanges)), rng.choice(BLOCKED_EXCHANGES))

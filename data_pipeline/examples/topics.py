@@ -1666,6 +1666,24 @@ GENERIC_FOLLOWUPS = [
     ("Great, thank you.", "Glad I could help. Good luck!"),
 ]
 
+# Framing that real users and the assistant wrapped around the same request.
+QUESTION_PREFIXES = [
+    "", "", "", "", "Hi! ", "Hello, ", "Quick question: ", "I'm new to this. ", "Please help: ", "Hey, ",
+    "Can you help me? ", "Good morning! ", "I have a question. ", "My friend asked me this and I wasn't sure. ",
+    "I'm studying for an exam. ", "Sorry if this is basic, but ",
+]
+QUESTION_SUFFIXES = [
+    "", "", "", "", " Thanks!", " Please keep it simple.", " Explain it step by step.", " An example would help.",
+    " Thank you in advance.", " I only need the short version.",
+]
+ANSWER_OPENERS = ["", "", "", "Sure! ", "Great question. ", "Of course. ", "Happy to help. ", "Good question! ",
+                  "Certainly. ", "Absolutely. "]
+ANSWER_CLOSERS = [
+    "", "", "", "Let me know if you have any other questions.", "I hope this helps!",
+    "Feel free to ask if something is unclear.", "Good luck!", "If you tell me more about your situation, "
+    "I can tailor the answer.", "Happy to go into more detail on any of these points.",
+]
+
 # Conversations in other languages; the cleaner must keep their text intact.
 FOREIGN_TOPICS = [
     {
