@@ -9,7 +9,7 @@ A script is a list of rules. The first rule whose `match` text occurs in the jud
 request's user message applies; its `steps` are served one per request for each
 (rule, order, seed), the last step repeating. The order is "baseline_first" when the
 baseline's answer appears before any other answer in the prompt, else "model_first"
-(or "none" for single-answer prompts):
+(or "none" for single-answer prompts). A rule with a "seed" applies only to requests with that seed:
 
     {"match": "[q2]", "model_first": [{"status": 429, "retry_after": 0.05}, {"reply": "...\\n8 7"}],
      "baseline_first": [{"sleep": 5}, {"reply": "Scores: 9 6"}]}
@@ -58,7 +58,7 @@ class ScriptedJudge:
     def next_step(self, content: str, seed) -> tuple[Optional[int], str, dict]:
         order = self.order_of(content)
         for index, rule in enumerate(self.script):
-            if rule["match"] in content:
+            if rule["match"] in content and rule.get("seed", seed) == seed:
                 steps = rule.get(order) or rule.get("steps") or [{"reply": self.default_reply}]
                 key = (index, order, seed)
                 step = steps[min(self.served[key], len(steps) - 1)]
@@ -91,10 +91,15 @@ class ScriptedJudge:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat_completions)
-        app.router.add_get("/v1/models", lambda _: web.json_response(
-            {"object": "list", "data": [{"id": self.judge_model, "object": "model"}]}))
-        app.router.add_get("/health", lambda _: web.json_response({"status": "ok"}))
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/health", self.health)
         return app
+
+    async def models(self, _request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": self.judge_model, "object": "model"}]})
+
+    async def health(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
 
     def judge_requests(self) -> list:
         return [entry for entry in self.requests if entry[2] != "answer"]

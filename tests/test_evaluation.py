@@ -1,0 +1,388 @@
+"""The evaluation chain against real local HTTP endpoints: answers, pairwise judging with EC + BPC, summaries.
+
+The judge is a scripted OpenAI-compatible server (tests/judge_server.py) on a loopback
+port; the stages run as subprocesses, as a user runs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from judge_server import RunningServer, ScriptedJudge
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VICUNA_DATA = REPO_ROOT / "evaluation" / "vicuna"
+BASELINE = "base"
+MODEL = "mine"
+FAST_RETRIES = ["--retry_base_delay", "0.01", "--max_retry_delay", "0.2", "--request_timeout", "1.0"]
+
+
+def run_stage(module: str, *args, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        pytest.fail(f"{module} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def write_question_set(folder: Path, questions: list[tuple[str, str]]) -> Path:
+    """A Vicuna-format data folder with our reviewer and prompt files and the given (category, text) questions."""
+    folder.mkdir(parents=True)
+    for name in ("reviewer.jsonl", "prompt.jsonl"):
+        shutil.copy(VICUNA_DATA / name, folder / name)
+    with open(folder / "question.jsonl", "w") as handle:
+        for number, (category, text) in enumerate(questions, 1):
+            handle.write(json.dumps({"question_id": number, "text": text, "category": category}) + "\n")
+    return folder
+
+
+# Seven tagged questions; each rule scripts the judge per order. Expected [model, baseline] per question:
+# q1 8:7 win | q2 (8+6)/2 : (7+9)/2 = 7:8 loss, orders disagree | q3 6:6 tie after 429/500/timeout
+# q4 5:9 loss | q5 model_first never parses (failed), baseline_first 10:4 win | q6 every review fails
+# q7 first reply unparseable, retry gives 7:7, tie.
+SCENARIO_QUESTIONS = [("generic", "[q1] How do I plan a week?"), ("knowledge", "[q2] Why do tides happen?"),
+                      ("coding", "[q3] Reverse a list in Python."), ("math", "[q4] What is 6 times 7?"),
+                      ("writing", "[q5] Write a haiku about rain."), ("roleplay", "[q6] Be a pirate and greet me."),
+                      ("fermi", "[q7] How many cups of tea are drunk daily?")]
+SCENARIO_SCRIPT = [
+    {"match": "[q1]", "model_first": [{"reply": "Both are fine; the first is more specific.\n8 7"}],
+     "baseline_first": [{"reply": "The second covers more ground.\nAssistant 1: 7\nAssistant 2: 8"}]},
+    {"match": "[q2]", "model_first": [{"status": 429, "retry_after": 0.05},
+                                      {"reply": "The first explains the Moon's pull.\n8/10 and 7/10"}],
+     "baseline_first": [{"reply": "Scores: 9 6\nThe first answer covers 3 points and the second 2."}]},
+    {"match": "[q3]", "model_first": [{"status": 500}, {"reply": "Both use slicing correctly.\n[6, 6]"}],
+     "baseline_first": [{"sleep": 2}, {"reply": "Equivalent solutions.\n6, 6"}]},
+    {"match": "[q4]", "model_first": [{"reply": "Assistant 2 is right, Assistant 1 says 40.\n5 9"}],
+     "baseline_first": [{"reply": "9 5\nThe first answer is correct."}]},
+    {"match": "[q5]", "model_first": [{"reply": "I cannot decide between them."}],
+     "baseline_first": [{"reply": "Assistant 1 receives a score of 4, while Assistant 2 receives 10."}]},
+    {"match": "[q6]", "steps": [{"reply": "No scores from me today."}]},
+    {"match": "[q7]", "model_first": [{"reply": "Hmm, hard to say."}, {"reply": "Similar estimates.\n7 7"}],
+     "baseline_first": [{"reply": "Both reason the same way.\n7, 7"}]},
+]
+
+
+@pytest.fixture
+def judge():
+    server = RunningServer(ScriptedJudge(script=SCENARIO_SCRIPT, baseline=BASELINE))
+    yield server
+    server.stop()
+
+
+def answer_with_both(server: RunningServer, data_path: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Baseline answers via get_openai_answer, the model's via get_model_answer --api-base; both from the server."""
+    baselines, results = tmp_path / "eval_baselines", tmp_path / "eval_results"
+    run_stage("evaluation.get_openai_answer", "--data_path", data_path, "--output_path", baselines,
+              "--model_types", BASELINE, "--api-base", server.url, *FAST_RETRIES)
+    run_stage("evaluation.get_model_answer", "--data_path", data_path, "--output_path", results,
+              "--api-base", server.url, "--model", MODEL, *FAST_RETRIES)
+    bench = data_path.name
+    return baselines / f"{bench}_{BASELINE}.jsonl", results
+
+
+@pytest.fixture(scope="module")
+def judged_scenario(tmp_path_factory):
+    """The scenario run once through answers, judging and summary; its tests read the results."""
+    tmp_path = tmp_path_factory.mktemp("judged_scenario")
+    judge = RunningServer(ScriptedJudge(script=SCENARIO_SCRIPT, baseline=BASELINE))
+    try:
+        data_path = write_question_set(tmp_path / "scenario", SCENARIO_QUESTIONS)
+        baseline_file, results = answer_with_both(judge, data_path, tmp_path)
+        run_stage("evaluation.openai_eval", "--data_path", data_path, "--baseline_path", baseline_file,
+                  "--input_path", results, "--api-base", judge.url, "--model", "judge", *FAST_RETRIES)
+        summary_run = run_stage("evaluation.summarize", "--input_path", results)
+    finally:
+        judge.stop()
+    reviews = {record["question_id"]: record
+               for record in read_jsonl(results / "reviews" / f"scenario_{MODEL}_vs_{BASELINE}.jsonl")}
+    summary = json.loads((results / "summary.json").read_text())
+    return {"reviews": reviews, "summary": summary, "table": summary_run.stdout, "judge": judge.judge}
+
+
+# ---------------------------------------------------------------- score parsing
+
+@pytest.mark.parametrize("reply, expected", [
+    ("8 7", (8, 7)),
+    ("8, 7", (8, 7)),
+    ("The first is better.\n[8, 7]", (8, 7)),
+    ("Reasons...\n8/10 and 7/10", (8, 7)),
+    ("Reasons...\nAssistant 1: 8\nAssistant 2: 7", (8, 7)),
+    ("Scores: 8.5 7\nThe first answer covers 3 points and the second 2.", (8.5, 7)),
+    ("**Assistant 1**: 9/10, **Assistant 2**: 6/10", (9, 6)),
+    ("Assistant 1 receives a score of 4, while Assistant 2 receives 10.", (4, 10)),
+    ("8 out of 10 and 7 out of 10", (8, 7)),
+])
+def test_score_parser_reads_common_formats(reply, expected):
+    from evaluation.judge import parse_score_pair
+    assert parse_score_pair(reply) == expected
+
+
+@pytest.mark.parametrize("reply", ["I cannot decide.", "", "Scores: 8", "Scores: 80 70", "1 2 3"])
+def test_score_parser_returns_none_rather_than_guessing(reply):
+    from evaluation.judge import parse_score_pair
+    assert parse_score_pair(reply) is None
+
+
+# ---------------------------------------------------------------- loaders
+
+def test_own_question_set_has_the_original_category_counts():
+    from evaluation.benchmark_data import load_questions, load_reviewers
+    questions = load_questions(VICUNA_DATA)
+    counts = {}
+    for question in questions:
+        counts[question.category] = counts.get(question.category, 0) + 1
+    assert counts == {"generic": 10, "knowledge": 10, "roleplay": 10, "common-sense": 10, "fermi": 10,
+                      "counterfactual": 10, "coding": 7, "math": 3, "writing": 10}
+    assert [question.question_id for question in questions] == list(range(1, 81))
+    assert set(load_reviewers(VICUNA_DATA)) == {"general", "coding", "math"}
+
+
+SHARED_BENCHMARKS = REPO_ROOT.parent / "shared" / "benchmarks"
+needs_shared = pytest.mark.skipif(not SHARED_BENCHMARKS.is_dir(),
+                                  reason="published benchmark copies (../shared/benchmarks) are not on this machine")
+
+
+@needs_shared
+def test_loaders_read_the_official_vicuna_and_fastchat_files():
+    from evaluation.benchmark_data import load_questions, load_reviewers, reviewer_for
+    official = load_questions(SHARED_BENCHMARKS / "vicuna")
+    fastchat = load_questions(SHARED_BENCHMARKS / "vicuna_bench_fastchat")
+    assert len(official) == 80 and [q.text for q in official] == [q.text for q in fastchat]
+    reviewers = load_reviewers(SHARED_BENCHMARKS / "vicuna")
+    assert reviewer_for(reviewers, "math").reviewer_id == "gpt-4-math"
+    assert reviewer_for(reviewers, "roleplay").reviewer_id == "gpt-4-default"
+    messages = reviewer_for(reviewers, "coding").render("Q?", "first", "second")
+    assert "first" in messages[1]["content"] and "coding abilities" in messages[1]["content"]
+    mt_bench = load_questions(SHARED_BENCHMARKS / "mt_bench")
+    assert len(mt_bench) == 80 and all(len(q.turns) == 2 for q in mt_bench)
+
+
+# ---------------------------------------------------------------- client
+
+def test_client_waits_at_least_retry_after_on_429():
+    from evaluation.api_client import ChatClient
+    server = RunningServer(ScriptedJudge(script=[{"match": "ping", "steps": [
+        {"status": 429, "retry_after": 0.4}, {"reply": "pong"}]}]))
+    try:
+        async def ask():
+            async with ChatClient(api_base=server.url, retry_base_delay=0.001, max_retries=3) as client:
+                started = time.monotonic()
+                reply = await client.chat("judge", [{"role": "user", "content": "ping"}])
+                return reply, time.monotonic() - started
+        reply, elapsed = asyncio.run(ask())
+    finally:
+        server.stop()
+    assert reply == "pong" and elapsed >= 0.4
+
+
+def test_client_gives_up_after_max_retries_with_a_clear_error():
+    from evaluation.api_client import ChatClient, ChatRequestError
+    server = RunningServer(ScriptedJudge(script=[{"match": "ping", "steps": [{"status": 503}]}]))
+    try:
+        async def ask():
+            async with ChatClient(api_base=server.url, retry_base_delay=0.001, max_retries=2) as client:
+                await client.chat("judge", [{"role": "user", "content": "ping"}])
+        with pytest.raises(ChatRequestError, match="3 attempts.*HTTP 503"):
+            asyncio.run(ask())
+    finally:
+        server.stop()
+    assert len(server.judge.judge_requests()) == 3
+
+
+# ---------------------------------------------------------------- answering
+
+def test_answer_stages_write_one_answer_per_question_and_skip_existing_files(judge, tmp_path):
+    data_path = write_question_set(tmp_path / "tiny", SCENARIO_QUESTIONS[:3])
+    baseline_file, results = answer_with_both(judge, data_path, tmp_path)
+    answers = read_jsonl(results / f"tiny_{MODEL}.jsonl")
+    assert [a["question_id"] for a in answers] == [1, 2, 3]
+    assert answers[0]["model"] == MODEL and answers[0]["text"] == f"Answer from {MODEL}: [q1] How do I plan a week?"
+    assert read_jsonl(baseline_file)[2]["text"].startswith(f"Answer from {BASELINE}: [q3]")
+    answered = len(judge.judge.requests)
+    rerun = run_stage("evaluation.get_model_answer", "--data_path", data_path, "--output_path", results,
+                      "--api-base", judge.url, "--model", MODEL)
+    assert "exists; skipping" in rerun.stderr and len(judge.judge.requests) == answered
+
+
+def test_multi_turn_questions_are_answered_turn_by_turn(judge, tmp_path):
+    data_path = tmp_path / "two_turns"
+    data_path.mkdir()
+    (data_path / "question.jsonl").write_text(json.dumps(
+        {"question_id": 7, "category": "writing", "turns": ["Write a line.", "Now shorten it."]}) + "\n")
+    run_stage("evaluation.get_model_answer", "--data_path", data_path, "--output_path", tmp_path / "out",
+              "--api-base", judge.url, "--model", MODEL)
+    (answer,) = read_jsonl(tmp_path / "out" / f"two_turns_{MODEL}.jsonl")
+    assert answer["turns"] == [f"Answer from {MODEL}: Write a line.", f"Answer from {MODEL}: Now shorten it."]
+
+
+# ---------------------------------------------------------------- judging and summary
+
+def test_summary_matches_hand_computed_scores(judged_scenario):
+    (entry,) = judged_scenario["summary"]["models"]
+    assert judged_scenario["summary"]["baseline"] == BASELINE
+    assert judged_scenario["summary"]["benchmark"] == "scenario"
+    assert entry["total_model"] == pytest.approx(8 + 7 + 6 + 5 + 10 + 7)
+    assert entry["total_baseline"] == pytest.approx(7 + 8 + 6 + 9 + 4 + 7)
+    assert entry["score_pct"] == pytest.approx(100 * 43 / 41)
+    assert (entry["wins"], entry["ties"], entry["losses"]) == (2, 2, 2)
+    assert entry["judged"] == 6 and entry["failed"] == 3 and entry["failed_questions"] == 1
+
+
+def test_position_conflict_rate_counts_pairs_judged_in_both_orders(judged_scenario):
+    (entry,) = judged_scenario["summary"]["models"]
+    assert entry["position_checked"] == 5  # q5 has one order only, q6 none
+    assert entry["conflict_rate"] == pytest.approx(1 / 5)
+    assert [qid for qid, record in judged_scenario["reviews"].items() if record["conflict"]] == [2]
+
+
+def test_per_category_breakdown(judged_scenario):
+    categories = judged_scenario["summary"]["models"][0]["categories"]
+    assert categories["generic"] == {"score_pct": pytest.approx(100 * 8 / 7), "wins": 1, "ties": 0, "losses": 0}
+    assert categories["knowledge"]["score_pct"] == pytest.approx(100 * 7 / 8)
+    assert categories["writing"]["score_pct"] == pytest.approx(250.0)
+    assert "roleplay" not in categories  # its only question has no verdict
+
+
+def test_scores_are_mapped_back_to_model_and_baseline_whatever_the_order(judged_scenario):
+    reviews = {(r["order"], r["sample"]): r for r in judged_scenario["reviews"][4]["reviews"]}
+    assert reviews[("model_first", 0)]["scores"] == [5, 9]
+    assert reviews[("baseline_first", 0)]["scores"] == [5, 9]
+    assert judged_scenario["reviews"][4]["verdict"] == "loss"
+
+
+def test_unparseable_reviews_are_retried_then_recorded_failed_never_zero(judged_scenario):
+    all_failed = judged_scenario["reviews"][6]
+    assert all_failed["verdict"] is None and all_failed["score_model"] is None
+    assert [r["failed"] for r in all_failed["reviews"]] == [True, True]
+    assert all(r["scores"] is None for r in all_failed["reviews"])
+    one_failed = judged_scenario["reviews"][5]
+    assert (one_failed["score_model"], one_failed["score_baseline"]) == (10, 4)
+    retried = judged_scenario["reviews"][7]
+    assert retried["verdict"] == "tie" and not any(r["failed"] for r in retried["reviews"])
+    q6_rule = 5
+    asked = [entry for entry in judged_scenario["judge"].judge_requests() if entry[1] == q6_rule]
+    assert len(asked) == 2 * 3  # both orders, first try + 2 parse retries
+
+
+def test_rate_limits_server_errors_and_timeouts_are_retried(judged_scenario):
+    kinds = [entry[4] for entry in judged_scenario["judge"].judge_requests()]
+    assert {"status", "sleep"} <= set(kinds)
+    assert judged_scenario["reviews"][2]["verdict"] == "loss"  # the 429 was retried
+    assert judged_scenario["reviews"][3]["verdict"] == "tie"  # the 500 and the timeout were retried
+
+
+def test_summary_table_is_printed(judged_scenario):
+    assert "104.9%" in judged_scenario["table"] and "2/2/2" in judged_scenario["table"]
+
+
+def test_num_samples_draws_reviews_per_order_and_averages_them(tmp_path):
+    script = [{"match": "[q1]", "seed": 0, "steps": [{"reply": "8 6"}]},
+              {"match": "[q1]", "seed": 1, "steps": [{"reply": "6 6"}]}]
+    server = RunningServer(ScriptedJudge(script=script, baseline=BASELINE))
+    try:
+        data_path = write_question_set(tmp_path / "sampled", SCENARIO_QUESTIONS[:1])
+        baseline_file, results = answer_with_both(server, data_path, tmp_path)
+        run_stage("evaluation.openai_eval", "--data_path", data_path, "--baseline_path", baseline_file,
+                  "--input_path", results, "--api-base", server.url, "--model", "judge", "--num_samples", "2",
+                  "--temperature", "1.0", *FAST_RETRIES)
+    finally:
+        server.stop()
+    (record,) = read_jsonl(results / "reviews" / f"sampled_{MODEL}_vs_{BASELINE}.jsonl")
+    assert len(record["reviews"]) == 4
+    # model_first: model 8 and 6 -> 7, baseline 6; baseline_first: baseline 8 and 6 -> 7, model 6
+    assert (record["score_model"], record["score_baseline"]) == (pytest.approx(6.5), pytest.approx(6.5))
+    assert record["conflict"] is True
+
+
+def test_existing_reviews_are_not_overwritten_without_continue(judge, tmp_path):
+    data_path = write_question_set(tmp_path / "again", SCENARIO_QUESTIONS[:1])
+    baseline_file, results = answer_with_both(judge, data_path, tmp_path)
+    arguments = ["--data_path", data_path, "--baseline_path", baseline_file, "--input_path", results,
+                 "--api-base", judge.url, "--model", "judge"]
+    run_stage("evaluation.openai_eval", *arguments)
+    second = run_stage("evaluation.openai_eval", *arguments, check=False)
+    assert second.returncode != 0 and "--continue" in second.stderr
+
+
+# ---------------------------------------------------------------- crash and resume
+
+def crash_script() -> list[dict]:
+    """Order-dependent scores that vary by question, so a wrong resume would show in the results."""
+    rules = []
+    for number in range(1, 81):
+        tag = f"[c{number}]"
+        first, second = 3 + number % 7, 2 + number % 5
+        rules.append({"match": tag, "model_first": [{"reply": f"Explanation.\n{first} {second}"}],
+                      "baseline_first": [{"reply": f"Explanation.\n[{second + number % 2}, {first}]"}]})
+    return rules
+
+
+def test_killed_run_resumes_with_continue_to_the_same_results(tmp_path):
+    questions = [(category, f"[c{number}] question {number}?")
+                 for number, category in enumerate(["generic", "coding", "math", "writing"] * 20, 1)]
+    data_path = write_question_set(tmp_path / "crash", questions)
+    server = RunningServer(ScriptedJudge(script=crash_script(), baseline=BASELINE, latency=0.02))
+    try:
+        baseline_file, results = answer_with_both(server, data_path, tmp_path)
+        uninterrupted = tmp_path / "uninterrupted"
+        shutil.copytree(results, uninterrupted)
+        base_arguments = ["--data_path", data_path, "--baseline_path", baseline_file, "--api-base", server.url,
+                          "--model", "judge", "--parallel", "2", *FAST_RETRIES]
+        run_stage("evaluation.openai_eval", *base_arguments, "--input_path", uninterrupted)
+        asked_before = len(server.judge.judge_requests())
+
+        command = [sys.executable, "-m", "evaluation.openai_eval", *map(str, base_arguments), "--input_path", results]
+        victim = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        calls_log = results / "reviews" / f"crash_{MODEL}_vs_{BASELINE}.calls.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not calls_log.exists() or len(calls_log.read_bytes().splitlines()) < 40):
+            time.sleep(0.01)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+        logged_at_kill = len(read_jsonl(calls_log))
+        assert 40 <= logged_at_kill < 160, "the kill should land mid-run"
+        assert not (results / "reviews" / f"crash_{MODEL}_vs_{BASELINE}.jsonl").exists()
+
+        run_stage("evaluation.openai_eval", *base_arguments, "--input_path", results, "--continue")
+        asked_after = len(server.judge.judge_requests()) - asked_before
+    finally:
+        server.stop()
+    name = f"reviews/crash_{MODEL}_vs_{BASELINE}.jsonl"
+    assert read_jsonl(results / name) == read_jsonl(uninterrupted / name)
+    assert asked_after <= 160 + 2, "judged calls were asked again (at most the 2 in flight may repeat)"
+    assert len(read_jsonl(calls_log)) <= 160 + 2
+
+
+# ---------------------------------------------------------------- the real ochat server answering
+
+SERVER_MODULE = REPO_ROOT / "ochat" / "serving" / "openai_api_server.py"
+
+
+@pytest.mark.skipif(not SERVER_MODULE.exists(), reason="ochat/serving/openai_api_server.py is not in the tree yet")
+@pytest.mark.timeout(600)
+def test_get_model_answer_serves_each_checkpoint_with_the_ochat_server(tiny_model_dir, tmp_path):
+    """Slow (starts the real server with the tiny model): one checkpoint folder, every question answered."""
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    os.symlink(tiny_model_dir, checkpoints / "tiny_a")
+    data_path = write_question_set(tmp_path / "served", SCENARIO_QUESTIONS[:3])
+    run_stage("evaluation.get_model_answer", "--model_type", "openchat_tiny", "--models_path", checkpoints,
+              "--data_path", data_path, "--output_path", tmp_path / "results", "--max_tokens", "8",
+              "--num_replicas", "1", timeout=540)
+    answers = read_jsonl(tmp_path / "results" / "served_tiny_a.jsonl")
+    assert [a["question_id"] for a in answers] == [1, 2, 3]
+    assert all(isinstance(a["text"], str) and a["model"] == "tiny_a" for a in answers)
