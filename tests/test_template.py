@@ -71,7 +71,7 @@ def test_generation_prompt_ends_with_open_assistant_prefix(config_and_tokenizer)
     closed_ids, _ = render_conversation(config, tokenizer, CONVERSATION[:3])
     assistant_prefix = tokenizer.encode_segments([config.role_prefix["gpt"]])[0]
     assert prompt_ids == closed_ids + assistant_prefix
-    assert not any(prompt_mask)
+    assert not any(prompt_mask[len(closed_ids):])
 
 
 def test_system_message_goes_through_the_template(config_and_tokenizer):

@@ -41,14 +41,17 @@ def corpus_texts(corpus_dir: str) -> list[str]:
 
 def train_sentencepiece(texts: list[str], vocab_size: int, out_dir: str) -> str:
     """Train a LLaMA-style BPE sentencepiece model; returns the path of tokenizer.model."""
+    import io
+
     import sentencepiece as spm
 
     # Lines are what sentencepiece counts as sentences; drop empty ones, keep order for determinism.
     sentences = [line for text in texts for line in text.split("\n") if line.strip()]
-    prefix = os.path.join(out_dir, "tokenizer")
+    # Written through a buffer: with a model_prefix the output folder's path would be stored in the model.
+    model_bytes = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences),
-        model_prefix=prefix,
+        model_writer=model_bytes,
         model_type="bpe",
         vocab_size=vocab_size,
         byte_fallback=True,
@@ -67,7 +70,10 @@ def train_sentencepiece(texts: list[str], vocab_size: int, out_dir: str) -> str:
         max_sentence_length=1 << 16,
         minloglevel=2,
     )
-    return prefix + ".model"
+    model_path = os.path.join(out_dir, "tokenizer.model")
+    with open(model_path, "wb") as handle:
+        handle.write(model_bytes.getvalue())
+    return model_path
 
 
 def build_hf_tokenizer(sp_model_path: str, out_dir: str):
@@ -129,7 +135,6 @@ def build_tiny(model_type: str, out_dir: str, corpus_dir: str = DEFAULT_CORPUS, 
     os.makedirs(out_dir, exist_ok=True)
     texts = corpus_texts(corpus_dir)
     sp_model_path = train_sentencepiece(texts, vocab_size, out_dir)
-    os.remove(os.path.splitext(sp_model_path)[0] + ".vocab")
     tokenizer = build_hf_tokenizer(sp_model_path, out_dir)
     model = build_model(config, len(tokenizer), seed)
     model.save_pretrained(out_dir)
