@@ -78,6 +78,11 @@ EMPTY_CODE_BLOCK = re.compile(r"\n*```\n[^\n`]*Copy code\s*```\n*")
 CODE_BLOCK_HEADER = re.compile(r"```\n([^\n`]*?)Copy code")
 FENCED_CODE = re.compile(r"(```.*?```)", re.S)
 BLANK_LINE_RUN = re.compile(r"\n(?:[ \t]*\n){2,}")
+PRE_BLOCK = re.compile(r"<pre\b.*?</pre\s*>", re.S | re.I)
+CODE_IN_PRE = re.compile(r"(<code\b[^>]*>)(.*?)(</code\s*>)", re.S | re.I)
+SPAN_TAG = re.compile(r"</?span\b[^>]*>", re.I)
+SVG_SHAPES = r"(?:\s*<(?:path|rect|line|polyline|polygon|circle)\b[^>]*>(?:\s*</(?:path|rect|line|polyline|polygon|circle)>)?)*"
+COPY_BUTTON_ICON = re.compile(r"(<button\b[^>]*>)\s*<svg\b[^>]*>" + SVG_SHAPES + r"\s*</svg>", re.I)
 
 MARKDOWN_CONVERTER = MarkdownConverter(
     strip=["div", "span"],
@@ -215,7 +220,20 @@ def html_to_markdown(html):
     div/span wrappers (and the highlighter's spans inside code) are stripped so
     code keeps its indentation and identifiers keep their underscores.
     """
-    return MARKDOWN_CONVERTER.convert(html)
+    return MARKDOWN_CONVERTER.convert(drop_inert_markup(html))
+
+
+def drop_inert_markup(html):
+    """Remove markup that cannot change the Markdown, before the (slow) parse.
+
+    Highlighter spans inside `<pre><code>` (text there is kept verbatim, so
+    unwrapping it changes nothing) and the text-less icon at the start of the
+    Copy-code button make up most of an answer's tags; dropping them with a
+    regex roughly halves the conversion time for code-heavy answers.
+    """
+    html = COPY_BUTTON_ICON.sub(r"\1", html)
+    return PRE_BLOCK.sub(lambda pre: CODE_IN_PRE.sub(
+        lambda code: code.group(1) + SPAN_TAG.sub("", code.group(2)) + code.group(3), pre.group(0)), html)
 
 
 def clean_markdown(text):

@@ -263,3 +263,16 @@ def test_missing_input_folder_fails_with_a_clear_message(tmp_path):
     result = run_cli("--in-dir", tmp_path / "nope", "--out-file", tmp_path / "out.json")
     assert result.returncode != 0
     assert "does not exist" in result.stderr
+
+
+def test_dropping_inert_markup_never_changes_the_markdown():
+    from data_pipeline.clean_sharegpt import MARKDOWN_CONVERTER, read_conversation
+
+    answers = []
+    for path in sorted(BUNDLED_CORPUS.glob("*.html"))[:120]:
+        try:
+            answers += [item["value"] for item in read_conversation(path.read_bytes())[3] if item["from"] == "gpt"]
+        except Exception:
+            continue
+    assert len(answers) > 100
+    assert [html_to_markdown(answer) for answer in answers] == [MARKDOWN_CONVERTER.convert(answer) for answer in answers]
