@@ -11,8 +11,9 @@ as failed and left out of every average: never counted as 0 : 0.
 Files, under `--output_path` (default INPUT_PATH/reviews):
 
 `{bench}_{model}_vs_{baseline}.calls.jsonl`: the durable log, one line per finished judge
-call, appended and fsynced as each call returns; `--continue` reads it and asks only the
-(question, order, sample) calls it lacks (calls that failed on transport errors are asked again):
+call, appended and flushed to the OS as each call returns (fsynced every half second);
+`--continue` reads it and asks only the (question, order, sample) calls it lacks (calls
+that failed on transport errors are asked again):
 
     {"question_id": 1, "order": "baseline_first", "sample": 0, "text": "...\\n[7, 8]",
      "scores": [8.0, 7.0], "failed": false, "error": null, "judge": "gpt-4"}
@@ -36,6 +37,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from statistics import mean
 from typing import Optional
@@ -47,6 +49,7 @@ from evaluation.benchmark_data import (Question, Reviewer, answer_files, benchma
 from evaluation.judge import ask_judge, parse_score_pair
 
 ORDERS = ("model_first", "baseline_first")
+FSYNC_INTERVAL = 0.5
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -153,6 +156,7 @@ class PairJudging:
             self.calls = {call_key(call): call for call in read_call_log(self.calls_path)}
         self.calls_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.calls_path, "a", encoding="utf-8")
+        self._last_fsync = time.monotonic()
 
     def pending(self):
         """(question, order, sample) calls the log lacks, or holds only as transport failures."""
@@ -169,13 +173,18 @@ class PairJudging:
         return (model_text, baseline_text) if order == "model_first" else (baseline_text, model_text)
 
     def record(self, call: dict) -> None:
-        """Appends one finished call and forces it to disk, so a kill loses only calls in flight."""
+        """Appends one finished call and hands it to the OS at once, so a killed process loses only
+        calls in flight; fsyncs at most every FSYNC_INTERVAL seconds (and at the end) against power loss,
+        since an fsync per call would stall the event loop for milliseconds each time."""
         self._log.write(json.dumps(call, ensure_ascii=False) + "\n")
         self._log.flush()
-        os.fsync(self._log.fileno())
+        if time.monotonic() - self._last_fsync >= FSYNC_INTERVAL:
+            os.fsync(self._log.fileno())
+            self._last_fsync = time.monotonic()
         self.calls[call_key(call)] = call
 
     def write_reviews(self) -> None:
+        os.fsync(self._log.fileno())
         self._log.close()
         records = []
         for question in self.questions:

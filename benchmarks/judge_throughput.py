@@ -1,0 +1,123 @@
+"""Wall time to judge 80 answer pairs in both orders against a judge endpoint with fixed latency.
+
+Compares `python -m evaluation.openai_eval --parallel N` (N = 1, 8, 32 by default) with a
+sequential loop that asks the judge one call at a time through the official `openai`
+client, as the original evaluation script did. The judge is the scripted
+OpenAI-compatible server from tests/judge_server.py, run as its own process, holding
+every reply for `--latency` seconds.
+
+    python benchmarks/judge_throughput.py --latency 0.2 --parallel 1 8 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from evaluation.benchmark_data import load_questions, load_reviewers, reviewer_for  # noqa: E402
+from evaluation.judge import parse_score_pair  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds the judge holds each reply")
+    parser.add_argument("--parallel", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--data_path", default=str(REPO_ROOT / "evaluation" / "vicuna"))
+    parser.add_argument("--work_dir", default=str(REPO_ROOT / "benchmarks" / "_work" / "judge_throughput"))
+    args = parser.parse_args()
+
+    work = Path(args.work_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    results, baseline_file = write_answers(work, args.data_path)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "judge_server.py"), "--port", str(port),
+                               "--latency", str(args.latency)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api_base = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health")
+        calls = 2 * len(load_questions(args.data_path))
+        rows = [("sequential loop (openai client)", sequential_judge(api_base, args.data_path, results, baseline_file))]
+        for parallel in args.parallel:
+            rows.append((f"openai_eval --parallel {parallel}",
+                         run_openai_eval(api_base, args.data_path, results, baseline_file, parallel)))
+    finally:
+        server.terminate()
+        server.wait()
+
+    sequential = rows[0][1]
+    print(f"judge calls: {calls} (80 pairs x 2 orders), judge latency {args.latency * 1000:.0f} ms")
+    print(f"{'method':<34} {'wall s':>8} {'calls/s':>8} {'speed-up':>9}")
+    for name, seconds in rows:
+        print(f"{name:<34} {seconds:>8.2f} {calls / seconds:>8.1f} {sequential / seconds:>8.1f}x")
+
+
+def write_answers(work: Path, data_path: str) -> tuple[Path, Path]:
+    questions = load_questions(data_path)
+    results, baselines = work / "results", work / "baselines"
+    for folder, model in ((results, "model"), (baselines, "baseline")):
+        folder.mkdir(parents=True)
+        with open(folder / f"vicuna_{model}.jsonl", "w") as handle:
+            for question in questions:
+                handle.write(json.dumps({"question_id": question.question_id, "model": model,
+                                         "text": f"Answer from {model}: {question.text}"}) + "\n")
+    return results, baselines / "vicuna_baseline.jsonl"
+
+
+def sequential_judge(api_base: str, data_path: str, results: Path, baseline_file: Path) -> float:
+    """One blocking call after another, both orders, as the original review loop did."""
+    from openai import OpenAI
+    client = OpenAI(base_url=api_base, api_key="unused")
+    reviewers = load_reviewers(data_path)
+    model_answers = {json.loads(line)["question_id"]: json.loads(line)["text"]
+                     for line in open(results / "vicuna_model.jsonl")}
+    baseline_answers = {json.loads(line)["question_id"]: json.loads(line)["text"] for line in open(baseline_file)}
+    started = time.perf_counter()
+    for question in load_questions(data_path):
+        reviewer = reviewer_for(reviewers, question.category)
+        pair = (model_answers[question.question_id], baseline_answers[question.question_id])
+        for first, second in (pair, pair[::-1]):
+            reply = client.chat.completions.create(model="judge", messages=reviewer.render(question.text, first, second),
+                                                   temperature=0.2, max_tokens=1024)
+            parse_score_pair(reply.choices[0].message.content)
+    return time.perf_counter() - started
+
+
+def run_openai_eval(api_base: str, data_path: str, results: Path, baseline_file: Path, parallel: int) -> float:
+    """Wall time of the whole stage as a user runs it, process start-up included."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "evaluation.openai_eval", "--data_path", data_path,
+                    "--baseline_path", str(baseline_file), "--input_path", str(results), "--api-base", api_base,
+                    "--model", "judge", "--parallel", str(parallel), "--overwrite"],
+                   cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"judge server at {url} did not start")
+
+
+if __name__ == "__main__":
+    main()
