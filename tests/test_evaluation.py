@@ -386,3 +386,108 @@ def test_get_model_answer_serves_each_checkpoint_with_the_ochat_server(tiny_mode
     answers = read_jsonl(tmp_path / "results" / "served_tiny_a.jsonl")
     assert [a["question_id"] for a in answers] == [1, 2, 3]
     assert all(isinstance(a["text"], str) and a["model"] == "tiny_a" for a in answers)
+
+
+# ---------------------------------------------------------------- MT-bench
+
+def mt_bench_data(folder: Path, questions: list[dict]) -> Path:
+    """A FastChat-format MT-bench folder: the given questions with the official judge prompts."""
+    folder.mkdir(parents=True)
+    shutil.copy(SHARED_BENCHMARKS / "mt_bench" / "judge_prompts.jsonl", folder / "judge_prompts.jsonl")
+    with open(folder / "question.jsonl", "w") as handle:
+        for question in questions:
+            handle.write(json.dumps(question) + "\n")
+    return folder
+
+
+MT_QUESTIONS = [
+    {"question_id": 1, "category": "writing", "turns": ["[w1] Write a limerick.", "[w2] Make it sadder."]},
+    {"question_id": 2, "category": "math", "turns": ["[m1] What is 2+3?", "[m2] And times 4?"],
+     "reference": ["REFERENCE-5", "REFERENCE-20"]},
+]
+
+
+@needs_shared
+def test_mt_bench_single_grading_scores_per_turn_and_leaves_out_unreadable_ratings(tmp_path):
+    script = [{"match": "[w2]", "steps": [{"reply": "Good follow-up. Rating: [[6]]"}]},
+              {"match": "[w1]", "steps": [{"reply": "Lively. Rating: [[8]]"}]},
+              {"match": "[m2]", "steps": [{"reply": "Correct, matches the reference. [[4]]"}]},
+              {"match": "[m1]", "steps": [{"reply": "I would rate it highly."}]}]
+    server = RunningServer(ScriptedJudge(script=script))
+    try:
+        data_path = mt_bench_data(tmp_path / "mt_bench", MT_QUESTIONS)
+        run_stage("evaluation.get_model_answer", "--data_path", data_path, "--output_path", tmp_path / "answers",
+                  "--api-base", server.url, "--model", MODEL)
+        run_stage("evaluation.mt_bench", "--data_path", data_path, "--answer_path", tmp_path / "answers",
+                  "--output_path", tmp_path / "judgment", "--judge_model", "judge", "--api-base", server.url,
+                  *FAST_RETRIES)
+    finally:
+        server.stop()
+    rows = {(row["question_id"], row["turn"]): row for row in read_jsonl(tmp_path / "judgment" / "judge_single.jsonl")}
+    assert {key: row["score"] for key, row in rows.items()} == {(1, 1): 8, (1, 2): 6, (2, 1): -1, (2, 2): 4}
+    assert rows[(2, 2)]["judge"] == ["judge", "single-math-v1-multi-turn"]
+    assert "REFERENCE-5" in rows[(2, 1)]["user_prompt"] and "REFERENCE-20" in rows[(2, 2)]["user_prompt"]
+    assert f"Answer from {MODEL}: [m2] And times 4?" in rows[(2, 2)]["user_prompt"]
+    run_stage("evaluation.summarize", "--input_path", tmp_path / "judgment")
+    (entry,) = json.loads((tmp_path / "judgment" / "summary_mt_bench.json").read_text())["single"]["models"]
+    assert entry["turns"] == {"1": 8, "2": 5} and entry["mean"] == pytest.approx(6)
+    assert entry["failed"] == 1 and entry["scored"] == 3
+
+
+@needs_shared
+def test_mt_bench_pairwise_counts_swapped_order_disagreement_as_a_tie(tmp_path):
+    script = [{"match": "[w2]", "model_first": [{"reply": "[[A]]"}], "baseline_first": [{"reply": "[[A]]"}]},
+              {"match": "[w1]", "model_first": [{"reply": "A is better. [[A]]"}],
+               "baseline_first": [{"reply": "B is better. [[B]]"}]},
+              {"match": "[m2]", "model_first": [{"reply": "no verdict"}], "baseline_first": [{"reply": "[[C]]"}]},
+              {"match": "[m1]", "steps": [{"reply": "Equal. [[C]]"}]}]
+    server = RunningServer(ScriptedJudge(script=script, baseline=BASELINE))
+    try:
+        data_path = mt_bench_data(tmp_path / "mt_bench", MT_QUESTIONS)
+        for model in (MODEL, BASELINE):
+            run_stage("evaluation.get_model_answer", "--data_path", data_path, "--output_path", tmp_path / "answers",
+                      "--api-base", server.url, "--model", model)
+        run_stage("evaluation.mt_bench", "--data_path", data_path, "--answer_path", tmp_path / "answers",
+                  "--output_path", tmp_path / "judgment", "--judge_model", "judge", "--mode", "pairwise-baseline",
+                  "--baseline", BASELINE, "--api-base", server.url, *FAST_RETRIES)
+    finally:
+        server.stop()
+    games = {(row["question_id"], row["turn"]): (row["g1_winner"], row["g2_winner"])
+             for row in read_jsonl(tmp_path / "judgment" / "judge_pair.jsonl")}
+    assert games == {(1, 1): ("model_1", "model_1"), (1, 2): ("model_1", "model_2"),
+                     (2, 1): ("tie", "tie"), (2, 2): ("error", "tie")}
+    run_stage("evaluation.summarize", "--input_path", tmp_path / "judgment", "--mode", "mt_bench")
+    (entry,) = json.loads((tmp_path / "judgment" / "summary_mt_bench.json").read_text())["pairwise"]["models"]
+    assert (entry["wins"], entry["ties"], entry["losses"], entry["inconsistent"], entry["failed"]) == (1, 2, 0, 1, 1)
+    assert entry["win_rate"] == pytest.approx(1 / 3) and entry["win_rate_adjusted"] == pytest.approx(2 / 3)
+
+
+# ---------------------------------------------------------------- AlpacaEval-style
+
+def test_alpaca_eval_win_rate_counts_draws_half_with_standard_error(tmp_path):
+    instructions = ["[i1] Name a fruit.", "[i2] Name a color.", "[i3] Name a planet.", "[i4] Name a tree.",
+                    "[i5] Name a river."]
+    for generator, path in ((MODEL, tmp_path / "model.json"), (BASELINE, tmp_path / "reference.json")):
+        path.write_text(json.dumps([{"instruction": text, "output": f"Answer from {generator}: {text}",
+                                     "generator": generator} for text in instructions]))
+    # (model_first verdict, reference_first verdict) -> model preference per order
+    script = [{"match": "[i1]", "model_first": [{"reply": "[[a]]"}], "baseline_first": [{"reply": "[[b]]"}]},  # 2, 2
+              {"match": "[i2]", "model_first": [{"reply": "[[b]]"}], "baseline_first": [{"reply": "[[a]]"}]},  # 1, 1
+              {"match": "[i3]", "model_first": [{"reply": "[[a]]"}], "baseline_first": [{"reply": "[[a]]"}]},  # 2, 1
+              {"match": "[i4]", "steps": [{"reply": "Equal. [[tie]]"}]},                                      # 1.5
+              {"match": "[i5]", "steps": [{"reply": "Cannot tell."}]}]                                        # failed
+    server = RunningServer(ScriptedJudge(script=script, baseline=BASELINE))
+    try:
+        run_stage("evaluation.alpaca_eval", "--model_outputs", tmp_path / "model.json", "--reference_outputs",
+                  tmp_path / "reference.json", "--output_path", tmp_path / "alpaca", "--judge_model", "judge",
+                  "--api-base", server.url, *FAST_RETRIES)
+    finally:
+        server.stop()
+    annotations = json.loads((tmp_path / "alpaca" / f"alpaca_eval_{MODEL}_annotations.json").read_text())
+    assert [a["preference"] for a in annotations] == [2.0, 1.0, 1.5, 1.5, None]
+    run_stage("evaluation.summarize", "--input_path", tmp_path / "alpaca")
+    (entry,) = json.loads((tmp_path / "alpaca" / "summary_alpaca_eval.json").read_text())["models"]
+    wins = [1.0, 0.0, 0.5, 0.5]
+    standard_error = 100 * (sum((w - 0.5) ** 2 for w in wins) / 3) ** 0.5 / 2
+    assert entry["win_rate"] == pytest.approx(50.0) and entry["standard_error"] == pytest.approx(standard_error)
+    assert (entry["n_wins"], entry["n_draws"], entry["n_losses"], entry["failed"]) == (1, 2, 1, 1)
