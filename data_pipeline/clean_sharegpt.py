@@ -51,6 +51,7 @@ import re
 import sys
 from pathlib import Path
 
+from bs4 import Tag
 from markdownify import MarkdownConverter
 from tqdm import tqdm
 
@@ -84,7 +85,27 @@ SPAN_TAG = re.compile(r"</?span\b[^>]*>", re.I)
 SVG_SHAPES = r"(?:\s*<(?:path|rect|line|polyline|polygon|circle)\b[^>]*>(?:\s*</(?:path|rect|line|polyline|polygon|circle)>)?)*"
 COPY_BUTTON_ICON = re.compile(r"(<button\b[^>]*>)\s*<svg\b[^>]*>" + SVG_SHAPES + r"\s*</svg>", re.I)
 
+
+
+class ParentLookupTag(Tag):
+    """A bs4 Tag whose `find_parent("name")` walks the parent chain directly.
+
+    markdownify asks every element `find_parent("pre")`; bs4's general
+    matcher makes that about half of the conversion time. Lookups with
+    anything beyond a plain tag name still go through bs4.
+    """
+
+    def find_parent(self, name=None, attrs=None, **kwargs):
+        if not isinstance(name, str) or attrs or kwargs:
+            return super().find_parent(name, attrs, **kwargs)
+        parent = self.parent
+        while parent is not None and parent.name != name:
+            parent = parent.parent
+        return parent
+
+
 MARKDOWN_CONVERTER = MarkdownConverter(
+    bs4_options={"features": "html.parser", "element_classes": {Tag: ParentLookupTag}},
     strip=["div", "span"],
     heading_style="ATX",
     bullets="-",

@@ -265,8 +265,10 @@ def test_missing_input_folder_fails_with_a_clear_message(tmp_path):
     assert "does not exist" in result.stderr
 
 
-def test_dropping_inert_markup_never_changes_the_markdown():
-    from data_pipeline.clean_sharegpt import MARKDOWN_CONVERTER, read_conversation
+def test_speedups_give_the_same_markdown_as_plain_markdownify():
+    from markdownify import markdownify
+
+    from data_pipeline.clean_sharegpt import read_conversation
 
     answers = []
     for path in sorted(BUNDLED_CORPUS.glob("*.html"))[:120]:
@@ -275,4 +277,21 @@ def test_dropping_inert_markup_never_changes_the_markdown():
         except Exception:
             continue
     assert len(answers) > 100
-    assert [html_to_markdown(answer) for answer in answers] == [MARKDOWN_CONVERTER.convert(answer) for answer in answers]
+    plain_options = dict(strip=["div", "span"], heading_style="ATX", bullets="-",
+                         escape_underscores=False, escape_asterisks=False)
+    assert [html_to_markdown(answer) for answer in answers] == [markdownify(answer, **plain_options)
+                                                                for answer in answers]
+
+
+def test_parent_lookup_tag_finds_the_same_parent_as_bs4():
+    from bs4 import BeautifulSoup, Tag
+
+    from data_pipeline.clean_sharegpt import ParentLookupTag
+
+    html = "<pre><div><code><b>x</b></code></div></pre><p><i>y</i></p>"
+    fast = BeautifulSoup(html, "html.parser", element_classes={Tag: ParentLookupTag})
+    plain = BeautifulSoup(html, "html.parser")
+    for name in ("b", "i"):
+        for wanted in ("pre", "code", "p", "table"):
+            found_fast, found_plain = fast.find(name).find_parent(wanted), plain.find(name).find_parent(wanted)
+            assert (found_fast and found_fast.name) == (found_plain and found_plain.name)
