@@ -374,18 +374,37 @@ SERVER_MODULE = REPO_ROOT / "ochat" / "serving" / "openai_api_server.py"
 
 @pytest.mark.skipif(not SERVER_MODULE.exists(), reason="ochat/serving/openai_api_server.py is not in the tree yet")
 @pytest.mark.timeout(600)
-def test_get_model_answer_serves_each_checkpoint_with_the_ochat_server(tiny_model_dir, tmp_path):
-    """Slow (starts the real server with the tiny model): one checkpoint folder, every question answered."""
+def test_whole_chain_with_the_ochat_server_answering_and_a_scripted_judge(tiny_model_dir, tmp_path):
+    """Slow (about a minute: builds the tiny model, starts Ray and the real server): checkpoints folder ->
+    answers through the ochat engine -> pairwise judging -> summary."""
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
     os.symlink(tiny_model_dir, checkpoints / "tiny_a")
+    (checkpoints / "notes").mkdir()  # a folder without config.json is not a checkpoint
     data_path = write_question_set(tmp_path / "served", SCENARIO_QUESTIONS[:3])
+    results = tmp_path / "results"
     run_stage("evaluation.get_model_answer", "--model_type", "openchat_tiny", "--models_path", checkpoints,
-              "--data_path", data_path, "--output_path", tmp_path / "results", "--max_tokens", "8",
-              "--num_replicas", "1", timeout=540)
-    answers = read_jsonl(tmp_path / "results" / "served_tiny_a.jsonl")
+              "--data_path", data_path, "--output_path", results, "--max_tokens", "8", "--num_replicas", "1",
+              timeout=540)
+    answers = read_jsonl(results / "served_tiny_a.jsonl")
     assert [a["question_id"] for a in answers] == [1, 2, 3]
     assert all(isinstance(a["text"], str) and a["model"] == "tiny_a" for a in answers)
+    assert answers[0]["metadata"]["seed"] == 42
+
+    # The judge cannot tell the tiny model's answers apart by name, so it always replies "[8, 7]":
+    # 8 for whichever answer it saw first. Both orders average to 7.5 : 7.5, a tie with a position conflict.
+    server = RunningServer(ScriptedJudge(baseline=BASELINE))
+    try:
+        run_stage("evaluation.get_openai_answer", "--data_path", data_path, "--output_path", tmp_path / "baselines",
+                  "--model_types", BASELINE, "--api-base", server.url)
+        run_stage("evaluation.openai_eval", "--data_path", data_path, "--input_path", results, "--baseline_path",
+                  tmp_path / "baselines" / f"served_{BASELINE}.jsonl", "--api-base", server.url, "--model", "judge")
+    finally:
+        server.stop()
+    run_stage("evaluation.summarize", "--input_path", results)
+    (entry,) = json.loads((results / "summary.json").read_text())["models"]
+    assert entry["model"] == "tiny_a" and entry["score_pct"] == pytest.approx(100.0)
+    assert (entry["wins"], entry["ties"], entry["losses"], entry["conflict_rate"]) == (0, 3, 0, 1.0)
 
 
 # ---------------------------------------------------------------- MT-bench
