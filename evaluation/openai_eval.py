@@ -109,6 +109,10 @@ def main(argv=None) -> None:
     for job in jobs:
         job.write_reviews()
         print(f"reviews: {job.reviews_path}", file=sys.stderr)
+    unreachable = sum(bool(call.get("error")) for job in jobs for call in job.calls.values())
+    if unreachable:
+        print(f"{unreachable} judge calls failed on transport errors and count as failed; "
+              "run again with --continue to ask them again", file=sys.stderr)
     print(f"next: python -m evaluation.summarize --input_path {args.output_path or args.input_path}", file=sys.stderr)
 
 

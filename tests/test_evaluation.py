@@ -318,6 +318,29 @@ def test_existing_reviews_are_not_overwritten_without_continue(judge, tmp_path):
     assert second.returncode != 0 and "--continue" in second.stderr
 
 
+def test_calls_lost_to_transport_errors_are_recorded_failed_and_asked_again_on_continue(tmp_path):
+    script = [{"match": "[q1]", "steps": [{"status": 500}]}]
+    server = RunningServer(ScriptedJudge(script=script, baseline=BASELINE))
+    try:
+        data_path = write_question_set(tmp_path / "flaky", SCENARIO_QUESTIONS[:2])
+        baseline_file, results = answer_with_both(server, data_path, tmp_path)
+        arguments = ["--data_path", data_path, "--baseline_path", baseline_file, "--input_path", results,
+                     "--api-base", server.url, "--model", "judge", "--max_retries", "1", *FAST_RETRIES[:4]]
+        first = run_stage("evaluation.openai_eval", *arguments)
+        reviews_file = results / "reviews" / f"flaky_{MODEL}_vs_{BASELINE}.jsonl"
+        q1 = read_jsonl(reviews_file)[0]
+        assert q1["verdict"] is None and [r["failed"] for r in q1["reviews"]] == [True, True]
+        assert "--continue" in first.stderr
+        server.judge.script[0]["steps"] = [{"reply": "Fine.\n9 3"}]
+        asked = len(server.judge.judge_requests())
+        run_stage("evaluation.openai_eval", *arguments, "--continue")
+        assert len(server.judge.judge_requests()) - asked == 2  # only q1's two orders
+    finally:
+        server.stop()
+    q1 = read_jsonl(reviews_file)[0]
+    assert (q1["score_model"], q1["score_baseline"]) == (6.0, 6.0)  # 9:3 and, swapped, 3:9
+
+
 # ---------------------------------------------------------------- crash and resume
 
 def crash_script() -> list[dict]:
@@ -365,6 +388,25 @@ def test_killed_run_resumes_with_continue_to_the_same_results(tmp_path):
     assert read_jsonl(results / name) == read_jsonl(uninterrupted / name)
     assert asked_after <= 160 + 2, "judged calls were asked again (at most the 2 in flight may repeat)"
     assert len(read_jsonl(calls_log)) <= 160 + 2
+
+
+def test_continue_drops_a_half_written_last_log_line_and_asks_that_call_again(judge, tmp_path):
+    data_path = write_question_set(tmp_path / "torn", SCENARIO_QUESTIONS[:1])
+    baseline_file, results = answer_with_both(judge, data_path, tmp_path)
+    arguments = ["--data_path", data_path, "--baseline_path", baseline_file, "--input_path", results,
+                 "--api-base", judge.url, "--model", "judge"]
+    run_stage("evaluation.openai_eval", *arguments)
+    reviews_file = results / "reviews" / f"torn_{MODEL}_vs_{BASELINE}.jsonl"
+    complete = read_jsonl(reviews_file)
+    calls_log = results / "reviews" / f"torn_{MODEL}_vs_{BASELINE}.calls.jsonl"
+    first_line, second_line = calls_log.read_text().splitlines(keepends=True)
+    calls_log.write_text(first_line + second_line[: len(second_line) // 2])
+    reviews_file.unlink()
+    asked = len(judge.judge.judge_requests())
+    run_stage("evaluation.openai_eval", *arguments, "--continue")
+    assert len(judge.judge.judge_requests()) - asked == 1
+    assert read_jsonl(reviews_file) == complete
+    assert len(read_jsonl(calls_log)) == 2
 
 
 # ---------------------------------------------------------------- the real ochat server answering
