@@ -113,12 +113,9 @@ def load_review_files(input_path: Path, baseline: Optional[str]) -> list[list[di
 
 def summarize_pairwise_reviews(per_model_records: list[list[dict]]) -> dict:
     """The contract's summary.json from one reviews file per model."""
-    benchmark = None
-    models = []
-    for records in per_model_records:
-        models.append(summarize_model_reviews(records))
-        benchmark = benchmark or records[0].get("benchmark")
-    return {"benchmark": benchmark or "vicuna", "baseline": per_model_records[0][0]["baseline"],
+    models = [summarize_model_reviews(records) for records in per_model_records]
+    first = per_model_records[0][0]
+    return {"benchmark": first.get("benchmark", "vicuna"), "baseline": first["baseline"],
             "models": sorted(models, key=lambda entry: -(entry["score_pct"] or 0))}
 
 
@@ -246,7 +243,7 @@ def format_mt_bench_tables(summary: dict) -> str:
         rows = [[entry["model"], str(entry["wins"]), str(entry["ties"]), str(entry["losses"]),
                  str(entry["inconsistent"]), str(entry["failed"]), _pct(_times100(entry["win_rate"])),
                  _pct(_times100(entry["win_rate_adjusted"]))] for entry in summary["pairwise"]["models"]]
-        lines += ["" if lines else "", f"MT-bench pairwise against {summary['pairwise']['baseline']}",
+        lines += ([""] if lines else []) + [f"MT-bench pairwise against {summary['pairwise']['baseline']}",
                   format_table(["model", "win", "tie", "loss", "inconsistent", "failed", "win %", "adjusted %"],
                                rows)]
     return "\n".join(lines)
