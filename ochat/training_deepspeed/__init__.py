@@ -1,0 +1,1 @@
+"""DeepSpeed fine-tuning: `deepspeed --module ochat.training_deepspeed.train ...` (see its docstring)."""

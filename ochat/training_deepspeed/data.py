@@ -1,0 +1,258 @@
+"""Training samples, the batch plan of every optimizer step, and collation into model inputs.
+
+Input (written by `data_pipeline.generate_dataset`): a JSON list of samples,
+each `[token_ids, supervise_mask]` of equal length, e.g.
+
+    [[[1, 12, 7, 2049, 40, 9, 2049], [false, false, false, false, false, true, true]]]
+
+Batch plan. Each epoch shuffles the samples (seed + epoch) and cuts them into
+global batches of `train_batch_size` samples, one optimizer step each (the
+last step of an epoch takes the remainder, so no sample is left out). Inside a
+step the samples are dealt to ranks x accumulation micro-batches:
+
+    none      in shuffled order, `micro_batch_size` samples each, padded
+    length    sorted by length, runs of `micro_batch_size` similar lengths,
+              dealt round robin so every rank gets a similar share of work
+    packing   longest first into the micro-batch with the fewest tokens; each
+              micro-batch is one padding-free row whose position ids restart
+              at every sample
+
+A sample never leaves its step, so all three modes train on the same samples
+per optimizer step and, with the token-mean loss, on the same gradient; they
+differ only in speed.
+
+Loss weights. Every target token (the next token, where the supervise mask is
+true) carries a weight so that summing `weight * cross_entropy` over all
+micro-batches of all ranks gives the step's loss:
+
+    token       1 / (supervised tokens in the whole global batch)
+    per_sample  1 / (supervised tokens of the sample * samples in the global batch)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+
+IGNORE_INDEX = -100
+GROUPING_MODES = ("none", "length", "packing")
+LOSS_REDUCTIONS = ("token", "per_sample")
+
+
+class DataError(ValueError):
+    """Training data that cannot be used as it is; the message says what to do."""
+
+
+def resolve_data_files(data_path: str, model_type: str) -> tuple[str, Optional[str]]:
+    """`(train_file, eval_file or None)` from a folder holding T.train.json or a direct path to it."""
+    if os.path.isdir(data_path):
+        train_file = os.path.join(data_path, f"{model_type}.train.json")
+    else:
+        train_file = data_path
+    if not os.path.isfile(train_file):
+        raise DataError(
+            f"training data {train_file!r} not found; --data_path must be the folder holding "
+            f"{model_type}.train.json (made by data_pipeline.generate_dataset) or that file itself"
+        )
+    eval_file = os.path.join(os.path.dirname(train_file), f"{model_type}.eval.json")
+    if train_file.endswith(".train.json"):
+        eval_file = train_file[: -len(".train.json")] + ".eval.json"
+    return train_file, eval_file if os.path.isfile(eval_file) else None
+
+
+def load_samples(path: str, vocab_size: int, max_context: int) -> list[tuple[list[int], list[bool]]]:
+    """Read and check one data file: shape, token ids within the vocabulary, lengths within the context."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(raw, list):
+        raise DataError(f"{path} must hold a JSON list of [token_ids, supervise_mask] samples")
+    samples = []
+    for index, sample in enumerate(raw):
+        if (
+            not isinstance(sample, (list, tuple)) or len(sample) != 2
+            or not isinstance(sample[0], list) or not isinstance(sample[1], list)
+            or len(sample[0]) != len(sample[1]) or not sample[0]
+        ):
+            raise DataError(f"{path}: sample {index} is not a pair of equal-length, non-empty lists [token_ids, supervise_mask]")
+        token_ids, supervise_mask = sample
+        largest = max(token_ids)
+        if largest >= vocab_size or min(token_ids) < 0:
+            raise DataError(
+                f"{path}: sample {index} has token id {largest} but the model's vocabulary has {vocab_size} entries; "
+                "the data was tokenized for another model type or tokenizer - regenerate it with "
+                "data_pipeline.generate_dataset for this --model_type and --model_path"
+            )
+        if len(token_ids) > max_context:
+            raise DataError(
+                f"{path}: sample {index} has {len(token_ids)} tokens, more than the model type's context of "
+                f"{max_context}; the data was made for another model type"
+            )
+        samples.append((token_ids, [bool(flag) for flag in supervise_mask]))
+    return samples
+
+
+def supervised_target_count(supervise_mask: Sequence[bool]) -> int:
+    """Tokens the model is trained to predict: every supervised position after the first."""
+    return sum(supervise_mask[1:])
+
+
+@dataclass
+class StepPlan:
+    """One optimizer step: `micro_batches[rank][k]` lists sample indices; the normalisers are global."""
+
+    micro_batches: list[list[list[int]]]
+    supervised_tokens: int  # target tokens in the whole global batch
+    samples_with_targets: int  # samples in the global batch that have at least one target
+    tokens: int  # all tokens in the global batch
+    padded_tokens: int  # positions the model computes: tokens plus padding
+
+
+def _deal_round_robin(groups: list[list[int]], world_size: int, accumulation_steps: int) -> list[list[list[int]]]:
+    """Group k goes to rank k % world_size; missing micro-batches stay empty lists."""
+    per_rank: list[list[list[int]]] = [[[] for _ in range(accumulation_steps)] for _ in range(world_size)]
+    for k, group in enumerate(groups):
+        per_rank[k % world_size][k // world_size] = group
+    return per_rank
+
+
+def plan_step(
+    indices: list[int],
+    lengths: Sequence[int],
+    supervised: Sequence[int],
+    grouping: str,
+    world_size: int,
+    accumulation_steps: int,
+    micro_batch_size: int,
+) -> StepPlan:
+    """Deal one global batch of sample indices to ranks and micro-batches."""
+    slots = world_size * accumulation_steps
+    if grouping == "packing":
+        bins: list[list[int]] = [[] for _ in range(slots)]
+        loads = [0] * slots
+        for index in sorted(indices, key=lambda i: (-lengths[i], i)):
+            lightest = min(range(slots), key=lambda k: (loads[k], k))
+            bins[lightest].append(index)
+            loads[lightest] += lengths[index]
+        groups = bins
+    else:
+        ordered = sorted(indices, key=lambda i: (-lengths[i], i)) if grouping == "length" else list(indices)
+        # spread a short last batch evenly instead of leaving whole micro-batches empty
+        size = min(micro_batch_size, -(-len(ordered) // slots))
+        groups = [ordered[start:start + size] for start in range(0, len(ordered), size)]
+    return StepPlan(
+        micro_batches=_deal_round_robin(groups, world_size, accumulation_steps),
+        supervised_tokens=sum(supervised[i] for i in indices),
+        samples_with_targets=sum(1 for i in indices if supervised[i] > 0),
+        tokens=sum(lengths[i] for i in indices),
+        padded_tokens=sum(len(group) * max((lengths[i] for i in group), default=0) for group in groups)
+        if grouping != "packing" else sum(lengths[i] for i in indices),
+    )
+
+
+def plan_epoch(
+    lengths: Sequence[int],
+    supervised: Sequence[int],
+    epoch: int,
+    seed: int,
+    train_batch_size: int,
+    grouping: str,
+    world_size: int,
+    accumulation_steps: int,
+    micro_batch_size: int,
+) -> list[StepPlan]:
+    """All steps of one epoch; the same arguments give the same plan on every rank and after a resume."""
+    if grouping not in GROUPING_MODES:
+        raise ValueError(f"grouping must be one of {GROUPING_MODES}")
+    order = list(range(len(lengths)))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return [
+        plan_step(order[start:start + train_batch_size], lengths, supervised, grouping,
+                  world_size, accumulation_steps, micro_batch_size)
+        for start in range(0, len(order), train_batch_size)
+    ]
+
+
+def steps_per_epoch(sample_count: int, train_batch_size: int) -> int:
+    return -(-sample_count // train_batch_size)
+
+
+def _targets(token_ids: Sequence[int], supervise_mask: Sequence[bool]) -> list[int]:
+    """Next-token targets aligned with the inputs; unsupervised and last positions are ignored."""
+    return [
+        token_ids[t + 1] if supervise_mask[t + 1] else IGNORE_INDEX for t in range(len(token_ids) - 1)
+    ] + [IGNORE_INDEX]
+
+
+def _sample_weight(supervised_count: int, plan: StepPlan, loss_reduction: str) -> float:
+    if supervised_count == 0:
+        return 0.0
+    if loss_reduction == "token":
+        return 1.0 / plan.supervised_tokens
+    return 1.0 / (supervised_count * plan.samples_with_targets)
+
+
+def collate(
+    samples: Sequence[tuple[list[int], list[bool]]],
+    indices: Sequence[int],
+    plan: StepPlan,
+    pad_token_id: int,
+    packing: bool,
+    loss_reduction: str = "token",
+) -> dict:
+    """Model inputs plus `targets` and `weights` for one micro-batch (a weight-0 dummy row when it is empty).
+
+    Padded: input_ids / attention_mask / targets / weights of shape [rows, longest].
+    Packed: one row of all samples back to back, `position_ids` restarting at 0
+    per sample, `cu_seq_lens` (sample boundaries, transformers' varlen convention)
+    and no attention mask.
+    """
+    if not indices:
+        one = torch.tensor([[pad_token_id]])
+        return {"input_ids": one, "attention_mask": None, "position_ids": None, "cu_seq_lens": None,
+                "targets": torch.full((1, 1), IGNORE_INDEX), "weights": torch.zeros(1, 1),
+                "tokens": 0, "padded_tokens": 1}
+    rows = []
+    for index in indices:
+        token_ids, supervise_mask = samples[index]
+        weight = _sample_weight(supervised_target_count(supervise_mask), plan, loss_reduction)
+        targets = _targets(token_ids, supervise_mask)
+        weights = [weight if target != IGNORE_INDEX else 0.0 for target in targets]
+        rows.append((token_ids, targets, weights))
+    tokens = sum(len(row[0]) for row in rows)
+
+    if packing:
+        lengths = [len(row[0]) for row in rows]
+        cu_seq_lens = torch.tensor([0] + lengths).cumsum(0, dtype=torch.int32)
+        return {
+            "input_ids": torch.tensor([[t for row in rows for t in row[0]]]),
+            "attention_mask": None,
+            "position_ids": torch.tensor([[p for length in lengths for p in range(length)]]),
+            "cu_seq_lens": cu_seq_lens,
+            "max_length": max(lengths),
+            "targets": torch.tensor([[t for row in rows for t in row[1]]]),
+            "weights": torch.tensor([[w for row in rows for w in row[2]]], dtype=torch.float32),
+            "tokens": tokens,
+            "padded_tokens": tokens,
+        }
+
+    longest = max(len(row[0]) for row in rows)
+    input_ids = torch.full((len(rows), longest), pad_token_id)
+    attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    targets = torch.full((len(rows), longest), IGNORE_INDEX)
+    weights = torch.zeros((len(rows), longest), dtype=torch.float32)
+    for r, (token_ids, row_targets, row_weights) in enumerate(rows):
+        n = len(token_ids)
+        input_ids[r, :n] = torch.tensor(token_ids)
+        attention_mask[r, :n] = 1
+        targets[r, :n] = torch.tensor(row_targets)
+        weights[r, :n] = torch.tensor(row_weights)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": None, "cu_seq_lens": None,
+            "targets": targets, "weights": weights, "tokens": tokens, "padded_tokens": len(rows) * longest}
