@@ -277,22 +277,26 @@ class GenerationEngine:
                 counts = seq.token_counts
                 logits[row] -= params.frequency_penalty * counts + params.presence_penalty * (counts > 0).float()
         temperature = torch.tensor([seq.params.temperature for seq in sequences], device=self.device)
-        top_p = torch.tensor([seq.params.top_p for seq in sequences], device=self.device)
         probs = torch.softmax(logits / temperature[:, None], dim=-1)
-        sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
-        cumulative = sorted_probs.cumsum(dim=-1)
-        # Keep the smallest prefix whose mass reaches top_p (always at least the most likely token).
-        outside_nucleus = (cumulative - sorted_probs) >= top_p[:, None]
-        sorted_probs = sorted_probs.masked_fill(outside_nucleus, 0.0)
-        cumulative = sorted_probs.cumsum(dim=-1)
-        uniforms = torch.stack(
-            [torch.rand((), generator=seq.generator, device=self.device) for seq in sequences]
-        )
+        token_order = None
+        nucleus_rows = [row for row, seq in enumerate(sequences) if seq.params.top_p < 1.0]
+        if nucleus_rows:
+            # Sorting the vocabulary is the costly part of sampling on a CPU, so only rows that ask for top-p pay it.
+            token_order = torch.arange(probs.shape[1], device=self.device).expand_as(probs).clone()
+            top_p = torch.tensor([sequences[row].params.top_p for row in nucleus_rows], device=self.device)
+            sorted_probs, sorted_ids = probs[nucleus_rows].sort(dim=-1, descending=True)
+            # Keep the smallest prefix whose mass reaches top_p (always at least the most likely token).
+            outside_nucleus = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_p[:, None]
+            outside_nucleus[:, 0] = False
+            probs[nucleus_rows] = sorted_probs.masked_fill(outside_nucleus, 0.0)
+            token_order[nucleus_rows] = sorted_ids
+        cumulative = probs.cumsum(dim=-1)
         # Inverse-CDF draw: one seeded uniform per row keeps a request's sample independent of its batch mates.
-        picked = torch.searchsorted(cumulative, (uniforms * cumulative[:, -1])[:, None]).clamp(
-            max=sorted_ids.shape[1] - 1
-        )
-        return sorted_ids.gather(1, picked).squeeze(1)
+        uniforms = torch.stack([torch.rand((), generator=seq.generator, device=self.device) for seq in sequences])
+        picked = torch.searchsorted(cumulative, (uniforms * cumulative[:, -1])[:, None]).clamp(max=probs.shape[1] - 1)
+        if token_order is not None:
+            picked = token_order.gather(1, picked)
+        return picked.squeeze(1)
 
 
 class EngineLoop:

@@ -153,6 +153,8 @@ def start_replicas(args) -> list:
     if args.ray_address:
         ray.init(address=args.ray_address, runtime_env=runtime_env, log_to_driver=True)
     else:
+        # Ray starts workers at niceness 15; the replica is the server's main work, so it runs at normal priority.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(num_cpus=args.ray_num_cpus or max(os.cpu_count() or 1, args.num_replicas), include_dashboard=False,
                  runtime_env=runtime_env, object_store_memory=128 << 20)
     use_gpu = args.device == "cuda" or (args.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)

@@ -1,0 +1,293 @@
+"""Serving throughput: the continuous-batching server against a one-request-at-a-time `model.generate` server.
+
+    python benchmarks/serve_throughput.py                       # tiny model, built on the spot
+    python benchmarks/serve_throughput.py --model_type openchat --model_path ./llama-1b-eot --device cuda
+
+Both servers are started on free loopback ports with the same model and
+driven by 1, 8 and 32 concurrent streaming clients (aiohttp, server-sent
+events) over the same fixed prompts, each asking for `--max_tokens` tokens.
+Printed per server and concurrency: output tokens/s (completion tokens from
+the usage chunk over wall time), time to first token p50/p99 and inter-token
+latency p50/p99 (gap between content chunks, divided by the tokens a chunk
+carries when several arrive together).
+
+The baseline is the original design, written here as a small aiohttp server:
+a lock lets one request at a time run `model.generate` with a
+`TextIteratorStreamer`, and the others wait their turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+TOPICS = ["the history of tea", "how a compiler works", "why the sky is blue", "a recipe for bread",
+          "sorting algorithms", "the rules of chess", "how vaccines work", "a poem about autumn"]
+
+
+def fixed_prompts(count: int) -> list[str]:
+    return [f"Please tell me about {TOPICS[i % len(TOPICS)]}, part {i}." for i in range(count)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- the baseline server ------------------------------------------------------------------------------
+
+
+def run_baseline_server(model_type: str, model_path: str, port: int, device: str, torch_threads: int) -> None:
+    """One request at a time: render with the registry, `model.generate` in a thread, stream its text."""
+    import threading
+
+    import torch
+
+    torch.set_num_threads(torch_threads)
+    from aiohttp import web
+    from transformers import TextIteratorStreamer
+
+    from ochat.config import get_model_config, load_tokenizer, render_conversation
+    from ochat.models import load_model
+    from ochat.serving.protocol import ROLE_TO_TEMPLATE, chat_chunk, new_completion_id, now, usage_chunk
+
+    config = get_model_config(model_type)
+    tokenizer = load_tokenizer(config, model_path)
+    device = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    model = load_model(config, model_path, device=device).eval()
+    lock = asyncio.Lock()
+
+    async def chat(request):
+        body = await request.json()
+        items = [{"from": ROLE_TO_TEMPLATE[m["role"]], "value": m["content"]} for m in body["messages"]]
+        prompt_ids, _ = render_conversation(config, tokenizer, items, add_generation_prompt=True)
+        completion_id, created, model_name = new_completion_id(), now(), body["model"]
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        async with lock:
+            streamer = TextIteratorStreamer(tokenizer.hf_tokenizer, skip_prompt=True, skip_special_tokens=True)
+            output = {}
+
+            def generate():
+                with torch.inference_mode():
+                    output["ids"] = model.generate(
+                        torch.tensor([prompt_ids], device=device), max_new_tokens=body["max_tokens"],
+                        do_sample=False, eos_token_id=tokenizer.stop_token_ids, streamer=streamer,
+                        pad_token_id=tokenizer.hf_tokenizer.pad_token_id)
+
+            thread = threading.Thread(target=generate)
+            thread.start()
+            await response.write(f"data: {json.dumps(chat_chunk(completion_id, created, model_name, 0, {'role': 'assistant', 'content': ''}))}\n\n".encode())
+            iterator = iter(streamer)
+            while True:
+                text = await asyncio.to_thread(next, iterator, None)
+                if text is None:
+                    break
+                if text:
+                    await response.write(f"data: {json.dumps(chat_chunk(completion_id, created, model_name, 0, {'content': text}))}\n\n".encode())
+            thread.join()
+            completion_tokens = output["ids"].shape[1] - len(prompt_ids)
+        await response.write(f"data: {json.dumps(usage_chunk(completion_id, created, model_name, len(prompt_ids), completion_tokens))}\n\ndata: [DONE]\n\n".encode())
+        return response
+
+    async def health(request):
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/health", health)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+# -- the load generator ---------------------------------------------------------------------------------
+
+
+async def one_stream(session, url: str, model: str, prompt: str, max_tokens: int) -> dict:
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+    started = time.perf_counter()
+    arrivals: list[tuple[float, int]] = []  # (time, characters) of each content chunk
+    completion_tokens = 0
+    async with session.post(url, json=body) as response:
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {await response.text()}")
+        async for line in response.content:
+            if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                completion_tokens = chunk["usage"]["completion_tokens"]
+            for choice in chunk.get("choices", []):
+                if choice["delta"].get("content"):
+                    arrivals.append((time.perf_counter(), len(choice["delta"]["content"])))
+    ttft = arrivals[0][0] - started if arrivals else float("nan")
+    gaps = []
+    if len(arrivals) > 1 and completion_tokens > 1:
+        total_chars = sum(chars for _, chars in arrivals[1:]) or 1
+        tokens_after_first = completion_tokens - 1
+        for (previous, _), (current, chars) in zip(arrivals, arrivals[1:]):
+            tokens_in_chunk = max(1.0, tokens_after_first * chars / total_chars)
+            gaps.extend([(current - previous) / tokens_in_chunk] * round(tokens_in_chunk))
+    return {"ttft": ttft, "gaps": gaps, "completion_tokens": completion_tokens}
+
+
+async def drive(base_url: str, model: str, prompts: list[str], concurrency: int, max_tokens: int) -> dict:
+    import aiohttp
+
+    queue: asyncio.Queue = asyncio.Queue()
+    for prompt in prompts:
+        queue.put_nowait(prompt)
+    results = []
+
+    async def client(session):
+        while not queue.empty():
+            results.append(await one_stream(session, base_url + "/v1/chat/completions", model, queue.get_nowait(),
+                                            max_tokens))
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=3600)) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    ttfts = sorted(r["ttft"] for r in results)
+    gaps = sorted(g for r in results for g in r["gaps"])
+    tokens = sum(r["completion_tokens"] for r in results)
+    return {"requests": len(results), "tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall,
+            "ttft_p50": percentile(ttfts, 50), "ttft_p99": percentile(ttfts, 99),
+            "itl_p50": percentile(gaps, 50), "itl_p99": percentile(gaps, 99)}
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q / 100 * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+# -- orchestration -------------------------------------------------------------------------------------
+
+
+def ensure_tiny_model(work_dir: str) -> str:
+    model_dir = os.path.join(work_dir, "tiny_eot")
+    if os.path.exists(os.path.join(model_dir, "config.json")):
+        return model_dir
+    base_dir = os.path.join(work_dir, "tiny_base")
+    for module, args in (("ochat.models.build_tiny", ["--model_type", "openchat_tiny", "--out", base_dir]),
+                         ("ochat.models.add_eot_token", ["--model_type", "openchat_tiny", "--in", base_dir,
+                                                         "--out", model_dir])):
+        subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, check=True, capture_output=True)
+    return model_dir
+
+
+def start_server(command: list[str], port: int, log_path: str, timeout: float = 300) -> subprocess.Popen:
+    import urllib.request
+
+    log = open(log_path, "w")
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                return process
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"server did not become healthy in {timeout} s; see {log_path}")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def measure(name: str, command: list[str], port: int, model: str, args, log_dir: str) -> list[dict]:
+    process = start_server(command, port, os.path.join(log_dir, f"{name}.log"))
+    rows = []
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        asyncio.run(drive(base_url, model, fixed_prompts(2), 1, 8))  # warm-up
+        for concurrency in args.concurrency:
+            prompts = fixed_prompts(max(concurrency * args.rounds, args.min_requests))
+            result = asyncio.run(drive(base_url, model, prompts, concurrency, args.max_tokens))
+            result.update(server=name, concurrency=concurrency)
+            rows.append(result)
+            print(f"  {name:<10} clients={concurrency:<3} {result['tokens_per_s']:8.1f} tok/s", flush=True)
+    finally:
+        stop_server(process)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    header = f"| {'server':<10} | clients | requests | output tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |"
+    print(header)
+    print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
+    for row in rows:
+        print(f"| {row['server']:<10} | {row['concurrency']:>7} | {row['requests']:>8} | {row['tokens_per_s']:>12.1f} "
+              f"| {row['ttft_p50'] * 1000:>11.1f} | {row['ttft_p99'] * 1000:>11.1f} | {row['itl_p50'] * 1000:>10.2f} "
+              f"| {row['itl_p99'] * 1000:>10.2f} |")
+    by_key = {(row["server"], row["concurrency"]): row for row in rows}
+    for concurrency in sorted({row["concurrency"] for row in rows}):
+        if ("ochat", concurrency) in by_key and ("baseline", concurrency) in by_key:
+            ratio = by_key[("ochat", concurrency)]["tokens_per_s"] / by_key[("baseline", concurrency)]["tokens_per_s"]
+            print(f"clients={concurrency}: continuous batching gives {ratio:.1f}x the baseline's output tokens/s")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_type", default="openchat_tiny", help="registry model type (default openchat_tiny)")
+    parser.add_argument("--model_path", default=None, help="model folder (default: build the tiny model)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32], help="client counts (default 1 8 32)")
+    parser.add_argument("--max_tokens", type=int, default=128, help="tokens asked per request (default 128)")
+    parser.add_argument("--rounds", type=int, default=2, help="requests per client at each concurrency (default 2)")
+    parser.add_argument("--min_requests", type=int, default=8, help="fewest requests per measurement (default 8)")
+    parser.add_argument("--servers", nargs="+", default=["ochat", "baseline"], choices=["ochat", "baseline"])
+    parser.add_argument("--work_dir", default=os.path.join(REPO_ROOT, "benchmarks", "_work"),
+                        help="where the tiny model and server logs go")
+    parser.add_argument("--torch_threads", type=int, default=1,
+                        help="CPU threads of the baseline's torch, as a replica gets from Ray (default 1)")
+    parser.add_argument("--baseline_server_port", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.baseline_server_port:
+        run_baseline_server(args.model_type, args.model_path, args.baseline_server_port, args.device,
+                            args.torch_threads)
+        return
+    os.makedirs(args.work_dir, exist_ok=True)
+    model_path = args.model_path or ensure_tiny_model(args.work_dir)
+    print(f"model: {args.model_type} at {model_path}; {args.max_tokens} tokens per request, greedy", flush=True)
+    rows = []
+    for name in args.servers:
+        port = free_port()
+        if name == "ochat":
+            command = [sys.executable, "-m", "ochat.serving.openai_api_server", "--model_type", args.model_type,
+                       "--model_path", model_path, "--port", str(port), "--device", args.device,
+                       "--logfile", os.path.join(args.work_dir, "ochat_requests.log")]
+        else:
+            command = [sys.executable, os.path.abspath(__file__), "--model_type", args.model_type, "--model_path",
+                       model_path, "--device", args.device, "--torch_threads", str(args.torch_threads),
+                       "--baseline_server_port", str(port)]
+        rows += measure(name, command, port, args.model_type, args, args.work_dir)
+    print()
+    print_table(sorted(rows, key=lambda row: (row["concurrency"], row["server"] != "ochat")))
+
+
+if __name__ == "__main__":
+    main()
