@@ -106,7 +106,6 @@ class GenerationEngine:
         self.stop_token_ids = set(stop_token_ids)
         self.max_context = max_context
         self.max_batch_size = max_batch_size
-        self.vocab_size = model.get_output_embeddings().weight.shape[0]
         self.waiting: collections.deque[_Sequence] = collections.deque()
         self.batch = _Batch()
         self._aborted: set[str] = set()
@@ -250,6 +249,9 @@ class GenerationEngine:
     def _sample(self, sequences: list[_Sequence], logits: torch.Tensor) -> list[TokenEvent]:
         """Pick the next token of every row on the model's device: argmax, or seeded top-p sampling."""
         logits = logits.float()
+        for row, seq in enumerate(sequences):
+            if seq.params.presence_penalty or seq.params.frequency_penalty:
+                self._penalize(seq, logits[row])
         next_tokens = logits.argmax(dim=-1)
         sampled_rows = [row for row, seq in enumerate(sequences) if seq.params.temperature > 0]
         if sampled_rows:
@@ -268,14 +270,14 @@ class GenerationEngine:
                 events.append(TokenEvent(seq.seq_id, token_id, None))
         return events
 
+    def _penalize(self, seq: _Sequence, row_logits: torch.Tensor) -> None:
+        """OpenAI's presence and frequency penalties over the tokens this sequence generated so far."""
+        if seq.token_counts is None:
+            seq.token_counts = torch.zeros(row_logits.shape[0], device=self.device)
+        counts = seq.token_counts
+        row_logits -= seq.params.frequency_penalty * counts + seq.params.presence_penalty * (counts > 0).float()
+
     def _sample_rows(self, sequences: list[_Sequence], logits: torch.Tensor) -> torch.Tensor:
-        for row, seq in enumerate(sequences):
-            params = seq.params
-            if params.presence_penalty or params.frequency_penalty:
-                if seq.token_counts is None:
-                    seq.token_counts = torch.zeros(self.vocab_size, device=self.device)
-                counts = seq.token_counts
-                logits[row] -= params.frequency_penalty * counts + params.presence_penalty * (counts > 0).float()
         temperature = torch.tensor([seq.params.temperature for seq in sequences], device=self.device)
         probs = torch.softmax(logits / temperature[:, None], dim=-1)
         token_order = None
