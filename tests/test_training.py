@@ -1,0 +1,204 @@
+"""The real launcher: `deepspeed --num_gpus=2 --module ochat.training_deepspeed.train` on 2 CPU ranks, tiny model.
+
+Each run starts two ranks (a few seconds of imports each; the first run on a machine
+also builds DeepSpeed's shared-memory comm op with g++, about 30 s), so the runs are
+shared between tests through module fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from ochat.config import get_model_config, load_tokenizer, render_conversation
+from ochat.models import load_model
+from ochat.training_deepspeed.data import IGNORE_INDEX
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL_TYPE = "openchat_tiny"
+DEEPSPEED = os.path.join(os.path.dirname(sys.executable), "deepspeed")
+CONFIG = os.path.join("ochat", "training_deepspeed", "deepspeed_config.json")
+RUN_TIMEOUT_S = 600
+SHORT_RUN = ["--length_grouping", "--epochs", "1", "--train_batch_size", "8", "--micro_batch_size", "2",
+             "--max_steps", "8", "--save_every", "2", "--lr", "2e-3"]
+
+
+def launch_command(model_dir: str, data_path: str, save_path: str, *extra: str) -> list[str]:
+    return [
+        DEEPSPEED, "--num_gpus=2", "--master_port", str(_free_port()), "--module", "ochat.training_deepspeed.train",
+        "--model_type", MODEL_TYPE, "--model_path", model_dir, "--save_path", save_path, "--data_path", data_path,
+        *extra, "--deepspeed", "--deepspeed_config", CONFIG,
+    ]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _env() -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+
+
+def run_training(*command: str, log_path: str) -> subprocess.CompletedProcess:
+    with open(log_path, "w") as log:
+        result = subprocess.run(list(command), cwd=REPO_ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                                timeout=RUN_TIMEOUT_S)
+    if result.returncode != 0:
+        pytest.fail(f"training failed ({result.returncode}):\n{open(log_path).read()[-6000:]}")
+    return result
+
+
+def read_metrics(save_path: str) -> tuple[dict[int, dict], list[dict]]:
+    """Last train record per step (a resumed run repeats the steps after its checkpoint), and eval records."""
+    steps, evals = {}, []
+    with open(os.path.join(save_path, "metrics.jsonl")) as handle:
+        for line in handle:
+            record = json.loads(line)
+            if "eval_loss" in record:
+                evals.append(record)
+            else:
+                steps[record["step"]] = record
+    return steps, evals
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_model_dir, tiny_data_dir, tmp_path_factory) -> str:
+    """Eight optimizer steps on the bundled corpus, uninterrupted."""
+    save_path = str(tmp_path_factory.mktemp("reference_run"))
+    run_training(*launch_command(tiny_model_dir, tiny_data_dir, save_path, *SHORT_RUN),
+                 log_path=os.path.join(save_path, "launcher.log"))
+    return save_path
+
+
+def test_two_cpu_ranks_train_and_the_loss_falls(reference_run):
+    steps, evals = read_metrics(reference_run)
+    assert sorted(steps) == list(range(1, 9))
+    first, last = steps[1]["loss"], steps[8]["loss"]
+    assert last < first - 0.3, f"loss did not fall: {first:.3f} -> {last:.3f}"
+    assert evals and evals[-1]["step"] == 8 and evals[-1]["eval_loss"] < first
+    assert all(record["samples"] == 8 and record["tokens_per_s"] > 0 for record in steps.values())
+    log = open(os.path.join(reference_run, "launcher.log")).read()
+    assert "no GPU found: training on CPU with 2 rank(s), backend gloo, fp32" in log
+
+
+def test_saved_model_loads_in_transformers_and_generates(reference_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(reference_run)
+    tokenizer = AutoTokenizer.from_pretrained(reference_run)
+    eot_id = tokenizer.convert_tokens_to_ids("<|end_of_turn|>")
+    assert model.generation_config.eos_token_id[0] == eot_id
+    assert tokenizer.chat_template and os.path.isfile(os.path.join(reference_run, "tokenizer.model"))
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hello there"}], add_generation_prompt=True,
+                                           return_tensors="pt", return_dict=True)
+    output = model.generate(**prompt, max_new_tokens=6, do_sample=False)
+    assert output.shape[1] > prompt["input_ids"].shape[1]
+
+
+def test_saved_model_loads_through_the_registry(reference_run):
+    config = get_model_config(MODEL_TYPE)
+    model = load_model(config, reference_run)
+    tokenizer = load_tokenizer(config, reference_run)
+    prompt_ids, _ = render_conversation(config, tokenizer, [{"from": "human", "value": "Hi"}], add_generation_prompt=True)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt_ids])).logits
+    assert logits.shape == (1, len(prompt_ids), model.config.vocab_size)
+    assert model.config.max_position_embeddings == config.max_context
+
+
+def test_killed_run_resumes_to_the_same_steps_losses_and_weights(reference_run, tiny_model_dir, tiny_data_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    save_path = str(tmp_path / "killed")
+    command = launch_command(tiny_model_dir, tiny_data_dir, save_path, *SHORT_RUN)
+    with open(tmp_path / "killed.log", "w") as log:
+        launcher = subprocess.Popen(command, cwd=REPO_ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        metrics = os.path.join(save_path, "metrics.jsonl")
+        # step 3 logged means the step-2 checkpoint is complete (a barrier follows every save)
+        while time.monotonic() < deadline and launcher.poll() is None:
+            if os.path.exists(metrics) and any(json.loads(line).get("step", 0) >= 3 for line in open(metrics)):
+                break
+            time.sleep(0.1)
+        assert launcher.poll() is None, "the run ended before it could be killed"
+        os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+    killed_steps, _ = read_metrics(save_path)
+    assert max(killed_steps) < 8
+
+    run_training(*launch_command(tiny_model_dir, tiny_data_dir, save_path, *SHORT_RUN, "--resume"),
+                 log_path=str(tmp_path / "resumed.log"))
+    resumed_log = open(tmp_path / "resumed.log").read()
+    assert "resumed from" in resumed_log and "at optimizer step" in resumed_log
+    steps, _ = read_metrics(save_path)
+    reference_steps, _ = read_metrics(reference_run)
+    assert sorted(steps) == sorted(reference_steps) == list(range(1, 9))
+    for step in range(1, 9):
+        assert steps[step]["loss"] == pytest.approx(reference_steps[step]["loss"], rel=1e-4), step
+        assert steps[step]["lr"] == pytest.approx(reference_steps[step]["lr"], rel=1e-6), step
+    resumed_weights = load_file(os.path.join(save_path, "model.safetensors"))
+    reference_weights = load_file(os.path.join(reference_run, "model.safetensors"))
+    for name, tensor in reference_weights.items():
+        torch.testing.assert_close(resumed_weights[name], tensor, rtol=1e-4, atol=1e-6)
+
+
+def test_two_ranks_with_accumulation_optimise_the_global_token_mean(tiny_model_dir, tiny_data_dir, tmp_path):
+    """2 ranks x 4 accumulated micro-batches of 1: logged loss and gradient norm equal one plain batch of all 8."""
+    with open(os.path.join(tiny_data_dir, f"{MODEL_TYPE}.train.json")) as handle:
+        samples = sorted(json.load(handle), key=lambda sample: len(sample[0]))[:8]
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for split in ("train", "eval"):
+        with open(data_dir / f"{MODEL_TYPE}.{split}.json", "w") as handle:
+            json.dump(samples, handle)
+    save_path = str(tmp_path / "out")
+    run_training(*launch_command(tiny_model_dir, str(data_dir), save_path, "--epochs", "1", "--train_batch_size", "8",
+                                 "--micro_batch_size", "1", "--lr", "0"),
+                 log_path=str(tmp_path / "launcher.log"))
+    steps, evals = read_metrics(save_path)
+    assert list(steps) == [1]
+    assert "accumulation 4 x 2 ranks" in open(tmp_path / "launcher.log").read()
+
+    # plain PyTorch, one process, one batch of all 8 samples, mean over every supervised token
+    model = load_model(get_model_config(MODEL_TYPE), tiny_model_dir, dtype=torch.float32)
+    lengths = [len(ids) for ids, _ in samples]
+    longest = max(lengths)
+    input_ids = torch.zeros(8, longest, dtype=torch.long)
+    attention_mask = torch.zeros(8, longest, dtype=torch.long)
+    labels = torch.full((8, longest), IGNORE_INDEX)
+    for row, (ids, mask) in enumerate(samples):
+        input_ids[row, :len(ids)] = torch.tensor(ids)
+        attention_mask[row, :len(ids)] = 1
+        labels[row, :len(ids)] = torch.where(torch.tensor(mask), torch.tensor(ids), IGNORE_INDEX)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                             ignore_index=IGNORE_INDEX)
+    loss.backward()
+    grad_norm = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).norm().item()
+
+    assert steps[1]["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    assert steps[1]["grad_norm"] == pytest.approx(grad_norm, rel=1e-4)
+    assert evals[-1]["eval_loss"] == pytest.approx(loss.item(), rel=1e-5)  # lr 0: eval sees the same model
+
+
+def test_bad_data_stops_the_launcher_with_a_clear_error(tiny_model_dir, tmp_path):
+    with open(tmp_path / f"{MODEL_TYPE}.train.json", "w") as handle:
+        json.dump([[[1, 5, 99999], [False, True, True]]], handle)
+    started = time.monotonic()
+    result = subprocess.run(launch_command(tiny_model_dir, str(tmp_path), str(tmp_path / "out")), cwd=REPO_ROOT,
+                            env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "token id 99999" in result.stdout + result.stderr
+    assert time.monotonic() - started < 120
