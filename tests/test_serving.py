@@ -29,7 +29,7 @@ from ochat.models import load_model
 from ochat.serving.detokenize import IncrementalDecoder, byte_token_ids, special_token_ids
 from ochat.serving.engine import GenerationEngine, SamplingParams
 from ochat.serving.openai_api_server import StopStringFilter
-from ochat.serving.protocol import ROLE_TO_TEMPLATE
+from ochat.serving.protocol import ROLE_TO_TEMPLATE, ChunkEncoder, chat_chunk
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_TYPE = "openchat_tiny"
@@ -351,6 +351,17 @@ def test_stop_filter_holds_back_a_possible_stop_prefix():
     assert stops.feed("Dx") == ("", True)
     other = StopStringFilter(["END"])
     assert other.feed("E") == ("", False) and other.feed("X") == ("EX", False)
+
+
+def test_fast_chunk_encoding_equals_the_chunk_shape():
+    for include_usage in (False, True):
+        encoder = ChunkEncoder("chatcmpl-1", 1700000000, 'model "x"', include_usage)
+        for index, delta, finish in ((0, {"role": "assistant", "content": ""}, None), (2, {"content": 'a"é\n🙂'}, None),
+                                     (1, {}, "stop")):
+            raw = encoder.encode(index, delta, finish)
+            assert raw.startswith(b"data: ") and raw.endswith(b"\n\n")
+            assert json.loads(raw[6:]) == chat_chunk("chatcmpl-1", 1700000000, 'model "x"', index, delta, finish,
+                                                     include_usage)
 
 
 # -- text ---------------------------------------------------------------------------------------------------

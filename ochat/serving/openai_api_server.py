@@ -25,6 +25,7 @@ import datetime
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,8 +36,8 @@ from aiohttp import web
 from ochat.serving.detokenize import IncrementalDecoder, byte_token_ids, special_token_ids
 from ochat.serving.protocol import (
     ChatCompletionRequest,
+    ChunkEncoder,
     OpenAIError,
-    chat_chunk,
     chat_completion,
     error_body,
     model_card,
@@ -64,7 +65,18 @@ def main(argv=None) -> None:
         tokenizer.eot_token_id  # fails early, with the fix, when the checkpoint lacks <|end_of_turn|>
     except (ValueError, FileNotFoundError, OSError) as error:
         sys.exit(f"error: {error}")
-    replicas = start_replicas(args)
+    try:  # take the port first: a busy port is reported before minutes of model loading, not after
+        listener = socket.create_server((args.host, args.port),
+                                        family=socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    except OSError as error:
+        sys.exit(f"error: cannot listen on {args.host}:{args.port}: {error}")
+    try:
+        replicas = start_replicas(args)
+    except Exception as error:
+        import ray
+
+        ray.shutdown()
+        sys.exit(f"error: the model replicas did not start: {error}")
     service = ChatService(
         config=config,
         tokenizer=tokenizer,
@@ -74,7 +86,7 @@ def main(argv=None) -> None:
     app = build_app(service, args)
     logger.info("serving %s on http://%s:%d/v1 (%d replica(s))", service.model_names[0], args.host, args.port,
                 len(replicas))
-    web.run_app(app, host=args.host, port=args.port, shutdown_timeout=args.shutdown_timeout,
+    web.run_app(app, sock=listener, shutdown_timeout=args.shutdown_timeout,
                 handler_cancellation=True, access_log=None, print=None)
     logger.info("server stopped")
 
@@ -373,7 +385,7 @@ class ChatService:
                 events = [await queue.get()]
                 while not queue.empty():
                     events.append(queue.get_nowait())
-                updates = []
+                updates: dict[int, ChoiceUpdate] = {}  # one update per choice: tokens that arrived together merge
                 for seq_id, token_id, finish_reason in events:
                     choice = choices[int(seq_id.rsplit("-", 1)[1])]
                     if choice.finish_reason is not None:
@@ -383,10 +395,15 @@ class ChatService:
                         unfinished -= 1
                         self.pool.forget([seq_id], abort=finish_reason is None)
                     if update.text or update.finish_reason:
-                        updates.append(update)
+                        merged = updates.get(choice.index)
+                        if merged is None:
+                            updates[choice.index] = update
+                        else:
+                            merged.text += update.text
+                            merged.finish_reason = update.finish_reason
                 stats["completion_tokens"] = sum(choice.completion_tokens for choice in choices)
                 if updates:
-                    yield updates
+                    yield list(updates.values())
         finally:
             self.pool.forget([s for s, c in zip(seq_ids, choices) if c.finish_reason is None], abort=True)
             self.pool.release(replica, request.n)
@@ -473,9 +490,7 @@ async def stream_chat_completion(request, service: ChatService, chat: ChatComple
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
 
-    def chunk(index, delta, finish_reason=None):
-        return sse(chat_chunk(completion_id, created, chat.model, index, delta, finish_reason, chat.include_usage))
-
+    chunk = ChunkEncoder(completion_id, created, chat.model, chat.include_usage).encode
     await response.write(b"".join(chunk(i, {"role": "assistant", "content": ""}) for i in range(chat.n)))
     try:
         pending = first

@@ -11,6 +11,7 @@ responses and stream chunks are plain dicts in OpenAI's shapes:
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -255,6 +256,25 @@ def chat_chunk(completion_id: str, created: int, model: str, index: int, delta: 
     if include_usage:
         chunk["usage"] = None
     return chunk
+
+
+class ChunkEncoder:
+    """`chat_chunk` events of one completion as server-sent-event bytes, built fast.
+
+    Streaming serializes one chunk per token per client, so the constant part
+    (id, created, model) is encoded once; the result parses to exactly what
+    `chat_chunk` returns (tested).
+    """
+
+    def __init__(self, completion_id: str, created: int, model: str, include_usage: bool = False):
+        head = json.dumps({"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model},
+                          ensure_ascii=False)
+        self._head = b"data: " + head[:-1].encode() + b', "choices": [{"index": '
+        self._tail = b"}]" + (b', "usage": null' if include_usage else b"") + b"}\n\n"
+
+    def encode(self, index: int, delta: dict, finish_reason: Optional[str] = None) -> bytes:
+        return b"".join((self._head, str(index).encode(), b', "delta": ', json.dumps(delta, ensure_ascii=False).encode(),
+                         b', "logprobs": null, "finish_reason": ', json.dumps(finish_reason).encode(), self._tail))
 
 
 def usage_chunk(completion_id: str, created: int, model: str, prompt_tokens: int, completion_tokens: int) -> dict:
