@@ -295,24 +295,34 @@ def clean_pages(page_paths, blocked_words=DEFAULT_BLOCKED_WORDS, num_workers=1, 
     return deduplicate(page_paths, results)
 
 
+# Pages per worker below which starting processes costs more than it saves.
+PAGES_PER_WORKER_MIN = 32
+# fork starts workers in milliseconds with everything already imported; the
+# parent holds no threads when the pool starts (the progress bar comes after).
+POOL_CONTEXT = "fork" if sys.platform == "linux" else "spawn"
+WORKER_BLOCKED_WORDS = DEFAULT_BLOCKED_WORDS
+
+
 def map_pages(page_paths, blocked_words, num_workers, show_progress):
-    progress = tqdm(total=len(page_paths), desc="cleaning pages", unit="page", disable=not show_progress,
-                    file=sys.stderr)
-    with progress:
-        if num_workers == 1 or len(page_paths) < 2:
+    """Yield clean_page results in input order, from a process pool when it pays off."""
+    num_workers = max(1, min(num_workers, len(page_paths) // PAGES_PER_WORKER_MIN))
+    if num_workers == 1:
+        with progress_bar(len(page_paths), show_progress) as progress:
             for path in page_paths:
                 yield clean_page(path, blocked_words)
                 progress.update()
-            return
-        chunk_size = max(1, min(64, len(page_paths) // (num_workers * 8)))
-        context = multiprocessing.get_context("forkserver" if sys.platform == "linux" else "spawn")
-        with context.Pool(num_workers, initializer=set_worker_blocked_words, initargs=(blocked_words,)) as pool:
+        return
+    chunk_size = max(1, min(64, len(page_paths) // (num_workers * 8)))
+    context = multiprocessing.get_context(POOL_CONTEXT)
+    with context.Pool(num_workers, initializer=set_worker_blocked_words, initargs=(blocked_words,)) as pool:
+        with progress_bar(len(page_paths), show_progress) as progress:
             for result in pool.imap(clean_page_in_worker, page_paths, chunksize=chunk_size):
                 yield result
                 progress.update()
 
 
-WORKER_BLOCKED_WORDS = DEFAULT_BLOCKED_WORDS
+def progress_bar(total, show_progress):
+    return tqdm(total=total, desc="cleaning pages", unit="page", disable=not show_progress, file=sys.stderr)
 
 
 def set_worker_blocked_words(blocked_words):

@@ -1,0 +1,330 @@
+"""Clean and convert throughput on a generated ShareGPT corpus, against the original's approach.
+
+In one run, on the same >= 10,000 generated pages:
+
+- clean, ours: `data_pipeline.clean_sharegpt.clean_pages` over a process pool
+  (and the same per-page function over Ray tasks, to compare the two backends);
+- clean, reference: a plain single-process implementation of the same rules
+  that parses every whole page with BeautifulSoup's `html.parser` to find
+  `__NEXT_DATA__` and runs markdownify on the raw answer HTML;
+- convert, ours: `data_pipeline.generate_dataset.convert_conversations`
+  (batched fast tokenizer, registry template, turn-wise fitting);
+- convert, reference: the same template and fitting, but every text segment
+  tokenized one by one with the raw sentencepiece model (the slow tokenizer).
+
+Kept conversations (and the drop reasons of every page) must be identical
+between the two cleaners, and the tokenized samples identical between the two
+converters; the script exits non-zero otherwise.
+
+    python benchmarks/data_pipeline_throughput.py --num-pages 10000 --workers 2
+"""
+
+import argparse
+import collections
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from bs4 import BeautifulSoup  # noqa: E402
+from markdownify import markdownify  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from data_pipeline.clean_sharegpt import clean_page, clean_pages  # noqa: E402
+from data_pipeline.examples.make_examples import generate_corpus  # noqa: E402
+from data_pipeline.filter_sharegpt import filter_by_model  # noqa: E402
+
+DEFAULT_WORK_DIR = REPO_ROOT / "benchmarks" / "_work" / "data_pipeline"
+MODEL_TYPE = "openchat_tiny"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--num-pages", type=int, default=10_000, help="pages in the generated corpus")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes for our cleaner")
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="corpus and tiny model go here")
+    parser.add_argument("--model-path", default=None, help="tokenizer folder with <|end_of_turn|> (default: build the tiny one)")
+    parser.add_argument("--model-type", default=MODEL_TYPE, help="registry model type for convert")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray backend comparison")
+    args = parser.parse_args()
+
+    page_paths = prepare_corpus(args.work_dir / "ShareGPT", args.num_pages)
+    model_path = args.model_path or prepare_tiny_model(args.work_dir)
+    rows, failures = [], []
+
+    # ------------------------------------------------------------------ clean
+    started = time.perf_counter()
+    reference_conversations, reference_reasons = reference_clean(page_paths)
+    reference_clean_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    conversations, report = clean_pages(page_paths, num_workers=args.workers)
+    clean_s = time.perf_counter() - started
+    reasons = reasons_by_file(report)
+
+    if conversations != reference_conversations:
+        failures.append("clean: kept conversations differ from the reference")
+    if reasons != reference_reasons:
+        failures.append("clean: drop/duplicate reasons differ from the reference")
+
+    started = time.perf_counter()
+    single_conversations, _ = clean_pages(page_paths, num_workers=1)
+    single_s = time.perf_counter() - started
+    if single_conversations != conversations:
+        failures.append("clean: 1-process output differs from the pool's")
+
+    pages = len(page_paths)
+    rows.append(("clean", "reference: 1 process, bs4 html.parser", pages, reference_clean_s, None, 1.0))
+    rows.append(("clean", "ours: 1 process", pages, single_s, None, reference_clean_s / single_s))
+    rows.append(("clean", f"ours: process pool x{args.workers}", pages, clean_s, None, reference_clean_s / clean_s))
+    if not args.no_ray:
+        ray_s, ray_init_s, ray_conversations = ray_clean(page_paths, args.workers)
+        if ray_conversations != conversations:
+            failures.append("clean: Ray backend output differs")
+        rows.append(("clean", f"ours: Ray x{args.workers} (+{ray_init_s:.1f} s init)", pages, ray_s + ray_init_s,
+                     None, reference_clean_s / (ray_s + ray_init_s)))
+
+    # ------------------------------------------------------------------ convert
+    gpt4_conversations = filter_by_model(conversations)
+    convert_rows, convert_failures = compare_convert(args.model_type, model_path, gpt4_conversations)
+    rows += convert_rows
+    failures += convert_failures
+
+    print()
+    print(f"corpus: {pages} pages, {len(conversations)} kept, {report['duplicates']} duplicates, "
+          f"{sum(report['dropped'].values())} dropped; {len(gpt4_conversations)} GPT-4 conversations converted "
+          f"({args.model_type}, context {max_context(args.model_type)}); cores: {os.cpu_count()}")
+    print_table(rows)
+    convert_seconds = {name: seconds for stage, name, _, seconds, _, _ in rows if stage == "convert"}
+    if REFERENCE_CONVERT in convert_seconds and OURS_CONVERT in convert_seconds:
+        total_reference = reference_clean_s + convert_seconds[REFERENCE_CONVERT]
+        total_ours = clean_s + convert_seconds[OURS_CONVERT]
+        print(f"\nclean + convert: reference {total_reference:.1f} s, ours {total_ours:.1f} s "
+              f"-> {total_reference / total_ours:.1f}x")
+    print("outputs identical: " + ("yes" if not failures else "NO\n  " + "\n  ".join(failures)))
+    sys.exit(1 if failures else 0)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def prepare_corpus(corpus_dir, num_pages):
+    """Generate the corpus once per size; reuse it on later runs."""
+    marker = corpus_dir / ".num_pages"
+    if not (marker.exists() and marker.read_text() == str(num_pages)):
+        if corpus_dir.exists():
+            for old in corpus_dir.glob("*.html"):
+                old.unlink()
+        print(f"generating {num_pages} pages in {corpus_dir} ...", flush=True)
+        generate_corpus(corpus_dir, num_pages=num_pages, seed=1, show_progress=True)
+        marker.write_text(str(num_pages))
+    return sorted(corpus_dir.glob("*.html"), key=lambda path: path.name)
+
+
+def prepare_tiny_model(work_dir):
+    model_dir = work_dir / "tiny_eot"
+    if not (model_dir / "tokenizer_config.json").exists():
+        base_dir = work_dir / "tiny_base"
+        for module, extra in (("ochat.models.build_tiny", ["--out", base_dir]),
+                              ("ochat.models.add_eot_token", ["--in", base_dir, "--out", model_dir])):
+            subprocess.run([sys.executable, "-m", module, "--model_type", MODEL_TYPE, *map(str, extra)],
+                           cwd=REPO_ROOT, check=True)
+    return str(model_dir)
+
+
+def max_context(model_type):
+    from ochat.config import get_model_config
+
+    return get_model_config(model_type).max_context
+
+
+# ----------------------------------------------------------------------------- reference cleaner
+
+def reference_clean(page_paths, blocked_words=("openai",)):
+    """The original's way, written plainly: one process, whole-page BeautifulSoup parse, markdownify per answer."""
+    conversations, reasons, seen = [], {}, {}
+    for path in tqdm(page_paths, desc="reference clean", unit="page"):
+        conversation, reason = reference_clean_page(path.read_bytes(), blocked_words)
+        if conversation is None:
+            reasons[path.name] = reason
+            continue
+        if conversation["hash"] in seen:
+            reasons[path.name] = "duplicate"
+            continue
+        seen[conversation["hash"]] = path.name
+        if conversation["id"] is None:
+            conversation["id"] = path.stem
+        conversations.append(conversation)
+    return conversations, reasons
+
+
+def reference_clean_page(page_bytes, blocked_words):
+    try:
+        text = page_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "undecodable_bytes"
+    script = BeautifulSoup(text, "html.parser").find("script", id="__NEXT_DATA__")
+    if script is None:
+        return None, "no_next_data"
+    try:
+        data = json.loads(script.string or "")
+    except json.JSONDecodeError:
+        return None, "invalid_json"
+    props = data.get("props", {}).get("pageProps") if isinstance(data, dict) else None
+    content = props.get("content") if isinstance(props, dict) else None
+    if not isinstance(content, dict) or "items" not in content:
+        return None, "no_content"
+    items = content["items"]
+    if not isinstance(items, list) or any(
+        not isinstance(item, dict) or not isinstance(item.get("from"), str) or not isinstance(item.get("value"), str)
+        for item in items
+    ):
+        return None, "invalid_items"
+
+    if items and items[0]["from"] != "human":
+        items = items[1:]
+    if items and items[-1]["from"] == "human":
+        items = items[:-1]
+    if len(items) < 2:
+        return None, "too_few_turns"
+    for index, item in enumerate(items):
+        if item["from"] != ["human", "gpt"][index % 2]:
+            return None, "roles_not_alternating"
+
+    cleaned = []
+    for item in items:
+        value = item["value"]
+        if item["from"] == "gpt":
+            value = markdownify(value, strip=["div", "span"], heading_style="ATX", bullets="-",
+                                escape_underscores=False, escape_asterisks=False)
+        value = re.sub(r"^\s*\d+\s*/\s*\d+", "", value, count=1)
+        value = re.sub(r"Copy\d+ chars / \d+ words", "", value)
+        value = re.sub(r"\n*```\n[^\n`]*Copy code\s*```\n*", "\n\n", value)
+        value = re.sub(r"```\n([^\n`]*?)Copy code", lambda m: "```" + m.group(1).strip() + "\n", value)
+        pieces = re.split(r"(```.*?```)", value, flags=re.S)
+        for index in range(0, len(pieces), 2):
+            pieces[index] = re.sub(r"\n(?:[ \t]*\n){2,}", "\n\n", pieces[index])
+        value = "".join(pieces).strip()
+        if not value:
+            return None, "empty_turn"
+        if any(word.lower() in value.lower() for word in blocked_words):
+            return None, "blocked_word"
+        cleaned.append({"from": item["from"], "value": value})
+
+    model = content.get("model")
+    digest = hashlib.sha256(json.dumps([[item["from"], item["value"]] for item in cleaned],
+                                       ensure_ascii=False, separators=(",", ":")).encode("utf-8")).hexdigest()
+    return {"id": props.get("id"), "model": model if isinstance(model, str) else None, "views": props.get("views"),
+            "items": cleaned, "hash": digest}, None
+
+
+def reasons_by_file(report):
+    return {entry["file"]: entry["reason"] for entry in report["files"]}
+
+
+# ----------------------------------------------------------------------------- Ray backend
+
+def ray_clean(page_paths, workers):
+    """Same per-page function over Ray tasks (batches of pages), results gathered in order."""
+    import ray
+
+    from data_pipeline.clean_sharegpt import deduplicate
+
+    started = time.perf_counter()
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+    init_s = time.perf_counter() - started
+
+    @ray.remote
+    def clean_batch(paths):
+        return [clean_page(path) for path in paths]
+
+    started = time.perf_counter()
+    batch_size = 64
+    futures = [clean_batch.remote([str(path) for path in page_paths[start:start + batch_size]])
+               for start in range(0, len(page_paths), batch_size)]
+    results = [result for batch in ray.get(futures) for result in batch]
+    conversations, _ = deduplicate(page_paths, results)
+    elapsed = time.perf_counter() - started
+    ray.shutdown()
+    return elapsed, init_s, conversations
+
+
+# ----------------------------------------------------------------------------- convert
+
+REFERENCE_CONVERT = "reference: sentencepiece per segment"
+OURS_CONVERT = "ours: generate_dataset.convert_conversations"
+
+
+def compare_convert(model_type, model_path, conversations):
+    """Time our batched convert against per-segment sentencepiece tokenization; samples must match."""
+    try:
+        from data_pipeline.generate_dataset import ConversionStats, convert_conversations, fit_conversation
+        from ochat.config import RenderedTurn, get_model_config, load_tokenizer
+    except ImportError as error:  # convert stage not importable: report clean only
+        return [("convert", f"unavailable: {error}", 0, float("nan"), None, float("nan"))], []
+
+    config = get_model_config(model_type)
+    tokenizer = load_tokenizer(config, model_path)
+    if tokenizer.sentencepiece is None:
+        return [], [f"convert: {model_path} has no tokenizer.model for the slow reference"]
+    items_list = [conversation["items"] for conversation in conversations]
+
+    started = time.perf_counter()
+    reference_samples = []
+    for items in items_list:
+        turns = [RenderedTurn(item["from"], tokenizer.sentencepiece.encode(config.role_prefix[item["from"]]),
+                              tokenizer.sentencepiece.encode(item["value"]), closed=True) for item in items]
+        reference_samples += fit_conversation(config, tokenizer, turns)
+    reference_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    samples = convert_conversations(config, tokenizer, conversations, stats=ConversionStats())
+    ours_s = time.perf_counter() - started
+
+    # Candidate: the same sentencepiece model, all segments in one multi-threaded call.
+    started = time.perf_counter()
+    segments = [text for items in items_list for item in items
+                for text in (config.role_prefix[item["from"]], item["value"])]
+    encoded = iter(tokenizer.sentencepiece.encode(segments, num_threads=os.cpu_count()))
+    batched_samples = []
+    for items in items_list:
+        turns = [RenderedTurn(item["from"], next(encoded), next(encoded), closed=True) for item in items]
+        batched_samples += fit_conversation(config, tokenizer, turns)
+    batched_s = time.perf_counter() - started
+
+    failures = []
+    if samples != reference_samples:
+        failures.append("convert: samples differ from the slow-tokenizer reference")
+    if batched_samples != reference_samples:
+        failures.append("convert: batched sentencepiece samples differ from the reference")
+    tokens = sum(len(ids) for ids, _ in samples)
+    count = len(conversations)
+    return [
+        ("convert", REFERENCE_CONVERT, count, reference_s, tokens / reference_s, 1.0),
+        ("convert", OURS_CONVERT, count, ours_s, tokens / ours_s, reference_s / ours_s),
+        ("convert", "candidate: sentencepiece batch, all threads", count, batched_s, tokens / batched_s,
+         reference_s / batched_s),
+    ], failures
+
+
+# ----------------------------------------------------------------------------- table
+
+def print_table(rows):
+    header = f"{'stage':<8} {'implementation':<46} {'items':>7} {'seconds':>8} {'items/s':>9} {'tokens/s':>10} {'speedup':>8}"
+    print(header)
+    print("-" * len(header))
+    for stage, name, count, seconds, tokens_per_s, speedup in rows:
+        tokens = f"{tokens_per_s:,.0f}" if tokens_per_s else "-"
+        print(f"{stage:<8} {name:<46} {count:>7} {seconds:>8.2f} {count / seconds:>9.1f} {tokens:>10} {speedup:>7.1f}x")
+
+
+if __name__ == "__main__":
+    main()
