@@ -204,7 +204,7 @@ def reference_clean_page(page_bytes, blocked_words):
         if item["from"] == "gpt":
             value = markdownify(value, strip=["div", "span"], heading_style="ATX", bullets="-",
                                 escape_underscores=False, escape_asterisks=False)
-        value = re.sub(r"^\s*\d+\s*/\s*\d+", "", value, count=1)
+        value = re.sub(r"^\s*\d+ / \d+", "", value, count=1)
         value = re.sub(r"Copy\d+ chars / \d+ words", "", value)
         value = re.sub(r"\n*```\n[^\n`]*Copy code\s*```\n*", "\n\n", value)
         value = re.sub(r"```\n([^\n`]*?)Copy code", lambda m: "```" + m.group(1).strip() + "\n", value)

@@ -73,7 +73,7 @@ DUPLICATE = "duplicate"
 NEXT_DATA_PATTERN = re.compile(
     r"""<script\b[^>]*\bid\s*=\s*["']?__NEXT_DATA__["']?[^>]*>(.*?)</script\s*>""", re.S | re.I
 )
-REGENERATION_COUNTER = re.compile(r"^\s*\d+\s*/\s*\d+")
+REGENERATION_COUNTER = re.compile(r"^\s*\d+ / \d+")
 COPY_CHARS_NOISE = re.compile(r"Copy\d+ chars / \d+ words")
 EMPTY_CODE_BLOCK = re.compile(r"\n*```\n[^\n`]*Copy code\s*```\n*")
 CODE_BLOCK_HEADER = re.compile(r"```\n([^\n`]*?)Copy code")
@@ -84,7 +84,6 @@ CODE_IN_PRE = re.compile(r"(<code\b[^>]*>)(.*?)(</code\s*>)", re.S | re.I)
 SPAN_TAG = re.compile(r"</?span\b[^>]*>", re.I)
 SVG_SHAPES = r"(?:\s*<(?:path|rect|line|polyline|polygon|circle)\b[^>]*>(?:\s*</(?:path|rect|line|polyline|polygon|circle)>)?)*"
 COPY_BUTTON_ICON = re.compile(r"(<button\b[^>]*>)\s*<svg\b[^>]*>" + SVG_SHAPES + r"\s*</svg>", re.I)
-
 
 
 class ParentLookupTag(Tag):

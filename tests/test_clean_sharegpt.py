@@ -188,6 +188,11 @@ def test_malformed_page_is_dropped_with_its_reason(reason):
     assert clean_page(MALFORMED_PAGES[reason]) == (None, reason)
 
 
+def test_markup_the_converter_cannot_handle_drops_the_page():
+    too_deep = "<p>" + "<b>" * 5000 + "x" + "</b>" * 5000 + "</p>"
+    assert clean_page(page([human("q"), gpt(too_deep)])) == (None, "unparseable_markup")
+
+
 def test_next_data_json_that_is_not_an_object_is_no_content():
     assert clean_page(b'<script id="__NEXT_DATA__">[1, 2]</script>') == (None, "no_content")
 
