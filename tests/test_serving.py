@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import aiohttp
@@ -53,8 +54,8 @@ class ServerProcess:
             return [json.loads(line) for line in handle if line.strip()]
 
 
-def start_server(model_dir: str, work_dir, *extra_args: str, timeout: float = 180) -> ServerProcess:
-    """Start `python -m ochat.serving.openai_api_server` on a free port and wait for /health."""
+def launch_server(model_dir: str, work_dir, *extra_args: str) -> ServerProcess:
+    """Start `python -m ochat.serving.openai_api_server` on a free port (not yet waiting for it)."""
     port = free_port()
     logfile = os.path.join(str(work_dir), f"requests-{port}.log")
     output = os.path.join(str(work_dir), f"server-{port}.out")
@@ -63,17 +64,25 @@ def start_server(model_dir: str, work_dir, *extra_args: str, timeout: float = 18
                *extra_args]
     with open(output, "w") as out:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+    return ServerProcess(process, port, logfile, output)
+
+
+def wait_healthy(server: ServerProcess, timeout: float = 180) -> ServerProcess:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}:\n{open(output).read()[-4000:]}")
+        if server.process.poll() is not None:
+            pytest.fail(f"server exited with {server.process.returncode}:\n{open(server.output).read()[-4000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                return ServerProcess(process, port, logfile, output)
+            with urllib.request.urlopen(f"{server.base_url}/health", timeout=1):
+                return server
         except OSError:
             time.sleep(0.3)
-    process.kill()
-    pytest.fail(f"server not healthy after {timeout} s:\n{open(output).read()[-4000:]}")
+    server.process.kill()
+    pytest.fail(f"server not healthy after {timeout} s:\n{open(server.output).read()[-4000:]}")
+
+
+def start_server(model_dir: str, work_dir, *extra_args: str) -> ServerProcess:
+    return wait_healthy(launch_server(model_dir, work_dir, *extra_args))
 
 
 def stop_server(server: ServerProcess) -> None:
@@ -87,20 +96,31 @@ def stop_server(server: ServerProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
+def servers(tiny_model_dir, tmp_path_factory):
+    """Both servers of this module, started side by side so their start-ups overlap."""
     work_dir = tmp_path_factory.mktemp("serving")
-    process = start_server(tiny_model_dir, work_dir, "--max_batch_size", "8", "--max_queue", "40")
-    yield process
-    stop_server(process)
+    launched = {
+        "open": launch_server(tiny_model_dir, work_dir, "--max_batch_size", "8", "--max_queue", "40"),
+        "guarded": launch_server(tiny_model_dir, work_dir, "--api-keys", ",".join(API_KEYS), "--max_batch_size", "1",
+                                 "--max_queue", "1", "--max_body_bytes", "4096", "--allowed-origins", ALLOWED_ORIGIN),
+    }
+    try:
+        for process in launched.values():
+            wait_healthy(process)
+        yield launched
+    finally:
+        for process in launched.values():
+            stop_server(process)
 
 
 @pytest.fixture(scope="module")
-def guarded_server(tiny_model_dir, tmp_path_factory):
-    work_dir = tmp_path_factory.mktemp("serving_guarded")
-    process = start_server(tiny_model_dir, work_dir, "--api-keys", ",".join(API_KEYS), "--max_batch_size", "1",
-                           "--max_queue", "1", "--max_body_bytes", "4096", "--allowed-origins", ALLOWED_ORIGIN)
-    yield process
-    stop_server(process)
+def server(servers):
+    return servers["open"]
+
+
+@pytest.fixture(scope="module")
+def guarded_server(servers):
+    return servers["guarded"]
 
 
 @pytest.fixture(scope="module")
@@ -549,6 +569,54 @@ def test_every_request_gets_one_json_log_line(server):
     entry = [e for e in server.log_lines() if e["path"] == "/v1/chat/completions" and e["status"] == 200][-1]
     assert entry["id"].startswith("chatcmpl-") and entry["completion_tokens"] == 3
     assert entry["prompt_tokens"] > 0 and entry["latency_ms"] > 0
+
+
+def engine_worker_pids(server_pid: int) -> list[int]:
+    """Ray engine actor processes started (through the raylet) by the server process."""
+    children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    names[int(entry)] = handle.read().decode(errors="replace")
+            except OSError:
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, stack = [], [server_pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            stack.append(child)
+            if names.get(child, "").startswith("ray::EngineWorker"):
+                found.append(child)
+    return found
+
+
+def test_replica_failure_mid_stream_ends_with_an_error_chunk_then_done(server):
+    """Runs last on the open server: it kills its only replica."""
+    workers = engine_worker_pids(server.process.pid)
+    assert len(workers) == 1
+
+    async def run():
+        async with aiohttp.ClientSession() as session:
+            async with session.post(server.base_url + "/v1/chat/completions", json={
+                    **VALID, "max_tokens": 1800, "stream": True}) as response:
+                first = await response.content.readline()
+                os.kill(workers[0], signal.SIGKILL)
+                events = await asyncio.wait_for(read_events(response), 30)
+            async with session.post(server.base_url + "/v1/chat/completions", json=VALID) as after:
+                return first, events, after.status, await after.json()
+
+    first, events, status_after, body_after = asyncio.run(run())
+    assert first.startswith(b"data: ")
+    assert events[-1] == "[DONE]" and "error" in events[-2]
+    assert set(events[-2]["error"]) == {"message", "type", "param", "code"}
+    assert status_after == 503 and body_after["error"]["type"] == "server_error"
+    with pytest.raises(urllib.error.HTTPError) as health:
+        urllib.request.urlopen(server.base_url + "/health")
+    assert health.value.code == 503
 
 
 # -- the guarded server: auth, limits, CORS, shutdown -------------------------------------------------------

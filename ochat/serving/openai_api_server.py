@@ -471,7 +471,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 texts[update.index] += update.text
                 finish_reasons[update.index] = update.finish_reason or finish_reasons[update.index]
     except EngineFailure as error:
-        raise OpenAIError(500, f"The model failed while generating: {error}", code="engine_error")
+        raise OpenAIError(503, f"The model failed while generating: {error}", code="engine_error")
     return web.json_response(chat_completion(completion_id, now(), chat.model, texts, finish_reasons,
                                              stats["prompt_tokens"], stats.get("completion_tokens", 0)))
 
@@ -486,7 +486,7 @@ async def stream_chat_completion(request, service: ChatService, chat: ChatComple
     except StopAsyncIteration:
         first = []
     except EngineFailure as error:
-        raise OpenAIError(500, f"The model failed while generating: {error}", code="engine_error")
+        raise OpenAIError(503, f"The model failed while generating: {error}", code="engine_error")
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
 
