@@ -66,9 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         embedder = LocalEmbedder(device=args.device, max_tokens=args.max_tokens)
     else:
         embedder = OpenAIEmbedder(args.api_base, args.model, args.api_key, args.max_retries, args.api_max_chars)
-    chunks = embedder.split(cleaned)
-    chunk_vectors = embed_in_batches(embedder, chunks, args.batch_size)
-    vectors = pool_chunks(chunks, chunk_vectors, len(cleaned))
+    vectors, chunks = embed_texts(embedder, cleaned, args.batch_size)
 
     windows_per_text = np.bincount([chunk.text_index for chunk in chunks], minlength=len(cleaned))
     result = {
@@ -135,6 +133,13 @@ def load_texts(path: str) -> list[str]:
     if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
         sys.exit(f"error: {path} must hold a JSON list of strings (a T.*.text.json file)")
     return texts
+
+
+def embed_texts(embedder, texts: list[str], batch_size: int) -> tuple[np.ndarray, list[Chunk]]:
+    """One unit vector per text: split into windows, embed them in batches, pool per text."""
+    chunks = embedder.split(texts)
+    chunk_vectors = embed_in_batches(embedder, chunks, batch_size)
+    return pool_chunks(chunks, chunk_vectors, len(texts)), chunks
 
 
 def embed_in_batches(embedder, chunks: list[Chunk], batch_size: int) -> np.ndarray:
