@@ -138,6 +138,8 @@ def load_embeddings(path: str) -> tuple[np.ndarray, str | None]:
     if isinstance(data, dict):
         model = data.get("model")
         data = data.get("embeddings")
+    if data == []:
+        sys.exit(f"error: {path} holds no embeddings: there is nothing to lay out")
     try:
         embeddings = np.asarray(data, dtype=np.float32)
     except (TypeError, ValueError):

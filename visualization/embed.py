@@ -132,6 +132,8 @@ def load_texts(path: str) -> list[str]:
         sys.exit(f"error: {path} is not valid JSON ({error})")
     if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
         sys.exit(f"error: {path} must hold a JSON list of strings (a T.*.text.json file)")
+    if not texts:
+        sys.exit(f"error: {path} holds no conversations")
     return texts
 
 
