@@ -1,0 +1,390 @@
+"""The whole OpenChat loop, for real, in one command: pages to a judged, served, visualized model.
+
+    python -m ochat.demo                       # tiny model, bundled corpus, CPU, about 5-10 minutes
+    python -m ochat.demo --model_type openchat --model_path /models/llama-13b \\
+        --num_gpus 8 --epochs 5 --lr 2e-5 --judge_api_base https://api.openai.com/v1 --judge_model gpt-4
+
+Steps, each printing what it did and where its output is (all under --out):
+
+    1 model      base model (tiny one built, or --model_path) + <|end_of_turn|>   model_eot/
+    2 data       ./run_data_pipeline.sh on the bundled pages                        data/
+    3 train      deepspeed --num_gpus=N --module ochat.training_deepspeed.train    checkpoint/
+    4 serve      the OpenAI-compatible server, one streamed chat completion         logs/server.log
+    5 evaluate   answers (trained and base model), LLM judge, summary table         eval/
+    6 visualize  embeddings + UMAP/K-Means -> T.visualizer.json                     visualization/
+
+A step that fails stops the run with its name and reason. Finished steps are
+recorded in `.done/` and reused when the command is run again; `--fresh`
+starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES_DIR = os.path.join(REPO_ROOT, "data_pipeline", "examples")
+DEEPSPEED_CONFIG = os.path.join(REPO_ROOT, "ochat", "training_deepspeed", "deepspeed_config.json")
+VISUALIZER_PAGE = os.path.join(REPO_ROOT, "visualization", "ui", "visualizer.html")
+EVAL_PAGE = os.path.join(REPO_ROOT, "visualization", "eval_result_ui", "eval_result_visualizer.html")
+
+
+class StepFailed(RuntimeError):
+    """A step could not finish; the message says why."""
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    demo = Demo(args)
+    try:
+        for name, step in demo.steps():
+            demo.run_step(name, step)
+    except StepFailed as error:
+        print(f"\n!! step '{demo.current_step}' failed: {error}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        demo.stop_server()
+    demo.print_final_summary()
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "demo_output"), help="output folder (default demo_output/)")
+    parser.add_argument("--fresh", action="store_true", help="delete --out and start over instead of reusing finished steps")
+    parser.add_argument("--input", default=EXAMPLES_DIR, help="folder with ShareGPT/*.html (default: the bundled pages)")
+    parser.add_argument("--model_type", default="openchat_tiny", help="registry model type (default openchat_tiny)")
+    parser.add_argument("--model_path", default=None,
+                        help="base model folder without the EOT token, e.g. LLaMA-13B (default: build the tiny twin)")
+    parser.add_argument("--num_gpus", type=int, default=2, help="deepspeed ranks (CPU ranks when there is no GPU; default 2)")
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs (default 2; the original: 5)")
+    parser.add_argument("--lr", type=float, default=2e-3,
+                        help="peak learning rate (default 2e-3 for the tiny random model; the original 2e-5 for LLaMA)")
+    parser.add_argument("--train_batch_size", type=int, default=16, help="global batch (default 16; the original: 128)")
+    parser.add_argument("--micro_batch_size", type=int, default=4, help="samples per rank per micro-step (default 4)")
+    parser.add_argument("--max_steps", type=int, default=None, help="stop training after this many optimizer steps")
+    parser.add_argument("--quick", action="store_true",
+                        help="shortest schedule that still shows every step (CI): 6 steps, 8 questions, short answers")
+    parser.add_argument("--questions", type=int, default=None, help="evaluate on the first N questions (default all 80)")
+    parser.add_argument("--answer_max_tokens", type=int, default=128, help="answer length limit (default 128)")
+    parser.add_argument("--port", type=int, default=18888, help="server port (default 18888; 0 picks a free one)")
+    parser.add_argument("--judge_api_base", default=None,
+                        help="OpenAI-compatible judge endpoint (default: the demo's own server with the trained model)")
+    parser.add_argument("--judge_model", default=None, help="judge model name (default: what the judge endpoint lists first)")
+    parser.add_argument("--judge_api_key", default=None, help="judge API key (default $OPENAI_API_KEY)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs = 1
+        args.max_steps = args.max_steps or 6
+        args.questions = args.questions or 8
+        args.answer_max_tokens = min(args.answer_max_tokens, 48)
+    return args
+
+
+class Demo:
+    def __init__(self, args):
+        self.args = args
+        self.out = os.path.abspath(args.out)
+        if args.fresh and os.path.isdir(self.out):
+            shutil.rmtree(self.out)
+        for folder in ("logs", ".done"):
+            os.makedirs(os.path.join(self.out, folder), exist_ok=True)
+        self.current_step = None
+        self.server = None
+        self.server_url = None
+        self.model_type = args.model_type
+
+    # ---- paths -------------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.out, *parts)
+
+    @property
+    def model_dir(self) -> str:
+        return self.path("model_eot")
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return self.path("checkpoint")
+
+    def steps(self):
+        return [
+            ("model", self.step_model),
+            ("data", self.step_data),
+            ("train", self.step_train),
+            ("serve", self.step_serve),
+            ("evaluate", self.step_evaluate),
+            ("visualize", self.step_visualize),
+        ]
+
+    # ---- running -------------------------------------------------------------------------------
+    def run_step(self, name: str, step) -> None:
+        self.current_step = name
+        marker = self.path(".done", name + ".json")
+        index = [n for n, _ in self.steps()].index(name) + 1
+        print(f"\n== [{index}/6] {name}", flush=True)
+        if os.path.exists(marker) and name != "serve":
+            with open(marker, encoding="utf-8") as handle:
+                print(f"   reused (finished earlier): {json.load(handle)['summary']}")
+            return
+        started = time.time()
+        summary = step()
+        with open(marker, "w", encoding="utf-8") as handle:
+            json.dump({"summary": summary, "seconds": round(time.time() - started, 1)}, handle)
+        print(f"   done in {time.time() - started:.0f} s: {summary}", flush=True)
+
+    def run(self, command: list[str], log_name: str, env: dict | None = None, show: bool = True) -> None:
+        """Run a command, teeing its output to logs/LOG_NAME.log; a failure raises StepFailed with its tail."""
+        log_path = self.path("logs", log_name + ".log")
+        print(f"   $ {' '.join(command)}", flush=True)
+        with open(log_path, "a", encoding="utf-8") as log:
+            process = subprocess.Popen(
+                command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                env=dict(os.environ, **(env or {})), start_new_session=True,
+            )
+            tail: list[str] = []
+            for line in process.stdout:
+                log.write(line)
+                tail = (tail + [line.rstrip()])[-15:]
+                if show and "WARNING" not in line:
+                    print("   | " + line.rstrip()[-200:], flush=True)
+            code = process.wait()
+        if code != 0:
+            raise StepFailed(f"{command[0]} {' '.join(command[1:3])} ... exited with {code}; "
+                             f"log: {log_path}\n" + "\n".join("   | " + line for line in tail))
+
+    def python(self, module: str, *args: str) -> list[str]:
+        return [sys.executable, "-m", module, *args]
+
+    # ---- steps -------------------------------------------------------------------------------
+    def step_model(self) -> str:
+        base = self.args.model_path
+        if base is None:
+            base = self.path("model_base")
+            self.run(self.python("ochat.models.build_tiny", "--model_type", self.model_type, "--out", base), "model")
+        elif not os.path.isdir(base):
+            raise StepFailed(f"--model_path {base!r} is not a folder")
+        shutil.rmtree(self.model_dir, ignore_errors=True)
+        self.run(self.python("ochat.models.add_eot_token", "--model_type", self.model_type,
+                             "--in", base, "--out", self.model_dir), "model")
+        return f"{self.model_type} base {base} + <|end_of_turn|> -> {self.model_dir}"
+
+    def step_data(self) -> str:
+        data_dir = self.path("data")
+        self.run(["bash", os.path.join(REPO_ROOT, "run_data_pipeline.sh"), self.args.input, data_dir], "data",
+                 env={"MODEL_TYPES": self.model_type, "MODEL_PATHS": self.model_dir, "PYTHON": sys.executable,
+                      "GENERATE_ARGS": "--eval-ratio 0.05"})
+        with open(os.path.join(data_dir, f"{self.model_type}.report.json"), encoding="utf-8") as handle:
+            report = json.load(handle)
+        return (f"{report['train']['samples']} train / {report['eval']['samples']} eval samples in "
+                f"{data_dir}/{self.model_type}.{{train,eval}}.json (report: {data_dir}/sharegpt_clean.report.json)")
+
+    def step_train(self) -> str:
+        args = self.args
+        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+        launcher = os.path.join(os.path.dirname(sys.executable), "deepspeed")
+        launcher = [launcher] if os.path.exists(launcher) else [sys.executable, "-m", "deepspeed.launcher.runner"]
+        command = [
+            *launcher, f"--num_gpus={args.num_gpus}",
+            "--module", "ochat.training_deepspeed.train",
+            "--model_type", self.model_type, "--model_path", self.model_dir, "--save_path", self.checkpoint_dir,
+            "--length_grouping", "--epochs", str(args.epochs), "--data_path", self.path("data"),
+            "--lr", str(args.lr), "--train_batch_size", str(args.train_batch_size),
+            "--micro_batch_size", str(args.micro_batch_size),
+            "--deepspeed", "--deepspeed_config", DEEPSPEED_CONFIG,
+        ]
+        if args.max_steps:
+            command += ["--max_steps", str(args.max_steps)]
+        self.run(command, "train", env={"OMP_NUM_THREADS": "1"})
+        losses = self.eval_losses()
+        return (f"checkpoint {self.checkpoint_dir}; eval loss {losses['base']:.3f} (base) -> "
+                f"{losses['trained']:.3f} (trained); metrics {self.checkpoint_dir}/metrics.jsonl")
+
+    def eval_losses(self) -> dict:
+        """Token-mean eval loss of the base and the trained model, the figure that says training worked."""
+        losses_path = self.path("eval_losses.json")
+        if not os.path.exists(losses_path):
+            data_file = self.path("data", f"{self.model_type}.eval.json")
+            losses = {
+                "base": eval_loss_of_checkpoint(self.model_type, self.model_dir, data_file),
+                "trained": eval_loss_of_checkpoint(self.model_type, self.checkpoint_dir, data_file),
+            }
+            with open(losses_path, "w", encoding="utf-8") as handle:
+                json.dump(losses, handle)
+        with open(losses_path, encoding="utf-8") as handle:
+            return json.load(handle)
+
+    def step_serve(self) -> str:
+        port = self.args.port or _free_port()
+        if _port_in_use(port):
+            raise StepFailed(f"port {port} is already in use; stop what listens there or pass --port 0")
+        log = open(self.path("logs", "server.log"), "a", encoding="utf-8")
+        command = self.python("ochat.serving.openai_api_server", "--model_type", self.model_type,
+                              "--model_path", self.checkpoint_dir, "--host", "127.0.0.1", "--port", str(port))
+        print(f"   $ {' '.join(command)}", flush=True)
+        self.server = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.server_url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if self.server.poll() is not None:
+                raise StepFailed(f"the server exited with {self.server.returncode}; log: {self.path('logs', 'server.log')}")
+            try:
+                with urllib.request.urlopen(self.server_url + "/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise StepFailed("the server did not become healthy within 300 s")
+        print(f"   server up at {self.server_url}/v1 (chat page: {self.server_url}/)")
+        from openai import OpenAI
+
+        client = OpenAI(base_url=self.server_url + "/v1", api_key="none")
+        question = "What is the capital of France?"
+        print(f"   user> {question}\n   assistant> ", end="", flush=True)
+        stream = client.chat.completions.create(
+            model=self.model_type, messages=[{"role": "user", "content": question}],
+            stream=True, max_tokens=48, temperature=0.7, seed=0,
+        )
+        pieces = []
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces.append(chunk.choices[0].delta.content)
+                print(chunk.choices[0].delta.content, end="", flush=True)
+        print()
+        return f"server at {self.server_url}/v1 streamed {len(''.join(pieces))} characters"
+
+    def step_evaluate(self) -> str:
+        args = self.args
+        eval_dir, baseline_dir = self.path("eval", "answers"), self.path("eval", "baselines")
+        data_path = self.question_subset()
+        bench = "vicuna"
+        common = ["--data_path", data_path, "--bench", bench, "--max_tokens", str(args.answer_max_tokens), "--seed", "0"]
+        self.run(self.python("evaluation.get_model_answer", "--api-base", self.server_url + "/v1",
+                             "--model", self.model_type, "--model_name", "trained", "--output_path", eval_dir, *common),
+                 "evaluate")
+        self.run(self.python("evaluation.get_model_answer", "--model_type", self.model_type, "--models_path", self.model_dir,
+                             "--output_path", baseline_dir, *common), "evaluate")
+        baseline_files = [name for name in os.listdir(baseline_dir) if name.endswith(".jsonl")]
+        if len(baseline_files) != 1:
+            raise StepFailed(f"expected one baseline answer file in {baseline_dir}, found {baseline_files}")
+        judge_base = args.judge_api_base or self.server_url + "/v1"
+        judge = ["--api-base", judge_base]
+        if args.judge_model or not args.judge_api_base:
+            judge += ["--model", args.judge_model or self.model_type]
+        if args.judge_api_key:
+            judge += ["--api-key", args.judge_api_key]
+        env = {} if args.judge_api_key or os.environ.get("OPENAI_API_KEY") else {"OPENAI_API_KEY": "none"}
+        self.run(self.python("evaluation.openai_eval", "--data_path", data_path, "--bench", bench,
+                             "--baseline_path", os.path.join(baseline_dir, baseline_files[0]),
+                             "--input_path", eval_dir, "--max_tokens", str(args.answer_max_tokens), "--continue", *judge),
+                 "evaluate", env=env)
+        self.run(self.python("evaluation.summarize", "--input_path", eval_dir), "evaluate")
+        with open(os.path.join(eval_dir, "summary.json"), encoding="utf-8") as handle:
+            judged = sum(model.get("judged", 0) for model in json.load(handle)["models"])
+        if judged == 0:
+            print("   note: no review could be parsed into scores; a tiny model is no judge. "
+                  "Pass --judge_api_base (and --judge_model, --judge_api_key) for a real one, e.g. GPT-4.")
+        return f"answers, reviews and summary.json in {eval_dir} (baseline: the base model, {baseline_dir})"
+
+    def question_subset(self) -> str:
+        """The bundled question set, cut to --questions when asked (same files, fewer lines)."""
+        source = os.path.join(REPO_ROOT, "evaluation", "vicuna")
+        if not self.args.questions:
+            return source
+        target = self.path("eval", "vicuna")
+        os.makedirs(target, exist_ok=True)
+        for name in os.listdir(source):
+            shutil.copy(os.path.join(source, name), target)
+        with open(os.path.join(source, "question.jsonl"), encoding="utf-8") as handle:
+            lines = [line for line in handle if line.strip()]
+        by_category: dict[str, list[str]] = {}
+        for line in lines:
+            by_category.setdefault(json.loads(line)["category"], []).append(line)
+        chosen = []
+        while len(chosen) < min(self.args.questions, len(lines)):  # round-robin over categories
+            for category_lines in by_category.values():
+                if category_lines and len(chosen) < self.args.questions:
+                    chosen.append(category_lines.pop(0))
+        with open(os.path.join(target, "question.jsonl"), "w", encoding="utf-8") as handle:
+            handle.writelines(chosen)
+        return target
+
+    def step_visualize(self) -> str:
+        vis_dir = self.path("visualization")
+        os.makedirs(vis_dir, exist_ok=True)
+        texts = self.path("data", f"{self.model_type}.train.text.json")
+        embeddings = os.path.join(vis_dir, f"{self.model_type}.train.embeddings.json")
+        points = os.path.join(vis_dir, f"{self.model_type}.visualizer.json")
+        self.run(self.python("visualization.embed", "--in-file", texts, "--out-file", embeddings), "visualize")
+        self.run(self.python("visualization.dim_reduction", "--embeddings", embeddings, "--texts", texts,
+                             "--out-file", points, "--html", os.path.join(vis_dir, "visualizer_standalone.html")),
+                 "visualize")
+        return f"{points} (and visualizer_standalone.html beside it)"
+
+    # ---- the end -------------------------------------------------------------------------------
+    def stop_server(self) -> None:
+        if self.server is not None and self.server.poll() is None:
+            os.killpg(self.server.pid, signal.SIGTERM)
+            try:
+                self.server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.server.pid, signal.SIGKILL)
+        self.server = None
+
+    def print_final_summary(self) -> None:
+        summary_path = self.path("eval", "answers", "summary.json")
+        print("\n== the loop is done")
+        print(f"   data:        {self.path('data')}")
+        print(f"   checkpoint:  {self.checkpoint_dir}  (serve it: python -m ochat.serving.openai_api_server "
+              f"--model_type {self.model_type} --model_path {self.checkpoint_dir})")
+        print(f"   evaluation:  {summary_path}")
+        print(f"   open {VISUALIZER_PAGE}\n      and drop {self.path('visualization', self.model_type + '.visualizer.json')} on it")
+        print(f"   open {EVAL_PAGE}\n      and pick {summary_path} and the files in {self.path('eval', 'answers', 'reviews')}")
+
+
+def eval_loss_of_checkpoint(model_type: str, model_path: str, data_file: str) -> float:
+    """Mean cross entropy over the supervised tokens of a tokenized file, with training's own batching and loss."""
+    import torch
+
+    from ochat.config import get_model_config
+    from ochat.models import load_model
+    from ochat.training_deepspeed.data import collate, load_samples, plan_step, supervised_target_count
+    from ochat.training_deepspeed.modeling import weighted_loss
+
+    config = get_model_config(model_type)
+    model = load_model(config, model_path, dtype=torch.float32).eval()
+    samples = load_samples(data_file, model.config.vocab_size, config.max_context)
+    lengths = [len(ids) for ids, _ in samples]
+    supervised = [supervised_target_count(mask) for _, mask in samples]
+    plan = plan_step(list(range(len(samples))), lengths, supervised, "length", 1, len(samples), 1)
+    pad_token_id = model.config.pad_token_id or 0
+    total = 0.0
+    with torch.no_grad():
+        for indices in plan.micro_batches[0]:
+            if indices:
+                batch = collate(samples, indices, plan, pad_token_id, packing=False)
+                total += weighted_loss(model, batch, "cpu").item()
+    return total
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+if __name__ == "__main__":
+    main()
