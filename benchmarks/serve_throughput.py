@@ -176,6 +176,81 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
+# -- Ray transport: how tokens travel from a replica to the front ------------------------------------
+
+
+def compare_ray_transports(streams: int, tokens: int, step_s: float = 0.003) -> None:
+    """A fake replica emits one token per stream every `step_s`; the front receives them either by one
+    batched `poll` per step (what the server does) or by one Ray streaming generator per request."""
+    import threading
+
+    import ray
+
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 << 20, log_to_driver=False)
+
+    @ray.remote(num_cpus=1)
+    class PolledReplica:
+        def __init__(self):
+            self.outbox, self.lock, self.ready = [], threading.Lock(), None
+
+        async def start(self):
+            loop, self.ready = asyncio.get_running_loop(), asyncio.Event()
+
+            def produce():
+                for token in range(tokens):
+                    time.sleep(step_s)
+                    with self.lock:
+                        self.outbox.extend((stream, token, time.time()) for stream in range(streams))
+                    loop.call_soon_threadsafe(self.ready.set)
+
+            threading.Thread(target=produce, daemon=True).start()
+
+        async def poll(self):
+            while True:
+                with self.lock:
+                    if self.outbox:
+                        events, self.outbox = self.outbox, []
+                        return events
+                    self.ready.clear()
+                await self.ready.wait()
+
+    @ray.remote(num_cpus=1)
+    class StreamingReplica:
+        async def stream(self, stream):
+            for token in range(tokens):
+                await asyncio.sleep(step_s)
+                yield stream, token, time.time()
+
+    async def by_poll():
+        replica = PolledReplica.remote()
+        await replica.start.remote()
+        latencies = []
+        while len(latencies) < streams * tokens:
+            latencies += [time.time() - sent for _, _, sent in await replica.poll.remote()]
+        return latencies
+
+    async def by_generator():
+        replica = StreamingReplica.remote()
+        await replica.__ray_ready__.remote()
+        latencies = []
+
+        async def one(stream):
+            async for ref in replica.stream.options(num_returns="streaming").remote(stream):
+                latencies.append(time.time() - (await ref)[2])
+
+        await asyncio.gather(*(one(stream) for stream in range(streams)))
+        return latencies
+
+    for name, method in (("batched poll per step", by_poll), ("streaming generator per request", by_generator)):
+        cpu_started, wall_started = time.process_time(), time.perf_counter()
+        latencies = sorted(asyncio.run(method()))
+        wall, cpu = time.perf_counter() - wall_started, time.process_time() - cpu_started
+        print(f"| {name} | {streams} | {tokens} | {wall:.2f} | {cpu:.2f} | {percentile(latencies, 50) * 1000:.2f} "
+              f"| {percentile(latencies, 99) * 1000:.2f} |")
+    ray.shutdown()
+
+
 # -- orchestration -------------------------------------------------------------------------------------
 
 
@@ -263,12 +338,20 @@ def main(argv=None) -> None:
                         help="where the tiny model and server logs go")
     parser.add_argument("--torch_threads", type=int, default=1,
                         help="CPU threads of the baseline's torch, as a replica gets from Ray (default 1)")
+    parser.add_argument("--ray_transport", action="store_true",
+                        help="instead: compare batched polling with Ray streaming generators for moving tokens")
     parser.add_argument("--baseline_server_port", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.baseline_server_port:
         run_baseline_server(args.model_type, args.model_path, args.baseline_server_port, args.device,
                             args.torch_threads)
+        return
+    if args.ray_transport:
+        print("| transport | streams | tokens each | wall s | front CPU s | latency p50 ms | latency p99 ms |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for streams in args.concurrency:
+            compare_ray_transports(streams, args.max_tokens)
         return
     os.makedirs(args.work_dir, exist_ok=True)
     model_path = args.model_path or ensure_tiny_model(args.work_dir)
