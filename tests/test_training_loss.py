@@ -250,3 +250,18 @@ def test_bundled_config_resolves_to_zero2_fp32_on_cpu_and_bf16_on_gpu(tiny_model
     assert on_cpu["zero_optimization"]["stage"] == 2 and on_cpu["gradient_clipping"] == 1.0
     assert on_cpu["bf16"]["enabled"] is False and on_gpu["bf16"]["enabled"] is True
     assert os.path.samefile(args.deepspeed_config, os.path.join(os.path.dirname(train.__file__), "deepspeed_config.json"))
+
+
+def test_checkpoint_of_an_8192_type_keeps_the_extended_context_and_stops_on_eot(tiny_model_dir, tmp_path):
+    from transformers import AutoConfig, GenerationConfig
+
+    from ochat.config import load_tokenizer
+
+    config = get_model_config("openchat_8192_tiny")
+    model = load_model(config, tiny_model_dir, dtype=torch.float32)
+    tokenizer = load_tokenizer(config, tiny_model_dir)
+    train.save_hf_checkpoint(model, config, tokenizer, tiny_model_dir, str(tmp_path))
+    assert AutoConfig.from_pretrained(tmp_path).max_position_embeddings == 8192
+    assert GenerationConfig.from_pretrained(tmp_path).eos_token_id[0] == tokenizer.eot_token_id
+    assert (tmp_path / "tokenizer.model").is_file()
+    assert load_model(config, str(tmp_path)).config.max_position_embeddings == 8192

@@ -150,6 +150,9 @@ def resolve_deepspeed_config(path: str, args, world_size: int, on_cuda: bool) ->
     for key in ("optimizer", "scheduler"):
         if key in ds_config:
             raise TrainingSetupError(f"{path}: remove the {key!r} section; AdamW and the cosine schedule are set by flags (--lr ...)")
+    if int(ds_config.get("zero_optimization", {}).get("stage", 0)) > 2:
+        raise TrainingSetupError(f"{path}: ZeRO stage 3 is not supported; evaluation and the final save read full "
+                                 "parameters on each rank (use stage 2)")
     if args.train_batch_size is not None:
         ds_config["train_batch_size"] = args.train_batch_size
     if args.micro_batch_size is not None:
