@@ -331,6 +331,20 @@ def test_eval_page_rejects_a_file_of_the_wrong_kind(page, tmp_path):
     assert page.locator("#empty").is_visible()
 
 
+def test_eval_page_skips_call_logs_and_answer_files_with_a_note(page, tmp_path):
+    files = write_eval_results(tmp_path)
+    call_log = tmp_path / "vicuna_llama-7b_vs_gpt-3.5-turbo.calls.jsonl"
+    call_log.write_text(json.dumps({"question_id": 1, "order": "model_first", "sample": 0, "text": "8 7",
+                                    "scores": [8, 7], "failed": False, "attempts": 1}) + "\n")
+    answers = tmp_path / "vicuna_llama-7b.jsonl"
+    answers.write_text(json.dumps({"question_id": 1, "model": "llama-7b", "text": "An answer."}) + "\n")
+    open_eval_page(page, [*files, call_log, answers])
+    notes = page.inner_text("#notes")
+    assert "call log" in notes and "answers file" in notes
+    assert page.locator("#message").is_hidden()
+    assert page.locator("#questions-table tbody tr").count() == 12
+
+
 def test_self_contained_eval_report_shows_the_results(page, tmp_path):
     import subprocess
     import sys

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: results folder not found: {results_dir}")
     paths = sorted(results_dir.glob("summary.json"))
     paths += sorted(results_dir.glob("reviews/*.jsonl")) + sorted(results_dir.glob("*_vs_*.jsonl"))
+    paths = [path for path in paths if not path.name.endswith(".calls.jsonl")]  # the judge's call log
     if not paths:
         sys.exit(f"error: {results_dir} has neither summary.json nor reviews/*.jsonl")
     files = [{"name": str(path.relative_to(results_dir)), "text": path.read_text(encoding="utf-8")} for path in paths]
