@@ -411,6 +411,26 @@ def test_incremental_decoding_equals_full_decode_on_random_ids(reference):
         assert "".join(decoder.step(token_id) for token_id in ids) + decoder.flush() == decode(ids)
 
 
+def test_incremental_decoding_holds_split_characters_of_byte_level_bpe():
+    """GPT-2 style vocabularies (StarCoder) have no byte pieces; a token may end inside a character."""
+    import random
+
+    from tokenizers import ByteLevelBPETokenizer
+
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator(["café naïve 你好 世界 🙂"] * 5 + ["the quick brown fox"] * 5, vocab_size=300,
+                                  min_frequency=1, show_progress=False)
+    ids = tokenizer.encode("café 你好 🙂 fox").ids
+    decoder = IncrementalDecoder(tokenizer.decode)
+    deltas = [decoder.step(token_id) for token_id in ids] + [decoder.flush()]
+    assert "".join(deltas) == "café 你好 🙂 fox" and not any("\ufffd" in delta for delta in deltas)
+    generator = random.Random(0)
+    for _ in range(200):
+        ids = [generator.randrange(tokenizer.get_vocab_size()) for _ in range(generator.randrange(1, 30))]
+        decoder = IncrementalDecoder(tokenizer.decode)
+        assert "".join(decoder.step(token_id) for token_id in ids) + decoder.flush() == tokenizer.decode(ids)
+
+
 def test_engine_joins_requests_mid_batch_and_matches_generate(reference):
     prompts = [reference.prompt_ids(user("hello " * (i % 5 + 1) + str(i))) for i in range(6)]
     engine = GenerationEngine(reference.model, reference.tokenizer.stop_token_ids, reference.config.max_context,

@@ -3,7 +3,9 @@
 Text is released only after a token that is not a byte-fallback piece
 (`<0xE4>`): a run of byte pieces decodes as a whole (an invalid run becomes
 one U+FFFD per byte), so a character built from bytes is complete, and stays
-the same, only once the run has ended. Each release decodes a short window
+the same, only once the run has ended. Byte-level BPE vocabularies (GPT-2,
+StarCoder) have no such pieces but may end a token inside a character, so
+text whose new part ends in U+FFFD is held as well. Each release decodes a short window
 that starts one token before the unreleased tokens, so sentencepiece's
 stripping of the first token's leading space comes out exactly as in a full
 decode. `tokenizers.decoders.DecodeStream` was tried first: on the tiny
@@ -20,6 +22,7 @@ import re
 from typing import Callable, Collection, Sequence
 
 _BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
+REPLACEMENT_CHARACTER = "\ufffd"
 
 
 def byte_token_ids(hf_tokenizer) -> frozenset[int]:
@@ -44,16 +47,18 @@ class IncrementalDecoder:
         self._ids.append(token_id)
         if token_id in self._byte_token_ids:
             return ""
-        return self._release()
+        return self._release(final=False)
 
     def flush(self) -> str:
-        """Whatever is still held at the end of generation (an unfinished byte run as U+FFFD)."""
-        return self._release() if self._released < len(self._ids) else ""
+        """Whatever is still held at the end of generation (an unfinished character as U+FFFD)."""
+        return self._release(final=True) if self._released < len(self._ids) else ""
 
-    def _release(self) -> str:
+    def _release(self, final: bool) -> str:
         window_start = max(self._released - 1, 0)
         window_text = self._decode(self._ids[window_start:])
         delta = window_text[len(self._context_text):]
+        if delta.endswith(REPLACEMENT_CHARACTER) and not final:
+            return ""  # byte-level BPE (GPT-2 style) tokens can end inside a character: wait for the rest
         self._released = len(self._ids)
         self._context_text = self._decode(self._ids[-1:])
         return delta
