@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -56,18 +57,16 @@ def main():
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray backend comparison")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     page_paths = prepare_corpus(args.work_dir / "ShareGPT", args.num_pages)
     model_path = args.model_path or prepare_tiny_model(args.work_dir)
     rows, failures = [], []
 
     # ------------------------------------------------------------------ clean
-    started = time.perf_counter()
-    reference_conversations, reference_reasons = reference_clean(page_paths)
-    reference_clean_s = time.perf_counter() - started
-
-    started = time.perf_counter()
-    conversations, report = clean_pages(page_paths, num_workers=args.workers)
-    clean_s = time.perf_counter() - started
+    with Timer() as reference_timer:
+        reference_conversations, reference_reasons = reference_clean(page_paths)
+    with Timer() as pool_timer:
+        conversations, report = clean_pages(page_paths, num_workers=args.workers)
     reasons = reasons_by_file(report)
 
     if conversations != reference_conversations:
@@ -75,22 +74,23 @@ def main():
     if reasons != reference_reasons:
         failures.append("clean: drop/duplicate reasons differ from the reference")
 
-    started = time.perf_counter()
-    single_conversations, _ = clean_pages(page_paths, num_workers=1)
-    single_s = time.perf_counter() - started
+    with Timer() as single_timer:
+        single_conversations, _ = clean_pages(page_paths, num_workers=1)
     if single_conversations != conversations:
         failures.append("clean: 1-process output differs from the pool's")
 
     pages = len(page_paths)
-    rows.append(("clean", "reference: 1 process, bs4 html.parser", pages, reference_clean_s, None, 1.0))
-    rows.append(("clean", "ours: 1 process", pages, single_s, None, reference_clean_s / single_s))
-    rows.append(("clean", f"ours: process pool x{args.workers}", pages, clean_s, None, reference_clean_s / clean_s))
+    reference_clean_s, clean_s = reference_timer.wall, pool_timer.wall
+    rows.append(row("clean", "reference: 1 process, bs4 html.parser", pages, reference_timer, reference_timer))
+    rows.append(row("clean", "ours: 1 process", pages, single_timer, reference_timer))
+    rows.append(row("clean", f"ours: process pool x{args.workers}", pages, pool_timer, reference_timer))
     if not args.no_ray:
-        ray_s, ray_init_s, ray_conversations = ray_clean(page_paths, args.workers)
+        ray_timer, ray_init_s, ray_conversations = ray_clean(page_paths, args.workers)
         if ray_conversations != conversations:
             failures.append("clean: Ray backend output differs")
-        rows.append(("clean", f"ours: Ray x{args.workers} (+{ray_init_s:.1f} s init)", pages, ray_s + ray_init_s,
-                     None, reference_clean_s / (ray_s + ray_init_s)))
+        ray_timer.cpu = None
+        rows.append(row("clean", f"ours: Ray x{args.workers} (incl. {ray_init_s:.1f} s init)", pages, ray_timer,
+                        reference_timer))
 
     # ------------------------------------------------------------------ convert
     gpt4_conversations = filter_by_model(conversations)
@@ -101,9 +101,10 @@ def main():
     print()
     print(f"corpus: {pages} pages, {len(conversations)} kept, {report['duplicates']} duplicates, "
           f"{sum(report['dropped'].values())} dropped; {len(gpt4_conversations)} GPT-4 conversations converted "
-          f"({args.model_type}, context {max_context(args.model_type)}); cores: {os.cpu_count()}")
+          f"({args.model_type}, context {max_context(args.model_type)}); cores: {os.cpu_count()}, "
+          f"1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print_table(rows)
-    convert_seconds = {name: seconds for stage, name, _, seconds, _, _ in rows if stage == "convert"}
+    convert_seconds = {name: seconds for stage, name, _, seconds, *_ in rows if stage == "convert"}
     if REFERENCE_CONVERT in convert_seconds and OURS_CONVERT in convert_seconds:
         total_reference = reference_clean_s + convert_seconds[REFERENCE_CONVERT]
         total_ours = clean_s + convert_seconds[OURS_CONVERT]
@@ -111,6 +112,29 @@ def main():
               f"-> {total_reference / total_ours:.1f}x")
     print("outputs identical: " + ("yes" if not failures else "NO\n  " + "\n  ".join(failures)))
     sys.exit(1 if failures else 0)
+
+
+# ----------------------------------------------------------------------------- timing
+
+class Timer:
+    """Wall seconds and CPU seconds (this process plus reaped worker processes) of a block.
+
+    The CPU figure stays meaningful when other jobs share the cores; it does
+    not include Ray workers, which are not our children.
+    """
+
+    def __enter__(self):
+        self.wall_start, self.cpu_start = time.perf_counter(), cpu_seconds()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.wall = time.perf_counter() - self.wall_start
+        self.cpu = cpu_seconds() - self.cpu_start
+
+
+def cpu_seconds():
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -237,24 +261,23 @@ def ray_clean(page_paths, workers):
 
     from data_pipeline.clean_sharegpt import deduplicate
 
-    started = time.perf_counter()
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
-    init_s = time.perf_counter() - started
+    with Timer() as timer:
+        started = time.perf_counter()
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+        init_s = time.perf_counter() - started
 
-    @ray.remote
-    def clean_batch(paths):
-        return [clean_page(path) for path in paths]
+        @ray.remote
+        def clean_batch(paths):
+            return [clean_page(path) for path in paths]
 
-    started = time.perf_counter()
-    batch_size = 64
-    futures = [clean_batch.remote([str(path) for path in page_paths[start:start + batch_size]])
-               for start in range(0, len(page_paths), batch_size)]
-    results = [result for batch in ray.get(futures) for result in batch]
-    conversations, _ = deduplicate(page_paths, results)
-    elapsed = time.perf_counter() - started
+        batch_size = 64
+        futures = [clean_batch.remote([str(path) for path in page_paths[start:start + batch_size]])
+                   for start in range(0, len(page_paths), batch_size)]
+        results = [result for batch in ray.get(futures) for result in batch]
+        conversations, _ = deduplicate(page_paths, results)
     ray.shutdown()
-    return elapsed, init_s, conversations
+    return timer, init_s, conversations
 
 
 # ----------------------------------------------------------------------------- convert
@@ -269,7 +292,7 @@ def compare_convert(model_type, model_path, conversations):
         from data_pipeline.generate_dataset import ConversionStats, convert_conversations, fit_conversation
         from ochat.config import RenderedTurn, get_model_config, load_tokenizer
     except ImportError as error:  # convert stage not importable: report clean only
-        return [("convert", f"unavailable: {error}", 0, float("nan"), None, float("nan"))], []
+        return [], [f"convert: data_pipeline.generate_dataset not importable: {error}"]
 
     config = get_model_config(model_type)
     tokenizer = load_tokenizer(config, model_path)
@@ -277,20 +300,19 @@ def compare_convert(model_type, model_path, conversations):
         return [], [f"convert: {model_path} has no tokenizer.model for the slow reference"]
     items_list = [conversation["items"] for conversation in conversations]
 
-    started = time.perf_counter()
+    reference_timer = Timer().__enter__()
     reference_samples = []
     for items in items_list:
         turns = [RenderedTurn(item["from"], tokenizer.sentencepiece.encode(config.role_prefix[item["from"]]),
                               tokenizer.sentencepiece.encode(item["value"]), closed=True) for item in items]
         reference_samples += fit_conversation(config, tokenizer, turns)
-    reference_s = time.perf_counter() - started
+    reference_timer.__exit__()
 
-    started = time.perf_counter()
-    samples = convert_conversations(config, tokenizer, conversations, stats=ConversionStats())
-    ours_s = time.perf_counter() - started
+    with Timer() as ours_timer:
+        samples = convert_conversations(config, tokenizer, conversations, stats=ConversionStats())
 
     # Candidate: the same sentencepiece model, all segments in one multi-threaded call.
-    started = time.perf_counter()
+    batched_timer = Timer().__enter__()
     segments = [text for items in items_list for item in items
                 for text in (config.role_prefix[item["from"]], item["value"])]
     encoded = iter(tokenizer.sentencepiece.encode(segments, num_threads=os.cpu_count()))
@@ -298,7 +320,7 @@ def compare_convert(model_type, model_path, conversations):
     for items in items_list:
         turns = [RenderedTurn(item["from"], next(encoded), next(encoded), closed=True) for item in items]
         batched_samples += fit_conversation(config, tokenizer, turns)
-    batched_s = time.perf_counter() - started
+    batched_timer.__exit__()
 
     failures = []
     if samples != reference_samples:
@@ -308,22 +330,33 @@ def compare_convert(model_type, model_path, conversations):
     tokens = sum(len(ids) for ids, _ in samples)
     count = len(conversations)
     return [
-        ("convert", REFERENCE_CONVERT, count, reference_s, tokens / reference_s, 1.0),
-        ("convert", OURS_CONVERT, count, ours_s, tokens / ours_s, reference_s / ours_s),
-        ("convert", "candidate: sentencepiece batch, all threads", count, batched_s, tokens / batched_s,
-         reference_s / batched_s),
+        row("convert", REFERENCE_CONVERT, count, reference_timer, reference_timer, tokens),
+        row("convert", OURS_CONVERT, count, ours_timer, reference_timer, tokens),
+        row("convert", "candidate: sentencepiece batch, all threads", count, batched_timer, reference_timer, tokens),
     ], failures
 
 
 # ----------------------------------------------------------------------------- table
 
+def row(stage, name, count, timer, reference_timer, tokens=None):
+    """(stage, name, items, wall s, cpu s, tokens/s, wall speed-up, cpu speed-up) for the table."""
+    cpu_speedup = reference_timer.cpu / timer.cpu if timer.cpu else None
+    return (stage, name, count, timer.wall, timer.cpu, tokens / timer.wall if tokens else None,
+            reference_timer.wall / timer.wall, cpu_speedup)
+
+
 def print_table(rows):
-    header = f"{'stage':<8} {'implementation':<46} {'items':>7} {'seconds':>8} {'items/s':>9} {'tokens/s':>10} {'speedup':>8}"
+    header = (f"{'stage':<8} {'implementation':<46} {'items':>6} {'wall s':>7} {'cpu s':>7} {'items/s':>8} "
+              f"{'tokens/s':>10} {'speed-up':>8} {'cpu speed-up':>12}")
     print(header)
     print("-" * len(header))
-    for stage, name, count, seconds, tokens_per_s, speedup in rows:
-        tokens = f"{tokens_per_s:,.0f}" if tokens_per_s else "-"
-        print(f"{stage:<8} {name:<46} {count:>7} {seconds:>8.2f} {count / seconds:>9.1f} {tokens:>10} {speedup:>7.1f}x")
+    for stage, name, count, wall, cpu, tokens_per_s, speedup, cpu_speedup in rows:
+        print(f"{stage:<8} {name:<46} {count:>6} {wall:>7.2f} {format_number(cpu, '.2f'):>7} {count / wall:>8.1f} "
+              f"{format_number(tokens_per_s, ',.0f'):>10} {speedup:>7.1f}x {format_number(cpu_speedup, '.1f', 'x'):>12}")
+
+
+def format_number(value, spec, suffix=""):
+    return "-" if value is None else format(value, spec) + suffix
 
 
 if __name__ == "__main__":
