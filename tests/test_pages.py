@@ -200,6 +200,17 @@ def test_legend_click_hides_a_cluster(page, map_file):
     assert visibility[1] == "legendonly" and visibility[0] in (True, None)
 
 
+def test_map_accepts_a_file_dropped_on_the_page(page, map_file):
+    page.goto(VISUALIZER_PAGE.as_uri())
+    page.evaluate("""(text) => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([text], 'dropped.visualizer.json', {type: 'application/json'}));
+        document.body.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    }""", map_file.read_text())
+    page.wait_for_function("document.getElementById('plot').data && document.querySelector('#plot canvas')")
+    assert page.inner_text("#summary").startswith("dropped.visualizer.json: 60 conversations")
+
+
 def test_map_reports_a_broken_file(page, tmp_path, map_file):
     open_map(page, map_file)
     broken = tmp_path / "broken.json"
