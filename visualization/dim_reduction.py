@@ -44,6 +44,7 @@ DEFAULT_CLUSTERS = 8
 DEFAULT_NEIGHBORS = 15
 MIN_POINTS_FOR_UMAP = 5
 KEYWORDS_PER_CLUSTER = 4
+TEMPLATE_WORDS = {"human", "assistant", "user", "system"}  # role prefixes say nothing about a topic
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -211,13 +212,13 @@ def _pca_layout(embeddings: np.ndarray) -> np.ndarray:
 
 def cluster_keywords(texts: list[str], labels: np.ndarray, cluster_count: int) -> list[list[str]]:
     """A few words that set each cluster apart (highest mean TF-IDF), for the legend."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 
     keywords: list[list[str]] = [[] for _ in range(cluster_count)]
     if cluster_count == 0:
         return keywords
     vectorizer = TfidfVectorizer(
-        stop_words=sorted(_TEMPLATE_WORDS | set(TfidfVectorizer(stop_words="english").get_stop_words())),
+        stop_words=sorted(TEMPLATE_WORDS | ENGLISH_STOP_WORDS),
         max_features=20000, token_pattern=r"(?u)\b[^\W\d_]{3,}\b", sublinear_tf=True,
     )
     try:
@@ -233,9 +234,6 @@ def cluster_keywords(texts: list[str], labels: np.ndarray, cluster_count: int) -
         top = np.argsort(-mean_weights)[:KEYWORDS_PER_CLUSTER]
         keywords[cluster] = [str(vocabulary[index]) for index in top if mean_weights[index] > 0]
     return keywords
-
-
-_TEMPLATE_WORDS = {"human", "assistant", "user", "system"}
 
 
 if __name__ == "__main__":
