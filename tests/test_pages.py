@@ -25,7 +25,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-INJECTION = '<img src="x" onerror="window.__injected = true"><script>window.__injected = true</script>'
+INJECTION = '<!--<script><img src="x" onerror="window.__injected = true"><script>window.__injected = true</script>'
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM), reason=f"headless Chromium not installed at {CHROMIUM} (apt-get install chromium)"

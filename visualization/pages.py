@@ -49,7 +49,8 @@ def standalone_page(page_path: Path, data: object) -> str:
         raise ValueError(f"{page_path} has no embedded-data slot")
     html = _SCRIPT_TAG.sub(lambda match: "<script>" + _inline_safe(_static_source(match.group(1))) + "</script>", html)
     html = _STYLE_TAG.sub(lambda match: "<style>" + _inline_safe(_static_source(match.group(1))) + "</style>", html)
-    data_json = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
+    # "<" only occurs inside JSON strings, where \u003c means the same; no "</script" or "<!--" can reach the parser.
+    data_json = json.dumps(data, ensure_ascii=False).replace("<", "\\u003c")
     return html.replace(_DATA_TAG, _DATA_TAG.replace("></script>", ">" + data_json + "</script>"))
 
 
