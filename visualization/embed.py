@@ -191,9 +191,11 @@ class LocalEmbedder:
         self.model_name = LOCAL_MODEL_NAME
         # The model adds [CLS] and [SEP]; keep a small margin because re-tokenising a window of
         # text can split its first word differently from the full text.
+        if max_tokens and max_tokens > self.model.max_seq_length:
+            sys.exit(f"error: --max-tokens {max_tokens} is more than the model reads ({self.model.max_seq_length})")
         self.window_tokens = (max_tokens or self.model.max_seq_length) - 2 - 4
         if self.window_tokens < 8:
-            raise ValueError("--max-tokens is too small to embed anything")
+            sys.exit("error: --max-tokens is too small to embed anything (at least 14)")
 
     def split(self, texts: list[str]) -> list[Chunk]:
         """Cut each text at token boundaries into windows that fit the model (no text is truncated)."""
