@@ -20,7 +20,6 @@ converters; the script exits non-zero otherwise.
 """
 
 import argparse
-import collections
 import hashlib
 import json
 import os
@@ -28,7 +27,6 @@ import re
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
