@@ -184,9 +184,10 @@ def compare_ray_transports(streams: int, tokens: int, step_s: float = 0.003) -> 
     batched `poll` per step (what the server does) or by one Ray streaming generator per request."""
     import threading
 
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only, as the server's local cluster
+    os.environ.setdefault("RAY_worker_niceness", "0")
     import ray
 
-    os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 << 20, log_to_driver=False)
 
     @ray.remote(num_cpus=1)

@@ -156,6 +156,10 @@ def served_model_names(args) -> list[str]:
 
 def start_replicas(args) -> list:
     """Start Ray (locally or by address) and one engine actor per replica; wait until all loaded the model."""
+    if not args.ray_address:
+        # A local cluster talks over loopback only (Ray otherwise binds the machine's network address, to be
+        # reachable by other nodes): the front and the replicas share this machine. Read when ray is imported.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     from ochat.serving.engine import engine_actor_class
