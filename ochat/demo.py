@@ -327,7 +327,9 @@ class Demo:
         self.run(self.python("visualization.dim_reduction", "--embeddings", embeddings, "--texts", texts,
                              "--out-file", points, "--html", os.path.join(vis_dir, "visualizer_standalone.html")),
                  "visualize")
-        return f"{points} (and visualizer_standalone.html beside it)"
+        self.run(self.python("visualization.eval_report", "--results-dir", self.path("eval", "answers"),
+                             "--html", os.path.join(vis_dir, "eval_report.html")), "visualize")
+        return f"{points}; self-contained pages visualizer_standalone.html and eval_report.html beside it"
 
     # ---- the end -------------------------------------------------------------------------------
     def stop_server(self) -> None:
@@ -348,6 +350,8 @@ class Demo:
         print(f"   evaluation:  {summary_path}")
         print(f"   open {VISUALIZER_PAGE}\n      and drop {self.path('visualization', self.model_type + '.visualizer.json')} on it")
         print(f"   open {EVAL_PAGE}\n      and pick {summary_path} and the files in {self.path('eval', 'answers', 'reviews')}")
+        print(f"   or open the self-contained copies in {self.path('visualization')}: "
+              "visualizer_standalone.html, eval_report.html")
 
 
 def eval_loss_of_checkpoint(model_type: str, model_path: str, data_file: str) -> float:

@@ -77,6 +77,7 @@ def test_visualizer_json_has_a_point_per_conversation(demo_run):
     texts = _load(out / "data" / "openchat_tiny.train.text.json")
     assert len(points["points"]) == len(texts)
     assert (out / "visualization" / "visualizer_standalone.html").stat().st_size > 100_000
+    assert (out / "visualization" / "eval_report.html").stat().st_size > 100_000
 
 
 def test_rerun_reuses_finished_steps(demo_run):
