@@ -82,13 +82,14 @@ BLANK_LINE_RUN = re.compile(r"\n(?:[ \t]*\n){2,}")
 PRE_BLOCK = re.compile(r"<pre\b.*?</pre\s*>", re.S | re.I)
 CODE_IN_PRE = re.compile(r"(<code\b[^>]*>)(.*?)(</code\s*>)", re.S | re.I)
 SPAN_TAG = re.compile(r"</?span\b[^>]*>", re.I)
-SVG_SHAPES = r"(?:\s*<(?:path|rect|line|polyline|polygon|circle)\b[^>]*>(?:\s*</(?:path|rect|line|polyline|polygon|circle)>)?)*"
-COPY_BUTTON_ICON = re.compile(r"(<button\b[^>]*>)\s*<svg\b[^>]*>" + SVG_SHAPES + r"\s*</svg>", re.I)
+# A text-less icon, written without whitespace (whitespace there would be text inside <pre>).
+SVG_ICON = r"<svg\b[^>]*>(?:<(?:path|rect|line|polyline|polygon|circle)\b[^>]*>(?:</(?:path|rect|line|polyline|polygon|circle)>)?)*</svg>"
+COPY_BUTTON_ICON = re.compile(r"(<button\b[^>]*>)" + SVG_ICON, re.I)
 # ChatGPT's code block, exactly as the site writes it (no whitespace between tags):
 # <pre><div><div><span>LANG</span><button><svg/>Copy code</button></div><div><code>CODE</code></div></div></pre>
 CHATGPT_CODE_BLOCK = re.compile(
     r"(?P<pre><pre\b[^>]*>)<div\b[^>]*><div\b[^>]*>(?:<span\b[^>]*>)?(?P<language>[^<\s][^<]*)?(?:</span>)?"
-    r"<button\b[^>]*>(?:<svg\b[^>]*>" + SVG_SHAPES + r"\s*</svg>)?Copy code</button></div>"
+    r"<button\b[^>]*>(?:" + SVG_ICON + r")?Copy code</button></div>"
     r"<div\b[^>]*>(?P<code_open><code\b[^>]*>)(?P<code>(?:(?!</?code\b|</?pre\b).)*)</code></div></div></pre>",
     re.S | re.I,
 )

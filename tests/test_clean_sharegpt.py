@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -300,3 +301,24 @@ def test_parent_lookup_tag_finds_the_same_parent_as_bs4():
         for wanted in ("pre", "code", "p", "table"):
             found_fast, found_plain = fast.find(name).find_parent(wanted), plain.find(name).find_parent(wanted)
             assert (found_fast and found_fast.name) == (found_plain and found_plain.name)
+
+
+CODE_BLOCK_VARIANTS = {
+    "canonical": render_code_block("x_y = [1,  2]\n\n\nprint(x_y)", "python"),
+    "empty code": render_code_block("", "python"),
+    "whitespace between tags": render_code_block("a = 1", "python").replace("><", ">\n<"),
+    "label without span": render_code_block("a = 1", "go").replace('<span class="">go</span>', "go"),
+    "label with leading space, no span": render_code_block("a = 1", "go").replace('<span class="">go</span>', " go"),
+    "no icon": re.sub(r"<svg.*?</svg>", "", render_code_block("fn main() {}", "rust"), flags=re.S),
+    "no label": render_code_block("a = 1", "python").replace('<span class="">python</span>', ""),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(CODE_BLOCK_VARIANTS))
+def test_code_block_markup_variants_give_the_same_markdown_as_plain_markdownify(variant):
+    from markdownify import markdownify
+
+    html = answer_html("<p>Code:</p>", CODE_BLOCK_VARIANTS[variant], "<p>Done.</p>")
+    plain = markdownify(html, strip=["div", "span"], heading_style="ATX", bullets="-",
+                        escape_underscores=False, escape_asterisks=False)
+    assert html_to_markdown(html) == plain
