@@ -378,8 +378,9 @@ def plan_kinds(num_pages, rng):
         kinds += [kind] * max(1, round(num_pages * share))
     kinds += ["normal"] * max(0, num_pages - len(kinds))
     kinds = kinds[:num_pages]
-    # duplicates need earlier conversations, so keep them out of the first pages
     rng.shuffle(kinds)
+    if "normal" in kinds:  # a duplicate copies an earlier conversation, so start with one
+        kinds.insert(0, kinds.pop(kinds.index("normal")))
     return kinds
 
 
@@ -389,9 +390,6 @@ def generate_corpus(out_dir, num_pages=BUNDLED_PAGE_COUNT, seed=0, show_progress
     out_dir.mkdir(parents=True, exist_ok=True)
     factory = PageFactory(seed)
     kinds = plan_kinds(num_pages, factory.rng)
-    first_normal = kinds.index("normal") if "normal" in kinds else 0
-    if first_normal:
-        kinds.insert(0, kinds.pop(first_normal))
     paths = []
     iterator = kinds
     if show_progress:
