@@ -90,7 +90,7 @@ def test_conversation_is_kept_between_turns(page, server):
 
 
 def test_stop_button_ends_a_long_answer_midway(page):
-    page.fill("#temperature", "1")
+    page.fill("#temperature", "0")  # greedy: the long answer does not draw <|end_of_turn|> early by chance
     page.fill("#max-tokens", "1900")
     ask(page, "Write a very long story")
     page.wait_for_function("document.querySelector('.assistant .text').textContent.length > 0", timeout=15000)
