@@ -182,6 +182,34 @@ async def stream(server: ServerProcess, body: dict) -> list:
             return await read_events(response)
 
 
+# -- command line --------------------------------------------------------------------------------------
+
+
+def run_server_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ochat.serving.openai_api_server", *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_unknown_model_type_exits_with_the_known_ones(tiny_model_dir):
+    result = run_server_command("--model_type", "nope", "--model_path", tiny_model_dir)
+    assert result.returncode != 0 and "known model types" in result.stderr and "openchat_tiny" in result.stderr
+
+
+def test_checkpoint_without_eot_token_exits_with_the_fix(tiny_base_dir):
+    result = run_server_command("--model_type", MODEL_TYPE, "--model_path", tiny_base_dir)
+    assert result.returncode != 0 and "add_eot_token" in result.stderr
+
+
+def test_busy_port_exits_before_loading_the_model(tiny_model_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run_server_command("--model_type", MODEL_TYPE, "--model_path", tiny_model_dir,
+                                    "--port", str(taken.getsockname()[1]))
+    assert result.returncode != 0 and "cannot listen" in result.stderr
+    assert "replica ready" not in result.stderr
+
+
 # -- endpoints ----------------------------------------------------------------------------------------
 
 

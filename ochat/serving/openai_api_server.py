@@ -10,8 +10,9 @@ Prompts are rendered by the model registry's template (`ochat.config`), so the
 server and training see the same tokens. Each replica is a Ray actor holding
 the model and a continuous-batching engine (`ochat.serving.engine`); the front
 renders prompts, routes each request to the least-loaded replica, and turns
-token ids back into text. One JSON line per request goes to `--logfile` or
-stderr, for example:
+token ids back into text. Chat UIs that only offer OpenAI's model names work
+with `--model_name gpt-3.5-turbo` (or whichever name they send). One JSON line
+per request goes to `--logfile` or stderr, for example:
 
     {"time": "2026-11-21T10:00:00Z", "id": "chatcmpl-..", "method": "POST", "path": "/v1/chat/completions",
      "status": 200, "stream": true, "prompt_tokens": 31, "completion_tokens": 64, "latency_ms": 212.4}
@@ -65,9 +66,13 @@ def main(argv=None) -> None:
         tokenizer.eot_token_id  # fails early, with the fix, when the checkpoint lacks <|end_of_turn|>
     except (ValueError, FileNotFoundError, OSError) as error:
         sys.exit(f"error: {error}")
-    try:  # take the port first: a busy port is reported before minutes of model loading, not after
-        listener = socket.create_server((args.host, args.port),
-                                        family=socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    # Take the port first, so a busy port is reported before minutes of model loading, not after. It is only
+    # bound here: aiohttp starts listening once the replicas are ready, and until then connections are refused
+    # rather than left hanging in the backlog.
+    listener = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((args.host, args.port))
     except OSError as error:
         sys.exit(f"error: cannot listen on {args.host}:{args.port}: {error}")
     try:
@@ -102,7 +107,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=18888, help="port to bind (default 18888)")
     parser.add_argument("--num_replicas", type=int, default=1, help="model replicas, one Ray actor each (default 1)")
     parser.add_argument("--ray_address", default=None,
-                        help="address of a running Ray cluster (e.g. auto or 10.0.0.1:6379); default: start a local one")
+                        help="address of a running Ray cluster (auto, or HEAD_IP:6379); default: start a local one")
     parser.add_argument("--ray_num_cpus", type=int, default=None,
                         help="CPUs of the local Ray cluster (default: this machine's)")
     parser.add_argument("--replica_cpus", type=float, default=1, help="CPUs Ray reserves for each replica (default 1)")
