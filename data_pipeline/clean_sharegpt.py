@@ -58,6 +58,7 @@ from tqdm import tqdm
 DEFAULT_BLOCKED_WORDS = ("openai",)
 
 # Reasons a page is dropped, as they appear in the report.
+UNREADABLE_FILE = "unreadable_file"
 UNDECODABLE_BYTES = "undecodable_bytes"
 NO_NEXT_DATA = "no_next_data"
 INVALID_JSON = "invalid_json"
@@ -136,6 +137,7 @@ def main():
     page_paths = list_pages(args.in_dir)
     conversations, report = clean_pages(page_paths, blocked_words, args.num_workers, show_progress=True)
     report["in_dir"] = str(args.in_dir)
+    report["blocked_words"] = list(blocked_words)
     report_path = report_path_for(args.out_file)
     write_json(args.out_file, conversations)
     write_json(report_path, report)
@@ -173,7 +175,7 @@ def clean_page(source, blocked_words=DEFAULT_BLOCKED_WORDS):
     dropped one; never raises for bad page content.
     """
     try:
-        page_bytes = Path(source).read_bytes() if isinstance(source, (str, os.PathLike)) else source
+        page_bytes = read_page_bytes(source)
         page_id, model, views, items = read_conversation(page_bytes)
         items = clean_items(items, compile_blocked_words(blocked_words))
     except PageError as error:
@@ -182,6 +184,15 @@ def clean_page(source, blocked_words=DEFAULT_BLOCKED_WORDS):
         page_id = Path(source).stem
     return {"id": page_id, "model": model, "views": views, "items": items,
             "hash": conversation_hash(items)}, None
+
+
+def read_page_bytes(source):
+    if not isinstance(source, (str, os.PathLike)):
+        return source
+    try:
+        return Path(source).read_bytes()
+    except OSError as error:
+        raise PageError(UNREADABLE_FILE, str(error)) from None
 
 
 def read_conversation(page_bytes):

@@ -322,3 +322,7 @@ def test_code_block_markup_variants_give_the_same_markdown_as_plain_markdownify(
     plain = markdownify(html, strip=["div", "span"], heading_style="ATX", bullets="-",
                         escape_underscores=False, escape_asterisks=False)
     assert html_to_markdown(html) == plain
+
+
+def test_unreadable_file_is_dropped_not_raised(tmp_path):
+    assert clean_page(tmp_path / "vanished.html") == (None, "unreadable_file")
