@@ -7,7 +7,7 @@ conversations. Human turns are plain text as typed; assistant turns are HTML.
 
 Rules, in the order they are applied to a page:
 
-1. the page must decode as UTF-8, hold `__NEXT_DATA__` with valid JSON and a
+1. the page file must be readable, decode as UTF-8, hold `__NEXT_DATA__` with valid JSON and a
    `props.pageProps.content.items` list of `{"from": str, "value": str}`;
 2. a leading non-human turn and a trailing human turn are dropped; fewer than
    2 turns left, or roles not alternating human/gpt, drops the page;
@@ -31,12 +31,18 @@ Output (`--out-file`), a JSON list in sorted file order:
 `model` is null for pages that do not name one. A report is written next to
 the output (`NAME.report.json` for `NAME.json`) so that nothing is lost silently:
 
-    {"in_dir": "...", "total_files": 320, "kept": 280, "duplicates": 11,
+    {"in_dir": "...", "blocked_words": ["openai"], "total_files": 320, "kept": 280, "duplicates": 11,
      "dropped": {"blocked_word": 10, "invalid_json": 3, ...},
      "files": [{"file": "x1.html", "status": "dropped", "reason": "invalid_json"},
                {"file": "x2.html", "status": "duplicate", "reason": "duplicate", "duplicate_of": "a9.html"}]}
 
-total_files = kept + duplicates + sum(dropped).
+total_files = kept + duplicates + sum(dropped). Pages are cleaned in a process
+pool over all cores and gathered in file order, so the output is byte-identical
+for any `--num-workers`.
+
+From Python: `clean_page(path_or_bytes) -> (conversation | None, reason)`,
+`html_to_markdown(html)`, and `clean_pages(paths, blocked_words, num_workers)
+-> (conversations, report)`.
 
     python -m data_pipeline.clean_sharegpt --in-dir INPUT/ShareGPT --out-file OUT/sharegpt_clean.json
 """
