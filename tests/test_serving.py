@@ -28,7 +28,7 @@ import torch
 from ochat.config import get_model_config, load_tokenizer, render_conversation
 from ochat.models import load_model
 from ochat.serving.detokenize import IncrementalDecoder, byte_token_ids, special_token_ids
-from ochat.serving.engine import GenerationEngine, SamplingParams
+from ochat.serving.engine import GenerationEngine, RoomyLayer, SamplingParams
 from ochat.serving.openai_api_server import StopStringFilter
 from ochat.serving.protocol import ROLE_TO_TEMPLATE, ChunkEncoder, chat_chunk
 
@@ -480,6 +480,28 @@ def test_engine_joins_requests_mid_batch_and_matches_generate(reference):
             expected = reference.model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
                                                 eos_token_id=list(stop_ids))[0, len(prompt):].tolist()
         assert outputs[str(i)] == [t for t in expected if t not in stop_ids]
+
+
+def test_engine_matches_generate_past_the_cache_spare_room(reference):
+    """A long sequence outgrows its cache buffers (256 spare columns) while a short one joins and leaves."""
+    long_prompt, short_prompt = reference.prompt_ids(user("long answer")), reference.prompt_ids(user("short"))
+    engine = GenerationEngine(reference.model, reference.tokenizer.stop_token_ids, reference.config.max_context)
+    engine.add("long", long_prompt, SamplingParams(max_tokens=300, temperature=0))
+    outputs, step = {"long": [], "short": []}, 0
+    while engine.has_work():
+        if step == 100:
+            engine.add("short", short_prompt, SamplingParams(max_tokens=20, temperature=0))
+        for event in engine.step():
+            if event.token_id is not None:
+                outputs[event.seq_id].append(event.token_id)
+        step += 1
+    assert len(long_prompt) + len(outputs["long"]) > RoomyLayer.spare_columns
+    stop_ids = reference.tokenizer.stop_token_ids
+    for name, prompt, max_tokens in (("long", long_prompt, 300), ("short", short_prompt, 20)):
+        with torch.inference_mode():
+            expected = reference.model.generate(torch.tensor([prompt]), max_new_tokens=max_tokens, do_sample=False,
+                                                eos_token_id=stop_ids)[0, len(prompt):].tolist()
+        assert outputs[name] == [t for t in expected if t not in stop_ids]
 
 
 # -- errors ---------------------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ Why hand-written: transformers' own continuous batching (`generate_batch`)
 runs on a CPU, but for the tiny model it took 12.7 s for 8 prompts x 64 tokens
 where 8 sequential `generate` calls took 0.55 s: its per-step scheduling cost
 dominates small models. This engine uses transformers' pieces that do serve
-(the model forward, `DynamicCache`, SDPA with a 2-D padding mask and explicit
-per-row `position_ids`) and adds only the batch bookkeeping:
+(the model forward, its `Cache` API, SDPA with a 2-D padding mask and explicit
+per-row `position_ids`) and adds only the batch bookkeeping, plus a cache layer
+that keeps spare room so a step does not re-copy the whole cache:
 
     running batch, left-padded:        attention_mask      position of next token
       seq a  [pad pad  p  p  p  g]     0 0 1 1 1 1         4
@@ -35,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Optional, Sequence
 
 import torch
+from transformers import Cache
+from transformers.cache_utils import DynamicLayer
 
 logger = logging.getLogger(__name__)
 
@@ -74,18 +77,50 @@ class _Batch:
     """The running rows and their shared, left-padded KV cache."""
 
     sequences: list[_Sequence] = field(default_factory=list)
-    cache: object = None  # transformers DynamicCache, rows in `sequences` order
+    cache: Optional[Cache] = None  # rows in `sequences` order
     attention_mask: Optional[torch.Tensor] = None  # [rows, cache length], 0 on left padding
 
 
-def _cache_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+class RoomyLayer(DynamicLayer):
+    """transformers' `DynamicLayer` with spare columns: a decode step writes one column of keys and values
+    instead of concatenating (re-copying) the whole cache; with concatenation a 32-row step at 636 cached
+    tokens took 23 ms instead of 9 ms."""
+
+    spare_columns = 256
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.hold(key_states[..., :0, :], value_states[..., :0, :])
+        start = self.keys.shape[-2]
+        end = start + key_states.shape[-2]
+        if end > self._key_buffer.shape[-2]:
+            self.hold(self.keys, self.values, room=end - start)
+        self._key_buffer[..., start:end, :] = key_states
+        self._value_buffer[..., start:end, :] = value_states
+        self.keys, self.values = self._key_buffer[..., :end, :], self._value_buffer[..., :end, :]
+        return self.keys, self.values
+
+    def hold(self, keys: torch.Tensor, values: torch.Tensor, room: int = 0) -> "RoomyLayer":
+        """Take `keys`/`values` as the cache content, in new buffers with `room` plus spare columns free."""
+        length = keys.shape[-2]
+        shape = (*keys.shape[:-2], length + room + self.spare_columns, keys.shape[-1])
+        self._key_buffer, self._value_buffer = keys.new_empty(shape), values.new_empty(shape)
+        self._key_buffer[..., :length, :] = keys
+        self._value_buffer[..., :length, :] = values
+        self.keys, self.values = self._key_buffer[..., :length, :], self._value_buffer[..., :length, :]
+        self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+        return self
+
+
+def _cache_tensors(cache: Cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
-def _make_cache(tensors: Sequence[tuple[torch.Tensor, torch.Tensor]]):
-    from transformers import DynamicCache
-
-    return DynamicCache(ddp_cache_data=list(tensors))
+def _make_cache(tensors: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> Cache:
+    """A transformers `Cache` of roomy layers holding `tensors` (empty: layers appear on the first forward)."""
+    if not tensors:
+        return Cache(layer_class_to_replicate=RoomyLayer)
+    return Cache(layers=[RoomyLayer().hold(keys, values) for keys, values in tensors])
 
 
 def _left_pad(tensor: torch.Tensor, length: int, dim: int) -> torch.Tensor:
