@@ -8,9 +8,9 @@ In one run, on the same >= 10,000 generated pages:
   that parses every whole page with BeautifulSoup's `html.parser` to find
   `__NEXT_DATA__` and runs markdownify on the raw answer HTML;
 - convert, ours: `data_pipeline.generate_dataset.convert_conversations`
-  (batched fast tokenizer, registry template, turn-wise fitting);
+  (sentencepiece batched over all cores, registry template, turn-wise fitting);
 - convert, reference: the same template and fitting, but every text segment
-  tokenized one by one with the raw sentencepiece model (the slow tokenizer).
+  tokenized one segment at a time with transformers' slow (Python, sentencepiece-backed) tokenizer.
 
 Kept conversations (and the drop reasons of every page) must be identical
 between the two cleaners, and the tokenized samples identical between the two
@@ -280,57 +280,46 @@ def ray_clean(page_paths, workers):
 
 # ----------------------------------------------------------------------------- convert
 
-REFERENCE_CONVERT = "reference: sentencepiece per segment"
+REFERENCE_CONVERT = "reference: transformers' slow tokenizer per segment"
 OURS_CONVERT = "ours: generate_dataset.convert_conversations"
 
 
 def compare_convert(model_type, model_path, conversations):
-    """Time our batched convert against per-segment sentencepiece tokenization; samples must match."""
-    try:
-        from data_pipeline.generate_dataset import ConversionStats, convert_conversations, fit_conversation
-        from ochat.config import RenderedTurn, get_model_config, load_tokenizer
-    except ImportError as error:  # convert stage not importable: report clean only
-        return [], [f"convert: data_pipeline.generate_dataset not importable: {error}"]
+    """Time our batched convert against the original's per-segment slow-tokenizer loop; samples must match."""
+    from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+
+    from data_pipeline.generate_dataset import ConversionStats, convert_conversations, fit_conversation
+    from ochat.config import RenderedTurn, get_model_config, load_tokenizer
 
     config = get_model_config(model_type)
     tokenizer = load_tokenizer(config, model_path)
-    if tokenizer.sentencepiece is None:
+    sp_model = os.path.join(model_path, "tokenizer.model")
+    if not os.path.exists(sp_model):
         return [], [f"convert: {model_path} has no tokenizer.model for the slow reference"]
-    items_list = [conversation["items"] for conversation in conversations]
+    slow_tokenizer = SentencePieceBackend(vocab_file=sp_model)  # the Python, sentencepiece-backed tokenizer
+
+    def slow_encode(text):
+        return slow_tokenizer.encode(text, add_special_tokens=False)
 
     reference_timer = Timer().__enter__()
     reference_samples = []
-    for items in items_list:
-        turns = [RenderedTurn(item["from"], tokenizer.sentencepiece.encode(config.role_prefix[item["from"]]),
-                              tokenizer.sentencepiece.encode(item["value"]), closed=True) for item in items]
+    for conversation in conversations:
+        turns = [RenderedTurn(item["from"], slow_encode(config.role_prefix[item["from"]]), slow_encode(item["value"]),
+                              closed=True) for item in conversation["items"]]
         reference_samples += fit_conversation(config, tokenizer, turns)
     reference_timer.__exit__()
 
     with Timer() as ours_timer:
         samples = convert_conversations(config, tokenizer, conversations, stats=ConversionStats())
 
-    # Candidate: the same sentencepiece model, all segments in one multi-threaded call.
-    batched_timer = Timer().__enter__()
-    segments = [text for items in items_list for item in items
-                for text in (config.role_prefix[item["from"]], item["value"])]
-    encoded = iter(tokenizer.sentencepiece.encode(segments, num_threads=os.cpu_count()))
-    batched_samples = []
-    for items in items_list:
-        turns = [RenderedTurn(item["from"], next(encoded), next(encoded), closed=True) for item in items]
-        batched_samples += fit_conversation(config, tokenizer, turns)
-    batched_timer.__exit__()
-
     failures = []
     if samples != reference_samples:
         failures.append("convert: samples differ from the slow-tokenizer reference")
-    if batched_samples != reference_samples:
-        failures.append("convert: batched sentencepiece samples differ from the reference")
     tokens = sum(len(ids) for ids, _ in samples)
     count = len(conversations)
     return [
         row("convert", REFERENCE_CONVERT, count, reference_timer, reference_timer, tokens),
         row("convert", OURS_CONVERT, count, ours_timer, reference_timer, tokens),
-        row("convert", "candidate: sentencepiece batch, all threads", count, batched_timer, reference_timer, tokens),
     ], failures
 
 
