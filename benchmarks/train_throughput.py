@@ -6,7 +6,9 @@
 
 Each mode (length grouping, no grouping, packing) runs `--steps` optimizer steps
 of `deepspeed --module ochat.training_deepspeed.train`; the table reads the
-per-step records of its metrics.jsonl, leaving out the first (warm-up) step:
+per-step records of its metrics.jsonl, leaving out the first (warm-up) step.
+All modes train on the same samples in each step, so `--repeats` interleaved
+runs are compared step by step and each step keeps its fastest time:
 
     supervised tok/s   supervised target tokens per second of step time, all ranks together
     tok/s              all real tokens per second
@@ -29,6 +31,7 @@ import subprocess
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)  # run as a script from anywhere
 WORK_DIR = os.path.join(REPO_ROOT, "benchmarks", "_work", "train_throughput")
 MODES = {"length grouping": ["--length_grouping"], "no grouping": [], "packing": ["--packing"]}
 
@@ -162,10 +165,52 @@ def loss_weight_spread(data_path: str, model_type: str, train_batch_size: int, w
     return spread
 
 
+def cpu_time_comparison(model_type: str, model_path: str, data_path: str, train_batch_size: int, micro: int) -> list:
+    """Forward + backward of the same two global batches in this process, one thread, timed in CPU seconds
+    (immune to other jobs on a shared machine); includes transformers' own dense packed mask for comparison."""
+    import time
+
+    import torch
+
+    from ochat.config import get_model_config
+    from ochat.models import load_model
+    from ochat.training_deepspeed.data import collate, load_samples, plan_epoch, supervised_target_count
+    from ochat.training_deepspeed.modeling import choose_attn_implementation, weighted_loss
+    from ochat.training_deepspeed.train import enable_activation_checkpointing
+
+    torch.set_num_threads(1)
+    config = get_model_config(model_type)
+    samples = load_samples(os.path.join(data_path, f"{model_type}.train.json"), 1 << 30, 1 << 30)
+    lengths = [len(ids) for ids, _ in samples]
+    supervised = [supervised_target_count(mask) for _, mask in samples]
+    variants = [("length grouping", "length", "sdpa"),
+                ("packing", "packing", choose_attn_implementation(packing=True, on_cuda=False)),
+                ("packing, dense mask", "packing", "sdpa"),
+                ("no grouping", "none", "sdpa")]
+    rows = []
+    for label, grouping, attn in variants:
+        model = load_model(config, model_path, dtype=torch.float32, attn_implementation=attn)
+        enable_activation_checkpointing(model)
+        model.train()
+        plan = plan_epoch(lengths, supervised, 0, 42, train_batch_size, grouping, 2, train_batch_size // (2 * micro), micro)
+        seconds, tokens = 0.0, 0
+        for step in plan[:2]:
+            for rank_batches in step.micro_batches:
+                for indices in rank_batches:
+                    batch = collate(samples, indices, step, 0, packing=grouping == "packing")
+                    started = time.process_time()
+                    weighted_loss(model, batch, "cpu").backward()
+                    seconds += time.process_time() - started
+            tokens += step.tokens
+        rows.append((label, attn, tokens / seconds))
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num_gpus", type=int, default=2, help="ranks (CPU ranks without a GPU; default 2)")
     parser.add_argument("--steps", type=int, default=5, help="optimizer steps per mode; the first is not counted")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved runs per mode; each step keeps its fastest")
     parser.add_argument("--train_batch_size", type=int, default=32, help="global batch in samples (default 32)")
     parser.add_argument("--micro_batch_size", type=int, default=4, help="samples per rank per micro-batch (default 4)")
     parser.add_argument("--model_type", default="openchat_tiny", help="registry model type of the data")
@@ -174,6 +219,8 @@ def main(argv=None):
     parser.add_argument("--llama_1b", action="store_true", help="random ~1B LLaMA with the tiny tokenizer (for a GPU)")
     parser.add_argument("--peak_tflops", type=float, default=None, help="device peak (e.g. 989 for H100 bf16) to report MFU")
     parser.add_argument("--no_gradient_checkpointing", action="store_true", help="passed on to training")
+    parser.add_argument("--cpu_time_check", action="store_true",
+                        help="also time the modes in-process in CPU seconds, with transformers' dense packed mask")
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES), help="which modes to run")
     args = parser.parse_args(argv)
 
@@ -185,13 +232,22 @@ def main(argv=None):
         model_path = build_llama_1b(model_path)
     shape = model_shape(model_path) if args.peak_tflops else None
 
-    rows = {}
-    for mode in args.modes:
-        save_path = os.path.join(WORK_DIR, "runs", mode.replace(" ", "_"))
-        rows[mode] = summarise(measure(MODES[mode], args, model_path, data_path, save_path), shape, args.peak_tflops)
+    # every mode trains on the same samples per step, so runs compare step by step; repeats are interleaved
+    # and each step keeps its fastest run, which filters out other jobs on a shared machine
+    runs = {mode: [] for mode in args.modes}
+    for _ in range(args.repeats):
+        for mode in args.modes:
+            save_path = os.path.join(WORK_DIR, "runs", mode.replace(" ", "_"))
+            runs[mode].append(measure(MODES[mode], args, model_path, data_path, save_path))
+    rows = {
+        mode: summarise([min(same_step, key=lambda r: r["step_seconds"]) for same_step in zip(*repeats)],
+                        shape, args.peak_tflops)
+        for mode, repeats in runs.items()
+    }
 
     print(f"model {model_path}, data {data_path}, {args.num_gpus} rank(s), global batch {args.train_batch_size}, "
-          f"micro-batch {args.micro_batch_size}, {args.steps} steps per mode (first not counted)")
+          f"micro-batch {args.micro_batch_size}, {args.steps} steps per mode (first not counted), "
+          f"fastest of {args.repeats} runs per step")
     header = f"| {'mode':<16} | {'supervised tok/s':>16} | {'tok/s':>9} | {'padding':>7} | {'median step s':>13} |"
     if args.peak_tflops:
         header += f" {'MFU':>6} |"
@@ -209,6 +265,12 @@ def main(argv=None):
     print("under the original per-micro-batch mean, by micro-batch: lightest .. heaviest")
     for grouping, (low, high) in spread.items():
         print(f"  {'length grouping' if grouping == 'length' else 'no grouping':<16} {low:.2f} .. {high:.2f}")
+
+    if args.cpu_time_check:
+        print("\nin-process, 1 thread, forward + backward of 2 global batches, tokens per CPU second")
+        for label, attn, rate in cpu_time_comparison(args.model_type, model_path, data_path,
+                                                     args.train_batch_size, args.micro_batch_size):
+            print(f"  {label:<20} {attn:<18} {rate:>7.0f}")
 
 
 if __name__ == "__main__":

@@ -244,6 +244,7 @@ def main(argv=None):
 
     backend = "nccl" if setup.on_cuda else "gloo"
     deepspeed.init_distributed(dist_backend=backend)
+    torch.manual_seed(args.seed)
     rank, world_size = dist.get_rank(), dist.get_world_size()
     log = _rank_zero_logger(rank)
     device = torch.device("cuda", args.local_rank) if setup.on_cuda else torch.device("cpu")
@@ -374,9 +375,9 @@ class Trainer:
                               self.grouping, self.world_size, self.accumulation, self.micro_batch_size)
             for step_plan in plan[step_in_epoch:]:
                 record = self.optimizer_step(step_plan, epoch)
-                progress.update(1)
                 progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
-                                     tok_s=f"{record['tokens_per_s']:.0f}")
+                                     tok_s=f"{record['tokens_per_s']:.0f}", refresh=False)
+                progress.update(1)
                 if self.args.save_every and self.global_step % self.args.save_every == 0:
                     self.save_checkpoint()
                 if self.global_step >= setup.total_steps:
