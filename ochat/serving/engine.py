@@ -175,12 +175,15 @@ class GenerationEngine:
         events: list[TokenEvent] = []
         self._drop_aborted(events)
         if self.batch.sequences:
-            events += self._decode()
+            decoded = self._decode()
+            self._drop_finished(decoded)  # before admitting, so their slots go to waiting requests in this step
+            events += decoded
         free = self.max_batch_size - len(self.batch.sequences)
         if free > 0 and self.waiting:
             joiners = [self.waiting.popleft() for _ in range(min(free, len(self.waiting)))]
-            events += self._prefill(joiners)
-        self._drop_finished(events)
+            joined = self._prefill(joiners)
+            self._drop_finished(joined)
+            events += joined
         return events
 
     def _drop_aborted(self, events: list[TokenEvent]) -> None:

@@ -339,7 +339,13 @@ class ChatService:
         hf_tokenizer = self.tokenizer.hf_tokenizer
         self._byte_ids = byte_token_ids(hf_tokenizer)
         self._special_ids = special_token_ids(hf_tokenizer)
-        self._decode = lambda ids: hf_tokenizer.decode(ids, skip_special_tokens=True)
+        # The fast tokenizer's own (Rust) decode gives the same text as the transformers wrapper at a third of
+        # the cost, which matters: streaming decodes twice per token per client.
+        backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            self._decode = lambda ids: backend.decode(ids, skip_special_tokens=True)
+        else:
+            self._decode = lambda ids: hf_tokenizer.decode(ids, skip_special_tokens=True)
 
     def check_model(self, name: str) -> None:
         if name not in self.model_names:
