@@ -155,7 +155,11 @@ def test_killed_run_resumes_to_the_same_steps_losses_and_weights(reference_run, 
 
 
 def test_two_ranks_with_accumulation_optimise_the_global_token_mean(tiny_model_dir, tiny_data_dir, tmp_path):
-    """2 ranks x 4 accumulated micro-batches of 1: logged loss and gradient norm equal one plain batch of all 8."""
+    """2 ranks x 4 accumulated packed micro-batches: logged loss and gradient norm equal one plain batch of all 8.
+
+    Packing runs here (the reference run covers padded length grouping), so the per-sample attention,
+    gradient checkpointing and DeepSpeed's reduction are all inside the comparison.
+    """
     with open(os.path.join(tiny_data_dir, f"{MODEL_TYPE}.train.json")) as handle:
         samples = sorted(json.load(handle), key=lambda sample: len(sample[0]))[:8]
     data_dir = tmp_path / "data"
@@ -165,11 +169,12 @@ def test_two_ranks_with_accumulation_optimise_the_global_token_mean(tiny_model_d
             json.dump(samples, handle)
     save_path = str(tmp_path / "out")
     run_training(*launch_command(tiny_model_dir, str(data_dir), save_path, "--epochs", "1", "--train_batch_size", "8",
-                                 "--micro_batch_size", "1", "--lr", "0"),
+                                 "--micro_batch_size", "1", "--lr", "0", "--packing"),
                  log_path=str(tmp_path / "launcher.log"))
     steps, evals = read_metrics(save_path)
     assert list(steps) == [1]
-    assert "accumulation 4 x 2 ranks" in open(tmp_path / "launcher.log").read()
+    log = open(tmp_path / "launcher.log").read()
+    assert "accumulation 4 x 2 ranks" in log and "attention ochat_packed_sdpa" in log
 
     # plain PyTorch, one process, one batch of all 8 samples, mean over every supervised token
     model = load_model(get_model_config(MODEL_TYPE), tiny_model_dir, dtype=torch.float32)

@@ -7,6 +7,7 @@ One node, N GPUs (on a machine without a GPU the same command runs N CPU ranks):
         --length_grouping --epochs 5 --data_path data \\
         --deepspeed --deepspeed_config ochat/training_deepspeed/deepspeed_config.json
 
+Run it from the repository root (the ranks import `ochat` from there).
 Several nodes use DeepSpeed's own launcher with a hostfile, one line per node
 (`worker-1 slots=8`); it starts the ranks over passwordless ssh, so the repo,
 the virtualenv, the model and the data must sit at the same paths everywhere:
@@ -35,6 +36,15 @@ as long ones). The eval loss uses the same reduction over the whole eval set.
 Batching (see `ochat.training_deepspeed.data`): `--length_grouping` puts
 samples of similar length into the same micro-batch; `--packing` concatenates
 them into padding-free rows with position ids restarting per sample.
+
+Resume. `--save_every N` writes a DeepSpeed checkpoint (weights, optimizer,
+schedule, step) every N optimizer steps to SAVE_PATH/checkpoints, keeping the
+newest `--keep_checkpoints`. The same command with `--resume` loads the latest
+and skips the steps already done; the data order is a function of seed and
+epoch, so a run killed mid-epoch ends with the same steps, learning rates and
+weights as an uninterrupted one. Settings that would change the schedule or the
+order (batch size, ranks, grouping, seed, ...) are refused on resume.
+`--max_steps` ends the run early; the cosine schedule then ends there too.
 
 Outputs in --save_path:
 
