@@ -192,7 +192,7 @@ class Demo:
         launcher = os.path.join(os.path.dirname(sys.executable), "deepspeed")
         launcher = [launcher] if os.path.exists(launcher) else [sys.executable, "-m", "deepspeed.launcher.runner"]
         command = [
-            *launcher, f"--num_gpus={args.num_gpus}",
+            *launcher, f"--num_gpus={args.num_gpus}", f"--master_port={_free_port()}",
             "--module", "ochat.training_deepspeed.train",
             "--model_type", self.model_type, "--model_path", self.model_dir, "--save_path", self.checkpoint_dir,
             "--length_grouping", "--epochs", str(args.epochs), "--data_path", self.path("data"),
