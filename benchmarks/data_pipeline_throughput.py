@@ -19,7 +19,6 @@ converters; the script exits non-zero otherwise.
     python benchmarks/data_pipeline_throughput.py --num-pages 10000 --workers 2
 """
 
-import argparse
 import hashlib
 import json
 import os
@@ -40,19 +39,20 @@ from tqdm import tqdm  # noqa: E402
 from data_pipeline.clean_sharegpt import clean_page, clean_pages  # noqa: E402
 from data_pipeline.examples.make_examples import generate_corpus  # noqa: E402
 from data_pipeline.filter_sharegpt import filter_by_model  # noqa: E402
+from ochat.utils.cli import ArgumentParser
 
 DEFAULT_WORK_DIR = REPO_ROOT / "benchmarks" / "_work" / "data_pipeline"
 MODEL_TYPE = "openchat_tiny"
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--num-pages", type=int, default=10_000, help="pages in the generated corpus")
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--num_pages", type=int, default=10_000, help="pages in the generated corpus")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for our cleaner")
-    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="corpus and tiny model go here")
-    parser.add_argument("--model-path", default=None, help="tokenizer folder with <|end_of_turn|> (default: build the tiny one)")
-    parser.add_argument("--model-type", default=MODEL_TYPE, help="registry model type for convert")
-    parser.add_argument("--no-ray", action="store_true", help="skip the Ray backend comparison")
+    parser.add_argument("--work_dir", type=Path, default=DEFAULT_WORK_DIR, help="corpus and tiny model go here")
+    parser.add_argument("--model_path", default=None, help="tokenizer folder with <|end_of_turn|> (default: build the tiny one)")
+    parser.add_argument("--model_type", default=MODEL_TYPE, help="registry model type for convert")
+    parser.add_argument("--no_ray", action="store_true", help="skip the Ray backend comparison")
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]

@@ -16,11 +16,11 @@ embeddings' shape); numba's one-off compilation is timed apart, on 50 points.
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import sys
 import time
+from ochat.utils.cli import ArgumentParser
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -54,11 +54,11 @@ def topic_vectors(count: int, dimension: int, seed: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--embed-count", type=int, default=300, help="conversations to embed")
-    parser.add_argument("--layout-counts", type=int, nargs="+", default=[1000, 10000], help="points to lay out")
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--embed_count", type=int, default=300, help="conversations to embed")
+    parser.add_argument("--layout_counts", type=int, nargs="+", default=[1000, 10000], help="points to lay out")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch and numba")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     os.environ["NUMBA_NUM_THREADS"] = str(args.threads)

@@ -11,7 +11,6 @@ every reply for `--latency` seconds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import socket
@@ -26,10 +25,11 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from evaluation.benchmark_data import load_questions, load_reviewers, reviewer_for  # noqa: E402
 from evaluation.judge import parse_score_pair  # noqa: E402
+from ochat.utils.cli import ArgumentParser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latency", type=float, default=0.2, help="seconds the judge holds each reply")
     parser.add_argument("--parallel", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--data_path", default=str(REPO_ROOT / "evaluation" / "vicuna"))

@@ -23,11 +23,10 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from ochat.utils.cli import ArgumentParser
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -326,7 +325,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_type", default="openchat_tiny", help="registry model type (default openchat_tiny)")
     parser.add_argument("--model_path", default=None, help="model folder (default: build the tiny model)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")

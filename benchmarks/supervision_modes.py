@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data_pipeline.generate_dataset import ConversionStats, convert_conversations  # noqa: E402
 from ochat.config import get_model_config, load_tokenizer  # noqa: E402
+from ochat.utils.cli import ArgumentParser
 
 MODES = [("tail-cut", "tail", False), ("turn-cut", "turn", False), ("split", "turn", True)]
 WORDS = ("model data token answer question python function river mountain history energy music garden "
@@ -71,11 +72,11 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-type", default="openchat_tiny")
-    parser.add_argument("--model-path", required=True, help="model folder with the EOT token")
-    parser.add_argument("--in-file", required=True, help="clean conversations, e.g. sharegpt_gpt4.json")
-    parser.add_argument("--long-count", type=int, default=500, help="generated long conversations")
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_type", default="openchat_tiny")
+    parser.add_argument("--model_path", required=True, help="model folder with the EOT token")
+    parser.add_argument("--in_file", required=True, help="clean conversations, e.g. sharegpt_gpt4.json")
+    parser.add_argument("--long_count", type=int, default=500, help="generated long conversations")
     args = parser.parse_args(argv)
     config = get_model_config(args.model_type)
     tokenizer = load_tokenizer(config, args.model_path)

@@ -29,6 +29,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+from ochat.utils.cli import ArgumentParser
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # run as a script from anywhere
@@ -207,7 +208,7 @@ def cpu_time_comparison(model_type: str, model_path: str, data_path: str, train_
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num_gpus", type=int, default=2, help="ranks (CPU ranks without a GPU; default 2)")
     parser.add_argument("--steps", type=int, default=5, help="optimizer steps per mode; the first is not counted")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved runs per mode; each step keeps its fastest")

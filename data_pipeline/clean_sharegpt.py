@@ -47,7 +47,6 @@ From Python: `clean_page(path_or_bytes) -> (conversation | None, reason)`,
     python -m data_pipeline.clean_sharegpt --in-dir INPUT/ShareGPT --out-file OUT/sharegpt_clean.json
 """
 
-import argparse
 import collections
 import hashlib
 import json
@@ -60,6 +59,9 @@ from pathlib import Path
 from bs4 import Tag
 from markdownify import MarkdownConverter
 from tqdm import tqdm
+
+from ochat.utils.files import write_json_atomic
+from ochat.utils.cli import ArgumentParser
 
 DEFAULT_BLOCKED_WORDS = ("openai",)
 
@@ -145,25 +147,23 @@ def main():
     report["in_dir"] = str(args.in_dir)
     report["blocked_words"] = list(blocked_words)
     report_path = report_path_for(args.out_file)
-    write_json(args.out_file, conversations)
-    write_json(report_path, report)
+    write_json_atomic(args.out_file, conversations)
+    write_json_atomic(report_path, report)
     print(format_summary(report, args.out_file, report_path))
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m data_pipeline.clean_sharegpt",
         description="Clean saved ShareGPT HTML pages into a JSON list of Markdown conversations, "
         "dropping malformed, badly shaped, blocked and duplicate ones; writes a report next to the output.",
     )
-    parser.add_argument("--in-dir", type=Path, required=True, help="folder of ShareGPT *.html pages")
-    parser.add_argument("--out-file", type=Path, required=True, help="output JSON, e.g. sharegpt_clean.json")
-    parser.add_argument(
-        "--blocked-words", type=Path, default=None,
+    parser.add_argument("--in_dir", type=Path, required=True, help="folder of ShareGPT *.html pages")
+    parser.add_argument("--out_file", type=Path, required=True, help="output JSON, e.g. sharegpt_clean.json")
+    parser.add_argument("--blocked_words", type=Path, default=None,
         help="file with one blocked word per line (# comments allowed); default: openai",
     )
-    parser.add_argument(
-        "--num-workers", type=int, default=available_cores(),
+    parser.add_argument("--num_workers", type=int, default=available_cores(),
         help="worker processes (default: all cores); the output is identical for any count",
     )
     args = parser.parse_args(argv)
@@ -416,16 +416,6 @@ def load_blocked_words(path):
 def report_path_for(out_file):
     out_file = Path(out_file)
     return out_file.with_name(out_file.stem + ".report.json")
-
-
-def write_json(path, data):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as output:
-        json.dump(data, output, ensure_ascii=False, indent=1)
-        output.write("\n")
-    temporary.replace(path)
 
 
 def format_summary(report, out_file, report_path):

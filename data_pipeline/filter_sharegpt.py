@@ -10,11 +10,13 @@ Input and output are clean-conversation lists as written by clean_sharegpt:
     python -m data_pipeline.filter_sharegpt --in-file sharegpt_clean.json --out-file sharegpt_gpt4.json
 """
 
-import argparse
 import collections
 import json
 import sys
 from pathlib import Path
+
+from ochat.utils.files import write_json_atomic
+from ochat.utils.cli import ArgumentParser
 
 DEFAULT_MODEL = "Model: GPT-4"
 
@@ -23,17 +25,17 @@ def main():
     args = parse_args()
     conversations = load_conversations(args.in_file)
     kept = filter_by_model(conversations, args.model)
-    write_conversations(args.out_file, kept)
+    write_json_atomic(args.out_file, kept)
     print(format_counts(conversations, kept, args.model, args.out_file))
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m data_pipeline.filter_sharegpt",
         description="Keep the clean ShareGPT conversations whose model label equals --model exactly.",
     )
-    parser.add_argument("--in-file", type=Path, required=True, help="clean conversations, e.g. sharegpt_clean.json")
-    parser.add_argument("--out-file", type=Path, required=True, help="output JSON, e.g. sharegpt_gpt4.json")
+    parser.add_argument("--in_file", type=Path, required=True, help="clean conversations, e.g. sharegpt_clean.json")
+    parser.add_argument("--out_file", type=Path, required=True, help="output JSON, e.g. sharegpt_gpt4.json")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f'model label to keep (default: "{DEFAULT_MODEL}")')
     return parser.parse_args(argv)
 
@@ -54,14 +56,6 @@ def load_conversations(path):
     if not isinstance(conversations, list) or not all(isinstance(item, dict) for item in conversations):
         sys.exit(f"error: {path} must hold a JSON list of conversations as written by clean_sharegpt")
     return conversations
-
-
-def write_conversations(path, conversations):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as output:
-        json.dump(conversations, output, ensure_ascii=False, indent=1)
-        output.write("\n")
 
 
 def format_counts(conversations, kept, model, out_file):

@@ -37,7 +37,9 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
+from ochat.utils.files import write_json_atomic
 from ochat.config import ModelConfig, RenderedTurn, get_model_config, join_turns, load_tokenizer, render_turns_batch
+from ochat.utils.cli import ArgumentParser
 
 TRUNCATION_MODES = ("turn", "tail")
 
@@ -196,13 +198,6 @@ def split_train_eval(conversations: list, eval_ratio: float, seed: int) -> tuple
     return train, evaluation
 
 
-def _write_json(path: str, data) -> None:
-    temporary = path + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, ensure_ascii=False, separators=(",", ":"))
-    os.replace(temporary, path)
-
-
 def generate_dataset(
     model_type: str,
     model_path: str,
@@ -233,10 +228,10 @@ def generate_dataset(
         stats = ConversionStats()
         samples = convert_conversations(config, tokenizer, split_conversations, truncation, split_long, stats)
         texts = tokenizer.hf_tokenizer.batch_decode([ids for ids, _ in samples], skip_special_tokens=False)
-        _write_json(os.path.join(out_dir, f"{model_type}.{split_name}.json"), [[ids, mask] for ids, mask in samples])
-        _write_json(os.path.join(out_dir, f"{model_type}.{split_name}.text.json"), texts)
+        write_json_atomic(os.path.join(out_dir, f"{model_type}.{split_name}.json"), [[ids, mask] for ids, mask in samples], indent=None)
+        write_json_atomic(os.path.join(out_dir, f"{model_type}.{split_name}.text.json"), texts, indent=None)
         report[split_name] = stats.as_dict()
-    _write_json(os.path.join(out_dir, f"{model_type}.report.json"), report)
+    write_json_atomic(os.path.join(out_dir, f"{model_type}.report.json"), report, indent=None)
     return report
 
 
@@ -256,16 +251,16 @@ def print_summary(report: dict, out_dir: str) -> None:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-type", required=True, help="registry model type, e.g. openchat or openchat_tiny")
-    parser.add_argument("--model-path", required=True, help="model folder whose tokenizer has <|end_of_turn|>")
-    parser.add_argument("--in-file", required=True, help="clean conversations JSON (e.g. sharegpt_gpt4.json)")
-    parser.add_argument("--out-dir", required=True, help="folder for T.{train,eval}[.text].json and T.report.json")
-    parser.add_argument("--eval-ratio", type=float, default=0.01, help="share of conversations held out (default 0.01)")
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_type", required=True, help="registry model type, e.g. openchat or openchat_tiny")
+    parser.add_argument("--model_path", required=True, help="model folder whose tokenizer has <|end_of_turn|>")
+    parser.add_argument("--in_file", required=True, help="clean conversations JSON (e.g. sharegpt_gpt4.json)")
+    parser.add_argument("--out_dir", required=True, help="folder for T.{train,eval}[.text].json and T.report.json")
+    parser.add_argument("--eval_ratio", type=float, default=0.01, help="share of conversations held out (default 0.01)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the train/eval split")
     parser.add_argument("--truncation", choices=TRUNCATION_MODES, default="turn",
                         help="turn: cut at the last whole assistant turn (default); tail: the original's raw cut")
-    parser.add_argument("--split-long", action="store_true",
+    parser.add_argument("--split_long", action="store_true",
                         help="split conversations longer than the context into several samples of whole rounds")
     args = parser.parse_args(argv)
     if not 0 <= args.eval_ratio < 1:

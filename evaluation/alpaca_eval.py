@@ -33,6 +33,7 @@ from typing import Optional
 from evaluation.api_client import ChatClient, add_client_args, gather_with_progress
 from evaluation.benchmark_data import write_text_atomic
 from evaluation.judge import ask_judge
+from ochat.utils.cli import ArgumentParser
 
 SYSTEM_PROMPT = "You are a fair judge who compares two responses to the same instruction."
 PROMPT_TEMPLATE = (
@@ -46,7 +47,7 @@ ORDERS = ("reference_first", "model_first")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.alpaca_eval",
+    parser = ArgumentParser(prog="python -m evaluation.alpaca_eval",
                                      description="AlpacaEval-style judging: how often the judge prefers the model's "
                                                  "output to the reference output, both orders.")
     parser.add_argument("--model_outputs", required=True, help="JSON list / JSONL of {instruction, output, generator}")

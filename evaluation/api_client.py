@@ -30,9 +30,9 @@ class ChatRequestError(RuntimeError):
 def add_client_args(parser: argparse.ArgumentParser, default_parallel: int = 8) -> None:
     """Adds the endpoint flags shared by every evaluation stage."""
     group = parser.add_argument_group("OpenAI-compatible endpoint")
-    group.add_argument("--api-base", "--api_base", dest="api_base", default=None,
+    group.add_argument("--api_base", dest="api_base", default=None,
                        help=f"endpoint base URL, e.g. http://127.0.0.1:18888/v1 (default {DEFAULT_API_BASE})")
-    group.add_argument("--api-key", "--api_key", dest="api_key", default=None,
+    group.add_argument("--api_key", dest="api_key", default=None,
                        help="API key (default: the OPENAI_API_KEY environment variable)")
     group.add_argument("--parallel", type=int, default=default_parallel,
                        help="most requests in flight at once (default %(default)s)")

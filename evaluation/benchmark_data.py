@@ -25,12 +25,11 @@ Answer files written by this package: `OUTPUT/{bench}_{model}.jsonl`, one line p
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
+
+from ochat.utils.files import read_jsonl, write_jsonl_atomic, write_text_atomic  # noqa: F401 (re-exported)
 
 REVIEWER_CATEGORIES = ("general", "coding", "math")
 
@@ -46,41 +45,6 @@ class Question:
     @property
     def text(self) -> str:
         return self.turns[0]
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Reads JSON lines, naming the file and line of anything malformed."""
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
-    return records
-
-
-def write_jsonl_atomic(path: str | Path, records: Iterable[dict]) -> None:
-    """Writes a whole JSONL file via a temporary file and rename, so readers never see half of it."""
-    write_text_atomic(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def question_file(data_path: str | Path) -> Path:

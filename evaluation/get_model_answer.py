@@ -23,25 +23,20 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Optional
 
+from ochat.utils.server_process import ServerProcess, ServerStartError
 from evaluation.api_client import ChatClient, add_client_args, gather_with_progress
 from evaluation.benchmark_data import Question, answer_path, benchmark_name, load_questions, write_jsonl_atomic
+from ochat.utils.cli import ArgumentParser
 
 DEFAULT_DATA_PATH = str(Path(__file__).parent / "vicuna")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m evaluation.get_model_answer",
         description="Answer every question with every checkpoint, through the ochat serving engine "
                     "(one server per checkpoint) or through a running OpenAI-compatible server (--api-base).")
@@ -147,66 +142,18 @@ async def answer_questions(client: ChatClient, model: str, model_name: str, ques
     return await gather_with_progress([answer(i, q) for i, q in enumerate(questions)], f"answering ({model_name})")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serving_checkpoint(model_type: str, checkpoint: Path, log_path: Path, num_replicas: Optional[int],
                        start_timeout: float):
     """Runs `ochat.serving.openai_api_server` for one checkpoint; yields its /v1 base URL; SIGTERM at the end."""
-    port = free_port()
-    command = [sys.executable, "-m", "ochat.serving.openai_api_server", "--model_type", model_type,
-               "--model_path", str(checkpoint), "--host", "127.0.0.1", "--port", str(port)]
-    if num_replicas is not None:
-        command += ["--num_replicas", str(num_replicas)]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    extra = ["--num_replicas", str(num_replicas)] if num_replicas is not None else []
     print(f"starting server for {checkpoint} (log: {log_path})", file=sys.stderr)
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_until_healthy(server, f"http://127.0.0.1:{port}/health", start_timeout, log_path)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        stop_server(server)
-
-
-def wait_until_healthy(server: subprocess.Popen, health_url: str, timeout: float, log_path: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited with code {server.returncode} before it was ready; "
-                             f"last lines of {log_path}:\n{tail(log_path)}")
-        try:
-            with urllib.request.urlopen(health_url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    stop_server(server)
-    raise SystemExit(f"the server was not healthy after {timeout:.0f} s; last lines of {log_path}:\n{tail(log_path)}")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    if server.poll() is not None:
-        return
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(60)
-    except subprocess.TimeoutExpired:
-        print("server ignored SIGTERM for 60 s; killing its process group", file=sys.stderr)
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+        server = ServerProcess.start(model_type, str(checkpoint), *extra, log_path=log_path, timeout=start_timeout)
+    except ServerStartError as error:
+        raise SystemExit(str(error)) from None
+    with server:
+        yield server.api_base
 
 
 if __name__ == "__main__":

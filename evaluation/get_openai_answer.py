@@ -15,10 +15,11 @@ import sys
 from evaluation.api_client import ChatClient, add_client_args
 from evaluation.benchmark_data import answer_path, benchmark_name, load_questions, write_jsonl_atomic
 from evaluation.get_model_answer import DEFAULT_DATA_PATH, answer_questions
+from ochat.utils.cli import ArgumentParser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m evaluation.get_openai_answer",
         description="Answer every question with one or more models of an OpenAI-compatible endpoint (baselines).")
     parser.add_argument("--data_path", default=DEFAULT_DATA_PATH, help="question set folder (default: %(default)s)")

@@ -40,12 +40,13 @@ from typing import Optional
 from evaluation.api_client import ChatClient, add_client_args, gather_with_progress
 from evaluation.benchmark_data import Question, answer_files, benchmark_name, load_answers, load_questions, read_jsonl
 from evaluation.judge import ask_judge, parse_pairwise_verdict, parse_rating
+from ochat.utils.cli import ArgumentParser
 
 NEED_REFERENCE = {"math", "reasoning", "coding"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.mt_bench",
+    parser = ArgumentParser(prog="python -m evaluation.mt_bench",
                                      description="Judge MT-bench answers: single 1-10 grading or pairwise "
                                                  "against a baseline (both orders), in FastChat's formats.")
     parser.add_argument("--data_path", required=True,

@@ -44,16 +44,17 @@ from typing import Optional
 
 from evaluation.api_client import ChatClient, add_client_args, gather_with_progress
 from evaluation.benchmark_data import (Question, Reviewer, answer_files, benchmark_name, load_answers,
-                                       load_questions, load_reviewers, read_jsonl, reviewer_for,
+                                       load_questions, load_reviewers, reviewer_for,
                                        write_jsonl_atomic)
 from evaluation.judge import ask_judge, parse_score_pair
+from ochat.utils.cli import ArgumentParser
 
 ORDERS = ("model_first", "baseline_first")
 FSYNC_INTERVAL = 0.5
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m evaluation.openai_eval",
         description="Judge every model's answers against a baseline's with an LLM, in both answer orders "
                     "(balanced position calibration), explanation before scores (evidence calibration).")

@@ -38,10 +38,11 @@ from statistics import mean, stdev
 from typing import Optional
 
 from evaluation.benchmark_data import read_jsonl, write_text_atomic
+from ochat.utils.cli import ArgumentParser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.summarize",
+    parser = ArgumentParser(prog="python -m evaluation.summarize",
                                      description="Summarize judge results into a table and a JSON file.")
     parser.add_argument("--input_path", required=True,
                         help="folder with judge results (reviews/, *_vs_*.jsonl, *_single.jsonl, *_pair.jsonl, "

@@ -24,12 +24,13 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
+
+from ochat.utils.net import free_port, port_in_use
+from ochat.utils.server_process import ServerProcess, ServerStartError
+from ochat.utils.cli import ArgumentParser
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES_DIR = os.path.join(REPO_ROOT, "data_pipeline", "examples")
@@ -57,7 +58,7 @@ def main(argv=None):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(REPO_ROOT, "demo_output"), help="output folder (default demo_output/)")
     parser.add_argument("--fresh", action="store_true", help="delete --out and start over instead of reusing finished steps")
     parser.add_argument("--input", default=EXAMPLES_DIR, help="folder with ShareGPT/*.html (default: the bundled pages)")
@@ -192,7 +193,7 @@ class Demo:
         launcher = os.path.join(os.path.dirname(sys.executable), "deepspeed")
         launcher = [launcher] if os.path.exists(launcher) else [sys.executable, "-m", "deepspeed.launcher.runner"]
         command = [
-            *launcher, f"--num_gpus={args.num_gpus}", f"--master_port={_free_port()}",
+            *launcher, f"--num_gpus={args.num_gpus}", f"--master_port={free_port()}",
             "--module", "ochat.training_deepspeed.train",
             "--model_type", self.model_type, "--model_path", self.model_dir, "--save_path", self.checkpoint_dir,
             "--length_grouping", "--epochs", str(args.epochs), "--data_path", self.path("data"),
@@ -222,27 +223,17 @@ class Demo:
             return json.load(handle)
 
     def step_serve(self) -> str:
-        port = self.args.port or _free_port()
-        if _port_in_use(port):
+        port = self.args.port or free_port()
+        if port_in_use(port):
             raise StepFailed(f"port {port} is already in use; stop what listens there or pass --port 0")
-        log = open(self.path("logs", "server.log"), "a", encoding="utf-8")
-        command = self.python("ochat.serving.openai_api_server", "--model_type", self.model_type,
-                              "--model_path", self.checkpoint_dir, "--host", "127.0.0.1", "--port", str(port))
-        print(f"   $ {' '.join(command)}", flush=True)
-        self.server = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.server_url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            if self.server.poll() is not None:
-                raise StepFailed(f"the server exited with {self.server.returncode}; log: {self.path('logs', 'server.log')}")
-            try:
-                with urllib.request.urlopen(self.server_url + "/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise StepFailed("the server did not become healthy within 300 s")
+        print(f"   $ python -m ochat.serving.openai_api_server --model_type {self.model_type} "
+              f"--model_path {self.checkpoint_dir} --host 127.0.0.1 --port {port}", flush=True)
+        try:
+            self.server = ServerProcess.start(self.model_type, self.checkpoint_dir, port=port, cwd=REPO_ROOT,
+                                              log_path=self.path("logs", "server.log"), timeout=300)
+        except ServerStartError as error:
+            raise StepFailed(str(error)) from None
+        self.server_url = self.server.base_url
         print(f"   server up at {self.server_url}/v1 (chat page: {self.server_url}/)")
         from openai import OpenAI
 
@@ -333,12 +324,8 @@ class Demo:
 
     # ---- the end -------------------------------------------------------------------------------
     def stop_server(self) -> None:
-        if self.server is not None and self.server.poll() is None:
-            os.killpg(self.server.pid, signal.SIGTERM)
-            try:
-                self.server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.server.pid, signal.SIGKILL)
+        if self.server is not None:
+            self.server.stop(timeout=30)
         self.server = None
 
     def print_final_summary(self) -> None:
@@ -377,17 +364,6 @@ def eval_loss_of_checkpoint(model_type: str, model_path: str, data_file: str) ->
                 batch = collate(samples, indices, plan, pad_token_id, packing=False)
                 total += weighted_loss(model, batch, "cpu").item()
     return total
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 if __name__ == "__main__":

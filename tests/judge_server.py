@@ -23,7 +23,6 @@ Run alone (for benchmarks): `python tests/judge_server.py --port 18999 --latency
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import threading
 import time
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from aiohttp import web
+from ochat.utils.cli import ArgumentParser
 
 DEFAULT_REPLY = "Both answers address the question; the first is a little more complete.\n[8, 7]"
 
@@ -153,7 +153,7 @@ class RunningServer:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Scripted OpenAI-compatible judge server for tests and benchmarks.")
+    parser = ArgumentParser(description="Scripted OpenAI-compatible judge server for tests and benchmarks.")
     parser.add_argument("--port", type=int, default=18999)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds every reply is held")
     args = parser.parse_args()

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT, run_module
+from conftest import REPO_ROOT
 from data_pipeline.generate_dataset import ConversionStats, convert_conversations, split_train_eval
 from ochat.config import get_model_config, load_tokenizer, render_conversation
 

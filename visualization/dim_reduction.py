@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from visualization.conversation_text import make_title, split_turns, turns_to_text
+from ochat.utils.cli import ArgumentParser
 
 DEFAULT_CLUSTERS = 8
 DEFAULT_NEIGHBORS = 15
@@ -104,14 +105,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m visualization.dim_reduction",
         description="Project conversation embeddings to 3-D with UMAP, colour them with K-Means, and write "
         "the JSON that visualization/ui/visualizer.html shows (optionally a self-contained HTML page too).",
     )
     parser.add_argument("--embeddings", required=True, help="output of `python -m visualization.embed`")
     parser.add_argument("--texts", required=True, help="the T.*.text.json those embeddings were made from")
-    parser.add_argument("--out-file", required=True, help="where to write T.visualizer.json")
+    parser.add_argument("--out_file", required=True, help="where to write T.visualizer.json")
     parser.add_argument("--clusters", type=int, default=DEFAULT_CLUSTERS,
                         help=f"number of K-Means clusters (default {DEFAULT_CLUSTERS}; capped at the point count)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for UMAP and K-Means (default 0)")

@@ -42,6 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 from visualization.conversation_text import clean_text
+from ochat.utils.cli import ArgumentParser
 
 LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
 DEFAULT_BATCH_SIZE = 32
@@ -89,27 +90,27 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m visualization.embed",
         description="Embed each conversation of a T.*.text.json file (JSON list of decoded samples) "
         "into one vector, for the 3-D visualizer. Long conversations are embedded window by window "
         "and mean-pooled, never cut.",
     )
-    parser.add_argument("--in-file", required=True, help="JSON list of decoded samples, e.g. openchat.train.text.json")
-    parser.add_argument("--out-file", required=True, help="where to write the embeddings JSON (format in the module docs)")
+    parser.add_argument("--in_file", required=True, help="JSON list of decoded samples, e.g. openchat.train.text.json")
+    parser.add_argument("--out_file", required=True, help="where to write the embeddings JSON (format in the module docs)")
     parser.add_argument("--backend", choices=["local", "openai"], default=None,
                         help="'local': bundled all-MiniLM-L6-v2, offline (default); "
                         "'openai': an OpenAI-compatible /v1/embeddings endpoint (default when --api-base is given)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="windows per forward pass / per request")
+    parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help="windows per forward pass / per request")
     parser.add_argument("--device", default="cpu", help="torch device for the local model (cpu, cuda)")
-    parser.add_argument("--max-tokens", type=int, default=None,
+    parser.add_argument("--max_tokens", type=int, default=None,
                         help="local backend: word pieces per window (default: the model's own limit, 256)")
-    parser.add_argument("--api-base", help="openai backend: base URL including /v1, e.g. http://localhost:8000/v1")
+    parser.add_argument("--api_base", help="openai backend: base URL including /v1, e.g. http://localhost:8000/v1")
     parser.add_argument("--model", help="openai backend: embedding model name")
-    parser.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "none"),
+    parser.add_argument("--api_key", default=os.environ.get("OPENAI_API_KEY", "none"),
                         help="openai backend: API key (default: $OPENAI_API_KEY, or 'none')")
-    parser.add_argument("--max-retries", type=int, default=5, help="openai backend: retries per request, with backoff")
-    parser.add_argument("--api-max-chars", type=int, default=DEFAULT_API_MAX_CHARS,
+    parser.add_argument("--max_retries", type=int, default=5, help="openai backend: retries per request, with backoff")
+    parser.add_argument("--api_max_chars", type=int, default=DEFAULT_API_MAX_CHARS,
                         help="openai backend: characters per window for long texts")
     args = parser.parse_args(argv)
     if args.backend is None:

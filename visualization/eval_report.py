@@ -11,19 +11,19 @@ it checks files picked by hand, so a broken file shows the same message.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from visualization.pages import EVAL_RESULT_PAGE, write_standalone_page
+from ochat.utils.cli import ArgumentParser
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m visualization.eval_report",
         description="Bundle evaluation results (summary.json, reviews/*.jsonl) into one offline HTML page.",
     )
-    parser.add_argument("--results-dir", required=True, help="folder with summary.json and reviews/")
+    parser.add_argument("--results_dir", required=True, help="folder with summary.json and reviews/")
     parser.add_argument("--html", required=True, help="where to write the page")
     args = parser.parse_args(argv)
 

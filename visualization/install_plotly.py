@@ -9,20 +9,20 @@ the pages open with a double click and never touch the network.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from visualization.pages import PLOTLY_JS_PATH, plotly_js_source
+from ochat.utils.cli import ArgumentParser
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m visualization.install_plotly",
         description="Copy plotly.min.js from the installed plotly Python package to visualization/static/, "
         "where the visualizer pages load it (offline, no CDN).",
     )
-    parser.add_argument("--out-file", default=str(PLOTLY_JS_PATH), help="where to write plotly.min.js")
+    parser.add_argument("--out_file", default=str(PLOTLY_JS_PATH), help="where to write plotly.min.js")
     args = parser.parse_args(argv)
     source = plotly_js_source()
     out_file = Path(args.out_file)

@@ -21,6 +21,7 @@ import torch
 from ochat.config import ChatTokenizer, get_model_config
 from ochat.config.conversation_template import chat_template_jinja
 from ochat.models.loading import ROPE_SCALING_CHOICES, load_model
+from ochat.utils.cli import ArgumentParser
 
 
 def init_new_rows(weight: torch.Tensor, old_rows: int, method: str, generator: torch.Generator) -> None:
@@ -79,7 +80,7 @@ def add_eot_token(model_type: str, in_dir: str, out_dir: str, rope_scaling: str 
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_type", required=True, help="registry model type, e.g. openchat, openchat_8192, opencoder")
     parser.add_argument("--in", dest="in_dir", required=True, help="base model folder (Hugging Face format)")
     parser.add_argument("--out", dest="out_dir", required=True, help="folder for the model with the EOT token")

@@ -18,6 +18,7 @@ import os
 import tempfile
 
 from ochat.config import ModelConfig, get_model_config
+from ochat.utils.cli import ArgumentParser
 
 DEFAULT_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "data_pipeline", "examples", "ShareGPT")
 
@@ -142,7 +143,7 @@ def build_tiny(model_type: str, out_dir: str, corpus_dir: str = DEFAULT_CORPUS, 
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_type", default="openchat_tiny", help="a *_tiny registry type (default: openchat_tiny)")
     parser.add_argument("--out", required=True, help="folder to write the Hugging Face model and tokenizer to")
     parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="folder of ShareGPT *.html pages for the tokenizer")

@@ -31,7 +31,6 @@ import asyncio
 import collections
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional, Sequence
 

@@ -48,6 +48,7 @@ from ochat.serving.protocol import (
     parse_chat_request,
     usage_chunk,
 )
+from ochat.utils.cli import ArgumentParser
 
 logger = logging.getLogger("ochat.serving")
 request_logger = logging.getLogger("ochat.serving.requests")
@@ -97,7 +98,7 @@ def main(argv=None) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_type", required=True, help="registry model type, e.g. openchat, openchat_8192, opencoder")
     parser.add_argument("--model_path", required=True, help="Hugging Face model folder (with <|end_of_turn|>)")
     parser.add_argument("--model_name", default=None,
@@ -118,15 +119,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="sequences decoded together per replica (default 32)")
     parser.add_argument("--max_queue", type=int, default=256,
                         help="sequences that may wait per replica beyond the batch; more get 429 (default 256)")
-    parser.add_argument("--api-keys", "--api_keys", dest="api_keys", default=None,
+    parser.add_argument("--api_keys", dest="api_keys", default=None,
                         help="comma-separated keys; when set, /v1 requires 'Authorization: Bearer KEY'")
-    parser.add_argument("--allowed-origins", "--allowed_origins", dest="allowed_origins", default="*",
+    parser.add_argument("--allowed_origins", dest="allowed_origins", default="*",
                         help="CORS: comma-separated origins allowed to call the API (default *)")
-    parser.add_argument("--allowed-methods", "--allowed_methods", dest="allowed_methods", default="*",
+    parser.add_argument("--allowed_methods", dest="allowed_methods", default="*",
                         help="CORS: comma-separated methods (default *)")
-    parser.add_argument("--allowed-headers", "--allowed_headers", dest="allowed_headers", default="*",
+    parser.add_argument("--allowed_headers", dest="allowed_headers", default="*",
                         help="CORS: comma-separated request headers (default *)")
-    parser.add_argument("--allow-credentials", "--allow_credentials", dest="allow_credentials", action="store_true",
+    parser.add_argument("--allow_credentials", dest="allow_credentials", action="store_true",
                         help="CORS: allow cookies and auth headers from other origins")
     parser.add_argument("--max_body_bytes", type=int, default=4 << 20,
                         help="largest request body accepted; larger gets 413 (default 4 MiB)")

@@ -79,6 +79,7 @@ from ochat.training_deepspeed.data import (
     steps_per_epoch,
     supervised_target_count,
 )
+from ochat.utils.cli import ArgumentParser
 
 DEFAULT_DEEPSPEED_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "deepspeed_config.json")
 CHECKPOINT_DIR = "checkpoints"
@@ -92,7 +93,7 @@ class TrainingSetupError(ValueError):
 def parse_args(argv=None) -> argparse.Namespace:
     import deepspeed
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="deepspeed --module ochat.training_deepspeed.train",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

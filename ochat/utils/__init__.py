@@ -1,0 +1,1 @@
+"""Plumbing every layer shares: atomic file writes, local ports, a served model in a subprocess."""
