@@ -39,7 +39,7 @@ from tqdm import tqdm  # noqa: E402
 from data_pipeline.clean_sharegpt import clean_page, clean_pages  # noqa: E402
 from data_pipeline.examples.make_examples import generate_corpus  # noqa: E402
 from data_pipeline.filter_sharegpt import filter_by_model  # noqa: E402
-from ochat.utils.cli import ArgumentParser
+from ochat.utils.cli import ArgumentParser  # noqa: E402
 
 DEFAULT_WORK_DIR = REPO_ROOT / "benchmarks" / "_work" / "data_pipeline"
 MODEL_TYPE = "openchat_tiny"
@@ -248,7 +248,7 @@ def reference_clean_page(page_bytes, blocked_words):
 
 
 def reasons_by_file(report):
-    return {entry["file"]: entry["reason"] for entry in report["files"]}
+    return {entry["file"]: entry["reason"] for entry in report["files"] if entry["status"] in ("dropped", "duplicate")}
 
 
 # ----------------------------------------------------------------------------- Ray backend
