@@ -15,8 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from ochat.utils.files import write_json_atomic
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.files import write_json_atomic
 
 DEFAULT_MODEL = "Model: GPT-4"
 
@@ -25,7 +25,7 @@ def main():
     args = parse_args()
     conversations = load_conversations(args.in_file)
     kept = filter_by_model(conversations, args.model)
-    write_json_atomic(args.out_file, kept)
+    write_output(args.out_file, kept)
     print(format_counts(conversations, kept, args.model, args.out_file))
 
 
@@ -45,14 +45,28 @@ def filter_by_model(conversations, model=DEFAULT_MODEL):
     return [conversation for conversation in conversations if conversation.get("model") == model]
 
 
+def write_output(path, conversations):
+    """Written whole or not at all; a failed write also removes the last run's file, so nothing stale remains."""
+    try:
+        write_json_atomic(path, conversations)
+    except OSError as error:
+        try:
+            Path(path).unlink(missing_ok=True)
+        except OSError:
+            pass
+        sys.exit(f"error: cannot write {path}: {error.strerror or error}")
+
+
 def load_conversations(path):
     try:
         with open(path, encoding="utf-8") as input_file:
             conversations = json.load(input_file)
     except FileNotFoundError:
         sys.exit(f"error: input file {path} does not exist")
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         sys.exit(f"error: {path} is not valid JSON: {error}")
+    except OSError as error:
+        sys.exit(f"error: cannot read {path}: {error.strerror or error}")
     if not isinstance(conversations, list) or not all(isinstance(item, dict) for item in conversations):
         sys.exit(f"error: {path} must hold a JSON list of conversations as written by clean_sharegpt")
     return conversations
