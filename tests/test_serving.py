@@ -172,7 +172,7 @@ def test_busy_port_exits_before_loading_the_model(tiny_model_dir):
         result = run_server_command("--model_type", MODEL_TYPE, "--model_path", tiny_model_dir,
                                     "--port", str(taken.getsockname()[1]))
     assert result.returncode != 0 and "cannot listen" in result.stderr
-    assert "replica ready" not in result.stderr
+    assert "ready on" not in result.stderr
 
 
 # -- endpoints ----------------------------------------------------------------------------------------
@@ -190,6 +190,11 @@ def test_checkpoint_folder_name_is_accepted_as_model(server, tiny_model_dir, ref
                                                         temperature=0)
     assert completion.model == folder
     assert completion.choices[0].message.content == reference.greedy(user("hi"), 2)[0]
+
+
+def test_start_up_log_names_each_replica_and_its_device(server):
+    log = server.log_path.read_text()
+    assert "replica 0 ready on cpu (torch.float32, batch 8)" in log
 
 
 def test_health_reports_replicas(server):

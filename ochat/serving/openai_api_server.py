@@ -64,8 +64,8 @@ def main(argv=None) -> None:
     except Exception as error:
         ray.shutdown()
         sys.exit(f"error: the model replicas did not start: {error}")
-    for info in infos:
-        logger.info("replica ready: %s", info)
+    for index, info in enumerate(infos):
+        logger.info(describe_replica(index, info))
     service = ChatService(
         config=config,
         tokenizer=tokenizer,
@@ -101,6 +101,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="weights dtype (default: the checkpoint's)")
     parser.add_argument("--max_batch_size", type=int, default=32,
                         help="sequences decoded together per replica (default 32)")
+    parser.add_argument("--kv_cache_tokens", type=int, default=None,
+                        help="KV-cache budget of each replica in tokens (default: derived from the device's memory)")
+    parser.add_argument("--gpu_memory_utilization", type=float, default=None,
+                        help="on CUDA, the fraction of the card a replica may use for weights, activations and KV "
+                             "cache, from which the KV budget is derived (default 0.9)")
+    parser.add_argument("--adapter_path", default=None,
+                        help="a peft LoRA adapter folder applied on top of --model_path")
     parser.add_argument("--max_queue", type=int, default=256,
                         help="sequences that may wait per replica beyond the batch; more get 429 (default 256)")
     parser.add_argument("--api_keys", dest="api_keys", default=None,
@@ -122,6 +129,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("num_replicas", "max_batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if args.kv_cache_tokens is not None and args.kv_cache_tokens < 1:
+        parser.error("--kv_cache_tokens must be at least 1")
+    if args.gpu_memory_utilization is not None and not 0 < args.gpu_memory_utilization <= 1:
+        parser.error("--gpu_memory_utilization must be in (0, 1]")
     if args.max_queue < 0:
         parser.error("--max_queue must not be negative")
     return args
@@ -145,8 +156,24 @@ def served_model_names(args) -> list[str]:
 
 
 def worker_options(args) -> dict:
-    """Keyword arguments of `EngineWorker` taken from the command line."""
-    return {"max_batch_size": args.max_batch_size, "dtype": args.dtype}
+    """Keyword arguments of `EngineWorker` taken from the command line; options left unset keep its defaults."""
+    options = {"max_batch_size": args.max_batch_size, "dtype": args.dtype}
+    for name in ("kv_cache_tokens", "gpu_memory_utilization", "adapter_path"):
+        if getattr(args, name) is not None:
+            options[name] = os.path.abspath(args.adapter_path) if name == "adapter_path" else getattr(args, name)
+    return options
+
+
+def describe_replica(index: int, info: dict) -> str:
+    """One start-up line per replica: device, and the memory split when the engine reports it."""
+    line = f"replica {index} ready on {info.get('device')} ({info.get('dtype')}, batch {info.get('max_batch_size')})"
+    if "weights_gib" in info:
+        line += f"; weights {info['weights_gib']:.2f} GiB"
+    if "kv_cache_capacity_tokens" in info:
+        line += f"; KV cache budget {info['kv_cache_capacity_tokens']} tokens"
+        if "kv_cache_gib" in info:
+            line += f" ({info['kv_cache_gib']:.2f} GiB)"
+    return line
 
 
 if __name__ == "__main__":
