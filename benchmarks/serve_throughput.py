@@ -22,14 +22,15 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
+
+from ochat.models.tiny_chat_model import prepare_tiny_chat_model
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.net import free_port
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
 
 TOPICS = ["the history of tea", "how a compiler works", "why the sky is blue", "a recipe for bread",
           "sorting algorithms", "the rules of chess", "how vaccines work", "a poem about autumn"]
@@ -37,12 +38,6 @@ TOPICS = ["the history of tea", "how a compiler works", "why the sky is blue", "
 
 def fixed_prompts(count: int) -> list[str]:
     return [f"Please tell me about {TOPICS[i % len(TOPICS)]}, part {i}." for i in range(count)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- the baseline server ------------------------------------------------------------------------------
@@ -255,15 +250,7 @@ def compare_ray_transports(streams: int, tokens: int, step_s: float = 0.003) -> 
 
 
 def ensure_tiny_model(work_dir: str) -> str:
-    model_dir = os.path.join(work_dir, "tiny_eot")
-    if os.path.exists(os.path.join(model_dir, "config.json")):
-        return model_dir
-    base_dir = os.path.join(work_dir, "tiny_base")
-    for module, args in (("ochat.models.build_tiny", ["--model_type", "openchat_tiny", "--out", base_dir]),
-                         ("ochat.models.add_eot_token", ["--model_type", "openchat_tiny", "--in", base_dir,
-                                                         "--out", model_dir])):
-        subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, check=True, capture_output=True)
-    return model_dir
+    return prepare_tiny_chat_model("openchat_tiny", os.path.join(work_dir, "tiny"))[1]
 
 
 def start_server(command: list[str], port: int, log_path: str, timeout: float = 300) -> subprocess.Popen:
