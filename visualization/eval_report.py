@@ -15,8 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from visualization.pages import EVAL_RESULT_PAGE, write_standalone_page
 from ochat.utils.cli import ArgumentParser
+from visualization.pages import EVAL_RESULT_PAGE, write_standalone_page
 
 
 def main(argv: list[str] | None = None) -> None:
