@@ -52,3 +52,14 @@ def tiny_data_dir(tiny_model_dir, tmp_path_factory) -> str:
         "--in-file", gpt4, "--out-dir", out, "--eval-ratio", "0.1",
     )
     return out
+
+
+CRLFT_MODEL_TYPE = "openchat_v3.2_tiny"
+
+
+@pytest.fixture(scope="session")
+def tiny_crlft_model_dir(tiny_base_dir, tmp_path_factory) -> str:
+    """The tiny base with <|end_of_turn|> added for the conditioned (C-RLFT) type openchat_v3.2_tiny."""
+    out = str(tmp_path_factory.mktemp("tiny_crlft_eot"))
+    run_module("ochat.models.add_eot_token", "--model_type", CRLFT_MODEL_TYPE, "--in", tiny_base_dir, "--out", out)
+    return out
