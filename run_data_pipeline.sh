@@ -58,13 +58,9 @@ for index in "${!TYPES[@]}"; do
       *_tiny) ;;
       *) echo "error: set MODEL_PATHS for $model_type (a model folder with <|end_of_turn|>, see ochat.models.add_eot_token)" >&2; exit 1 ;;
     esac
-    model_path="$OUTPUT_FOLDER/models/$model_type"
-    if [ ! -f "$model_path/config.json" ]; then
-      echo "== building the tiny $model_type model in $model_path"
-      "$PYTHON" -m ochat.models.build_tiny --model_type "$model_type" --out "$OUTPUT_FOLDER/models/${model_type}_base"
-      "$PYTHON" -m ochat.models.add_eot_token --model_type "$model_type" \
-        --in "$OUTPUT_FOLDER/models/${model_type}_base" --out "$model_path"
-    fi
+    echo "== the tiny $model_type model in $OUTPUT_FOLDER/models/$model_type (built when missing)"
+    model_path="$("$PYTHON" -m ochat.models.tiny_chat_model --model_type "$model_type" \
+      --work_dir "$OUTPUT_FOLDER/models/$model_type" | tail -n 1)"
   fi
   echo "== [3/3] convert for $model_type with $model_path -> $OUTPUT_FOLDER/$model_type.*.json"
   # shellcheck disable=SC2086

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,11 +20,11 @@ import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
 
-from evaluation.benchmark_data import load_questions, load_reviewers, reviewer_for  # noqa: E402
-from evaluation.judge import parse_score_pair  # noqa: E402
+from evaluation.benchmark_data import load_questions, load_reviewers, reviewer_for
+from evaluation.judge import parse_score_pair
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.net import free_port
 
 
 def main() -> None:
@@ -100,12 +99,6 @@ def run_openai_eval(api_base: str, data_path: str, results: Path, baseline_file:
                     "--model", "judge", "--parallel", str(parallel), "--overwrite"],
                    cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for(url: str, timeout: float = 30) -> None:

@@ -28,9 +28,10 @@ import subprocess
 import sys
 import time
 
+from ochat.models.tiny_chat_model import prepare_tiny_chat_model
+from ochat.utils.cli import ArgumentParser
 from ochat.utils.net import free_port, port_in_use
 from ochat.utils.server_process import ServerProcess, ServerStartError
-from ochat.utils.cli import ArgumentParser
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES_DIR = os.path.join(REPO_ROOT, "data_pipeline", "examples")
@@ -167,12 +168,16 @@ class Demo:
     # ---- steps -------------------------------------------------------------------------------
     def step_model(self) -> str:
         base = self.args.model_path
-        if base is None:
-            base = self.path("model_base")
-            self.run(self.python("ochat.models.build_tiny", "--model_type", self.model_type, "--out", base), "model")
-        elif not os.path.isdir(base):
-            raise StepFailed(f"--model_path {base!r} is not a folder")
         shutil.rmtree(self.model_dir, ignore_errors=True)
+        if base is None:
+            try:
+                base, built = prepare_tiny_chat_model(self.model_type, self.path("model_tiny"), rebuild=True)
+            except RuntimeError as error:
+                raise StepFailed(str(error)) from None
+            shutil.copytree(built, self.model_dir)
+            return f"tiny {self.model_type} base {base} + <|end_of_turn|> -> {self.model_dir}"
+        if not os.path.isdir(base):
+            raise StepFailed(f"--model_path {base!r} is not a folder")
         self.run(self.python("ochat.models.add_eot_token", "--model_type", self.model_type,
                              "--in", base, "--out", self.model_dir), "model")
         return f"{self.model_type} base {base} + <|end_of_turn|> -> {self.model_dir}"

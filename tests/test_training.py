@@ -20,6 +20,7 @@ import torch
 from ochat.config import get_model_config, load_tokenizer, render_conversation
 from ochat.models import load_model
 from ochat.training_deepspeed.data import IGNORE_INDEX
+from ochat.utils.net import free_port
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_TYPE = "openchat_tiny"
@@ -32,18 +33,11 @@ SHORT_RUN = ["--length_grouping", "--epochs", "1", "--train_batch_size", "8", "-
 
 def launch_command(model_dir: str, data_path: str, save_path: str, *extra: str) -> list[str]:
     return [
-        DEEPSPEED, "--num_gpus=2", "--master_port", str(_free_port()), "--module", "ochat.training_deepspeed.train",
+        DEEPSPEED, "--num_gpus=2", "--master_port", str(free_port()), "--module", "ochat.training_deepspeed.train",
         "--model_type", MODEL_TYPE, "--model_path", model_dir, "--save_path", save_path, "--data_path", data_path,
         *extra, "--deepspeed", "--deepspeed_config", CONFIG,
     ]
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _env() -> dict:
