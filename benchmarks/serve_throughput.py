@@ -55,7 +55,7 @@ def run_baseline_server(model_type: str, model_path: str, port: int, device: str
 
     from ochat.config import get_model_config, load_tokenizer, render_conversation
     from ochat.models import load_model
-    from ochat.serving.protocol import ROLE_TO_TEMPLATE, chat_chunk, new_completion_id, now, usage_chunk
+    from ochat.serving.protocol import ROLE_TO_TEMPLATE, ChunkEncoder, new_completion_id, now, usage_chunk
 
     config = get_model_config(model_type)
     tokenizer = load_tokenizer(config, model_path)
@@ -83,14 +83,15 @@ def run_baseline_server(model_type: str, model_path: str, port: int, device: str
 
             thread = threading.Thread(target=generate)
             thread.start()
-            await response.write(f"data: {json.dumps(chat_chunk(completion_id, created, model_name, 0, {'role': 'assistant', 'content': ''}))}\n\n".encode())
+            chunk = ChunkEncoder(completion_id, created, model_name).encode
+            await response.write(chunk(0, {"role": "assistant", "content": ""}))
             iterator = iter(streamer)
             while True:
                 text = await asyncio.to_thread(next, iterator, None)
                 if text is None:
                     break
                 if text:
-                    await response.write(f"data: {json.dumps(chat_chunk(completion_id, created, model_name, 0, {'content': text}))}\n\n".encode())
+                    await response.write(chunk(0, {"content": text}))
             thread.join()
             completion_tokens = output["ids"].shape[1] - len(prompt_ids)
         await response.write(f"data: {json.dumps(usage_chunk(completion_id, created, model_name, len(prompt_ids), completion_tokens))}\n\ndata: [DONE]\n\n".encode())

@@ -27,10 +27,10 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ochat.utils.server_process import ServerProcess, ServerStartError
 from evaluation.api_client import ChatClient, add_client_args, gather_with_progress
 from evaluation.benchmark_data import Question, answer_path, benchmark_name, load_questions, write_jsonl_atomic
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.server_process import ServerProcess, ServerStartError
 
 DEFAULT_DATA_PATH = str(Path(__file__).parent / "vicuna")
 

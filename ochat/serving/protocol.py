@@ -244,26 +244,12 @@ def chat_completion(completion_id: str, created: int, model: str, texts: list[st
     }
 
 
-def chat_chunk(completion_id: str, created: int, model: str, index: int, delta: dict,
-               finish_reason: Optional[str] = None, include_usage: bool = False) -> dict:
-    chunk = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-    }
-    if include_usage:
-        chunk["usage"] = None
-    return chunk
-
-
 class ChunkEncoder:
-    """`chat_chunk` events of one completion as server-sent-event bytes, built fast.
+    """Stream chunks of one completion as server-sent-event bytes, built fast.
 
     Streaming serializes one chunk per token per client, so the constant part
-    (id, created, model) is encoded once; the result parses to exactly what
-    `chat_chunk` returns (tested).
+    (id, created, model) is encoded once; the result parses to OpenAI's
+    `chat.completion.chunk` shape (tested against it).
     """
 
     def __init__(self, completion_id: str, created: int, model: str, include_usage: bool = False):
