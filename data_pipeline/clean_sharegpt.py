@@ -512,7 +512,7 @@ def parse_json(json_text):
 def normalise_page_id(page_id, source):
     """The page's id as a string: an integer id is written as text; no id falls back to the file name."""
     if page_id is None or page_id == "":
-        return printable(Path(source).stem) if isinstance(source, (str, os.PathLike)) else None
+        return display_name(Path(source).stem) if isinstance(source, (str, os.PathLike)) else None
     if isinstance(page_id, int) and not isinstance(page_id, bool):
         return str(page_id)
     if not isinstance(page_id, str):
@@ -544,6 +544,11 @@ def require_encodable(text, what):
 def describe(value):
     """A short, writable description of an unexpected value for the report."""
     return f"{type(value).__name__} {printable(reprlib.repr(value))}"
+
+
+def display_name(name):
+    """A file name as text: bytes that are not UTF-8 (kept by Python as lone surrogates) written as `\\xff`."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def printable(text, limit=300):
@@ -616,7 +621,7 @@ def deduplicate(page_paths, results, skipped_names=()):
     dropped = collections.Counter()
     first_file_by_hash = {}
     for path, (conversation, reason, detail) in zip(page_paths, results):
-        name = printable(path.name, limit=1000)
+        name = display_name(path.name)
         if conversation is None:
             dropped[reason] += 1
             files.append({"file": name, "status": "dropped", "reason": reason, **({"detail": detail} if detail else {})})
@@ -627,7 +632,7 @@ def deduplicate(page_paths, results, skipped_names=()):
             first_file_by_hash[conversation["hash"]] = name
             conversations.append(conversation)
             files.append({"file": name, "status": "kept", "id": conversation["id"]})
-    files += [{"file": printable(name, limit=1000), "status": "skipped", "reason": NOT_HTML} for name in skipped_names]
+    files += [{"file": display_name(name), "status": "skipped", "reason": NOT_HTML} for name in skipped_names]
     files.sort(key=lambda entry: entry["file"])
     return {
         "conversations": conversations,
@@ -655,7 +660,7 @@ def list_folder(in_dir):
     page_paths = [in_dir / name for name in names if name.endswith(".html")]
     skipped_names = [name for name in names if not name.endswith(".html")]
     if not page_paths:
-        others = f" ({len(skipped_names)} other entries, e.g. {printable(skipped_names[0])})" if skipped_names else ""
+        others = f" ({len(skipped_names)} other entries, e.g. {display_name(skipped_names[0])})" if skipped_names else ""
         sys.exit(f"error: no *.html pages in {in_dir}{others}")
     return page_paths, skipped_names
 
