@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from data_pipeline.clean_sharegpt import (
+    DROP_REASONS,
     EMPTY_CODE_BLOCK,
     clean_markdown,
     clean_page,
@@ -110,6 +111,7 @@ def test_hostile_corpus_runs_through_the_pipeline_fully_accounted_and_determinis
     assert report["entries"] == entries == len(report["files"]) == len({entry["file"] for entry in report["files"]})
     assert report["kept"] == len(strict_json(out / "sharegpt_clean.json"))
     assert not [reason for reason in report["dropped"] if reason.startswith("error:")]
+    assert set(report["dropped"]) <= set(DROP_REASONS)
     assert "timeout" not in report["dropped"] and "worker_crashed" not in report["dropped"]
 
     by_file = {entry["file"]: entry for entry in report["files"]}
@@ -354,3 +356,10 @@ def test_token_ids_as_strings_are_a_clear_data_error(tmp_path):
     path.write_text(json.dumps([[["1", "2"], [False, True]]]))
     with pytest.raises(DataError, match="not an integer"):
         load_samples(str(path), vocab_size=100, max_context=10)
+
+
+def test_readme_explains_every_drop_reason_in_one_line():
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    for reason in DROP_REASONS + ("duplicate", "not_html"):
+        shown = "error:<ExceptionType>" if reason == "error:" else reason
+        assert len(re.findall(rf"^\| `{re.escape(shown)}` \| .+ \|$", readme, re.M)) == 1 or f"`{shown}` (status" in readme
