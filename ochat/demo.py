@@ -372,23 +372,13 @@ def eval_loss_of_checkpoint(model_type: str, model_path: str, data_file: str) ->
 
     from ochat.config import get_model_config
     from ochat.models import load_model
-    from ochat.training_deepspeed.data import collate, load_samples, plan_step, supervised_target_count
-    from ochat.training_deepspeed.modeling import weighted_loss
+    from ochat.training_deepspeed.data import load_samples
+    from ochat.training_deepspeed.steps import dataset_loss
 
     config = get_model_config(model_type)
     model = load_model(config, model_path, dtype=torch.float32).eval()
     samples = load_samples(data_file, model.config.vocab_size, config.max_context)
-    lengths = [len(ids) for ids, _ in samples]
-    supervised = [supervised_target_count(mask) for _, mask in samples]
-    plan = plan_step(list(range(len(samples))), lengths, supervised, "length", 1, len(samples), 1)
-    pad_token_id = model.config.pad_token_id or 0
-    total = 0.0
-    with torch.no_grad():
-        for indices in plan.micro_batches[0]:
-            if indices:
-                batch = collate(samples, indices, plan, pad_token_id, packing=False)
-                total += weighted_loss(model, batch, "cpu").item()
-    return total
+    return dataset_loss(model, samples, "cpu", pad_token_id=model.config.pad_token_id or 0).item()
 
 
 if __name__ == "__main__":
