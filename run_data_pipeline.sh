@@ -14,6 +14,9 @@
 #   MODEL_FILTER  the `Model:` line to keep                  (default: "Model: GPT-4")
 #   NUM_WORKERS   cleaning workers                           (default: all cores)
 #   GENERATE_ARGS extra generate_dataset flags, e.g. "--split-long --eval-ratio 0.05"
+#   FILTER_ARGS   extra filter_sharegpt flags; "--mode c-rlft" keeps GPT-4 and GPT-3.5 conversations with a
+#                 condition and a reward each, written to sharegpt_crlft.jsonl instead of sharegpt_gpt4.json,
+#                 for a conditioned type:  FILTER_ARGS="--mode c-rlft" MODEL_TYPES=openchat_v3.2_tiny
 #   PYTHON        interpreter (default: the repo's .venv if present, else python3)
 set -euo pipefail
 
@@ -46,9 +49,14 @@ echo "== [1/3] clean: $INPUT_FOLDER/ShareGPT -> $OUTPUT_FOLDER/sharegpt_clean.js
 "$PYTHON" -m data_pipeline.clean_sharegpt --in-dir "$INPUT_FOLDER/ShareGPT" \
   --out-file "$OUTPUT_FOLDER/sharegpt_clean.json" "${WORKER_ARGS[@]}"
 
-echo "== [2/3] filter: keep '${MODEL_FILTER:-Model: GPT-4}' -> $OUTPUT_FOLDER/sharegpt_gpt4.json"
+FILTERED="$OUTPUT_FOLDER/sharegpt_gpt4.json"
+case " ${FILTER_ARGS:-} " in
+  *c-rlft*) FILTERED="$OUTPUT_FOLDER/sharegpt_crlft.jsonl" ;;
+esac
+echo "== [2/3] filter: keep '${MODEL_FILTER:-Model: GPT-4}' ${FILTER_ARGS:-}-> $FILTERED"
+# shellcheck disable=SC2086
 "$PYTHON" -m data_pipeline.filter_sharegpt --in-file "$OUTPUT_FOLDER/sharegpt_clean.json" \
-  --out-file "$OUTPUT_FOLDER/sharegpt_gpt4.json" --model "${MODEL_FILTER:-Model: GPT-4}"
+  --out-file "$FILTERED" --model "${MODEL_FILTER:-Model: GPT-4}" ${FILTER_ARGS:-}
 
 for index in "${!TYPES[@]}"; do
   model_type="${TYPES[$index]}"
@@ -65,6 +73,6 @@ for index in "${!TYPES[@]}"; do
   echo "== [3/3] convert for $model_type with $model_path -> $OUTPUT_FOLDER/$model_type.*.json"
   # shellcheck disable=SC2086
   "$PYTHON" -m data_pipeline.generate_dataset --model-type "$model_type" --model-path "$model_path" \
-    --in-file "$OUTPUT_FOLDER/sharegpt_gpt4.json" --out-dir "$OUTPUT_FOLDER" ${GENERATE_ARGS:-}
+    --in-file "$FILTERED" --out-dir "$OUTPUT_FOLDER" ${GENERATE_ARGS:-}
 done
 echo "== done: outputs in $OUTPUT_FOLDER"
