@@ -49,11 +49,11 @@ def main():
         except ValueError as error:
             sys.exit(f"error: --conditions: {error}")
         records = label_conditions(conversations, conditions)
-        write_jsonl_atomic(args.out_file, records)
+        write_output(args.out_file, records, write_jsonl_atomic)
         print(format_condition_counts(conversations, records, conditions, args.out_file))
         return
     kept = filter_by_model(conversations, args.model)
-    write_json_atomic(args.out_file, kept)
+    write_output(args.out_file, kept)
     print(format_counts(conversations, kept, args.model, args.out_file))
 
 
@@ -130,14 +130,28 @@ def filter_by_model(conversations, model=DEFAULT_MODEL):
     return [conversation for conversation in conversations if conversation.get("model") == model]
 
 
+def write_output(path, records, writer=write_json_atomic):
+    """Written whole or not at all; a failed write also removes the last run's file, so nothing stale remains."""
+    try:
+        writer(path, records)
+    except OSError as error:
+        try:
+            Path(path).unlink(missing_ok=True)
+        except OSError:
+            pass
+        sys.exit(f"error: cannot write {path}: {error.strerror or error}")
+
+
 def load_conversations(path):
     try:
         with open(path, encoding="utf-8") as input_file:
             conversations = json.load(input_file)
     except FileNotFoundError:
         sys.exit(f"error: input file {path} does not exist")
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         sys.exit(f"error: {path} is not valid JSON: {error}")
+    except OSError as error:
+        sys.exit(f"error: cannot read {path}: {error.strerror or error}")
     if not isinstance(conversations, list) or not all(isinstance(item, dict) for item in conversations):
         sys.exit(f"error: {path} must hold a JSON list of conversations as written by clean_sharegpt")
     return conversations
