@@ -30,6 +30,7 @@ import time
 
 from ochat.models.tiny_chat_model import prepare_tiny_chat_model
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.files import write_json_atomic, write_text_atomic
 from ochat.utils.net import free_port, port_in_use
 from ochat.utils.server_process import ServerProcess, ServerStartError
 
@@ -138,8 +139,7 @@ class Demo:
             return
         started = time.time()
         summary = step()
-        with open(marker, "w", encoding="utf-8") as handle:
-            json.dump({"summary": summary, "seconds": round(time.time() - started, 1)}, handle)
+        write_json_atomic(marker, {"summary": summary, "seconds": round(time.time() - started, 1)})
         print(f"   done in {time.time() - started:.0f} s: {summary}", flush=True)
 
     def run(self, command: list[str], log_name: str, env: dict | None = None, show: bool = True) -> None:
@@ -222,8 +222,7 @@ class Demo:
                 "base": eval_loss_of_checkpoint(self.model_type, self.model_dir, data_file),
                 "trained": eval_loss_of_checkpoint(self.model_type, self.checkpoint_dir, data_file),
             }
-            with open(losses_path, "w", encoding="utf-8") as handle:
-                json.dump(losses, handle)
+            write_json_atomic(losses_path, losses)
         with open(losses_path, encoding="utf-8") as handle:
             return json.load(handle)
 
@@ -329,8 +328,7 @@ class Demo:
             for category_lines in by_category.values():
                 if category_lines and len(chosen) < self.args.questions:
                     chosen.append(category_lines.pop(0))
-        with open(os.path.join(target, "question.jsonl"), "w", encoding="utf-8") as handle:
-            handle.writelines(chosen)
+        write_text_atomic(os.path.join(target, "question.jsonl"), "".join(chosen))
         return target
 
     def step_visualize(self) -> str:
