@@ -19,11 +19,11 @@ import pytest
 
 from data_pipeline.clean_sharegpt import (
     DROP_REASONS,
-    EMPTY_CODE_BLOCK,
     clean_markdown,
     clean_page,
     clean_pages,
     inspect_page,
+    remove_empty_code_blocks,
 )
 from data_pipeline.deadline_pool import map_with_deadline
 from tests.hostile_corpus import conversation_json, hostile_pages, next_data_page, turns, write_hostile_corpus
@@ -181,7 +181,7 @@ def test_new_empty_code_block_pattern_matches_like_the_quadratic_one():
     pieces = ["\n", "\n\n", "```\n", "```", "Copy code", "python", " ", "x", "`"]
     for _ in range(5000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
-        assert EMPTY_CODE_BLOCK.sub("\n\n", text) == quadratic.sub("\n\n", text), repr(text)
+        assert remove_empty_code_blocks(text) == quadratic.sub("\n\n", text), repr(text)
 
 
 def hang_on_negative(number):
@@ -284,6 +284,14 @@ def test_ids_and_views_are_normalised_or_the_page_dropped(tmp_path, raw_id, raw_
         assert (conversation, reason) == (None, expected)
     else:
         assert (conversation["id"], conversation["views"]) == expected
+
+
+def test_filter_refuses_nan_in_its_input_instead_of_passing_it_on(tmp_path):
+    source = tmp_path / "clean.json"
+    source.write_text('[{"id": "a", "model": "Model: GPT-4", "views": NaN, "items": []}]')
+    result = run_module("data_pipeline.filter_sharegpt", "--in_file", source, "--out_file", tmp_path / "out.json")
+    assert_one_line_error(result, "NaN")
+    assert not (tmp_path / "out.json").exists()
 
 
 # ----------------------------------------------------------------------------- model folders checked first
