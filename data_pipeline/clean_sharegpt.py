@@ -123,7 +123,7 @@ DUPLICATE = "duplicate"
 # Every pattern runs in time linear in the text, whatever the text: no `.*?` that can rescan the
 # rest of the text from many start points (closing tags are looked for once, see `pre_blocks`),
 # tag attributes are `[^<>]*` (a scan ends at the next tag), and a run of newlines is entered
-# only at its start. tests/test_clean_sharegpt.py times each on adversarial text.
+# only at its start. tests/test_hostile_pipeline.py times each on adversarial text.
 # Characters html.parser may rescan in a markup tail no tag closes before escaping it pays (~0.1 s).
 UNCLOSED_TAIL_WORK = 2_000_000
 COMMENT_OR_SCRIPT = re.compile(r"<!--|<script\b", re.I)
@@ -132,7 +132,7 @@ NEXT_DATA_ID = re.compile(r"""\bid\s*=\s*["']?__NEXT_DATA__""", re.I)
 SCRIPT_END = re.compile(r"</script\s*>", re.I)
 REGENERATION_COUNTER = re.compile(r"\s*\d+ / \d+")
 COPY_CHARS_NOISE = re.compile(r"Copy\d+ chars / \d+ words")
-EMPTY_CODE_BLOCK = re.compile(r"(?:(?<!\n)\n+)?```\n[^\n`]*Copy code\s*```\n*")
+EMPTY_CODE_BLOCK = re.compile(r"```\n[^\n`]*Copy code\s*```\n*")  # and the newlines before it, see below
 CODE_BLOCK_HEADER = re.compile(r"```\n([^\n`]*?)Copy code")
 FENCED_CODE = re.compile(r"(```.*?```)", re.S)
 BLANK_LINE_RUN = re.compile(r"\n(?:[ \t]*\n){2,}")
@@ -200,7 +200,7 @@ def main():
     conversations, report = clean_pages(page_paths, blocked_words, args.num_workers, show_progress=True,
                                         page_timeout=args.page_timeout, max_page_bytes=args.max_page_bytes,
                                         skipped_names=skipped_names)
-    report = {"in_dir": str(args.in_dir), "blocked_words": list(blocked_words), **report}
+    report = {"in_dir": display_name(str(args.in_dir)), "blocked_words": list(blocked_words), **report}
     write_outputs([(args.out_file, conversations), (report_path, report)])
     print(format_summary(report, args.out_file, report_path))
 
@@ -416,11 +416,28 @@ def clean_markdown(text):
     if counter is not None:
         text = text[counter.end():]
     text = COPY_CHARS_NOISE.sub("", text)
-    text = EMPTY_CODE_BLOCK.sub("\n\n", text)
+    text = remove_empty_code_blocks(text)
     text = CODE_BLOCK_HEADER.sub(lambda match: "```" + match.group(1).strip() + "\n", text)
     parts = FENCED_CODE.split(text)
     parts[::2] = [BLANK_LINE_RUN.sub("\n\n", part) for part in parts[::2]]
     return "".join(parts).strip()
+
+
+def remove_empty_code_blocks(text):
+    """Replace each empty code block, with the newlines around it, by one blank line.
+
+    The same as `re.sub(r"\\n*```\\n[^\\n`]*Copy code\\s*```\\n*", "\\n\\n", text)`, whose
+    leading `\\n*` rescans a run of newlines from each of them (quadratic);
+    here the newlines before a block are taken off the text before it.
+    """
+    pieces, position = [], 0
+    for block in EMPTY_CODE_BLOCK.finditer(text):
+        pieces += [text[position:block.start()].rstrip("\n"), "\n\n"]
+        position = block.end()
+    if not pieces:
+        return text
+    pieces.append(text[position:])
+    return "".join(pieces)
 
 
 def compile_blocked_words(blocked_words):
