@@ -24,21 +24,20 @@ import json
 import os
 import re
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
-from bs4 import BeautifulSoup  # noqa: E402
-from markdownify import markdownify  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from bs4 import BeautifulSoup
+from markdownify import markdownify
+from tqdm import tqdm
 
-from data_pipeline.clean_sharegpt import clean_page, clean_pages  # noqa: E402
-from data_pipeline.examples.make_examples import generate_corpus  # noqa: E402
-from data_pipeline.filter_sharegpt import filter_by_model  # noqa: E402
+from data_pipeline.clean_sharegpt import clean_page, clean_pages
+from data_pipeline.examples.make_examples import generate_corpus
+from data_pipeline.filter_sharegpt import filter_by_model
+from ochat.models.tiny_chat_model import prepare_tiny_chat_model
 from ochat.utils.cli import ArgumentParser
 
 DEFAULT_WORK_DIR = REPO_ROOT / "benchmarks" / "_work" / "data_pipeline"
@@ -151,14 +150,7 @@ def prepare_corpus(corpus_dir, num_pages):
 
 
 def prepare_tiny_model(work_dir):
-    model_dir = work_dir / "tiny_eot"
-    if not (model_dir / "tokenizer_config.json").exists():
-        base_dir = work_dir / "tiny_base"
-        for module, extra in (("ochat.models.build_tiny", ["--out", base_dir]),
-                              ("ochat.models.add_eot_token", ["--in", base_dir, "--out", model_dir])):
-            subprocess.run([sys.executable, "-m", module, "--model_type", MODEL_TYPE, *map(str, extra)],
-                           cwd=REPO_ROOT, check=True)
-    return str(model_dir)
+    return prepare_tiny_chat_model(MODEL_TYPE, str(work_dir / "tiny"))[1]
 
 
 def max_context(model_type):
@@ -248,7 +240,7 @@ def reference_clean_page(page_bytes, blocked_words):
 
 
 def reasons_by_file(report):
-    return {entry["file"]: entry["reason"] for entry in report["files"]}
+    return {entry["file"]: entry["reason"] for entry in report["files"] if entry["status"] in ("dropped", "duplicate")}
 
 
 # ----------------------------------------------------------------------------- Ray backend

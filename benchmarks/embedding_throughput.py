@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import time
-from ochat.utils.cli import ArgumentParser
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ochat.utils.cli import ArgumentParser
 
 WORDS = ("python list function error loop class bread oven flour butter sugar travel train ticket hotel museum "
          "planet orbit star energy music guitar chord garden tomato soil water market price stock budget "

@@ -22,14 +22,15 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
+
+from ochat.models.tiny_chat_model import prepare_tiny_chat_model
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.net import free_port
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
 
 TOPICS = ["the history of tea", "how a compiler works", "why the sky is blue", "a recipe for bread",
           "sorting algorithms", "the rules of chess", "how vaccines work", "a poem about autumn"]
@@ -37,12 +38,6 @@ TOPICS = ["the history of tea", "how a compiler works", "why the sky is blue", "
 
 def fixed_prompts(count: int) -> list[str]:
     return [f"Please tell me about {TOPICS[i % len(TOPICS)]}, part {i}." for i in range(count)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- the baseline server ------------------------------------------------------------------------------
@@ -60,7 +55,7 @@ def run_baseline_server(model_type: str, model_path: str, port: int, device: str
 
     from ochat.config import get_model_config, load_tokenizer, render_conversation
     from ochat.models import load_model
-    from ochat.serving.protocol import ROLE_TO_TEMPLATE, chat_chunk, new_completion_id, now, usage_chunk
+    from ochat.serving.protocol import ROLE_TO_TEMPLATE, ChunkEncoder, new_completion_id, now, usage_chunk
 
     config = get_model_config(model_type)
     tokenizer = load_tokenizer(config, model_path)
@@ -88,14 +83,15 @@ def run_baseline_server(model_type: str, model_path: str, port: int, device: str
 
             thread = threading.Thread(target=generate)
             thread.start()
-            await response.write(f"data: {json.dumps(chat_chunk(completion_id, created, model_name, 0, {'role': 'assistant', 'content': ''}))}\n\n".encode())
+            chunk = ChunkEncoder(completion_id, created, model_name).encode
+            await response.write(chunk(0, {"role": "assistant", "content": ""}))
             iterator = iter(streamer)
             while True:
                 text = await asyncio.to_thread(next, iterator, None)
                 if text is None:
                     break
                 if text:
-                    await response.write(f"data: {json.dumps(chat_chunk(completion_id, created, model_name, 0, {'content': text}))}\n\n".encode())
+                    await response.write(chunk(0, {"content": text}))
             thread.join()
             completion_tokens = output["ids"].shape[1] - len(prompt_ids)
         await response.write(f"data: {json.dumps(usage_chunk(completion_id, created, model_name, len(prompt_ids), completion_tokens))}\n\ndata: [DONE]\n\n".encode())
@@ -255,15 +251,7 @@ def compare_ray_transports(streams: int, tokens: int, step_s: float = 0.003) -> 
 
 
 def ensure_tiny_model(work_dir: str) -> str:
-    model_dir = os.path.join(work_dir, "tiny_eot")
-    if os.path.exists(os.path.join(model_dir, "config.json")):
-        return model_dir
-    base_dir = os.path.join(work_dir, "tiny_base")
-    for module, args in (("ochat.models.build_tiny", ["--model_type", "openchat_tiny", "--out", base_dir]),
-                         ("ochat.models.add_eot_token", ["--model_type", "openchat_tiny", "--in", base_dir,
-                                                         "--out", model_dir])):
-        subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, check=True, capture_output=True)
-    return model_dir
+    return prepare_tiny_chat_model("openchat_tiny", os.path.join(work_dir, "tiny"))[1]
 
 
 def start_server(command: list[str], port: int, log_path: str, timeout: float = 300) -> subprocess.Popen:

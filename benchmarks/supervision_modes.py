@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from data_pipeline.generate_dataset import ConversionStats, convert_conversations  # noqa: E402
-from ochat.config import get_model_config, load_tokenizer  # noqa: E402
+from data_pipeline.generate_dataset import ConversionStats, convert_conversations
+from ochat.config import get_model_config, load_tokenizer
 from ochat.utils.cli import ArgumentParser
 
 MODES = [("tail-cut", "tail", False), ("turn-cut", "turn", False), ("split", "turn", True)]

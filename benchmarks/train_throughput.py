@@ -30,11 +30,11 @@ import statistics
 import subprocess
 import sys
 
+from ochat.models.tiny_chat_model import prepare_tiny_chat_model
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.net import free_port
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)  # run as a script from anywhere
 WORK_DIR = os.path.join(REPO_ROOT, "benchmarks", "_work", "train_throughput")
 MODES = {"length grouping": ["--length_grouping"], "no grouping": [], "packing": ["--packing"]}
 
@@ -45,17 +45,14 @@ def run_module(module: str, *args: str) -> None:
 
 def build_tiny_inputs(model_type: str) -> tuple[str, str]:
     """The tiny model with EOT and the bundled corpus tokenized for it (cached in the work folder)."""
-    base, model, data = (os.path.join(WORK_DIR, name) for name in ("base", "model", "data"))
+    _, model = prepare_tiny_chat_model(model_type, os.path.join(WORK_DIR, "tiny"))
+    data = os.path.join(WORK_DIR, "data")
     if not os.path.exists(os.path.join(data, f"{model_type}.train.json")):
-        run_module("ochat.models.build_tiny", "--model_type", model_type, "--out", base)
-        run_module("ochat.models.add_eot_token", "--model_type", model_type, "--in", base, "--out", model)
-        os.makedirs(data, exist_ok=True)
-        clean, gpt4 = os.path.join(data, "clean.json"), os.path.join(data, "gpt4.json")
-        run_module("data_pipeline.clean_sharegpt", "--in-dir",
-                   os.path.join(REPO_ROOT, "data_pipeline", "examples", "ShareGPT"), "--out-file", clean)
-        run_module("data_pipeline.filter_sharegpt", "--in-file", clean, "--out-file", gpt4)
-        run_module("data_pipeline.generate_dataset", "--model-type", model_type, "--model-path", model,
-                   "--in-file", gpt4, "--out-dir", data, "--eval-ratio", "0.1")
+        env = {**os.environ, "PYTHON": sys.executable, "MODEL_TYPES": model_type, "MODEL_PATHS": model,
+               "GENERATE_ARGS": "--eval_ratio 0.1"}
+        subprocess.run(["bash", os.path.join(REPO_ROOT, "run_data_pipeline.sh"),
+                        os.path.join(REPO_ROOT, "data_pipeline", "examples"), data],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
     return model, data
 
 

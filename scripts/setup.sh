@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything ochat needs on a fresh Debian machine with Python 3.11:
-# the .venv/ in the repo root, Chromium for the browser tests, and plotly.js
+# the .venv/ in the repo root (torch==2.13.0 CPU wheel, then the locked requirements.txt,
+# then ochat itself in editable mode), Chromium for the browser tests, and plotly.js
 # copied next to the static pages so they work offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,11 +17,10 @@ if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv"
   python3 -m venv .venv
 fi
-echo "== installing Python packages (torch==2.13.0 CPU wheel first, so nothing pulls CUDA)"
+echo "== installing Python packages (torch==2.13.0 CPU wheel first, then the lock in requirements.txt)"
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -r requirements.txt
+.venv/bin/pip install -q --no-build-isolation --no-deps -e .
 
-if [ -f visualization/install_plotly.py ]; then
-  .venv/bin/python -m visualization.install_plotly
-fi
+.venv/bin/python -m visualization.install_plotly
 echo "== setup done: .venv ready"

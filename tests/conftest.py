@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from ochat.models.tiny_chat_model import prepare_tiny_chat_model
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES_DIR = os.path.join(REPO_ROOT, "data_pipeline", "examples")
 TINY_MODEL_TYPE = "openchat_tiny"
@@ -24,31 +26,47 @@ def run_module(module: str, *args: str, **kwargs) -> subprocess.CompletedProcess
 
 
 @pytest.fixture(scope="session")
-def tiny_base_dir(tmp_path_factory) -> str:
-    """The tiny openchat base model (no EOT token), as a user's LLaMA folder would be."""
-    out = str(tmp_path_factory.mktemp("tiny_base"))
-    run_module("ochat.models.build_tiny", "--model_type", TINY_MODEL_TYPE, "--out", out)
-    return out
+def tiny_model_dirs(tmp_path_factory) -> tuple[str, str]:
+    """The tiny openchat base model (no EOT token, as a user's LLaMA folder) and the same model with it."""
+    return prepare_tiny_chat_model(TINY_MODEL_TYPE, str(tmp_path_factory.mktemp("tiny_model")))
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tiny_base_dir, tmp_path_factory) -> str:
+def tiny_base_dir(tiny_model_dirs) -> str:
+    """The tiny openchat base model (no EOT token), as a user's LLaMA folder would be."""
+    return tiny_model_dirs[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_model_dirs) -> str:
     """The tiny openchat model with <|end_of_turn|> added: ready to convert data for, train and serve."""
-    out = str(tmp_path_factory.mktemp("tiny_eot"))
-    run_module("ochat.models.add_eot_token", "--model_type", TINY_MODEL_TYPE, "--in", tiny_base_dir, "--out", out)
-    return out
+    return tiny_model_dirs[1]
 
 
 @pytest.fixture(scope="session")
 def tiny_data_dir(tiny_model_dir, tmp_path_factory) -> str:
-    """The bundled corpus cleaned, filtered to GPT-4 and tokenized for the tiny model (eval ratio 0.1)."""
+    """The bundled corpus through `run_data_pipeline.sh` for the tiny model (eval ratio 0.1)."""
     out = str(tmp_path_factory.mktemp("tiny_data"))
-    clean = os.path.join(out, "sharegpt_clean.json")
-    gpt4 = os.path.join(out, "sharegpt_gpt4.json")
-    run_module("data_pipeline.clean_sharegpt", "--in-dir", os.path.join(EXAMPLES_DIR, "ShareGPT"), "--out-file", clean)
-    run_module("data_pipeline.filter_sharegpt", "--in-file", clean, "--out-file", gpt4)
-    run_module(
-        "data_pipeline.generate_dataset", "--model-type", TINY_MODEL_TYPE, "--model-path", tiny_model_dir,
-        "--in-file", gpt4, "--out-dir", out, "--eval-ratio", "0.1",
-    )
+    run_data_pipeline(EXAMPLES_DIR, out, {"MODEL_TYPES": TINY_MODEL_TYPE, "MODEL_PATHS": tiny_model_dir,
+                                          "GENERATE_ARGS": "--eval_ratio 0.1"})
     return out
+
+
+CRLFT_MODEL_TYPE = "openchat_v3.2_tiny"
+
+
+@pytest.fixture(scope="session")
+def tiny_crlft_model_dir(tiny_base_dir, tmp_path_factory) -> str:
+    """The tiny base with <|end_of_turn|> added for the conditioned (C-RLFT) type openchat_v3.2_tiny."""
+    out = str(tmp_path_factory.mktemp("tiny_crlft_eot"))
+    run_module("ochat.models.add_eot_token", "--model_type", CRLFT_MODEL_TYPE, "--in", tiny_base_dir, "--out", out)
+    return out
+
+
+def run_data_pipeline(input_dir: str, output_dir: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`./run_data_pipeline.sh INPUT OUTPUT` with this interpreter; fails the test with its output if it fails."""
+    result = subprocess.run(["bash", os.path.join(REPO_ROOT, "run_data_pipeline.sh"), input_dir, output_dir],
+                            capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable, **(env or {})})
+    if result.returncode != 0:
+        pytest.fail(f"run_data_pipeline.sh failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result

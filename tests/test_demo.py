@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
-from transformers import AutoModelForCausalLM
-
 from conftest import REPO_ROOT
+from transformers import AutoModelForCausalLM
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,17 @@ def test_trained_checkpoint_loads_and_beats_the_base_model(demo_run):
 
 
 def test_server_streamed_a_completion(demo_run):
-    _, stdout = demo_run
-    assert "assistant> " in stdout and "streamed" in stdout
+    """The printed reply is real text that came from the demo's server, not just the demo's own labels."""
+    out, stdout = demo_run
+    reply = re.search(r"   assistant> (.*)\n", stdout).group(1)
+    streamed = int(re.search(r"streamed (\d+) characters", stdout).group(1))
+    assert reply.strip() and streamed == len(reply) > 0
+    log_entries = []
+    for line in (out / "logs" / "server.log").read_text().splitlines():
+        if line.startswith("{"):
+            log_entries.append(json.loads(line))
+    chats = [e for e in log_entries if e.get("path") == "/v1/chat/completions"]
+    assert chats[0]["stream"] is True and chats[0]["status"] == 200 and chats[0]["completion_tokens"] > 0
 
 
 def test_evaluation_wrote_answers_reviews_and_a_summary(demo_run):

@@ -190,5 +190,5 @@ def test_run_data_pipeline_end_to_end_on_a_small_folder(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("sharegpt_clean.json", "sharegpt_gpt4.json", "openchat_tiny.train.json", "openchat_tiny.eval.json",
-                 "openchat_tiny.train.text.json", "openchat_tiny.report.json", "models/openchat_tiny/config.json"):
+                 "openchat_tiny.train.text.json", "openchat_tiny.report.json", "models/openchat_tiny/eot/config.json"):
         assert (out / name).exists(), name

@@ -27,10 +27,12 @@ import torch
 
 from ochat.config import get_model_config, load_tokenizer, render_conversation
 from ochat.models import load_model
+from ochat.serving.chat_service import StopStringFilter
 from ochat.serving.detokenize import IncrementalDecoder, byte_token_ids, special_token_ids
 from ochat.serving.engine import GenerationEngine, RoomyLayer, SamplingParams
-from ochat.serving.openai_api_server import StopStringFilter
-from ochat.serving.protocol import ROLE_TO_TEMPLATE, ChunkEncoder, chat_chunk
+from ochat.serving.protocol import ROLE_TO_TEMPLATE, ChunkEncoder
+from ochat.utils.net import free_port
+from ochat.utils.server_process import ServerProcess
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_TYPE = "openchat_tiny"
@@ -38,61 +40,24 @@ API_KEYS = ("key-one", "key-two")
 ALLOWED_ORIGIN = "http://allowed.example"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ServerProcess:
-    def __init__(self, process: subprocess.Popen, port: int, logfile: str, output: str):
-        self.process, self.port, self.logfile, self.output = process, port, logfile, output
-        self.base_url = f"http://127.0.0.1:{port}"
-
-    def log_lines(self) -> list[dict]:
-        with open(self.logfile) as handle:
-            return [json.loads(line) for line in handle if line.strip()]
-
-
 def launch_server(model_dir: str, work_dir, *extra_args: str) -> ServerProcess:
-    """Start `python -m ochat.serving.openai_api_server` on a free port (not yet waiting for it)."""
+    """Start the server on a free port with its request log in `work_dir` (not yet waiting for it)."""
     port = free_port()
     logfile = os.path.join(str(work_dir), f"requests-{port}.log")
-    output = os.path.join(str(work_dir), f"server-{port}.out")
-    command = [sys.executable, "-m", "ochat.serving.openai_api_server", "--model_type", MODEL_TYPE,
-               "--model_path", model_dir, "--port", str(port), "--logfile", logfile, "--ray_num_cpus", "2",
-               *extra_args]
-    with open(output, "w") as out:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
-    return ServerProcess(process, port, logfile, output)
+    server = ServerProcess.launch(MODEL_TYPE, model_dir, "--logfile", logfile, "--ray_num_cpus", "2", *extra_args,
+                                  port=port, log_path=os.path.join(str(work_dir), f"server-{port}.out"))
+    server.logfile = logfile
+    return server
 
 
-def wait_healthy(server: ServerProcess, timeout: float = 180) -> ServerProcess:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"server exited with {server.process.returncode}:\n{open(server.output).read()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"{server.base_url}/health", timeout=1):
-                return server
-        except OSError:
-            time.sleep(0.3)
-    server.process.kill()
-    pytest.fail(f"server not healthy after {timeout} s:\n{open(server.output).read()[-4000:]}")
+def log_lines(server: ServerProcess) -> list[dict]:
+    """The server's JSON request log, one dict per request."""
+    with open(server.logfile) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
 
 
 def start_server(model_dir: str, work_dir, *extra_args: str) -> ServerProcess:
-    return wait_healthy(launch_server(model_dir, work_dir, *extra_args))
-
-
-def stop_server(server: ServerProcess) -> None:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    return launch_server(model_dir, work_dir, *extra_args).wait_healthy(timeout=180)
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +71,11 @@ def servers(tiny_model_dir, tmp_path_factory):
     }
     try:
         for process in launched.values():
-            wait_healthy(process)
+            process.wait_healthy(timeout=180)
         yield launched
     finally:
         for process in launched.values():
-            stop_server(process)
+            process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +172,7 @@ def test_busy_port_exits_before_loading_the_model(tiny_model_dir):
         result = run_server_command("--model_type", MODEL_TYPE, "--model_path", tiny_model_dir,
                                     "--port", str(taken.getsockname()[1]))
     assert result.returncode != 0 and "cannot listen" in result.stderr
-    assert "replica ready" not in result.stderr
+    assert "ready on" not in result.stderr
 
 
 # -- endpoints ----------------------------------------------------------------------------------------
@@ -219,10 +184,17 @@ def test_models_endpoint_lists_the_model_type(server):
     assert client(server).models.retrieve(MODEL_TYPE).id == MODEL_TYPE
 
 
-def test_checkpoint_folder_name_is_accepted_as_model(server, tiny_model_dir):
+def test_checkpoint_folder_name_is_accepted_as_model(server, tiny_model_dir, reference):
     folder = os.path.basename(os.path.normpath(tiny_model_dir))
-    completion = client(server).chat.completions.create(model=folder, messages=user("hi"), max_tokens=2)
-    assert completion.choices[0].finish_reason in ("length", "stop")
+    completion = client(server).chat.completions.create(model=folder, messages=user("hi"), max_tokens=2,
+                                                        temperature=0)
+    assert completion.model == folder
+    assert completion.choices[0].message.content == reference.greedy(user("hi"), 2)[0]
+
+
+def test_start_up_log_names_each_replica_and_its_device(server):
+    log = server.log_path.read_text()
+    assert "replica 0 ready on cpu (torch.float32, batch 8)" in log
 
 
 def test_health_reports_replicas(server):
@@ -399,6 +371,16 @@ def test_stop_filter_holds_back_a_possible_stop_prefix():
     assert stops.feed("Dx") == ("", True)
     other = StopStringFilter(["END"])
     assert other.feed("E") == ("", False) and other.feed("X") == ("EX", False)
+
+
+def chat_chunk(completion_id: str, created: int, model: str, index: int, delta: dict,
+               finish_reason=None, include_usage: bool = False) -> dict:
+    """OpenAI's `chat.completion.chunk` shape, written out as the API reference gives it."""
+    chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+             "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+    if include_usage:
+        chunk["usage"] = None
+    return chunk
 
 
 def test_fast_chunk_encoding_equals_the_chunk_shape():
@@ -605,7 +587,7 @@ def test_disconnect_mid_stream_frees_the_slot(server):
     freed_after = asyncio.run(run())
     assert freed_after is not None and freed_after < 2.0
     time.sleep(0.2)
-    entries = [e for e in server.log_lines() if e.get("status") == 499]
+    entries = [e for e in log_lines(server) if e.get("status") == 499]
     assert entries and entries[-1]["completion_tokens"] < 1800
 
 
@@ -638,7 +620,7 @@ def test_32_concurrent_clients_are_all_answered_correctly(server, reference):
 def test_every_request_gets_one_json_log_line(server):
     response = client(server).chat.completions.create(model=MODEL_TYPE, messages=user("log me"), max_tokens=3)
     time.sleep(0.1)
-    entries = [e for e in server.log_lines() if e.get("id") == response.id]
+    entries = [e for e in log_lines(server) if e.get("id") == response.id]
     assert len(entries) == 1
     entry = entries[0]
     assert entry["path"] == "/v1/chat/completions" and entry["status"] == 200
@@ -713,9 +695,10 @@ def test_each_configured_api_key_is_accepted(guarded_server):
 
 
 def test_health_and_chat_page_need_no_key(guarded_server):
-    for path in ("/health", "/"):
-        with urllib.request.urlopen(guarded_server.base_url + path) as response:
-            assert response.status == 200
+    with urllib.request.urlopen(guarded_server.base_url + "/health") as response:
+        assert json.loads(response.read())["status"] == "ok"
+    with urllib.request.urlopen(guarded_server.base_url + "/") as response:
+        assert b"<html" in response.read().lower()
 
 
 def test_body_over_the_limit_is_413(guarded_server):

@@ -7,8 +7,7 @@ import os
 import urllib.request
 
 import pytest
-
-from test_serving import MODEL_TYPE, REPO_ROOT, start_server, stop_server
+from test_serving import MODEL_TYPE, REPO_ROOT, start_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chr
 def server(tiny_model_dir, tmp_path_factory):
     process = start_server(tiny_model_dir, tmp_path_factory.mktemp("chat_page"))
     yield process
-    stop_server(process)
+    process.stop()
 
 
 @pytest.fixture(scope="module")

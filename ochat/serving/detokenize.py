@@ -19,7 +19,7 @@ trailing bytes. The guarantee, tested on random ids:
 from __future__ import annotations
 
 import re
-from typing import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 _BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 REPLACEMENT_CHARACTER = "\ufffd"
