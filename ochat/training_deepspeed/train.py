@@ -148,7 +148,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no_gradient_checkpointing", action="store_true", help="keep activations instead of recomputing them")
     parser.add_argument("--collective_timeout", type=float, default=10.0,
                         help="minutes a rank waits for the others before the run stops with an error naming "
-                             "the rank that does not answer (default 10)")
+                             "the rank that does not answer (default 10; raise it when saving a checkpoint of a "
+                             "very large model to a slow disk takes longer)")
     memory = parser.add_argument_group("ZeRO and offload")
     memory.add_argument("--zero_stage", type=int, choices=(0, 1, 2, 3), default=None,
                         help="ZeRO stage (overrides the config's, which is 2): 3 also partitions the parameters")
@@ -297,6 +298,7 @@ def main(argv=None):
     trainer.restore()
     trainer.train()
     final_model = gather_final_model(engine, args, setup, bf16, rank)
+    watchdog.stop()  # the last collective is behind us; rank 0 saves alone while the others exit
     if rank == 0:
         if args.lora_rank:
             adapter_path = os.path.join(args.save_path, ADAPTER_DIR)
@@ -305,8 +307,6 @@ def main(argv=None):
             final_model = final_model.merge_and_unload()
         save_hf_checkpoint(final_model, setup.config, setup.tokenizer, args.model_path, args.save_path)
         log(f"fine-tuned model written to {args.save_path}" + (" (adapter merged into the base)" if args.lora_rank else ""))
-    dist.barrier()
-    watchdog.stop()
     trainer.close()
 
 
