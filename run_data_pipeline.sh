@@ -15,6 +15,9 @@
 #   NUM_WORKERS   cleaning workers                           (default: all cores)
 #   CLEAN_ARGS    extra clean_sharegpt flags, e.g. "--page_timeout 30 --max_page_bytes 8000000"
 #   GENERATE_ARGS extra generate_dataset flags, e.g. "--split_long --eval_ratio 0.05"
+#   FILTER_ARGS   extra filter_sharegpt flags; "--mode c-rlft" keeps GPT-4 and GPT-3.5 conversations with a
+#                 condition and a reward each, written to sharegpt_crlft.jsonl instead of sharegpt_gpt4.json,
+#                 for a conditioned type:  FILTER_ARGS="--mode c-rlft" MODEL_TYPES=openchat_v3.2_tiny
 #   PYTHON        interpreter (default: the repo's .venv if present, else python3)
 set -euo pipefail
 
@@ -67,7 +70,8 @@ for index in "${!TYPES[@]}"; do
 done
 
 # Outputs of an earlier run go first: a stage that fails must not leave them beside newer ones.
-rm -f "$OUTPUT_FOLDER/sharegpt_clean.json" "$OUTPUT_FOLDER/sharegpt_clean.report.json" "$OUTPUT_FOLDER/sharegpt_gpt4.json"
+rm -f "$OUTPUT_FOLDER/sharegpt_clean.json" "$OUTPUT_FOLDER/sharegpt_clean.report.json" "$OUTPUT_FOLDER/sharegpt_gpt4.json" \
+  "$OUTPUT_FOLDER/sharegpt_crlft.jsonl"
 for model_type in "${TYPES[@]}"; do
   rm -f "$OUTPUT_FOLDER/$model_type".{train,eval}.json "$OUTPUT_FOLDER/$model_type".{train,eval}.text.json \
     "$OUTPUT_FOLDER/$model_type.report.json"
@@ -77,9 +81,14 @@ echo "== [1/3] clean: $INPUT_FOLDER/ShareGPT -> $OUTPUT_FOLDER/sharegpt_clean.js
 "$PYTHON" -m data_pipeline.clean_sharegpt --in_dir "$INPUT_FOLDER/ShareGPT" \
   --out_file "$OUTPUT_FOLDER/sharegpt_clean.json" "${WORKER_ARGS[@]}" "${CLEAN_EXTRA[@]}"
 
-echo "== [2/3] filter: keep '${MODEL_FILTER:-Model: GPT-4}' -> $OUTPUT_FOLDER/sharegpt_gpt4.json"
+FILTERED="$OUTPUT_FOLDER/sharegpt_gpt4.json"
+case " ${FILTER_ARGS:-} " in
+  *c-rlft*) FILTERED="$OUTPUT_FOLDER/sharegpt_crlft.jsonl" ;;
+esac
+echo "== [2/3] filter: keep '${MODEL_FILTER:-Model: GPT-4}' ${FILTER_ARGS:-}-> $FILTERED"
+# shellcheck disable=SC2086
 "$PYTHON" -m data_pipeline.filter_sharegpt --in_file "$OUTPUT_FOLDER/sharegpt_clean.json" \
-  --out_file "$OUTPUT_FOLDER/sharegpt_gpt4.json" --model "${MODEL_FILTER:-Model: GPT-4}"
+  --out_file "$FILTERED" --model "${MODEL_FILTER:-Model: GPT-4}" ${FILTER_ARGS:-}
 
 for index in "${!TYPES[@]}"; do
   model_type="${TYPES[$index]}"
@@ -87,6 +96,6 @@ for index in "${!TYPES[@]}"; do
   echo "== [3/3] convert for $model_type with $model_path -> $OUTPUT_FOLDER/$model_type.*.json"
   # shellcheck disable=SC2086
   "$PYTHON" -m data_pipeline.generate_dataset --model_type "$model_type" --model_path "$model_path" \
-    --in_file "$OUTPUT_FOLDER/sharegpt_gpt4.json" --out_dir "$OUTPUT_FOLDER" ${GENERATE_ARGS:-}
+    --in_file "$FILTERED" --out_dir "$OUTPUT_FOLDER" ${GENERATE_ARGS:-}
 done
 echo "== done: outputs in $OUTPUT_FOLDER"

@@ -3,10 +3,17 @@
     python -m data_pipeline.generate_dataset --model-type openchat --model-path llama-13b-eot \
         --in-file sharegpt_gpt4.json --out-dir data
 
+--in-file is clean ShareGPT JSON or conversation JSONL (detected; see
+`data_pipeline.conversations`). Conditioned (C-RLFT) model types render each
+conversation under its `condition` (the type's inference condition when it has
+none) and keep the item weights; other types ignore conditions and weights.
+
 Writes, into --out-dir:
 
     T.train.json, T.eval.json            [[token_ids, supervise_mask], ...]
                                          e.g. [[[1, 910, 29901, 2048, ...], [false, false, false, false, ...]]]
+                                         conditioned types: [[token_ids, supervise_mask, weights], ...], the
+                                         weights nonzero exactly where the mask is true, e.g. [..., [0.0, 0.1, 0.1]]
     T.train.text.json, T.eval.text.json  ["<s>Human: Hi<|end_of_turn|>Assistant: Hello<|end_of_turn|>", ...]
     T.report.json                        what was truncated, split and dropped, and the tokens kept
 
@@ -43,7 +50,16 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from ochat.config import ModelConfig, RenderedTurn, get_model_config, join_turns, load_tokenizer, render_turns_batch
+from data_pipeline.conversations import read_conversations
+from ochat.config import (
+    ModelConfig,
+    RenderedTurn,
+    TokenizedSample,
+    get_model_config,
+    join_turns,
+    load_tokenizer,
+    render_turns_batch,
+)
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_json_atomic
 
@@ -110,16 +126,17 @@ def fit_conversation(
     stats = stats if stats is not None else ConversionStats()
     max_context = config.max_context
     eot = tokenizer.eot_token_id
-    full_ids, full_mask = join_turns(config, tokenizer, turns)
+    full_sample = join_turns(config, tokenizer, turns)
+    full_ids, full_mask = full_sample
     stats.conversations += 1
     stats.tokens_total += len(full_ids)
     stats.supervised_total += sum(full_mask)
 
     if len(full_ids) <= max_context:
-        samples = [(full_ids, full_mask)]
+        samples = [full_sample]
         stats.fitted_whole += 1
     elif truncation == "tail" and not split_long:
-        samples = [(full_ids[:max_context], full_mask[:max_context])]
+        samples = [TokenizedSample(full_ids[:max_context], full_mask[:max_context], full_sample.weights[:max_context])]
         stats.truncated += 1
     else:
         bos_length = len(full_ids) - _length(turns, eot)
@@ -154,11 +171,12 @@ def fit_conversation(
             stats.truncated += 1
 
     kept = []
-    for token_ids, supervise_mask in samples:
+    for sample in samples:
+        token_ids, supervise_mask = sample
         if not any(supervise_mask):
             stats.dropped_no_supervised_tokens += 1
             continue
-        kept.append((token_ids, supervise_mask))
+        kept.append(sample)
         stats.samples += 1
         stats.tokens_kept += len(token_ids)
         stats.supervised_kept += sum(supervise_mask)
@@ -175,7 +193,7 @@ def convert_conversations(
 ) -> list[tuple[list[int], list[bool]]]:
     """Render (one batched tokenizer call) and fit every conversation; invalid ones are reported, not raised."""
     stats = stats if stats is not None else ConversionStats()
-    valid = []
+    valid, conditions = [], []
     for conversation in conversations:
         items = conversation.get("items") if isinstance(conversation, dict) else None
         if not isinstance(items, list) or not items or any(
@@ -184,11 +202,29 @@ def convert_conversations(
         ):
             stats.invalid.append(conversation.get("id") if isinstance(conversation, dict) else None)
             continue
+        if not valid_weights(items):
+            stats.invalid.append(conversation.get("id"))
+            continue
         valid.append(items)
+        conditions.append(conversation.get("condition") if config.is_conditioned else None)
     samples = []
-    for turns in render_turns_batch(config, tokenizer, valid):
+    for turns in render_turns_batch(config, tokenizer, valid, conditions=conditions):
         samples.extend(fit_conversation(config, tokenizer, turns, truncation, split_long, stats))
     return samples
+
+
+def valid_weights(items: Sequence[dict]) -> bool:
+    """Item weights, where given, are finite numbers >= 0 (the renderer would refuse others)."""
+    return all(
+        isinstance(weight, (int, float)) and not isinstance(weight, bool) and 0 <= weight < float("inf")
+        for weight in (item.get("weight", 1.0) for item in items)
+    )
+
+
+def sample_record(sample: TokenizedSample, conditioned: bool) -> list:
+    """The stored form: `[token_ids, supervise_mask, weights]` for conditioned types, the pair otherwise."""
+    token_ids, supervise_mask = sample
+    return [token_ids, supervise_mask, sample.weights] if conditioned else [token_ids, supervise_mask]
 
 
 def split_train_eval(conversations: list, eval_ratio: float, seed: int) -> tuple[list, list]:
@@ -219,10 +255,7 @@ def generate_dataset(
         raise ValueError(f"truncation must be one of {TRUNCATION_MODES}")
     if not os.path.isfile(in_file):
         raise FileNotFoundError(f"input file {in_file!r} does not exist")
-    with open(in_file, encoding="utf-8") as handle:
-        conversations = json.load(handle)
-    if not isinstance(conversations, list):
-        raise ValueError(f"{in_file} must hold a JSON list of conversations")
+    conversations, in_format = read_conversations(in_file)
     tokenizer = check_model_path(config, model_path)
 
     os.makedirs(out_dir, exist_ok=True)
@@ -230,7 +263,7 @@ def generate_dataset(
     remove_files(outputs)  # the last run's files must not outlive a failure of this one
     try:
         report = _convert_and_write(config, tokenizer, conversations, out_dir, model_type, model_path, in_file,
-                                    eval_ratio, seed, truncation, split_long)
+                                    eval_ratio, seed, truncation, split_long, in_format)
     except BaseException:
         remove_files(outputs)
         raise
@@ -238,19 +271,33 @@ def generate_dataset(
 
 
 def _convert_and_write(config, tokenizer, conversations, out_dir, model_type, model_path, in_file,
-                       eval_ratio, seed, truncation, split_long) -> dict:
+                       eval_ratio, seed, truncation, split_long, in_format="sharegpt_json") -> dict:
     report = {"model_type": model_type, "model_path": model_path, "in_file": in_file,
               "max_context": config.max_context, "truncation": truncation, "split_long": split_long,
-              "eval_ratio": eval_ratio, "seed": seed}
+              "eval_ratio": eval_ratio, "seed": seed, "in_format": in_format,
+              "conditions": condition_counts(config, conversations)}
     for split_name, split_conversations in zip(("train", "eval"), split_train_eval(conversations, eval_ratio, seed)):
         stats = ConversionStats()
         samples = convert_conversations(config, tokenizer, split_conversations, truncation, split_long, stats)
         texts = tokenizer.hf_tokenizer.batch_decode([ids for ids, _ in samples], skip_special_tokens=False)
-        write_json_atomic(os.path.join(out_dir, f"{model_type}.{split_name}.json"), [[ids, mask] for ids, mask in samples], indent=None)
+        records = [sample_record(sample, config.is_conditioned) for sample in samples]
+        write_json_atomic(os.path.join(out_dir, f"{model_type}.{split_name}.json"), records, indent=None)
         write_json_atomic(os.path.join(out_dir, f"{model_type}.{split_name}.text.json"), texts, indent=None)
         report[split_name] = stats.as_dict()
     write_json_atomic(os.path.join(out_dir, f"{model_type}.report.json"), report, indent=None)
     return report
+
+
+def condition_counts(config: ModelConfig, conversations: Sequence[dict]) -> dict:
+    """Conversations per condition as rendered; an unconditioned type reports the conditions it ignores."""
+    counts: dict = {}
+    for conversation in conversations:
+        condition = conversation.get("condition") if isinstance(conversation, dict) else None
+        if config.is_conditioned and condition is None:
+            condition = config.inference_condition
+        if condition is not None:
+            counts[condition] = counts.get(condition, 0) + 1
+    return counts if config.is_conditioned else {"ignored (model type takes no condition)": counts} if counts else {}
 
 
 def output_paths(out_dir: str, model_type: str) -> list[str]:
@@ -305,6 +352,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 def print_summary(report: dict, out_dir: str) -> None:
     model_type = report["model_type"]
+    if report.get("conditions"):
+        print(f"{model_type}: {report['in_format']} input; conversations per condition: {report['conditions']}")
     for split_name in ("train", "eval"):
         stats = report[split_name]
         print(
@@ -322,7 +371,9 @@ def main(argv=None):
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_type", required=True, help="registry model type, e.g. openchat or openchat_tiny")
     parser.add_argument("--model_path", help="model folder whose tokenizer has <|end_of_turn|> (required to convert)")
-    parser.add_argument("--in_file", help="clean conversations JSON (e.g. sharegpt_gpt4.json)")
+    parser.add_argument("--in_file",
+                        help="clean conversations JSON (e.g. sharegpt_gpt4.json) or conversation JSONL "
+                             "(e.g. sharegpt_crlft.jsonl from filter_sharegpt --mode c-rlft)")
     parser.add_argument("--out_dir", help="folder for T.{train,eval}[.text].json and T.report.json")
     parser.add_argument("--check_only", action="store_true",
                         help="only check the model type and model folder (architecture, tokenizer, EOT); write nothing")
