@@ -30,6 +30,7 @@ import time
 
 from ochat.models.tiny_chat_model import prepare_tiny_chat_model
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.files import write_json_atomic, write_text_atomic
 from ochat.utils.net import free_port, port_in_use
 from ochat.utils.server_process import ServerProcess, ServerStartError
 
@@ -138,8 +139,7 @@ class Demo:
             return
         started = time.time()
         summary = step()
-        with open(marker, "w", encoding="utf-8") as handle:
-            json.dump({"summary": summary, "seconds": round(time.time() - started, 1)}, handle)
+        write_json_atomic(marker, {"summary": summary, "seconds": round(time.time() - started, 1)})
         print(f"   done in {time.time() - started:.0f} s: {summary}", flush=True)
 
     def run(self, command: list[str], log_name: str, env: dict | None = None, show: bool = True) -> None:
@@ -222,8 +222,7 @@ class Demo:
                 "base": eval_loss_of_checkpoint(self.model_type, self.model_dir, data_file),
                 "trained": eval_loss_of_checkpoint(self.model_type, self.checkpoint_dir, data_file),
             }
-            with open(losses_path, "w", encoding="utf-8") as handle:
-                json.dump(losses, handle)
+            write_json_atomic(losses_path, losses)
         with open(losses_path, encoding="utf-8") as handle:
             return json.load(handle)
 
@@ -329,8 +328,7 @@ class Demo:
             for category_lines in by_category.values():
                 if category_lines and len(chosen) < self.args.questions:
                     chosen.append(category_lines.pop(0))
-        with open(os.path.join(target, "question.jsonl"), "w", encoding="utf-8") as handle:
-            handle.writelines(chosen)
+        write_text_atomic(os.path.join(target, "question.jsonl"), "".join(chosen))
         return target
 
     def step_visualize(self) -> str:
@@ -372,23 +370,13 @@ def eval_loss_of_checkpoint(model_type: str, model_path: str, data_file: str) ->
 
     from ochat.config import get_model_config
     from ochat.models import load_model
-    from ochat.training_deepspeed.data import collate, load_samples, plan_step, supervised_target_count
-    from ochat.training_deepspeed.modeling import weighted_loss
+    from ochat.training_deepspeed.data import load_samples
+    from ochat.training_deepspeed.steps import dataset_loss
 
     config = get_model_config(model_type)
     model = load_model(config, model_path, dtype=torch.float32).eval()
     samples = load_samples(data_file, model.config.vocab_size, config.max_context)
-    lengths = [len(ids) for ids, _ in samples]
-    supervised = [supervised_target_count(mask) for _, mask in samples]
-    plan = plan_step(list(range(len(samples))), lengths, supervised, "length", 1, len(samples), 1)
-    pad_token_id = model.config.pad_token_id or 0
-    total = 0.0
-    with torch.no_grad():
-        for indices in plan.micro_batches[0]:
-            if indices:
-                batch = collate(samples, indices, plan, pad_token_id, packing=False)
-                total += weighted_loss(model, batch, "cpu").item()
-    return total
+    return dataset_loss(model, samples, "cpu", pad_token_id=model.config.pad_token_id or 0).item()
 
 
 if __name__ == "__main__":

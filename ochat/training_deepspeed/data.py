@@ -104,6 +104,10 @@ def load_samples(path: str, vocab_size: int, max_context: int) -> list[Tokenized
                 "of equal-length, non-empty lists"
             )
         token_ids, supervise_mask = sample[0], sample[1]
+        if not all(type(token_id) is int for token_id in token_ids):
+            wrong = next(token_id for token_id in token_ids if type(token_id) is not int)
+            raise DataError(f"{path}: sample {index} has a token id that is not an integer ({wrong!r:.40}); "
+                            "regenerate the data with data_pipeline.generate_dataset")
         largest = max(token_ids)
         if largest >= vocab_size or min(token_ids) < 0:
             raise DataError(
