@@ -383,3 +383,13 @@ def test_readme_explains_every_drop_reason_in_one_line():
     for reason in DROP_REASONS + ("duplicate", "not_html"):
         shown = "error:<ExceptionType>" if reason == "error:" else reason
         assert len(re.findall(rf"^\| `{re.escape(shown)}` \| .+ \|$", readme, re.M)) == 1 or f"`{shown}` (status" in readme
+
+
+def test_hostile_corpus_is_the_same_for_the_same_seed(tmp_path):
+    def regular_files(folder):
+        return {path.name: path.read_bytes() for path in sorted(folder.iterdir())
+                if path.is_file() and not path.is_symlink() and path.name != "p.html"}
+    write_hostile_corpus(tmp_path / "a", seed=3, mutations=20)
+    write_hostile_corpus(tmp_path / "b", seed=3, mutations=20)
+    write_hostile_corpus(tmp_path / "c", seed=4, mutations=20)
+    assert regular_files(tmp_path / "a") == regular_files(tmp_path / "b") != regular_files(tmp_path / "c")
