@@ -172,7 +172,7 @@ def test_markdown_cleanup_is_linear_on_long_runs(text):
     "<pre><div><div><span>py</span><button>" * 8_000, "<!--" * 32_000,
 ])
 def test_markup_with_unclosed_tags_cleans_in_linear_time(html):
-    assert seconds(clean_page, next_data_page(conversation_json(turns(html)))) < 3
+    assert seconds(clean_page, next_data_page(conversation_json(turns(html)))) < 5  # quadratic: 10-45 s
 
 
 def test_new_empty_code_block_pattern_matches_like_the_quadratic_one():
