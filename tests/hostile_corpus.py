@@ -77,6 +77,9 @@ def hostile_pages() -> dict[str, tuple[str, bytes]]:
         "empty_file": b"",
         "not_utf8": b"\xff\xfe" + next_data_page(ok),
         "markup_too_deep": next_data_page(conversation_json(turns("<b>" * 5000 + "x"))),
+        # markdownify re-quotes the whole text at every level: depth x size, minutes for this page
+        "slow_nested_quotes": next_data_page(conversation_json(turns("<blockquote>" * 200 + "<p>"
+                                                                     + "x<br>" * 100_000 + "</p>"))),
     }
     return {f"hostile_{kind}.html": (kind, page) for kind, page in pages.items()}
 
