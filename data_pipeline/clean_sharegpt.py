@@ -60,6 +60,7 @@ From Python: `clean_page(path_or_bytes) -> (conversation | None, reason)`,
 
 import collections
 import errno
+import functools
 import hashlib
 import json
 import math
@@ -109,6 +110,7 @@ WORKER_CRASHED = "worker_crashed"
 NOT_HTML = "not_html"  # status "skipped": a folder entry that is neither a *.html page nor a *.json dump
 BAD_JSON = "bad_json"  # a dump that breaks off: where it broke
 DUMP_BATCH = 1024  # dump records cleaned (and held) at a time
+MARKDOWN_CACHE_SIZE = 2048  # answers remembered per worker (a few MiB)
 DUPLICATE = "duplicate"
 
 # Every pattern runs in time linear in the text, whatever the text: no `.*?` that can rescan the
@@ -374,7 +376,14 @@ def html_to_markdown(html):
     div/span wrappers (and the highlighter's spans inside code) are stripped so
     code keeps its indentation and identifiers keep their underscores.
     """
-    return MARKDOWN_CONVERTER.convert(drop_inert_markup(html))
+    return convert_markup(drop_inert_markup(html))
+
+
+@functools.lru_cache(maxsize=MARKDOWN_CACHE_SIZE)
+def convert_markup(html):
+    """markdownify, remembered per worker: scraped data repeats answers (duplicate pages, shared
+    conversations re-posted), and the conversion is nearly all of a page's cost."""
+    return MARKDOWN_CONVERTER.convert(html)
 
 
 def drop_inert_markup(html):
@@ -652,21 +661,20 @@ def map_sources(paths, options, num_workers, page_timeout, show_progress, ray=Fa
 def source_batches(paths):
     """Lists of `(label, item)`: a page path, a DumpRecord, or an answer already known (a broken dump).
 
-    Batches hold at most DUMP_BATCH items, so a dump of any size is held a batch at a time.
+    A dump's records are cut into batches of DUMP_BATCH items, so a dump of any size is held a
+    batch at a time; pages (paths, small) stay in one batch, so the same workers, and what they
+    remember, serve all of them.
     """
     batch = []
     for path in paths:
         if path.suffix != DUMP_SUFFIX:
             batch.append((path, path))
-        else:
-            for label, item in dump_items(path):
-                batch.append((label, item))
-                if len(batch) >= DUMP_BATCH:
-                    yield batch
-                    batch = []
-        if len(batch) >= DUMP_BATCH:
-            yield batch
-            batch = []
+            continue
+        for label, item in dump_items(path):
+            batch.append((label, item))
+            if len(batch) >= DUMP_BATCH:
+                yield batch
+                batch = []
     if batch:
         yield batch
 
