@@ -22,8 +22,8 @@ CHUNKS_IN_FLIGHT = 64  # bounds what is queued on the cluster (and held here) at
 _remote_function = None
 
 
-def connect(address):
-    """Join (or, for `local`, start) a Ray cluster once per process; a running connection is reused."""
+def connect(address, num_cpus=None):
+    """Join (or, for `local`, start with `num_cpus`) a Ray cluster once per process; a running one is reused."""
     import ray
 
     if ray.is_initialized():
@@ -32,7 +32,7 @@ def connect(address):
     python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
     options = dict(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": python_path}})
     if address == "local":
-        ray.init(**options)
+        ray.init(num_cpus=num_cpus, **options)
     else:
         ray.init(address=address, **options)
 

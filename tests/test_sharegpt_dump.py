@@ -156,3 +156,19 @@ def test_run_data_pipeline_runs_unchanged_on_pages_and_a_dump(tmp_path, tiny_mod
     assert any(i.startswith("dump-") for i in ids) and any(not i.startswith("dump-") for i in ids)
     train = json.loads((out / f"{TINY_MODEL_TYPE}.train.json").read_text())
     assert len(train) > 0
+
+
+def test_a_record_nested_without_end_is_skipped_and_reported_without_building_it(tmp_path):
+    good = {"id": "ok", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
+    deep = '{"id": "deep", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    dump = tmp_path / "hostile.json"
+    dump.write_text("[" + json.dumps(good) + "," + deep + "," + json.dumps({**good, "id": "ok2",
+                    "conversations": [{"from": "human", "value": "q2"}, {"from": "gpt", "value": "a2"}]}) + "]")
+    lines = tmp_path / "hostile_lines.json"
+    lines.write_text("{" + '"x": ' + "[" * 500 + "]" * 500 + "}\n" + json.dumps(good) + "\n")
+    conversations, report = clean_pages([dump, lines])
+    assert [c["id"] for c in conversations] == ["ok", "ok2"]
+    reasons = [(e["file"], e["status"], e.get("reason"), e.get("detail")) for e in report["files"]]
+    assert ("hostile.json#1", "dropped", "bad_json", "nested deeper than 64 levels") in reasons
+    assert ("hostile_lines.json#0", "dropped", "bad_json", "nested deeper than 64 levels") in reasons
+    assert ("hostile_lines.json#1", "duplicate", "duplicate", None) in reasons
