@@ -88,7 +88,6 @@ def model_shape(model_path: str) -> tuple[int, int, int]:
     return sum(p.numel() for p in model.parameters()), config.num_hidden_layers, config.hidden_size
 
 
-
 def measure(mode_flags: list[str], args, model_path: str, data_path: str, save_path: str) -> list[dict]:
     shutil.rmtree(save_path, ignore_errors=True)
     command = [
@@ -159,16 +158,17 @@ def loss_weight_spread(data_path: str, model_type: str, train_batch_size: int, w
 
 
 def cpu_time_comparison(model_type: str, model_path: str, data_path: str, train_batch_size: int, micro: int) -> list:
-    """Forward + backward of the same two global batches in this process, one thread, timed in CPU seconds
-    (immune to other jobs on a shared machine); includes transformers' own dense packed mask for comparison."""
+    """Collation, forward and backward of the same two global batches in this process, one thread, timed in
+    CPU seconds (immune to other jobs on a shared machine); includes transformers' own dense packed mask."""
     import time
 
     import torch
 
     from ochat.config import get_model_config
     from ochat.models import load_model
-    from ochat.training_deepspeed.data import collate, load_samples, plan_epoch, supervised_target_count
-    from ochat.training_deepspeed.modeling import choose_attn_implementation, weighted_loss
+    from ochat.training_deepspeed.data import load_samples, plan_epoch, supervised_target_count
+    from ochat.training_deepspeed.modeling import choose_attn_implementation
+    from ochat.training_deepspeed.steps import micro_batch_losses
     from ochat.training_deepspeed.train import enable_activation_checkpointing
 
     torch.set_num_threads(1)
@@ -188,12 +188,11 @@ def cpu_time_comparison(model_type: str, model_path: str, data_path: str, train_
         plan = plan_epoch(lengths, supervised, 0, 42, train_batch_size, grouping, 2, train_batch_size // (2 * micro), micro)
         seconds, tokens = 0.0, 0
         for step in plan[:2]:
-            for rank_batches in step.micro_batches:
-                for indices in rank_batches:
-                    batch = collate(samples, indices, step, 0, packing=grouping == "packing")
-                    started = time.process_time()
-                    weighted_loss(model, batch, "cpu").backward()
-                    seconds += time.process_time() - started
+            for rank in range(len(step.micro_batches)):
+                started = time.process_time()
+                for loss in micro_batch_losses(model, samples, step, rank, "cpu", 0, packing=grouping == "packing"):
+                    loss.backward()
+                seconds += time.process_time() - started
             tokens += step.tokens
         rows.append((label, attn, tokens / seconds))
     return rows

@@ -1,7 +1,7 @@
 """Clean saved ShareGPT pages and ShareGPT JSON dumps into conversations ready for training.
 
-Reads every `*.html` page and `*.json` dump in `--in-dir` (sorted by file name;
-or one file, `--in-file`), takes the conversation from the page's
+Reads every `*.html` page and `*.json` dump in `--in_dir` (sorted by file name;
+or one file, `--in_file`), takes the conversation from the page's
 `<script id="__NEXT_DATA__">` JSON or from each dump record
 (`data_pipeline.sharegpt_dump`), turns the assistant's HTML into Markdown and keeps
 only well-formed, non-duplicate conversations. Human turns are plain text as typed;
@@ -9,17 +9,25 @@ assistant turns are HTML (in a dump, converted only where a value holds HTML).
 
 Rules, in the order they are applied to a page:
 
-1. the page file must be readable, decode as UTF-8, hold `__NEXT_DATA__` with valid JSON and a
+1. the page must be a regular file of at most `--max_page_bytes` (a FIFO, a
+   device, a folder is dropped unread), decode as UTF-8, and hold, outside
+   HTML comments, `__NEXT_DATA__` whose JSON Python can read (a 5,000-digit
+   integer or nesting past the recursion limit is `invalid_json`) with a
    `props.pageProps.content.items` list of `{"from": str, "value": str}`;
-2. a leading non-human turn and a trailing human turn are dropped; fewer than
-   2 turns left, or roles not alternating human/gpt, drops the page;
+   the id (a string; an integer is written as text; none: the file name) and
+   the view count (an integer >= 0 or null; `42.0` and `"42"` read as 42) are
+   checked, NaN and Infinity never pass;
+2. roles other than `human` / `gpt` drop the page; a leading non-human turn
+   and a trailing human turn are dropped; fewer than 2 turns left, or roles
+   not alternating human/gpt, drops the page;
 3. assistant HTML -> Markdown (markdownify, div/span wrappers stripped so code
    keeps its indentation and underscores); `LANGCopy code` code-block headers
    become fenced blocks with the language; a leading `N / M` regeneration
    counter, `CopyN chars / M words` noise and empty code blocks are removed;
    runs of blank lines outside code collapse to one;
 4. a turn left empty, or any turn containing a blocked word (case-insensitive,
-   default `openai`), drops the page;
+   default `openai`), drops the page; so does text UTF-8 cannot write (a lone
+   surrogate such as `\\ud800`);
 5. exact duplicates (same sha256 of the cleaned turns) are dropped; the first
    page in sorted file order wins;
 6. optional (`data_pipeline.conversation_filters`): `--languages en,zh` drops a
@@ -30,7 +38,12 @@ Rules, in the order they are applied to a page:
 
 A dump's records are accounted like pages, as `FILE#INDEX` (e.g. `dump.json#17`).
 
-Output (`--out-file`), a JSON list in sorted file order:
+Every page runs in a worker process under a deadline (`--page_timeout`): a
+page that takes longer is dropped as `timeout` and its worker replaced; a
+failure no rule foresaw drops the page as `error:<ExceptionType>`. Nothing a
+page holds ends the run. Every pattern runs in linear time.
+
+Output (`--out_file`), a JSON list in sorted file order:
 
     [{"id": "Ab3xY9z", "model": "Model: GPT-4", "views": 42,
       "items": [{"from": "human", "value": "How do I reverse a list?"},
@@ -38,22 +51,28 @@ Output (`--out-file`), a JSON list in sorted file order:
       "hash": "3f1c...e9"}]
 
 `model` is null for pages that do not name one. A report is written next to
-the output (`NAME.report.json` for `NAME.json`) so that nothing is lost silently:
+the output (`NAME.report.json` for `NAME.json`) so that nothing is lost silently;
+it lists every entry of the folder, entries that are not `*.html` as skipped:
 
-    {"in_dir": "...", "blocked_words": ["openai"], "total_files": 320, "kept": 280, "duplicates": 11,
-     "dropped": {"blocked_word": 10, "invalid_json": 3, ...},
-     "files": [{"file": "x1.html", "status": "dropped", "reason": "invalid_json"},
-               {"file": "x2.html", "status": "duplicate", "reason": "duplicate", "duplicate_of": "a9.html"}]}
+    {"in_dir": "...", "blocked_words": ["openai"], "page_timeout": 60.0, "max_page_bytes": 33554432,
+     "entries": 324, "total_files": 320, "kept": 280, "duplicates": 11, "skipped": 4,
+     "dropped": {"blocked_word": 10, "invalid_json": 3, "unreadable_file": 1, ...},
+     "files": [{"file": "PAGE.HTML", "status": "skipped", "reason": "not_html"},
+               {"file": "x0.html", "status": "kept", "id": "x0"},
+               {"file": "x1.html", "status": "dropped", "reason": "invalid_json", "detail": "Expecting value: ..."},
+               {"file": "x2.html", "status": "duplicate", "reason": "duplicate", "duplicate_of": "a9.html"},
+               {"file": "x3.html", "status": "dropped", "reason": "unreadable_file", "detail": "Is a directory"}]}
 
-total_files = kept + duplicates + sum(dropped). Pages are cleaned in a process
-pool over all cores (or as Ray tasks, `--ray_address`) and gathered in file order, so
-the output is byte-identical for any `--num-workers` and either backend. Dumps are
-read and cleaned in batches and the output written as it grows, so memory stays
-bounded however large a dump is.
+entries = kept + duplicates + sum(dropped) + skipped; total_files counts the
+`*.html` pages and dump records. Pages are cleaned in worker processes (or as Ray
+tasks, `--ray_address`) and gathered in file order, so the output is byte-identical
+for any `--num_workers` and either backend. Dumps are read and cleaned in batches
+and the output written as it grows, so neither a dump nor the kept conversations are
+held whole. Outputs are written atomically, and the previous run's are removed first.
 
 From Python: `clean_page(path_or_bytes) -> (conversation | None, reason)`,
-`html_to_markdown(html)`, and `clean_pages(paths, blocked_words, num_workers)
--> (conversations, report)`.
+`inspect_page(...)` (the same plus the reason's detail), `html_to_markdown(html)`,
+and `clean_pages(paths, blocked_words, num_workers) -> (conversations, report)`.
 
     python -m data_pipeline.clean_sharegpt --in_dir INPUT/ShareGPT --out_file OUT/sharegpt_clean.json
 """
@@ -107,8 +126,13 @@ BLOCKED_WORD = "blocked_word"
 INVALID_UNICODE = "invalid_unicode"
 TIMEOUT = "timeout"
 WORKER_CRASHED = "worker_crashed"
+UNFORESEEN_ERROR = "error:"  # + the exception's type name: a failure no rule above foresaw
+BAD_JSON = "bad_json"  # a dump record that cannot be read, or where a dump breaks off
+DROP_REASONS = (UNREADABLE_FILE, NOT_REGULAR_FILE, PAGE_TOO_LARGE, UNDECODABLE_BYTES, NO_NEXT_DATA, INVALID_JSON,
+                NO_CONTENT, INVALID_ITEMS, INVALID_ID, INVALID_VIEWS, UNKNOWN_ROLE, TOO_FEW_TURNS,
+                ROLES_NOT_ALTERNATING, UNPARSEABLE_MARKUP, EMPTY_TURN, BLOCKED_WORD, INVALID_UNICODE, TIMEOUT,
+                WORKER_CRASHED, UNFORESEEN_ERROR, BAD_JSON)
 NOT_HTML = "not_html"  # status "skipped": a folder entry that is neither a *.html page nor a *.json dump
-BAD_JSON = "bad_json"  # a dump that breaks off: where it broke
 DUMP_BATCH = 1024  # dump records cleaned (and held) at a time
 MARKDOWN_CACHE_SIZE = 2048  # answers remembered per worker (a few MiB)
 DUPLICATE = "duplicate"
@@ -116,7 +140,7 @@ DUPLICATE = "duplicate"
 # Every pattern runs in time linear in the text, whatever the text: no `.*?` that can rescan the
 # rest of the text from many start points (closing tags are looked for once, see `pre_blocks`),
 # tag attributes are `[^<>]*` (a scan ends at the next tag), and a run of newlines is entered
-# only at its start. tests/test_clean_sharegpt.py times each on adversarial text.
+# only at its start. tests/test_hostile_pipeline.py times each on adversarial text.
 # Characters html.parser may rescan in a markup tail no tag closes before escaping it pays (~0.1 s).
 UNCLOSED_TAIL_WORK = 2_000_000
 COMMENT_OR_SCRIPT = re.compile(r"<!--|<script\b", re.I)
@@ -125,7 +149,7 @@ NEXT_DATA_ID = re.compile(r"""\bid\s*=\s*["']?__NEXT_DATA__""", re.I)
 SCRIPT_END = re.compile(r"</script\s*>", re.I)
 REGENERATION_COUNTER = re.compile(r"\s*\d+ / \d+")
 COPY_CHARS_NOISE = re.compile(r"Copy\d+ chars / \d+ words")
-EMPTY_CODE_BLOCK = re.compile(r"(?:(?<!\n)\n+)?```\n[^\n`]*Copy code\s*```\n*")
+EMPTY_CODE_BLOCK = re.compile(r"```\n[^\n`]*Copy code\s*```\n*")  # and the newlines before it, see below
 CODE_BLOCK_HEADER = re.compile(r"```\n([^\n`]*?)Copy code")
 FENCED_CODE = re.compile(r"(```.*?```)", re.S)
 BLANK_LINE_RUN = re.compile(r"\n(?:[ \t]*\n){2,}")
@@ -206,7 +230,8 @@ def main():
                                     sink=conversations)
     except OSError as error:
         sys.exit(f"error: cannot write {args.out_file}: {error.strerror or error}")
-    source = {"in_file": str(args.in_file)} if args.in_file is not None else {"in_dir": str(args.in_dir)}
+    source = ({"in_file": display_name(str(args.in_file))} if args.in_file is not None
+              else {"in_dir": display_name(str(args.in_dir))})
     report = {**source, "blocked_words": list(blocked_words), **report}
     write_outputs([(report_path, report)], written=[args.out_file])
     print(format_summary(report, args.out_file, report_path))
@@ -289,7 +314,7 @@ def inspect_page(source, blocked_words=DEFAULT_BLOCKED_WORDS, max_page_bytes=DEF
     except PageError as error:
         return None, error.reason, printable(error.detail)
     except Exception as error:  # a failure no rule foresaw still drops only this page
-        return None, f"error:{type(error).__name__}", printable(str(error))
+        return None, UNFORESEEN_ERROR + type(error).__name__, printable(str(error))
 
 
 def build_conversation(source, blocked_words, max_page_bytes):
@@ -460,11 +485,28 @@ def clean_markdown(text):
     if counter is not None:
         text = text[counter.end():]
     text = COPY_CHARS_NOISE.sub("", text)
-    text = EMPTY_CODE_BLOCK.sub("\n\n", text)
+    text = remove_empty_code_blocks(text)
     text = CODE_BLOCK_HEADER.sub(lambda match: "```" + match.group(1).strip() + "\n", text)
     parts = FENCED_CODE.split(text)
     parts[::2] = [BLANK_LINE_RUN.sub("\n\n", part) for part in parts[::2]]
     return "".join(parts).strip()
+
+
+def remove_empty_code_blocks(text):
+    """Replace each empty code block, with the newlines around it, by one blank line.
+
+    The same as `re.sub(r"\\n*```\\n[^\\n`]*Copy code\\s*```\\n*", "\\n\\n", text)`, whose
+    leading `\\n*` rescans a run of newlines from each of them (quadratic);
+    here the newlines before a block are taken off the text before it.
+    """
+    pieces, position = [], 0
+    for block in EMPTY_CODE_BLOCK.finditer(text):
+        pieces += [text[position:block.start()].rstrip("\n"), "\n\n"]
+        position = block.end()
+    if not pieces:
+        return text
+    pieces.append(text[position:])
+    return "".join(pieces)
 
 
 def compile_blocked_words(blocked_words):
@@ -580,7 +622,7 @@ def parse_json(json_text):
 def normalise_page_id(page_id, source):
     """The page's id as a string: an integer id is written as text; no id falls back to the file name."""
     if page_id is None or page_id == "":
-        return printable(Path(source).stem) if isinstance(source, (str, os.PathLike)) else None
+        return display_name(Path(source).stem) if isinstance(source, (str, os.PathLike)) else None
     if isinstance(page_id, int) and not isinstance(page_id, bool):
         return str(page_id)
     if not isinstance(page_id, str):
@@ -612,6 +654,11 @@ def require_encodable(text, what):
 def describe(value):
     """A short, writable description of an unexpected value for the report."""
     return f"{type(value).__name__} {printable(reprlib.repr(value))}"
+
+
+def display_name(name):
+    """A file name as text: bytes that are not UTF-8 (kept by Python as lone surrogates) written as `\\xff`."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def printable(text, limit=300):
@@ -756,7 +803,7 @@ def account(labelled_results, skipped_names=(), filters=None, sink=None):
     total = kept = 0
     for label, (conversation, reason, detail) in labelled_results:
         total += 1
-        name = printable(label.name if isinstance(label, Path) else label, limit=1000)
+        name = display_name(label.name if isinstance(label, Path) else label)
         if conversation is None:
             dropped[reason] += 1
             files.append({"file": name, "status": "dropped", "reason": reason, **({"detail": detail} if detail else {})})
@@ -773,7 +820,7 @@ def account(labelled_results, skipped_names=(), filters=None, sink=None):
             conversations.append(conversation)
             kept += 1
             files.append({"file": name, "status": "kept", "id": conversation["id"]})
-    files += [{"file": printable(name, limit=1000), "status": "skipped", "reason": NOT_HTML} for name in skipped_names]
+    files += [{"file": display_name(name), "status": "skipped", "reason": NOT_HTML} for name in skipped_names]
     files.sort(key=lambda entry: entry_order(entry["file"]))
     return {
         "conversations": conversations,
@@ -810,7 +857,7 @@ def list_folder(in_dir):
     page_paths = [in_dir / name for name in names if name.endswith((".html", DUMP_SUFFIX))]
     skipped_names = [name for name in names if not name.endswith((".html", DUMP_SUFFIX))]
     if not page_paths:
-        others = f" ({len(skipped_names)} other entries, e.g. {printable(skipped_names[0])})" if skipped_names else ""
+        others = f" ({len(skipped_names)} other entries, e.g. {display_name(skipped_names[0])})" if skipped_names else ""
         sys.exit(f"error: no *.html pages or *.json dumps in {in_dir}{others}")
     return page_paths, skipped_names
 

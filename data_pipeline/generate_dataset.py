@@ -3,10 +3,17 @@
     python -m data_pipeline.generate_dataset --model-type openchat --model-path llama-13b-eot \
         --in-file sharegpt_gpt4.json --out-dir data
 
+--in-file is clean ShareGPT JSON or conversation JSONL (detected; see
+`data_pipeline.conversations`). Conditioned (C-RLFT) model types render each
+conversation under its `condition` (the type's inference condition when it has
+none) and keep the item weights; other types ignore conditions and weights.
+
 Writes, into --out-dir:
 
     T.train.json, T.eval.json            [[token_ids, supervise_mask], ...]
                                          e.g. [[[1, 910, 29901, 2048, ...], [false, false, false, false, ...]]]
+                                         conditioned types: [[token_ids, supervise_mask, weights], ...], the
+                                         weights nonzero exactly where the mask is true, e.g. [..., [0.0, 0.1, 0.1]]
     T.train.text.json, T.eval.text.json  ["<s>Human: Hi<|end_of_turn|>Assistant: Hello<|end_of_turn|>", ...]
     T.report.json                        what was truncated, split and dropped, and the tokens kept
 
@@ -22,6 +29,12 @@ Fitting a conversation into the context (`--truncation`):
     tail            the original's raw cut at the context length; samples left with
                     no supervised token (they give a NaN loss) are dropped and counted.
 
+`--check_only` checks the model type and folder (known type, `config.json` of
+the type's architecture, a tokenizer with the EOT token) and writes nothing:
+run_data_pipeline.sh runs it before any stage. Outputs are written atomically;
+the previous run's outputs are removed first, so a failed run leaves none of
+them beside newer inputs.
+
 `--split-long` turns a conversation longer than the context into several
 samples of whole rounds (human + assistant), each with BOS (and the system turn,
 if any), so later turns are trained on instead of thrown away.
@@ -34,12 +47,21 @@ import json
 import os
 import random
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
-from ochat.utils.files import write_json_atomic
-from ochat.config import ModelConfig, RenderedTurn, get_model_config, join_turns, load_tokenizer, render_turns_batch
+from data_pipeline.conversations import read_conversations
+from ochat.config import (
+    ModelConfig,
+    RenderedTurn,
+    TokenizedSample,
+    get_model_config,
+    join_turns,
+    load_tokenizer,
+    render_turns_batch,
+)
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.files import write_json_atomic
 
 TRUNCATION_MODES = ("turn", "tail")
 
@@ -104,16 +126,17 @@ def fit_conversation(
     stats = stats if stats is not None else ConversionStats()
     max_context = config.max_context
     eot = tokenizer.eot_token_id
-    full_ids, full_mask = join_turns(config, tokenizer, turns)
+    full_sample = join_turns(config, tokenizer, turns)
+    full_ids, full_mask = full_sample
     stats.conversations += 1
     stats.tokens_total += len(full_ids)
     stats.supervised_total += sum(full_mask)
 
     if len(full_ids) <= max_context:
-        samples = [(full_ids, full_mask)]
+        samples = [full_sample]
         stats.fitted_whole += 1
     elif truncation == "tail" and not split_long:
-        samples = [(full_ids[:max_context], full_mask[:max_context])]
+        samples = [TokenizedSample(full_ids[:max_context], full_mask[:max_context], full_sample.weights[:max_context])]
         stats.truncated += 1
     else:
         bos_length = len(full_ids) - _length(turns, eot)
@@ -148,11 +171,12 @@ def fit_conversation(
             stats.truncated += 1
 
     kept = []
-    for token_ids, supervise_mask in samples:
+    for sample in samples:
+        token_ids, supervise_mask = sample
         if not any(supervise_mask):
             stats.dropped_no_supervised_tokens += 1
             continue
-        kept.append((token_ids, supervise_mask))
+        kept.append(sample)
         stats.samples += 1
         stats.tokens_kept += len(token_ids)
         stats.supervised_kept += sum(supervise_mask)
@@ -169,7 +193,7 @@ def convert_conversations(
 ) -> list[tuple[list[int], list[bool]]]:
     """Render (one batched tokenizer call) and fit every conversation; invalid ones are reported, not raised."""
     stats = stats if stats is not None else ConversionStats()
-    valid = []
+    valid, conditions = [], []
     for conversation in conversations:
         items = conversation.get("items") if isinstance(conversation, dict) else None
         if not isinstance(items, list) or not items or any(
@@ -178,11 +202,29 @@ def convert_conversations(
         ):
             stats.invalid.append(conversation.get("id") if isinstance(conversation, dict) else None)
             continue
+        if not valid_weights(items):
+            stats.invalid.append(conversation.get("id"))
+            continue
         valid.append(items)
+        conditions.append(conversation.get("condition") if config.is_conditioned else None)
     samples = []
-    for turns in render_turns_batch(config, tokenizer, valid):
+    for turns in render_turns_batch(config, tokenizer, valid, conditions=conditions):
         samples.extend(fit_conversation(config, tokenizer, turns, truncation, split_long, stats))
     return samples
+
+
+def valid_weights(items: Sequence[dict]) -> bool:
+    """Item weights, where given, are finite numbers >= 0 (the renderer would refuse others)."""
+    return all(
+        isinstance(weight, (int, float)) and not isinstance(weight, bool) and 0 <= weight < float("inf")
+        for weight in (item.get("weight", 1.0) for item in items)
+    )
+
+
+def sample_record(sample: TokenizedSample, conditioned: bool) -> list:
+    """The stored form: `[token_ids, supervise_mask, weights]` for conditioned types, the pair otherwise."""
+    token_ids, supervise_mask = sample
+    return [token_ids, supervise_mask, sample.weights] if conditioned else [token_ids, supervise_mask]
 
 
 def split_train_eval(conversations: list, eval_ratio: float, seed: int) -> tuple[list, list]:
@@ -213,30 +255,105 @@ def generate_dataset(
         raise ValueError(f"truncation must be one of {TRUNCATION_MODES}")
     if not os.path.isfile(in_file):
         raise FileNotFoundError(f"input file {in_file!r} does not exist")
-    with open(in_file, encoding="utf-8") as handle:
-        conversations = json.load(handle)
-    if not isinstance(conversations, list):
-        raise ValueError(f"{in_file} must hold a JSON list of conversations")
-    tokenizer = load_tokenizer(config, model_path)
-    tokenizer.eot_token_id  # a clear error now if the model has no EOT token yet
+    conversations, in_format = read_conversations(in_file)
+    tokenizer = check_model_path(config, model_path)
 
     os.makedirs(out_dir, exist_ok=True)
+    outputs = output_paths(out_dir, model_type)
+    remove_files(outputs)  # the last run's files must not outlive a failure of this one
+    try:
+        report = _convert_and_write(config, tokenizer, conversations, out_dir, model_type, model_path, in_file,
+                                    eval_ratio, seed, truncation, split_long, in_format)
+    except BaseException:
+        remove_files(outputs)
+        raise
+    return report
+
+
+def _convert_and_write(config, tokenizer, conversations, out_dir, model_type, model_path, in_file,
+                       eval_ratio, seed, truncation, split_long, in_format="sharegpt_json") -> dict:
     report = {"model_type": model_type, "model_path": model_path, "in_file": in_file,
               "max_context": config.max_context, "truncation": truncation, "split_long": split_long,
-              "eval_ratio": eval_ratio, "seed": seed}
+              "eval_ratio": eval_ratio, "seed": seed, "in_format": in_format,
+              "conditions": condition_counts(config, conversations)}
     for split_name, split_conversations in zip(("train", "eval"), split_train_eval(conversations, eval_ratio, seed)):
         stats = ConversionStats()
         samples = convert_conversations(config, tokenizer, split_conversations, truncation, split_long, stats)
         texts = tokenizer.hf_tokenizer.batch_decode([ids for ids, _ in samples], skip_special_tokens=False)
-        write_json_atomic(os.path.join(out_dir, f"{model_type}.{split_name}.json"), [[ids, mask] for ids, mask in samples], indent=None)
+        records = [sample_record(sample, config.is_conditioned) for sample in samples]
+        write_json_atomic(os.path.join(out_dir, f"{model_type}.{split_name}.json"), records, indent=None)
         write_json_atomic(os.path.join(out_dir, f"{model_type}.{split_name}.text.json"), texts, indent=None)
         report[split_name] = stats.as_dict()
     write_json_atomic(os.path.join(out_dir, f"{model_type}.report.json"), report, indent=None)
     return report
 
 
+def condition_counts(config: ModelConfig, conversations: Sequence[dict]) -> dict:
+    """Conversations per condition as rendered; an unconditioned type reports the conditions it ignores."""
+    counts: dict = {}
+    for conversation in conversations:
+        condition = conversation.get("condition") if isinstance(conversation, dict) else None
+        if config.is_conditioned and condition is None:
+            condition = config.inference_condition
+        if condition is not None:
+            counts[condition] = counts.get(condition, 0) + 1
+    return counts if config.is_conditioned else {"ignored (model type takes no condition)": counts} if counts else {}
+
+
+def output_paths(out_dir: str, model_type: str) -> list[str]:
+    names = [f"{model_type}.{split}{kind}.json" for split in ("train", "eval") for kind in ("", ".text")]
+    return [os.path.join(out_dir, name) for name in names + [f"{model_type}.report.json"]]
+
+
+def remove_files(paths: Sequence[str]) -> None:
+    for path in paths:
+        if os.path.isfile(path) or os.path.islink(path):
+            os.unlink(path)
+
+
+def check_model_path(config: ModelConfig, model_path: str):
+    """The folder's tokenizer, once the folder is known to suit the model type; a ValueError says what is wrong.
+
+    Checked before any data is read or written: a Hugging Face folder
+    (`config.json`) of the type's architecture, a tokenizer in it, the EOT token.
+    """
+    if not os.path.isdir(model_path):
+        raise ValueError(f"model path {model_path!r} is not a folder")
+    config_path = os.path.join(model_path, "config.json")
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            architecture = json.load(handle).get("model_type")
+    except FileNotFoundError:
+        raise ValueError(f"{model_path} is not a Hugging Face model folder (no config.json)") from None
+    except (OSError, ValueError, AttributeError) as error:
+        raise ValueError(f"cannot read {config_path}: {error}") from None
+    if architecture != config.architecture:
+        raise ValueError(
+            f"model type {config.name} needs a {config.architecture} model, but {model_path} holds a "
+            f"{architecture} model (config.json model_type); pick the model type that matches the folder"
+        )
+    if not any(os.path.isfile(os.path.join(model_path, name)) for name in TOKENIZER_FILES):
+        raise ValueError(f"{model_path} has no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
+    try:
+        tokenizer = load_tokenizer(config, model_path)
+    except (OSError, ValueError, ImportError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "install" in first_line.lower():  # transformers blames a library for files it cannot read
+            present = [name for name in TOKENIZER_FILES if os.path.isfile(os.path.join(model_path, name))]
+            first_line = f"its tokenizer files ({', '.join(present)}) are unreadable or incomplete"
+        raise ValueError(f"cannot load the tokenizer in {model_path}: {first_line}") from None
+    tokenizer.eot_token_id  # noqa: B018  (raises a clear ValueError when the EOT token is missing)
+    return tokenizer
+
+
+# Files of which one makes a folder hold a tokenizer that transformers can load.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+
+
 def print_summary(report: dict, out_dir: str) -> None:
     model_type = report["model_type"]
+    if report.get("conditions"):
+        print(f"{model_type}: {report['in_format']} input; conversations per condition: {report['conditions']}")
     for split_name in ("train", "eval"):
         stats = report[split_name]
         print(
@@ -253,9 +370,13 @@ def print_summary(report: dict, out_dir: str) -> None:
 def main(argv=None):
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_type", required=True, help="registry model type, e.g. openchat or openchat_tiny")
-    parser.add_argument("--model_path", required=True, help="model folder whose tokenizer has <|end_of_turn|>")
-    parser.add_argument("--in_file", required=True, help="clean conversations JSON (e.g. sharegpt_gpt4.json)")
-    parser.add_argument("--out_dir", required=True, help="folder for T.{train,eval}[.text].json and T.report.json")
+    parser.add_argument("--model_path", help="model folder whose tokenizer has <|end_of_turn|> (required to convert)")
+    parser.add_argument("--in_file",
+                        help="clean conversations JSON (e.g. sharegpt_gpt4.json) or conversation JSONL "
+                             "(e.g. sharegpt_crlft.jsonl from filter_sharegpt --mode c-rlft)")
+    parser.add_argument("--out_dir", help="folder for T.{train,eval}[.text].json and T.report.json")
+    parser.add_argument("--check_only", action="store_true",
+                        help="only check the model type and model folder (architecture, tokenizer, EOT); write nothing")
     parser.add_argument("--eval_ratio", type=float, default=0.01, help="share of conversations held out (default 0.01)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the train/eval split")
     parser.add_argument("--truncation", choices=TRUNCATION_MODES, default="turn",
@@ -264,12 +385,26 @@ def main(argv=None):
                         help="split conversations longer than the context into several samples of whole rounds")
     args = parser.parse_args(argv)
     if not 0 <= args.eval_ratio < 1:
-        parser.error("--eval-ratio must be in [0, 1)")
+        parser.error("--eval_ratio must be in [0, 1)")
+    if args.check_only:
+        try:
+            config = get_model_config(args.model_type)
+            if args.model_path is not None:
+                check_model_path(config, args.model_path)
+        except ValueError as error:
+            sys.exit(f"generate_dataset: {error}")
+        print(f"{args.model_type}: " + (f"{args.model_path} is usable" if args.model_path else "known model type"))
+        return
+    missing = [name for name in ("model_path", "in_file", "out_dir") if getattr(args, name) is None]
+    if missing:
+        parser.error("the following arguments are required: " + ", ".join("--" + name for name in missing))
     try:
         report = generate_dataset(args.model_type, args.model_path, args.in_file, args.out_dir,
                                   args.eval_ratio, args.seed, args.truncation, args.split_long)
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"generate_dataset: {error}")
+    except OSError as error:
+        sys.exit(f"generate_dataset: cannot write to {args.out_dir}: {error.strerror or error}")
     print_summary(report, args.out_dir)
 
 

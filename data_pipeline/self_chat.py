@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 from evaluation.api_client import ChatClient, ChatRequestError, add_client_args, gather_with_progress
-from evaluation.openai_eval import read_call_log
+from evaluation.benchmark_data import read_append_log
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_json_atomic
 
@@ -184,7 +184,7 @@ class SelfChatRun:
         elif self.log_path.exists() and self.log_path.stat().st_size and not args.resume:
             sys.exit(f"error: {self.log_path} holds an earlier run; pass --continue to resume or --overwrite")
         if self.log_path.exists():
-            for entry in read_call_log(self.log_path):
+            for entry in read_append_log(self.log_path):
                 if entry.get("seed_index") is not None and entry["seed_index"] < len(seeds) \
                         and entry.get("seed") == seeds[entry["seed_index"]]:
                     self.results[entry["seed_index"]] = entry

@@ -26,6 +26,7 @@ switches the run to free-text prompts and parsing, with one warning.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -126,7 +127,8 @@ class Judge:
 
     def __init__(self, client: ChatClient, parse_retries: int = 2, structured: bool = False):
         self.client, self.parse_retries, self.structured = client, parse_retries, structured
-        self.fallback_warned = False
+        self._structured_confirmed = False
+        self._probe = asyncio.Lock()  # the first structured call runs alone: a refusal then costs one request
 
     async def ask(self, request: JudgeRequest) -> dict:
         kind = VERDICT_KINDS[request.kind]
@@ -145,22 +147,34 @@ class Judge:
                 "structured": structured, "tstamp": time.time()}
 
     async def _chat(self, request: JudgeRequest, kind: VerdictKind) -> tuple[str, bool]:
-        params = {"temperature": request.temperature, "max_tokens": request.max_tokens, "seed": request.seed}
+        if self.structured and not self._structured_confirmed:
+            async with self._probe:
+                if self.structured and not self._structured_confirmed:
+                    return await self._probe_structured(request, kind)
         if self.structured:
-            try:
-                reply = await self.client.chat(request.model, with_instruction(request.messages, kind.instruction),
-                                               response_format=kind.response_format(), **params)
-                return reply, True
-            except ChatRequestError as error:
-                if error.status != 400:
-                    raise
-                reply = await self.client.chat(request.model, request.messages, **params)
-                if self.structured:  # the plain request went through: the 400 was about response_format
-                    self.structured = False
-                    print(f"warning: the judge refused response_format (HTTP 400: {str(error)[:200]}); "
-                          "falling back to free-text verdicts for the rest of the run", file=sys.stderr)
-                return reply, False
-        return await self.client.chat(request.model, request.messages, **params), False
+            return await self._send(request, kind, structured=True), True
+        return await self._send(request, kind, structured=False), False
+
+    async def _probe_structured(self, request: JudgeRequest, kind: VerdictKind) -> tuple[str, bool]:
+        """The run's first structured call: HTTP 400 means the server lacks response_format, so fall back."""
+        try:
+            reply = await self._send(request, kind, structured=True)
+        except ChatRequestError as error:
+            if error.status != 400:
+                raise
+            self.structured = False
+            print(f"warning: the judge refused response_format (HTTP 400: {str(error)[:200]}); "
+                  "falling back to free-text verdicts for the rest of the run", file=sys.stderr)
+            return await self._send(request, kind, structured=False), False
+        self._structured_confirmed = True
+        return reply, True
+
+    async def _send(self, request: JudgeRequest, kind: VerdictKind, structured: bool) -> str:
+        params = {"temperature": request.temperature, "max_tokens": request.max_tokens, "seed": request.seed}
+        if structured:
+            return await self.client.chat(request.model, with_instruction(request.messages, kind.instruction),
+                                          response_format=kind.response_format(), **params)
+        return await self.client.chat(request.model, request.messages, **params)
 
 
 def with_instruction(messages: list[dict], instruction: str) -> list[dict]:

@@ -11,7 +11,7 @@ INPUT_PATH/reviews). Writes `summary.json`:
                  "wins": 2, "ties": 1, "losses": 2, "failed": 3, "judged": 5, "failed_questions": 1,
                  "meaningful": false, "note": "only 5 judged questions (fewer than 20): not meaningful",
                  "conflict_rate": 0.25, "position_checked": 4,
-                 "categories": {"generic": {"score_pct": 114.3, "wins": 1, "ties": 0, "losses": 0}}}]}
+                 "categories": {"generic": {"score_pct": 114.3, "wins": 1, "ties": 0, "losses": 0, "judged": 1}}}]}
 
 score_pct is the model's total score over judged questions as a percentage of the
 baseline's total; win_rate counts ties half. `failed` counts failed judge calls (left out),
@@ -217,6 +217,7 @@ def summarize_model_reviews(records: list[dict], statistics: Statistics) -> dict
     for category, category_records in by_category.items():
         category_counts = score_counts(category_records)
         entry["categories"][category] = {key: category_counts[key] for key in ("score_pct", "wins", "ties", "losses")}
+        entry["categories"][category]["judged"] = len(category_records)
     return entry
 
 
@@ -244,9 +245,9 @@ def format_vicuna_table(summary: dict) -> str:
                            "failed calls", "conflicts", ""], rows)]
     categories = sorted({category for entry in summary["models"] for category in entry["categories"]})
     if categories:
-        rows = [[entry["model"]] + [_pct(entry["categories"].get(category, {}).get("score_pct"))
-                                    for category in categories] for entry in summary["models"]]
-        lines += ["", "per category, score %", format_table(["model"] + categories, rows)]
+        rows = [[entry["model"]] + [_category_cell(entry["categories"].get(category)) for category in categories]
+                for entry in summary["models"]]
+        lines += ["", "per category, score % (judged questions)", format_table(["model"] + categories, rows)]
     return "\n".join(lines)
 
 
@@ -413,6 +414,10 @@ def _mean(values: list[float]) -> Optional[float]:
 
 def _times100(value: Optional[float]) -> Optional[float]:
     return None if value is None else 100.0 * value
+
+
+def _category_cell(category: Optional[dict]) -> str:
+    return "-" if not category else f"{_pct(category['score_pct'])} ({category.get('judged', '?')})"
 
 
 def _times100_pair(pair: Optional[list]) -> Optional[list]:

@@ -193,8 +193,15 @@ def main() -> None:
     parser = ArgumentParser(description="Scripted OpenAI-compatible judge server for tests and benchmarks.")
     parser.add_argument("--port", type=int, default=18999)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds every reply is held")
+    parser.add_argument("--script", default=None, help="a JSON file holding the script (a list of rules)")
+    parser.add_argument("--baseline", default=None, help="the baseline model's name, to tell answer orders apart")
+    parser.add_argument("--reject_response_format", action="store_true",
+                        help="answer HTTP 400 to requests carrying response_format")
     args = parser.parse_args()
-    web.run_app(ScriptedJudge(latency=args.latency).app(), host="127.0.0.1", port=args.port)
+    script = json.loads(open(args.script, encoding="utf-8").read()) if args.script else []
+    judge = ScriptedJudge(script=script, baseline=args.baseline, latency=args.latency,
+                          reject_response_format=args.reject_response_format)
+    web.run_app(judge.app(), host="127.0.0.1", port=args.port, print=None)
 
 
 if __name__ == "__main__":

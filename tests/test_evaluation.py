@@ -252,7 +252,8 @@ def test_position_conflict_rate_counts_pairs_judged_in_both_orders(judged_scenar
 
 def test_per_category_breakdown(judged_scenario):
     categories = judged_scenario["summary"]["models"][0]["categories"]
-    assert categories["generic"] == {"score_pct": pytest.approx(100 * 8 / 7), "wins": 1, "ties": 0, "losses": 0}
+    assert categories["generic"] == {"score_pct": pytest.approx(100 * 8 / 7), "wins": 1, "ties": 0, "losses": 0,
+                                     "judged": 1}
     assert categories["knowledge"]["score_pct"] == pytest.approx(100 * 7 / 8)
     assert categories["writing"]["score_pct"] == pytest.approx(250.0)
     assert "roleplay" not in categories  # its only question has no verdict

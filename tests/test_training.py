@@ -39,7 +39,6 @@ def launch_command(model_dir: str, data_path: str, save_path: str, *extra: str) 
     ]
 
 
-
 def _env() -> dict:
     return dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
 
@@ -201,3 +200,57 @@ def test_bad_data_stops_the_launcher_with_a_clear_error(tiny_model_dir, tmp_path
     assert result.returncode != 0
     assert "token id 99999" in result.stdout + result.stderr
     assert time.monotonic() - started < 120
+
+
+def test_zero3_with_optimizer_and_parameter_offload_matches_zero2(reference_run, tiny_model_dir, tiny_data_dir, tmp_path):
+    """Same data, same steps: ZeRO-3 with both offloads logs ZeRO-2's losses and saves the same gathered weights."""
+    from safetensors.torch import load_file
+
+    save_path = str(tmp_path / "zero3")
+    run_training(*launch_command(tiny_model_dir, tiny_data_dir, save_path, *SHORT_RUN, "--zero_stage", "3",
+                                 "--offload_optimizer", "cpu", "--offload_params", "cpu"),
+                 log_path=str(tmp_path / "zero3.log"))
+    assert "ZeRO stage 3, optimizer offload cpu, parameter offload cpu" in open(tmp_path / "zero3.log").read()
+    steps, evals = read_metrics(save_path)
+    reference_steps, reference_evals = read_metrics(reference_run)
+    assert sorted(steps) == list(range(1, 9))
+    for step in range(1, 9):
+        assert steps[step]["loss"] == pytest.approx(reference_steps[step]["loss"], rel=1e-4), step
+    assert evals[-1]["eval_loss"] == pytest.approx(reference_evals[-1]["eval_loss"], rel=1e-4)
+    weights = load_file(os.path.join(save_path, "model.safetensors"))
+    reference_weights = load_file(os.path.join(reference_run, "model.safetensors"))
+    assert set(weights) == set(reference_weights)
+    for name, tensor in reference_weights.items():
+        torch.testing.assert_close(weights[name], tensor, rtol=1e-3, atol=1e-5)
+
+
+def test_a_stopped_rank_ends_the_run_with_its_name(tiny_model_dir, tiny_data_dir, tmp_path):
+    """SIGSTOP one rank mid-run: the other names it and the launcher exits non-zero within the timeout."""
+    import psutil
+
+    save_path = str(tmp_path / "stopped")
+    command = launch_command(tiny_model_dir, tiny_data_dir, save_path, "--epochs", "1", "--train_batch_size", "8",
+                             "--micro_batch_size", "2", "--collective_timeout", "0.25")
+    metrics = os.path.join(save_path, "metrics.jsonl")
+    with open(tmp_path / "stopped.log", "w") as log:
+        launcher = subprocess.Popen(command, cwd=REPO_ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        try:
+            deadline = time.monotonic() + RUN_TIMEOUT_S
+            while time.monotonic() < deadline and launcher.poll() is None and not (
+                    os.path.exists(metrics) and open(metrics).read().strip()):
+                time.sleep(0.1)
+            rank_one = [child for child in psutil.Process(launcher.pid).children(recursive=True)
+                        if "--local_rank=1" in child.cmdline()]
+            assert len(rank_one) == 1 and launcher.poll() is None
+            rank_one[0].send_signal(signal.SIGSTOP)
+            stopped_at = time.monotonic()
+            returncode = launcher.wait(timeout=180)
+        finally:
+            if launcher.poll() is None:
+                os.killpg(launcher.pid, signal.SIGKILL)
+                launcher.wait()
+    output = open(tmp_path / "stopped.log").read()
+    assert returncode != 0
+    assert "rank 1 stopped answering" in output, output[-3000:]
+    assert time.monotonic() - stopped_at < 120  # 15 s timeout, the watchdog's period, the launcher's clean-up

@@ -58,7 +58,7 @@ def load_model_config(config: ModelConfig, path: str, rope_scaling: str = "none"
     if not os.path.exists(os.path.join(path, "config.json")):
         raise FileNotFoundError(f"{path!r} is not a Hugging Face model folder (no config.json)")
     hf_config = AutoConfig.from_pretrained(path)
-    expected = {"llama": "llama", "gpt_bigcode": "gpt_bigcode"}[config.architecture]
+    expected = {"llama": "llama", "mistral": "mistral", "gpt_bigcode": "gpt_bigcode"}[config.architecture]
     if hf_config.model_type != expected:
         raise ValueError(
             f"model type {config.name} expects a {expected} checkpoint, but {path} holds {hf_config.model_type}"
@@ -74,15 +74,41 @@ def load_model(
     device: Optional[str] = None,
     rope_scaling: str = "none",
     attn_implementation: Optional[str] = None,
+    adapter_path: Optional[str] = None,
+    quantization_config=None,
 ):
-    """Load a causal LM for a model type; dtype None keeps the checkpoint's own dtype."""
+    """Load a causal LM for a model type; dtype None keeps the checkpoint's own dtype.
+
+    `adapter_path`: a peft LoRA adapter (a training run's SAVE_PATH/adapter) applied to the base at `path`
+    and merged into it, so the result is a plain transformers model that runs as fast as the base.
+    `quantization_config`: passed to `from_pretrained` (e.g. 4-bit bitsandbytes for QLoRA training).
+    """
     from transformers import AutoModelForCausalLM
 
     hf_config = load_model_config(config, path, rope_scaling)
     kwargs = {"config": hf_config, "dtype": dtype if dtype is not None else "auto"}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+        if device is not None:
+            kwargs["device_map"] = {"": device}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if device is not None:
+    if adapter_path is not None:
+        model = merge_adapter(model, adapter_path)
+    if device is not None and quantization_config is None:
         model.to(device)
     return model
+
+
+def merge_adapter(model, adapter_path: str):
+    """The base with a peft adapter merged in (its LoRA updates and any trained token rows)."""
+    if not os.path.isfile(os.path.join(adapter_path, "adapter_config.json")):
+        raise FileNotFoundError(f"{adapter_path!r} is not a peft adapter folder (no adapter_config.json); "
+                                "a LoRA training run writes one to SAVE_PATH/adapter")
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise ValueError(f"adapter {adapter_path} does not fit the base model: {error}") from None

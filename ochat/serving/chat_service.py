@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ochat.config import ChatTokenizer, ModelConfig, render_conversation
+from ochat.config import ChatTokenizer, ModelConfig, check_condition, render_conversation
 from ochat.serving.detokenize import IncrementalDecoder, byte_token_ids, special_token_ids
 from ochat.serving.engine import SamplingParams
 from ochat.serving.protocol import ChatCompletionRequest, OpenAIError, now
@@ -81,6 +81,7 @@ class ChatService:
     pool: ReplicaPool
     model_names: list[str]
     created: int = field(default_factory=now)
+    default_condition: Optional[str] = None  # condition of requests that name none; None: the type's inference one
 
     def __post_init__(self):
         hf_tokenizer = self.tokenizer.hf_tokenizer
@@ -99,10 +100,26 @@ class ChatService:
             raise OpenAIError(404, f"The model `{name}` does not exist; this server serves {self.model_names[0]!r}",
                               param="model", code="model_not_found")
 
+    @property
+    def served_condition(self) -> Optional[str]:
+        """The condition a request without one is answered under (None for unconditioned types)."""
+        if not self.config.is_conditioned:
+            return None
+        return self.config.inference_condition if self.default_condition is None else self.default_condition
+
+    def condition_of(self, request: ChatCompletionRequest) -> Optional[str]:
+        """The request's condition, or the default; a 400 when the model type takes none."""
+        condition = self.default_condition if request.condition is None else request.condition
+        try:
+            check_condition(self.config, condition)
+        except ValueError as error:
+            raise OpenAIError(400, str(error), param="condition", code="condition_not_supported") from None
+        return condition
+
     def render(self, request: ChatCompletionRequest) -> tuple[list[int], int]:
         """Prompt ids and the completion budget, or a 400 when the context cannot hold them."""
         prompt_ids, _mask = render_conversation(self.config, self.tokenizer, request.conversation,
-                                                add_generation_prompt=True)
+                                                add_generation_prompt=True, condition=self.condition_of(request))
         max_context = self.config.max_context
         room = max_context - len(prompt_ids)
         if room <= 0:

@@ -132,14 +132,14 @@ async def stream_chat_completion(request, service: ChatService, chat: ChatComple
 
 async def list_models(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
-    return web.json_response(model_list(service.model_names[:1], service.created))
+    return web.json_response(model_list(service.model_names[:1], service.created, service.served_condition))
 
 
 async def get_model(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     name = request.match_info["model"]
     service.check_model(name)
-    return web.json_response(model_card(name, service.created))
+    return web.json_response(model_card(name, service.created, service.served_condition))
 
 
 async def health(request: web.Request) -> web.Response:

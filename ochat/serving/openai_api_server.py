@@ -11,7 +11,10 @@ server and training see the same tokens. Each replica is a Ray actor holding
 the model and a continuous-batching engine (`ochat.serving.engine`); the front
 renders prompts, routes each request to the least-loaded replica, and turns
 token ids back into text. Chat UIs that only offer OpenAI's model names work
-with `--model_name gpt-3.5-turbo` (or whichever name they send). One JSON line
+with `--model_name gpt-3.5-turbo` (or whichever name they send). Conditioned
+(C-RLFT) types such as `openchat_v3.2` answer under the request's extra body
+field `condition` (`"GPT4"`, `"GPT3"`, ...), else under `--condition`, else
+under the type's inference condition; other types refuse one. One JSON line
 per request goes to `--logfile` or stderr, for example:
 
     {"time": "2026-11-21T10:00:00Z", "id": "chatcmpl-..", "method": "POST", "path": "/v1/chat/completions",
@@ -30,7 +33,7 @@ from typing import Optional
 import ray
 from aiohttp import web
 
-from ochat.config import get_model_config, load_tokenizer
+from ochat.config import check_condition, get_model_config, load_tokenizer
 from ochat.serving.chat_service import ChatService
 from ochat.serving.http_app import build_app, request_logger
 from ochat.serving.replica_pool import ReplicaPool, start_ray, start_replicas
@@ -44,6 +47,7 @@ def main(argv=None) -> None:
     setup_logging(args.logfile)
     try:
         config = get_model_config(args.model_type)
+        check_condition(config, args.condition)
         tokenizer = load_tokenizer(config, args.model_path)
         _ = tokenizer.eot_token_id  # fails early, with the fix, when the checkpoint lacks <|end_of_turn|>
     except (ValueError, FileNotFoundError, OSError) as error:
@@ -71,6 +75,7 @@ def main(argv=None) -> None:
         tokenizer=tokenizer,
         pool=ReplicaPool(actors, capacity_per_replica=args.max_batch_size + args.max_queue),
         model_names=served_model_names(args),
+        default_condition=args.condition,
     )
     app = build_app(service, args)
     logger.info("serving %s on http://%s:%d/v1 (%d replica(s))", service.model_names[0], args.host, args.port,
@@ -88,6 +93,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model_name", default=None,
                         help="model id clients send and /v1/models lists (default: the model type; the folder name "
                              "is accepted too)")
+    parser.add_argument("--condition", default=None,
+                        help="C-RLFT condition for requests that name none (conditioned types such as openchat_v3.2 "
+                             "only; default: the type's inference condition, e.g. GPT4); a request's own `condition` "
+                             "field overrides it")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=18888, help="port to bind (default 18888)")
     parser.add_argument("--num_replicas", type=int, default=1, help="model replicas, one Ray actor each (default 1)")

@@ -79,6 +79,7 @@ class ChatCompletionRequest:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     user: Optional[str] = None
+    condition: Optional[str] = None  # C-RLFT condition (an extra body field); None: the server's default
 
 
 def _number(body: dict, name: str, default: float, low: float, high: float) -> float:
@@ -195,6 +196,9 @@ def parse_chat_request(body: Any) -> ChatCompletionRequest:
     if user is not None and not isinstance(user, str):
         raise bad_request("user must be a string", "user")
     n = _integer(body, "n", 1, MAX_CHOICES)
+    condition = body.get("condition")
+    if condition is not None and not isinstance(condition, str):
+        raise bad_request("condition must be a string, e.g. \"GPT4\"", "condition")
     return ChatCompletionRequest(
         model=model,
         conversation=conversation,
@@ -209,6 +213,7 @@ def parse_chat_request(body: Any) -> ChatCompletionRequest:
         presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
         frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
         user=user,
+        condition=condition,
     )
 
 
@@ -268,9 +273,13 @@ def usage_chunk(completion_id: str, created: int, model: str, prompt_tokens: int
             "choices": [], "usage": usage(prompt_tokens, completion_tokens)}
 
 
-def model_card(model_id: str, created: int) -> dict:
-    return {"id": model_id, "object": "model", "created": created, "owned_by": "ochat"}
+def model_card(model_id: str, created: int, condition: Optional[str] = None) -> dict:
+    """OpenAI's model object; a conditioned (C-RLFT) model adds the condition requests get by default."""
+    card = {"id": model_id, "object": "model", "created": created, "owned_by": "ochat"}
+    if condition is not None:
+        card["condition"] = condition
+    return card
 
 
-def model_list(model_ids: list[str], created: int) -> dict:
-    return {"object": "list", "data": [model_card(model_id, created) for model_id in model_ids]}
+def model_list(model_ids: list[str], created: int, condition: Optional[str] = None) -> dict:
+    return {"object": "list", "data": [model_card(model_id, created, condition) for model_id in model_ids]}

@@ -5,6 +5,12 @@ each `[token_ids, supervise_mask]` of equal length, e.g.
 
     [[[1, 12, 7, 2049, 40, 9, 2049], [false, false, false, false, false, true, true]]]
 
+or, for conditioned (C-RLFT) data, `[token_ids, supervise_mask, weights]` with
+per-token weights (the source's reward) nonzero exactly where the mask is true:
+
+    [[[1, 12, 7, 2049, 40, 9, 2049], [false, false, false, false, false, true, true],
+      [0.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.1]]]
+
 Batch plan. Each epoch shuffles the samples (seed + epoch) and cuts them into
 global batches of `train_batch_size` samples, one optimizer step each (the
 last step of an epoch takes the remainder, so no sample is left out). Inside a
@@ -23,10 +29,16 @@ differ only in speed.
 
 Loss weights. Every target token (the next token, where the supervise mask is
 true) carries a weight so that summing `weight * cross_entropy` over all
-micro-batches of all ranks gives the step's loss:
+micro-batches of all ranks gives the step's loss. With `w` the target token's
+own weight (1.0 unless the data carries weights):
 
-    token       1 / (supervised tokens in the whole global batch)
-    per_sample  1 / (supervised tokens of the sample * samples in the global batch)
+    token       w / (sum of w over the target tokens of the whole global batch)
+    per_sample  w / (supervised tokens of the sample * samples in the global batch)
+
+So `token` is OpenChat's reward-weighted C-RLFT loss, sum(w * CE) / sum(w), and
+with all weights 1.0 both are exactly the unweighted means. Samples keep their
+weights through length grouping and packing: plans deal sample indices, and
+`collate` reads each sample's weights.
 """
 
 from __future__ import annotations
@@ -38,6 +50,8 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
+
+from ochat.config.conversation_template import TokenizedSample
 
 IGNORE_INDEX = -100
 GROUPING_MODES = ("none", "length", "packing")
@@ -65,8 +79,12 @@ def resolve_data_files(data_path: str, model_type: str) -> tuple[str, Optional[s
     return train_file, eval_file if os.path.isfile(eval_file) else None
 
 
-def load_samples(path: str, vocab_size: int, max_context: int) -> list[tuple[list[int], list[bool]]]:
-    """Read and check one data file: shape, token ids within the vocabulary, lengths within the context."""
+def load_samples(path: str, vocab_size: int, max_context: int) -> list[TokenizedSample]:
+    """Read and check one data file: shape, token ids within the vocabulary, lengths within the context.
+
+    Each sample unpacks as `(token_ids, supervise_mask)`; its per-token `.weights` are 1.0 on the
+    supervised tokens of two-field data.
+    """
     try:
         with open(path, encoding="utf-8") as handle:
             raw = json.load(handle)
@@ -77,12 +95,19 @@ def load_samples(path: str, vocab_size: int, max_context: int) -> list[tuple[lis
     samples = []
     for index, sample in enumerate(raw):
         if (
-            not isinstance(sample, (list, tuple)) or len(sample) != 2
-            or not isinstance(sample[0], list) or not isinstance(sample[1], list)
-            or len(sample[0]) != len(sample[1]) or not sample[0]
+            not isinstance(sample, (list, tuple)) or len(sample) not in (2, 3)
+            or not all(isinstance(field, list) and len(field) == len(sample[0]) for field in sample)
+            or not sample[0]
         ):
-            raise DataError(f"{path}: sample {index} is not a pair of equal-length, non-empty lists [token_ids, supervise_mask]")
-        token_ids, supervise_mask = sample
+            raise DataError(
+                f"{path}: sample {index} is not [token_ids, supervise_mask] or [token_ids, supervise_mask, weights] "
+                "of equal-length, non-empty lists"
+            )
+        token_ids, supervise_mask = sample[0], sample[1]
+        if not all(type(token_id) is int for token_id in token_ids):
+            wrong = next(token_id for token_id in token_ids if type(token_id) is not int)
+            raise DataError(f"{path}: sample {index} has a token id that is not an integer ({wrong!r:.40}); "
+                            "regenerate the data with data_pipeline.generate_dataset")
         largest = max(token_ids)
         if largest >= vocab_size or min(token_ids) < 0:
             raise DataError(
@@ -95,8 +120,23 @@ def load_samples(path: str, vocab_size: int, max_context: int) -> list[tuple[lis
                 f"{path}: sample {index} has {len(token_ids)} tokens, more than the model type's context of "
                 f"{max_context}; the data was made for another model type"
             )
-        samples.append((token_ids, [bool(flag) for flag in supervise_mask]))
+        supervise_mask = [bool(flag) for flag in supervise_mask]
+        weights = _checked_weights(path, index, sample[2], supervise_mask) if len(sample) == 3 else None
+        samples.append(TokenizedSample(token_ids, supervise_mask, weights))
     return samples
+
+
+def _checked_weights(path: str, index: int, weights: list, supervise_mask: list[bool]) -> list[float]:
+    """Per-token weights: finite numbers >= 0, zero wherever the mask is false."""
+    for position, (weight, supervised) in enumerate(zip(weights, supervise_mask)):
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
+            raise DataError(f"{path}: sample {index} has weight {weight!r} at position {position}; weights are numbers >= 0")
+        if weight and not supervised:
+            raise DataError(
+                f"{path}: sample {index} has weight {weight} at position {position}, where the supervise mask is "
+                "false; weights must be nonzero only on supervised tokens"
+            )
+    return [float(weight) for weight in weights]
 
 
 def supervised_target_count(supervise_mask: Sequence[bool]) -> int:
@@ -113,6 +153,7 @@ class StepPlan:
     samples_with_targets: int  # samples in the global batch that have at least one target
     tokens: int  # all tokens in the global batch
     padded_tokens: int  # positions the model computes: tokens plus padding
+    target_weight: Optional[float] = None  # sum of target-token weights in the global batch; set by `collate`
 
 
 def _deal_round_robin(groups: list[list[int]], world_size: int, accumulation_steps: int) -> list[list[list[int]]]:
@@ -191,12 +232,32 @@ def _targets(token_ids: Sequence[int], supervise_mask: Sequence[bool]) -> list[i
     ] + [IGNORE_INDEX]
 
 
-def _sample_weight(supervised_count: int, plan: StepPlan, loss_reduction: str) -> float:
+def target_token_weights(sample) -> list[float]:
+    """Each position's target weight (that of the next token where it is supervised), aligned with `_targets`."""
+    token_ids, supervise_mask = sample
+    weights = getattr(sample, "weights", None) or [1.0 if flag else 0.0 for flag in supervise_mask]
+    return [weights[t + 1] if supervise_mask[t + 1] else 0.0 for t in range(len(token_ids) - 1)] + [0.0]
+
+
+def step_target_weight(samples: Sequence, plan: StepPlan) -> float:
+    """Sum of target weights over the global batch (every rank's micro-batches); the same on every rank."""
+    if plan.target_weight is None:
+        plan.target_weight = sum(
+            sum(target_token_weights(samples[index]))
+            for rank_batches in plan.micro_batches for indices in rank_batches for index in indices
+        )
+    return plan.target_weight
+
+
+def _loss_weights(sample, supervised_count: int, samples: Sequence, plan: StepPlan, loss_reduction: str) -> list[float]:
+    """Each position's share of the step loss (see the module docstring)."""
     if supervised_count == 0:
-        return 0.0
+        return [0.0] * len(sample[0])
     if loss_reduction == "token":
-        return 1.0 / plan.supervised_tokens
-    return 1.0 / (supervised_count * plan.samples_with_targets)
+        normaliser = step_target_weight(samples, plan)
+    else:
+        normaliser = supervised_count * plan.samples_with_targets
+    return [weight / normaliser if weight else 0.0 for weight in target_token_weights(sample)]
 
 
 def collate(
@@ -222,9 +283,8 @@ def collate(
     rows = []
     for index in indices:
         token_ids, supervise_mask = samples[index]
-        weight = _sample_weight(supervised_target_count(supervise_mask), plan, loss_reduction)
         targets = _targets(token_ids, supervise_mask)
-        weights = [weight if target != IGNORE_INDEX else 0.0 for target in targets]
+        weights = _loss_weights(samples[index], supervised_target_count(supervise_mask), samples, plan, loss_reduction)
         rows.append((token_ids, targets, weights))
     tokens = sum(len(row[0]) for row in rows)
 

@@ -1,4 +1,4 @@
-"""Fine-tune a registry model on tokenized conversations with DeepSpeed (ZeRO-2).
+"""Fine-tune a registry model on tokenized conversations with DeepSpeed (ZeRO-2 or 3), fully or with LoRA.
 
 One node, N GPUs (on a machine without a GPU the same command runs N CPU ranks):
 
@@ -45,14 +45,37 @@ epoch, so a run killed mid-epoch ends with the same steps, learning rates and
 weights as an uninterrupted one. Settings that would change the schedule or the
 order (batch size, ranks, grouping, seed, ...) are refused on resume.
 `--max_steps` ends the run early; the cosine schedule then ends there too.
+On resume, metrics.jsonl keeps only the records up to the checkpoint's step
+(the killed run may have logged a few steps after it).
+
+LoRA (`--lora_rank R`, see `ochat.training_deepspeed.lora`): peft adapters on
+every linear layer of attention and MLP (`--lora_target_modules`), the base
+frozen except the <|end_of_turn|> rows of the embedding and output layer.
+`--load_in_4bit` loads the frozen base in 4 bits (QLoRA, bitsandbytes, CUDA
+only). Same launcher, batching, loss and resume as full fine-tuning.
+
+Memory. `--zero_stage 3` partitions the parameters too (the final save
+gathers them); `--offload_optimizer cpu` keeps Adam state in host memory
+(ZeRO-2 or 3), `--offload_params cpu` the parameters as well (ZeRO-3). Before
+loading the model the run prints the memory plan of
+`ochat.training_deepspeed.plan` for its setup and warns when it will not fit.
+
+Failures. Every collective waits at most `--collective_timeout` minutes; a
+rank that stops answering (stopped, swapped out, hung node) for half of it ends
+the whole run with a non-zero exit and a message naming it, instead of a hang.
 
 Outputs in --save_path:
 
     config.json, model.safetensors, generation_config.json,
     tokenizer files (tokenizer.model, chat template)   the fine-tuned model, Hugging Face format
+                       (LoRA: the adapter merged into the base)
+    adapter/           LoRA runs: the peft adapter alone (adapter_config.json, adapter_model.safetensors)
     metrics.jsonl      one line per optimizer step and per evaluation, e.g.
                        {"step": 3, "epoch": 0, "loss": 6.91, "lr": 1.9e-05, "grad_norm": 1.2,
-                        "tokens_per_s": 5123.0, "supervised_tokens_per_s": 2311.4, "padding_ratio": 0.04}
+                        "tokens_per_s": 5123.0, "supervised_tokens_per_s": 2311.4, "padding_ratio": 0.04,
+                        "peak_memory_gb": 31.2, "runtime_memory_gb": 0.9}
+                       (peak: rank 0's CUDA memory allocated, or its resident memory on a CPU;
+                        runtime: what was resident before the model loaded)
                        {"step": 10, "epoch": 0, "eval_loss": 6.52, "eval_samples": 20}
     checkpoints/       DeepSpeed checkpoints every --save_every steps, for --resume
     tensorboard/       the same scalars, when tensorboard is installed
@@ -68,26 +91,29 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from ochat.training_deepspeed.data import (
     LOSS_REDUCTIONS,
     DataError,
     load_samples,
     plan_epoch,
-    plan_step,
     resolve_data_files,
     steps_per_epoch,
     supervised_target_count,
 )
+from ochat.training_deepspeed.deepspeed_settings import (
+    OFFLOAD_CHOICES,
+    TrainingSetupError,
+    check_save_path,
+    resolve_deepspeed_config,
+)
+from ochat.training_deepspeed.lora import ADAPTER_DIR, DEFAULT_TARGET_MODULES, LoraSettings
 from ochat.utils.cli import ArgumentParser
 
 DEFAULT_DEEPSPEED_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "deepspeed_config.json")
 CHECKPOINT_DIR = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
-
-
-class TrainingSetupError(ValueError):
-    """Bad arguments or inputs, found before any process group exists."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -120,15 +146,46 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in SAVE_PATH/checkpoints")
     parser.add_argument("--seed", type=int, default=42, help="seed of the data order (default 42)")
     parser.add_argument("--no_gradient_checkpointing", action="store_true", help="keep activations instead of recomputing them")
+    parser.add_argument("--collective_timeout", type=float, default=10.0,
+                        help="minutes a rank waits for the others before the run stops with an error naming "
+                             "the rank that does not answer (default 10)")
+    memory = parser.add_argument_group("ZeRO and offload")
+    memory.add_argument("--zero_stage", type=int, choices=(0, 1, 2, 3), default=None,
+                        help="ZeRO stage (overrides the config's, which is 2): 3 also partitions the parameters")
+    memory.add_argument("--offload_optimizer", choices=OFFLOAD_CHOICES, default="none",
+                        help="cpu: keep optimizer state (and its step) in host memory (ZeRO-Offload)")
+    memory.add_argument("--offload_params", choices=OFFLOAD_CHOICES, default="none",
+                        help="cpu: keep parameters in host memory between uses (ZeRO-3 only)")
+    lora = parser.add_argument_group("LoRA (peft)")
+    lora.add_argument("--lora_rank", type=int, default=0, help="train LoRA adapters of this rank (0: full fine-tuning)")
+    lora.add_argument("--lora_alpha", type=float, default=None, help="LoRA scaling numerator (default 2 x rank)")
+    lora.add_argument("--lora_dropout", type=float, default=0.05, help="dropout on the LoRA input (default 0.05)")
+    lora.add_argument("--lora_target_modules", default=DEFAULT_TARGET_MODULES,
+                      help="comma-separated module names to adapt, e.g. q_proj,v_proj "
+                           "(default all-linear: every linear layer of attention and MLP)")
+    lora.add_argument("--load_in_4bit", action="store_true",
+                      help="QLoRA: load the frozen base in 4-bit NF4 (bitsandbytes, CUDA only; needs --lora_rank)")
     parser.add_argument("--local_rank", type=int, default=int(os.environ.get("LOCAL_RANK", 0)), help="set by the launcher")
     parser = deepspeed.add_config_arguments(parser)
     args = parser.parse_args(argv)
     if args.deepspeed_config is None:
         args.deepspeed_config = DEFAULT_DEEPSPEED_CONFIG
-    for name in ("epochs", "train_batch_size", "micro_batch_size", "max_steps"):
+    for name in ("epochs", "train_batch_size", "micro_batch_size", "max_steps", "keep_checkpoints"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name} must be at least 1")
+    if args.save_every < 0:
+        parser.error("--save_every must be 0 (never) or a positive number of optimizer steps")
+    if args.collective_timeout <= 0:
+        parser.error("--collective_timeout must be a positive number of minutes")
+    if args.lora_rank < 0:
+        parser.error("--lora_rank must be 0 (full fine-tuning) or positive")
+    if not 0 <= args.lora_dropout < 1:
+        parser.error("--lora_dropout must be in [0, 1)")
+    if args.load_in_4bit and not args.lora_rank:
+        parser.error("--load_in_4bit trains LoRA adapters on a 4-bit base: add --lora_rank (e.g. 64)")
+    if args.lora_alpha is None:
+        args.lora_alpha = 2.0 * args.lora_rank
     if not 0 <= args.warmup_ratio < 1:
         parser.error("--warmup_ratio must be in [0, 1)")
     return args
@@ -151,56 +208,6 @@ class Setup:
     total_steps: int
 
 
-def resolve_deepspeed_config(path: str, args, world_size: int, on_cuda: bool) -> dict:
-    """Read the DeepSpeed config and fill in batch sizes and precision for this world size and device."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            ds_config = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
-        raise TrainingSetupError(f"cannot read the DeepSpeed config {path!r}: {error}") from None
-    for key in ("optimizer", "scheduler"):
-        if key in ds_config:
-            raise TrainingSetupError(f"{path}: remove the {key!r} section; AdamW and the cosine schedule are set by flags (--lr ...)")
-    if int(ds_config.get("zero_optimization", {}).get("stage", 0)) > 2:
-        raise TrainingSetupError(f"{path}: ZeRO stage 3 is not supported; evaluation and the final save read full "
-                                 "parameters on each rank (use stage 2)")
-    if args.train_batch_size is not None:
-        ds_config["train_batch_size"] = args.train_batch_size
-    if args.micro_batch_size is not None:
-        ds_config["train_micro_batch_size_per_gpu"] = args.micro_batch_size
-    global_batch = ds_config.get("train_batch_size", "auto")
-    micro = ds_config.get("train_micro_batch_size_per_gpu", "auto")
-    accumulation = ds_config.get("gradient_accumulation_steps", "auto")
-    micro = 1 if micro == "auto" else int(micro)
-    if global_batch == "auto":
-        accumulation = 1 if accumulation == "auto" else int(accumulation)
-        global_batch = micro * accumulation * world_size
-    global_batch = int(global_batch)
-    if accumulation == "auto":
-        if global_batch % (micro * world_size):
-            raise TrainingSetupError(
-                f"global batch {global_batch} is not a multiple of micro-batch {micro} x {world_size} ranks; "
-                "change train_batch_size or train_micro_batch_size_per_gpu (or --train_batch_size / --micro_batch_size)"
-            )
-        accumulation = global_batch // (micro * world_size)
-    accumulation = int(accumulation)
-    if micro * accumulation * world_size != global_batch:
-        raise TrainingSetupError(
-            f"train_batch_size {global_batch} != micro-batch {micro} x accumulation {accumulation} x {world_size} ranks"
-        )
-    ds_config.update(train_batch_size=global_batch, train_micro_batch_size_per_gpu=micro,
-                     gradient_accumulation_steps=accumulation)
-    bf16 = dict(ds_config.get("bf16", {}))
-    if bf16.get("enabled", "auto") == "auto":
-        bf16["enabled"] = on_cuda
-    ds_config["bf16"] = bf16
-    if ds_config.get("fp16", {}).get("enabled") == "auto":
-        ds_config["fp16"]["enabled"] = False
-    if ds_config.get("gradient_clipping") == "auto":
-        ds_config["gradient_clipping"] = 1.0
-    return ds_config
-
-
 def prepare(args) -> Setup:
     """Check every input the same way on every rank, before `deepspeed.init_distributed` can hang on a failure."""
     import torch
@@ -213,10 +220,13 @@ def prepare(args) -> Setup:
         config = get_model_config(args.model_type)
     except ValueError as error:
         raise TrainingSetupError(str(error)) from None
+    check_save_path(args.save_path)
+    if args.load_in_4bit:
+        check_4bit_available()
     try:
         hf_config = load_model_config(config, args.model_path)
         tokenizer = load_tokenizer(config, args.model_path)
-        tokenizer.eot_token_id  # raises with the add_eot_token command when the token is missing
+        _ = tokenizer.eot_token_id  # raises with the add_eot_token command when the token is missing
     except (FileNotFoundError, ValueError, OSError) as error:
         raise TrainingSetupError(str(error)) from None
     vocab_size = min(hf_config.vocab_size, len(tokenizer))
@@ -253,10 +263,15 @@ def main(argv=None):
     import torch
     import torch.distributed as dist
 
+    from ochat.training_deepspeed.watchdog import RankWatchdog
+
     backend = "nccl" if setup.on_cuda else "gloo"
-    deepspeed.init_distributed(dist_backend=backend)
+    deepspeed.init_distributed(dist_backend=backend, timeout=timedelta(minutes=args.collective_timeout))
     torch.manual_seed(args.seed)
     rank, world_size = dist.get_rank(), dist.get_world_size()
+    # half the collective timeout, so a stopped rank is named before a collective times out without a name
+    watchdog = RankWatchdog(rank, world_size, timeout_s=args.collective_timeout * 30)
+    watchdog.start()
     log = _rank_zero_logger(rank)
     device = torch.device("cuda", args.local_rank) if setup.on_cuda else torch.device("cpu")
     if setup.on_cuda:
@@ -272,16 +287,126 @@ def main(argv=None):
     log(f"global batch {ds_config['train_batch_size']} = micro-batch {ds_config['train_micro_batch_size_per_gpu']} x "
         f"accumulation {ds_config['gradient_accumulation_steps']} x {world_size} ranks; "
         f"{setup.steps_per_epoch} steps per epoch, {setup.total_steps} steps in all; loss reduction {args.loss_reduction}")
+    if rank == 0:
+        warn_if_it_will_not_fit(args, setup, bf16, world_size, log)
 
+    runtime_memory = peak_memory_bytes(setup.on_cuda)  # before the model: interpreter, libraries, data
     engine, lr_scheduler = build_engine(args, setup, bf16, device, log)
     trainer = Trainer(args, setup, engine, lr_scheduler, device, rank, world_size, log)
+    trainer.runtime_memory = runtime_memory
     trainer.restore()
     trainer.train()
+    final_model = gather_final_model(engine, args, setup, bf16, rank)
     if rank == 0:
-        save_hf_checkpoint(engine.module, setup.config, setup.tokenizer, args.model_path, args.save_path)
-        log(f"fine-tuned model written to {args.save_path}")
+        if args.lora_rank:
+            adapter_path = os.path.join(args.save_path, ADAPTER_DIR)
+            final_model.save_pretrained(adapter_path)
+            log(f"LoRA adapter written to {adapter_path}")
+            final_model = final_model.merge_and_unload()
+        save_hf_checkpoint(final_model, setup.config, setup.tokenizer, args.model_path, args.save_path)
+        log(f"fine-tuned model written to {args.save_path}" + (" (adapter merged into the base)" if args.lora_rank else ""))
     dist.barrier()
+    watchdog.stop()
     trainer.close()
+
+
+def check_4bit_available() -> None:
+    """QLoRA needs CUDA and bitsandbytes; say so before anything loads."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise TrainingSetupError("--load_in_4bit (QLoRA) needs a CUDA GPU: bitsandbytes' 4-bit kernels do not run on "
+                                 "this machine's CPU; drop --load_in_4bit to train LoRA on the full-precision base")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise TrainingSetupError("--load_in_4bit needs bitsandbytes: pip install bitsandbytes (or the project's gpu extra)")
+
+
+def warn_if_it_will_not_fit(args, setup: Setup, bf16: bool, world_size: int, log) -> None:
+    """Print the memory plan of this very setup and warn when it exceeds the device's memory."""
+    from ochat.models import load_model_config
+    from ochat.training_deepspeed import plan
+
+    try:
+        shape = plan.model_shape(load_model_config(setup.config, args.model_path))
+    except Exception as error:  # noqa: BLE001 - a plan is advice; never stop a run for it
+        log(f"memory plan skipped: {error}")
+        return
+    zero = setup.deepspeed_config.get("zero_optimization", {})
+    longest = max(len(sample[0]) for sample in setup.train_samples)
+    micro = setup.deepspeed_config["train_micro_batch_size_per_gpu"]
+    estimate = plan.estimate(
+        shape, "this run", num_gpus=world_size, micro_batch_size=micro, context=longest, lora_rank=args.lora_rank,
+        zero_stage=int(zero.get("stage", 0)), quantized=args.load_in_4bit,
+        offload_optimizer=zero.get("offload_optimizer", {}).get("device", "none") not in (None, "none"),
+        offload_params=zero.get("offload_param", {}).get("device", "none") not in (None, "none"),
+        dtype_bytes=2 if bf16 else 4, gradient_checkpointing=not args.no_gradient_checkpointing,
+        reduce_bucket_elements=float(zero.get("reduce_bucket_size", plan.REDUCE_BUCKET_ELEMENTS)),
+    )
+    available, where = device_memory_bytes(setup.on_cuda, world_size)
+    log(f"memory plan per rank: weights {estimate.weights / plan.GB:.2f} GB, gradients {estimate.gradients / plan.GB:.2f}, "
+        f"optimizer {estimate.optimizer / plan.GB:.2f}, activations {estimate.activations / plan.GB:.2f}, "
+        f"buffers {estimate.buffers / plan.GB:.2f}: total {estimate.total / plan.GB:.2f} GB of {available / plan.GB:.1f} GB {where}")
+    if estimate.total > plan.HEADROOM * available:
+        log(f"WARNING: this setup needs about {estimate.total / plan.GB:.1f} GB per rank but {where} has "
+            f"{available / plan.GB:.1f} GB; it will probably run out of memory. See the options that fit with "
+            f"python -m ochat.training_deepspeed.plan --model_path {args.model_path} --num_gpus {world_size} "
+            f"--gpu_memory_gb {available / plan.GB:.0f} (LoRA, ZeRO-3, offload)")
+
+
+def device_memory_bytes(on_cuda: bool, world_size: int) -> tuple[float, str]:
+    import torch
+
+    if on_cuda:
+        return float(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory), "each GPU"
+    import psutil
+
+    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+    return psutil.virtual_memory().total / max(1, ranks_here), "each CPU rank's share of host memory"
+
+
+def gather_final_model(engine, args, setup: Setup, bf16: bool, rank: int):
+    """The trained model, whole, on rank 0 (None elsewhere): under ZeRO-3, and for LoRA, rebuilt on the CPU.
+
+    ZeRO-3 holds only a shard of each parameter per rank, so its full state is gathered layer by layer to
+    rank 0 (every rank takes part). A LoRA model is rebuilt on a full-precision (never 4-bit) base in host
+    memory with the trained adapter and token rows loaded in, so the merge writes plain weights.
+    """
+    import torch
+
+    from ochat.models import load_model
+
+    zero3 = engine.zero_optimization_partition_weights()
+    if not zero3 and not args.lora_rank:
+        return engine.module if rank == 0 else None
+    trainable_names = {name for name, parameter in engine.module.named_parameters() if parameter.requires_grad}
+    if zero3:
+        state = engine._zero3_consolidated_16bit_state_dict(exclude_frozen_parameters=bool(args.lora_rank))
+    else:
+        state = engine.module.state_dict() if rank == 0 else None
+    if rank != 0:
+        return None
+    model = load_model(setup.config, args.model_path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    if args.lora_rank:
+        from ochat.training_deepspeed.lora import apply_lora
+
+        model = apply_lora(model, lora_settings(args), [setup.tokenizer.eot_token_id])
+        state = {name: tensor for name, tensor in state.items() if name in trainable_names}
+        missing = trainable_names - set(state)
+        if missing:
+            raise RuntimeError(f"trained adapter weights missing from the gathered state: {sorted(missing)[:5]}")
+        unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+    else:
+        unexpected = model.load_state_dict(state, strict=True).unexpected_keys
+    if unexpected:
+        raise RuntimeError(f"gathered state does not fit the rebuilt model: {unexpected[:5]}")
+    return model
+
+
+def lora_settings(args) -> LoraSettings:
+    return LoraSettings(rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout,
+                        target_modules=args.lora_target_modules)
 
 
 def _rank_zero_logger(rank: int):
@@ -304,15 +429,43 @@ def build_engine(args, setup: Setup, bf16: bool, device, log):
     from ochat.training_deepspeed.modeling import choose_attn_implementation
 
     attn_implementation = choose_attn_implementation(args.packing, setup.on_cuda)
+    quantization = None
+    if args.load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                          bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float32)
     model = load_model(setup.config, args.model_path, dtype=torch.bfloat16 if bf16 else torch.float32,
-                       attn_implementation=attn_implementation)
+                       attn_implementation=attn_implementation, quantization_config=quantization,
+                       device=str(device) if quantization is not None else None)
     model.config.use_cache = False
     if not args.no_gradient_checkpointing:
         enable_activation_checkpointing(model)
     log(f"model {args.model_path} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), "
         f"attention {attn_implementation}, gradient checkpointing {'off' if args.no_gradient_checkpointing else 'on'}")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay,
-                                  fused=setup.on_cuda or None)
+    if args.lora_rank:
+        from ochat.training_deepspeed.lora import apply_lora, trainable_parameter_count
+
+        try:
+            model = apply_lora(model, lora_settings(args), [setup.tokenizer.eot_token_id], quantized=args.load_in_4bit,
+                               gradient_checkpointing=not args.no_gradient_checkpointing)
+        except ValueError as error:
+            raise TrainingSetupError(str(error)) from None
+        trainable, total = trainable_parameter_count(model)
+        log(f"LoRA rank {args.lora_rank}, alpha {args.lora_alpha:g}, dropout {args.lora_dropout:g}, targets "
+            f"{args.lora_target_modules}{', 4-bit base' if args.load_in_4bit else ''}: {trainable:,} of {total:,} "
+            f"parameters trainable (with the <|end_of_turn|> embedding and output rows)")
+    trainable_parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    zero = setup.deepspeed_config.get("zero_optimization", {})
+    if setup.on_cuda and zero.get("offload_optimizer", {}).get("device", "none") not in (None, "none"):
+        from deepspeed.ops.adam import DeepSpeedCPUAdam  # the optimizer step runs on the host, vectorised
+
+        optimizer = DeepSpeedCPUAdam(trainable_parameters, lr=args.lr, weight_decay=args.weight_decay, adamw_mode=True)
+    else:
+        optimizer = torch.optim.AdamW(trainable_parameters, lr=args.lr, weight_decay=args.weight_decay,
+                                      fused=setup.on_cuda or None)
+    log(f"ZeRO stage {zero.get('stage', 0)}, optimizer offload {zero.get('offload_optimizer', {}).get('device', 'none')}, "
+        f"parameter offload {zero.get('offload_param', {}).get('device', 'none')}")
     warmup_steps = math.ceil(setup.total_steps * args.warmup_ratio)
     engine, _, _, lr_scheduler = deepspeed.initialize(
         model=model,
@@ -337,6 +490,7 @@ class Trainer:
         self.supervised = [supervised_target_count(mask) for _, mask in setup.train_samples]
         self.pad_token_id = setup.tokenizer.hf_tokenizer.pad_token_id or 0
         self.global_step = 0
+        self.runtime_memory = 0.0  # resident before the model loaded; peak_memory_gb minus this is the run's own
         self.checkpoint_dir = os.path.join(args.save_path, CHECKPOINT_DIR)
         self.metrics = None
         self.tensorboard = None
@@ -355,18 +509,38 @@ class Trainer:
         return {"train_samples": len(self.setup.train_samples), "train_batch_size": self.global_batch,
                 "world_size": self.world_size, "gradient_accumulation_steps": self.accumulation,
                 "grouping": self.grouping, "seed": self.args.seed, "total_steps": self.setup.total_steps,
-                "loss_reduction": self.args.loss_reduction}
+                "loss_reduction": self.args.loss_reduction, "lora_rank": self.args.lora_rank}
 
     def restore(self) -> None:
+        self.restore_checkpoint()
+        if self.args.resume and self.rank == 0:
+            self.drop_metrics_after(self.global_step)
+
+    def drop_metrics_after(self, step: int) -> None:
+        """A killed run may have logged steps after its last checkpoint; the resumed run logs them again."""
+        from ochat.utils.files import read_jsonl, write_jsonl_atomic
+
+        path = os.path.join(self.args.save_path, METRICS_FILE)
+        self.metrics.close()
+        records = read_jsonl(path)
+        kept = [record for record in records if record.get("step", 0) <= step]
+        if len(kept) != len(records):
+            write_jsonl_atomic(path, kept)
+            self.log(f"metrics.jsonl: dropped {len(records) - len(kept)} record(s) logged after step {step}")
+        self.metrics = open(path, "a", encoding="utf-8")
+
+    def restore_checkpoint(self) -> None:
         if not self.args.resume:
             return
         if not os.path.isfile(os.path.join(self.checkpoint_dir, "latest")):
             self.log(f"--resume: no checkpoint in {self.checkpoint_dir} yet, starting from the beginning")
             return
-        path, client_state = self.engine.load_checkpoint(self.checkpoint_dir)
+        # LoRA checkpoints hold only the trainable weights; the frozen base comes from --model_path
+        path, client_state = self.engine.load_checkpoint(self.checkpoint_dir, load_module_strict=not self.args.lora_rank)
         if path is None:
             raise RuntimeError(f"could not load the latest checkpoint from {self.checkpoint_dir}")
         saved = client_state.get("run_signature", {})
+        saved.setdefault("lora_rank", 0)  # checkpoints from before LoRA existed
         changed = {key: (saved.get(key), value) for key, value in self.run_signature().items() if saved.get(key) != value}
         if changed:
             details = ", ".join(f"{key}: checkpoint {old!r}, now {new!r}" for key, (old, new) in changed.items())
@@ -400,8 +574,7 @@ class Trainer:
         import torch
         import torch.distributed as dist
 
-        from ochat.training_deepspeed.data import collate
-        from ochat.training_deepspeed.modeling import weighted_loss
+        from ochat.training_deepspeed.steps import micro_batch_losses
 
         engine = self.engine
         engine.train()
@@ -411,10 +584,8 @@ class Trainer:
         # DeepSpeed divides each micro-batch loss by the accumulation steps and averages gradients over
         # ranks; the weights already normalise over the whole global batch, so undo both.
         undo_averaging = self.accumulation * self.world_size
-        for indices in step_plan.micro_batches[self.rank]:
-            batch = collate(self.setup.train_samples, indices, step_plan, self.pad_token_id,
-                            packing=self.grouping == "packing", loss_reduction=self.args.loss_reduction)
-            loss_share = weighted_loss(engine, batch, self.device)
+        for loss_share in micro_batch_losses(engine, self.setup.train_samples, step_plan, self.rank, self.device,
+                                             self.pad_token_id, self.grouping == "packing", self.args.loss_reduction):
             engine.backward(loss_share * undo_averaging)
             engine.step()
             step_loss += loss_share.detach()
@@ -431,36 +602,26 @@ class Trainer:
             "supervised_tokens_per_s": step_plan.supervised_tokens / elapsed,
             "padding_ratio": 1 - step_plan.tokens / step_plan.padded_tokens,
             "step_seconds": elapsed,
+            "peak_memory_gb": peak_memory_bytes(self.setup.on_cuda) / 1e9,
+            "runtime_memory_gb": self.runtime_memory / 1e9,
         }
         self.write_metrics(record)
         return record
 
     def evaluate(self, epoch: int) -> None:
         """Eval loss over the whole eval set, with the training loss reduction, summed across ranks."""
-        import torch
         import torch.distributed as dist
 
-        from ochat.training_deepspeed.data import collate
-        from ochat.training_deepspeed.modeling import weighted_loss
+        from ochat.training_deepspeed.steps import dataset_loss
 
         samples = self.setup.eval_samples
-        if not samples or not any(supervised_target_count(mask) for _, mask in samples):
+        if not samples or not any(supervised_target_count(sample[1]) for sample in samples):
             return
-        lengths = [len(ids) for ids, _ in samples]
-        supervised = [supervised_target_count(mask) for _, mask in samples]
-        slots = -(-len(samples) // (self.micro_batch_size * self.world_size))
-        grouping = "packing" if self.grouping == "packing" else "length"
-        plan = plan_step(list(range(len(samples))), lengths, supervised, grouping,
-                         self.world_size, slots, self.micro_batch_size)
         model = self.engine.module
         model.eval()
-        total = torch.zeros((), device=self.device, dtype=torch.float32)
-        with torch.no_grad():
-            for indices in plan.micro_batches[self.rank]:
-                if indices:
-                    batch = collate(samples, indices, plan, self.pad_token_id, packing=grouping == "packing",
-                                    loss_reduction=self.args.loss_reduction)
-                    total += weighted_loss(model, batch, self.device)
+        total = dataset_loss(model, samples, self.device, self.pad_token_id, packing=self.grouping == "packing",
+                             loss_reduction=self.args.loss_reduction, rank=self.rank, world_size=self.world_size,
+                             micro_batch_size=self.micro_batch_size)
         dist.all_reduce(total)
         model.train()
         self.write_metrics({"step": self.global_step, "epoch": epoch, "eval_loss": total.item(),
@@ -482,7 +643,8 @@ class Trainer:
 
         tag = f"step_{self.global_step}"
         self.engine.save_checkpoint(self.checkpoint_dir, tag=tag, client_state={
-            "global_step": self.global_step, "run_signature": self.run_signature()})
+            "global_step": self.global_step, "run_signature": self.run_signature()},
+            exclude_frozen_parameters=bool(self.args.lora_rank))
         dist.barrier()
         if self.rank == 0:
             steps = sorted(int(name[len("step_"):]) for name in os.listdir(self.checkpoint_dir)
@@ -496,6 +658,17 @@ class Trainer:
             self.metrics.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+def peak_memory_bytes(on_cuda: bool) -> float:
+    """This rank's peak so far: CUDA memory allocated by torch, or the process's peak resident set on a CPU."""
+    import torch
+
+    if on_cuda:
+        return float(torch.cuda.max_memory_allocated())
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
 
 
 def enable_activation_checkpointing(model) -> None:

@@ -1,0 +1,170 @@
+"""A seeded corpus of hostile ShareGPT folder entries, to prove the pipeline survives what users' folders hold.
+
+`write_hostile_corpus(folder, seed)` fills `folder` with one entry of every
+hostile kind (pages Python's parsers refuse, pages built to make patterns
+quadratic, files that are no files, names the cleaner must skip) and with
+random mutations of the bundled pages (cut, flipped bytes, spliced snippets),
+and returns `{name: kind}`. The same seed writes the same bytes.
+
+    python -m tests.hostile_corpus OUT_FOLDER [--seed 0] [--mutations 240]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_CORPUS = REPO_ROOT / "data_pipeline" / "examples" / "ShareGPT"
+
+
+def next_data_page(json_text: str, before: str = "", after: str = "") -> bytes:
+    """A page whose `__NEXT_DATA__` script holds `json_text` as is."""
+    return (f"<!DOCTYPE html><html><head><title>t</title></head><body>{before}"
+            f'<script id="__NEXT_DATA__" type="application/json">{json_text}</script>{after}</body></html>'
+            ).encode("utf-8", "surrogatepass")
+
+
+def conversation_json(items, page_id="p1", views=3, model="Model: GPT-4", raw_views=None, raw_id=None) -> str:
+    """NEXT_DATA JSON text; `raw_views` / `raw_id` are spliced in verbatim (NaN, 5,000 digits, ...)."""
+    page_props = {"id": "__ID__", "views": "__VIEWS__", "content": {"items": items, "model": model}}
+    text = json.dumps({"props": {"pageProps": page_props}})
+    text = text.replace('"__ID__"', raw_id if raw_id is not None else json.dumps(page_id))
+    return text.replace('"__VIEWS__"', raw_views if raw_views is not None else json.dumps(views))
+
+
+def turns(answer_html="<p>An answer.</p>", question="A question?"):
+    return [{"from": "human", "value": question}, {"from": "gpt", "value": answer_html}]
+
+
+def hostile_pages() -> dict[str, tuple[str, bytes]]:
+    """file name -> (kind, bytes) for every hostile page kind."""
+    ok = conversation_json(turns())
+    pages = {
+        "props_list": next_data_page('{"props":[1]}'),
+        "page_props_list": next_data_page('{"props":{"pageProps":[1,2]}}'),
+        "content_string": next_data_page('{"props":{"pageProps":{"content":"x"}}}'),
+        "items_dict": next_data_page('{"props":{"pageProps":{"content":{"items":{"from":"human"}}}}}'),
+        "huge_integer": next_data_page(conversation_json(turns(), raw_views="9" * 5000)),
+        "huge_integer_elsewhere": next_data_page('{"n":' + "1" * 5000 + "," + ok[1:]),
+        "deep_json": next_data_page('{"props":' + "[" * 100_000 + "]" * 100_000 + "}"),
+        "lone_surrogate": next_data_page(conversation_json(turns(question="caf\ud800"))),
+        "lone_surrogate_escaped": next_data_page(ok.replace("A question?", "A \\ud800 question?")),
+        "lone_surrogate_id": next_data_page(conversation_json(turns(), raw_id='"id\\udc00"')),
+        "nan_views": next_data_page(conversation_json(turns(), raw_views="NaN")),
+        "infinity_views": next_data_page(conversation_json(turns(), raw_views="-Infinity")),
+        "float_views": next_data_page(conversation_json(turns(), raw_views="1e999")),
+        "string_views": next_data_page(conversation_json(turns(question="Views as text?"), raw_views='"12"')),
+        "negative_views": next_data_page(conversation_json(turns(), raw_views="-5")),
+        "list_id": next_data_page(conversation_json(turns(), raw_id="[1, 2]")),
+        "integer_id": next_data_page(conversation_json(turns(question="Integer id?"), raw_id="12345")),
+        "bool_id": next_data_page(conversation_json(turns(), raw_id="true")),
+        "newline_run": next_data_page(conversation_json(turns(question="x\n" + "\n" * 200_000 + "```\ny"))),
+        "newline_run_in_answer": next_data_page(conversation_json(turns("<p>a</p>" + "\n" * 100_000 + "```x"))),
+        "unclosed_pre": next_data_page(conversation_json(turns("<pre>" * 4000))),
+        "unclosed_pre_tags": next_data_page(conversation_json(turns("<p>x</p>" + "<pre" * 16_000))),
+        "unclosed_code": next_data_page(conversation_json(turns("<pre><code>" + "<code>" * 4000 + "</pre>"))),
+        "unclosed_span": next_data_page(conversation_json(turns("<p>x</p>" + "<span" * 16_000))),
+        "repeated_next_data": next_data_page("", after='<script id="__NEXT_DATA__">' * 16_000),
+        "unclosed_comment": next_data_page(ok, before="<!--" * 16_000),
+        "next_data_in_comment": f'<html><!-- <script id="__NEXT_DATA__">{ok}</script> --></html>'.encode(),
+        "truncated": next_data_page(ok)[: len(next_data_page(ok)) * 2 // 3],
+        "unknown_roles": next_data_page(conversation_json([{"from": "user", "value": "q"},
+                                                           {"from": "assistant", "value": "a"}])),
+        "empty_file": b"",
+        "not_utf8": b"\xff\xfe" + next_data_page(ok),
+        "markup_too_deep": next_data_page(conversation_json(turns("<b>" * 5000 + "x"))),
+    }
+    return {f"hostile_{kind}.html": (kind, page) for kind, page in pages.items()}
+
+
+MUTATION_SNIPPETS = [
+    "<!--", "-->", "<pre>", "</pre>", "<code>", "<span", "<script>", "</script>", "NaN", "Infinity", "-1e999",
+    '"props":[1],', "\\ud800", "\\udfff", "[[[[[[[[", "]]]]", "{", "}", '"', "\\", "\x00", "\n" * 500,
+    '"from":"system",', '"views":"many",', '"id":null,', "9" * 400, "<![CDATA[", "&#0;", "&lt;", "\u2028",
+]
+
+
+def mutate(page: bytes, rng: random.Random) -> tuple[str, bytes]:
+    """One random mutation of a page: (its name, the mutated bytes)."""
+    kind = rng.choice(["cut", "flip", "delete", "duplicate", "splice", "splice", "splice", "role", "swap"])
+    if kind == "cut":
+        return kind, page[: rng.randrange(len(page))]
+    if kind == "flip":
+        data = bytearray(page)
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        return kind, bytes(data)
+    start = rng.randrange(len(page))
+    end = min(len(page), start + rng.randint(1, 400))
+    if kind == "delete":
+        return kind, page[:start] + page[end:]
+    if kind == "duplicate":
+        return kind, page[:end] + page[start:end] * rng.randint(1, 50) + page[end:]
+    if kind == "role":
+        return kind, page.replace(b'"from":"gpt"', rng.choice([b'"from":"bard"', b'"from":1', b'"from":"human"']), 1)
+    if kind == "swap":
+        return kind, page.replace(b'"human"', b'"gpt"', 1)
+    snippet = rng.choice(MUTATION_SNIPPETS).encode("utf-8")
+    return kind, page[:start] + snippet * rng.randint(1, 20) + page[start:]
+
+
+def write_hostile_corpus(folder: str | os.PathLike, seed: int = 0, mutations: int = 240) -> dict[str, str]:
+    """Fill `folder` with hostile entries; returns {entry name: kind}."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    kinds = {}
+    for name, (kind, page) in hostile_pages().items():
+        (folder / name).write_bytes(page)
+        kinds[name] = kind
+
+    bundled = sorted(BUNDLED_CORPUS.glob("*.html"))
+    for number in range(mutations):
+        source = rng.choice(bundled)
+        kind, page = mutate(source.read_bytes(), rng)
+        name = f"mutated_{number:03d}_{kind}_{source.stem}.html"
+        (folder / name).write_bytes(page)
+        kinds[name] = "mutated_" + kind
+    for source in rng.sample(bundled, 20):  # untouched pages, a few also under other names
+        (folder / source.name).write_bytes(source.read_bytes())
+        kinds[source.name] = "bundled"
+
+    # Entries that are no page, or no file.
+    (folder / "PAGE.HTML").write_bytes(bundled[0].read_bytes())
+    (folder / "page.htm").write_bytes(bundled[1].read_bytes())
+    (folder / "notes.txt").write_text("not a page\n")
+    (folder / "subfolder").mkdir(exist_ok=True)
+    (folder / "folder.html").mkdir(exist_ok=True)
+    os.mkfifo(folder / "p.html")
+    os.symlink("/dev/zero", folder / "zero.html")
+    os.symlink("/no/such/file", folder / "dangling.html")
+    os.symlink(folder / "loop.html", folder / "loop.html")
+    large = bundled[2].read_bytes()
+    (folder / "large.html").write_bytes(large + b"<!-- padding -->" * (3_000_000 // 16))
+    (folder / os.fsdecode(b"name_\xff.html")).write_bytes(bundled[3].read_bytes())
+    kinds.update({"PAGE.HTML": "upper_case_suffix", "page.htm": "htm_suffix", "notes.txt": "other_file",
+                  "subfolder": "folder", "folder.html": "folder_named_html", "p.html": "fifo",
+                  "zero.html": "symlink_to_device", "dangling.html": "dangling_symlink",
+                  "loop.html": "symlink_loop", "large.html": "too_large",
+                  os.fsdecode(b"name_\xff.html"): "undecodable_name"})
+    return kinds
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mutations", type=int, default=240)
+    args = parser.parse_args(argv)
+    kinds = write_hostile_corpus(args.out_folder, args.seed, args.mutations)
+    print(f"{len(kinds)} entries in {args.out_folder}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Training settings that cannot work are refused in one line, before any model loads or process group waits.
+
+In-process and fast; the launched runs are in test_training.py and test_training_lora.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ochat.training_deepspeed import train
+from ochat.training_deepspeed.deepspeed_settings import TrainingSetupError, resolve_deepspeed_config
+
+MODEL_TYPE = "openchat_tiny"
+
+
+def _common(model_dir, data_path, save_path):
+    return ["--model_type", MODEL_TYPE, "--model_path", model_dir, "--data_path", data_path, "--save_path", save_path]
+
+
+def _main_error(capsys, *args) -> str:
+    import torch.distributed as dist
+
+    with pytest.raises(SystemExit) as raised:
+        train.main(list(args))
+    assert raised.value.code == 2
+    assert not dist.is_initialized()
+    return capsys.readouterr().err
+
+
+def _write_data(folder) -> None:
+    with open(os.path.join(folder, f"{MODEL_TYPE}.train.json"), "w") as handle:
+        json.dump([[[1, 5, 6, 7], [False, False, True, True]]], handle)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--save_every", "-1"], "--save_every must be 0 (never) or a positive"),
+    (["--keep_checkpoints", "0"], "--keep_checkpoints must be at least 1"),
+    (["--collective_timeout", "0"], "--collective_timeout must be a positive"),
+    (["--load_in_4bit"], "add --lora_rank"),
+    (["--lora_rank", "-2"], "--lora_rank must be 0"),
+])
+def test_impossible_flags_are_refused_by_the_parser(capsys, tmp_path, flags, message):
+    with pytest.raises(SystemExit) as raised:
+        train.parse_args(_common("m", "d", str(tmp_path)) + flags)
+    assert raised.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unwritable_save_path_is_found_before_data_or_model(capsys, tiny_model_dir, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    # no training data exists either: the save path must be the first thing checked
+    err = _main_error(capsys, *_common(tiny_model_dir, str(tmp_path / "no_data"), str(blocker / "out")))
+    assert "cannot write to --save_path" in err and "a_file/out" in err
+    assert "training data" not in err
+
+
+def test_4bit_on_a_cpu_fails_at_once_with_the_reason(capsys, tiny_model_dir, tmp_path):
+    _write_data(tmp_path)
+    err = _main_error(capsys, *_common(tiny_model_dir, str(tmp_path), str(tmp_path / "out")), "--lora_rank", "8",
+                      "--load_in_4bit")
+    assert "--load_in_4bit (QLoRA) needs a CUDA GPU" in err
+
+
+def _config(tmp_path, **fields) -> str:
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({"train_batch_size": 8, "train_micro_batch_size_per_gpu": 1,
+                                "zero_optimization": {"stage": 2}, **fields}))
+    return str(path)
+
+
+def _resolve(tmp_path, config_path, *flags, world_size=2, on_cuda=False):
+    args = train.parse_args(_common("m", "d", str(tmp_path / "out")) + list(flags))
+    return resolve_deepspeed_config(config_path, args, world_size=world_size, on_cuda=on_cuda)
+
+
+def test_a_typo_in_a_deepspeed_key_is_refused_with_the_likely_key(tmp_path):
+    with pytest.raises(TrainingSetupError, match="unknown key 'gradient_clipingg'; did you mean 'gradient_clipping'"):
+        _resolve(tmp_path, _config(tmp_path, gradient_clipingg=1.0))
+
+
+def test_an_unrelated_unknown_key_is_named_in_a_warning(tmp_path, capsys):
+    resolved = _resolve(tmp_path, _config(tmp_path, my_team_note="fast run", gradient_clipping=0.5))
+    assert "key 'my_team_note' is not a DeepSpeed setting" in capsys.readouterr().err
+    assert resolved["gradient_clipping"] == 0.5
+
+
+def test_zero3_and_offload_flags_map_to_deepspeed_sections(tmp_path):
+    resolved = _resolve(tmp_path, _config(tmp_path), "--zero_stage", "3", "--offload_optimizer", "cpu",
+                        "--offload_params", "cpu", on_cuda=True)
+    zero = resolved["zero_optimization"]
+    assert zero["stage"] == 3
+    assert zero["offload_optimizer"] == {"device": "cpu", "pin_memory": True}
+    assert zero["offload_param"] == {"device": "cpu", "pin_memory": True}
+    on_cpu = _resolve(tmp_path, _config(tmp_path), "--offload_optimizer", "cpu")
+    assert on_cpu["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    assert on_cpu["zero_force_ds_cpu_optimizer"] is False  # CPU ranks keep torch's AdamW
+
+
+def test_parameter_offload_needs_zero3(tmp_path):
+    with pytest.raises(TrainingSetupError, match="--offload_params needs ZeRO stage 3"):
+        _resolve(tmp_path, _config(tmp_path), "--offload_params", "cpu")
+
+
+def test_4bit_with_zero3_is_refused(tmp_path):
+    with pytest.raises(TrainingSetupError, match="--load_in_4bit with ZeRO stage 3 is not supported"):
+        _resolve(tmp_path, _config(tmp_path), "--zero_stage", "3", "--lora_rank", "8", "--load_in_4bit")
