@@ -245,26 +245,17 @@ def reasons_by_file(report):
 # ----------------------------------------------------------------------------- Ray backend
 
 def ray_clean(page_paths, workers):
-    """Same per-page function over Ray tasks (batches of pages), results gathered in order."""
+    """`clean_pages` on Ray tasks (`--ray_address local`'s private cluster), results gathered in order."""
     import ray
 
-    from data_pipeline.clean_sharegpt import deduplicate, inspect_page
+    from data_pipeline.ray_backend import connect
 
     with Timer() as timer:
         started = time.perf_counter()
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+        ray.shutdown()
+        connect("local", num_cpus=workers)
         init_s = time.perf_counter() - started
-
-        @ray.remote
-        def clean_batch(paths):
-            return [inspect_page(path) for path in paths]
-
-        batch_size = 64
-        futures = [clean_batch.remote([str(path) for path in page_paths[start:start + batch_size]])
-                   for start in range(0, len(page_paths), batch_size)]
-        results = [result for batch in ray.get(futures) for result in batch]
-        conversations = deduplicate(page_paths, results)["conversations"]
+        conversations, _ = clean_pages(page_paths, num_workers=workers, ray=True)
     ray.shutdown()
     return timer, init_s, conversations
 
