@@ -245,3 +245,31 @@ def test_get_model_answer_keeps_answers_after_a_failure_and_continue_asks_only_t
     answers = read_jsonl(tmp_path / "out" / f"bench_{MODEL}.jsonl")
     assert [a["question_id"] for a in answers] == [1, 2, 3, 4] and not partial.exists()
     assert answers[1]["text"] == f"Answer from {MODEL}: [q2] Why do tides happen?"
+
+
+# ---------------------------------------------------------------- the ochat server as a structured judge
+
+def test_the_ochat_server_as_structured_judge_gives_json_verdicts_or_one_clean_fallback(tiny_model_dir, tmp_path):
+    """Slow (starts the real server with the tiny model). A server with response_format must give a verdict on
+    every call (grammar-constrained JSON); one without it must be probed once and fall back to free text."""
+    from ochat.utils.server_process import ServerProcess
+
+    server = RunningServer(ScriptedJudge(baseline=BASELINE))
+    try:
+        data_path = write_question_set(tmp_path / "bench", SCENARIO_QUESTIONS[:3])
+        baseline_file, results = answer_with_both(server, data_path, tmp_path)
+    finally:
+        server.stop()
+    with ServerProcess.start("openchat_tiny", tiny_model_dir, "--num_replicas", "1",
+                             log_path=tmp_path / "server.log") as ochat:
+        result = run_stage("evaluation.openai_eval", "--data_path", data_path, "--baseline_path", baseline_file,
+                           "--input_path", results, "--api-base", ochat.api_base, "--model", "openchat_tiny",
+                           "--structured", "--parse_retries", "0", "--max_tokens", "160", "--temperature", "0",
+                           check=False, timeout=300)
+    calls = read_jsonl(results / "reviews" / f"bench_{MODEL}_vs_{BASELINE}.calls.jsonl")
+    assert len(calls) == 6 and not any(call["error"] for call in calls) and "Traceback" not in result.stderr
+    if "falling back to free-text verdicts" in result.stderr:
+        assert result.stderr.count("falling back") == 1 and not any(call["structured"] for call in calls)
+    else:
+        assert all(call["structured"] for call in calls) and not any(call["failed"] for call in calls)
+        assert result.returncode == 0
