@@ -756,10 +756,13 @@ def map_pages(items, options, num_workers, page_timeout, ray=False):
     num_workers = max(1, min(num_workers, -(-len(items) // PAGES_PER_WORKER_MIN)))
     failures = dict(timed_out=(None, TIMEOUT, f"over {page_timeout:g} s"), crashed=(None, WORKER_CRASHED, ""))
     if ray:
+        # By the module's importable name, also when this file runs as __main__: Ray's workers
+        # import functions by reference, and cannot import them from the driver's __main__.
+        from data_pipeline import clean_sharegpt
         from data_pipeline.ray_backend import map_with_ray
 
-        return map_with_ray(inspect_page_in_worker, items, page_timeout, **failures,
-                            initializer=set_worker_options, initargs=(options,))
+        return map_with_ray(clean_sharegpt.inspect_page_in_worker, items, page_timeout, **failures,
+                            initializer=clean_sharegpt.set_worker_options, initargs=(options,))
     return map_with_deadline(inspect_page_in_worker, items, num_workers, page_timeout, **failures,
                              initializer=set_worker_options, initargs=(options,))
 
