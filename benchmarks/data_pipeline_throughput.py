@@ -28,8 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
 from bs4 import BeautifulSoup
 from markdownify import markdownify
 from tqdm import tqdm
@@ -40,6 +38,7 @@ from data_pipeline.filter_sharegpt import filter_by_model
 from ochat.models.tiny_chat_model import prepare_tiny_chat_model
 from ochat.utils.cli import ArgumentParser
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WORK_DIR = REPO_ROOT / "benchmarks" / "_work" / "data_pipeline"
 MODEL_TYPE = "openchat_tiny"
 

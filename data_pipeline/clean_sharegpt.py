@@ -138,11 +138,11 @@ MARKDOWN_CACHE_SIZE = 2048  # answers remembered per worker (a few MiB)
 DUPLICATE = "duplicate"
 
 # Every pattern runs in time linear in the text, whatever the text: no `.*?` that can rescan the
-# rest of the text from many start points (closing tags are looked for once, see `pre_blocks`),
-# tag attributes are `[^<>]*` (a scan ends at the next tag), and a run of newlines is entered
-# only at its start. tests/test_hostile_pipeline.py times each on adversarial text.
-# Characters html.parser may rescan in a markup tail no tag closes before escaping it pays (~0.1 s).
-UNCLOSED_TAIL_WORK = 2_000_000
+# rest of the text from many start points (closing tags are looked for once, see `tag_blocks`),
+# tag attributes are `[^<>]*` (a scan ends at the next tag), and no pattern starts with a
+# repeat such as `\n*` (see `remove_empty_code_blocks`). tests/test_hostile_pipeline.py times
+# each on adversarial text.
+UNCLOSED_TAIL_WORK = 2_000_000  # html.parser's rescanning, in characters, above which `escape_unclosed_tail` acts
 COMMENT_OR_SCRIPT = re.compile(r"<!--|<script\b", re.I)
 START_TAG_REST = re.compile(r"[^<>]*>")
 NEXT_DATA_ID = re.compile(r"""\bid\s*=\s*["']?__NEXT_DATA__""", re.I)
