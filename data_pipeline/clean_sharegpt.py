@@ -810,11 +810,11 @@ def account(labelled_results, skipped_names=(), filters=None, sink=None):
         if conversation is None:
             dropped[reason] += 1
             files.append({"file": name, "status": "dropped", "reason": reason, **({"detail": detail} if detail else {})})
-        elif conversation["hash"] in first_file_by_hash:
+        elif (digest := bytes.fromhex(conversation["hash"])) in first_file_by_hash:  # bytes: half a hex str's size
             files.append({"file": name, "status": "duplicate", "reason": DUPLICATE,
-                          "duplicate_of": first_file_by_hash[conversation["hash"]]})
+                          "duplicate_of": first_file_by_hash[digest]})
         else:
-            first_file_by_hash[conversation["hash"]] = name
+            first_file_by_hash[digest] = name
             verdict = filters.check(conversation, name) if filters is not None and filters.active else None
             if verdict is not None:
                 dropped[verdict["reason"]] += 1
