@@ -336,8 +336,11 @@ def check_model_path(config: ModelConfig, model_path: str):
         raise ValueError(f"{model_path} has no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
     try:
         tokenizer = load_tokenizer(config, model_path)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, ImportError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "install" in first_line.lower():  # transformers blames a library for files it cannot read
+            present = [name for name in TOKENIZER_FILES if os.path.isfile(os.path.join(model_path, name))]
+            first_line = f"its tokenizer files ({', '.join(present)}) are unreadable or incomplete"
         raise ValueError(f"cannot load the tokenizer in {model_path}: {first_line}") from None
     tokenizer.eot_token_id  # noqa: B018  (raises a clear ValueError when the EOT token is missing)
     return tokenizer

@@ -12,6 +12,11 @@ Output, one file per model: `OUTPUT/{bench}_{model}.jsonl`, one line per questio
     {"question_id": 1, "model": "checkpoint_a", "text": "Plan the day ...", "answer_id": "1-0c1d...",
      "metadata": {"api_model": "openchat", "temperature": 0.7, "max_tokens": 1024, "seed": 42}}
 
+With `--condition C` a conditioned (C-RLFT) model answers under condition C
+(sent as the request's `condition` field, to a started server or through
+`--api_base`); the answer file is then named `{bench}_{model}_{C}.jsonl`, so the
+judge can compare conditions side by side, and the metadata records it.
+
 Sets with multi-turn questions (MT-bench) store "turns": ["first answer", "second answer"]
 instead of "text". Existing answer files are kept unless `--overwrite`. Server logs go to
 `OUTPUT/logs/server_{model}.log`.
@@ -67,6 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="with --api-base: name in the output file (default: the requested model id)")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default %(default)s)")
     parser.add_argument("--max_tokens", type=int, default=1024, help="answer length limit (default %(default)s)")
+    parser.add_argument("--condition", default=None,
+                        help="C-RLFT condition to answer under, e.g. GPT4 or GPT3 (conditioned model types such as "
+                             "openchat_v3.2 only); default: the server's")
     parser.add_argument("--seed", type=int, default=42, help="base seed; question i uses SEED+i (default %(default)s)")
     add_answer_file_args(parser)
     parser.add_argument("--num_replicas", type=int, default=None, help="engine replicas of each server")
@@ -148,6 +156,8 @@ async def answer_through_endpoint(args, api_base: str, questions: list[Question]
                 raise SystemExit(f"{api_base}/models lists no model; pass --model")
             model = served[0]
         model_name = model_name or model
+        if args.condition is not None and args.model_name is None:
+            model_name = f"{model_name}_{args.condition.replace(' ', '_')}"
         target = answer_path(args.output_path, bench, model_name)
         if needs_answers(target, args):
             await answer_to_file(client, model, model_name, questions, target, args)
@@ -167,7 +177,8 @@ async def answer_to_file(client: ChatClient, model: str, model_name: str, questi
         async def answer_and_append(index: int, question: Question) -> None:
             try:
                 record = await answer_question(client, model, model_name, question, index, args.temperature,
-                                               args.max_tokens, args.seed, any(len(q.turns) > 1 for q in questions))
+                                               args.max_tokens, args.seed, any(len(q.turns) > 1 for q in questions),
+                                               args.condition)
             except ChatRequestError as error:
                 failures.append(question.question_id)
                 print(f"question {question.question_id} failed: {str(error)[:300]}", file=sys.stderr)
@@ -187,12 +198,14 @@ async def answer_to_file(client: ChatClient, model: str, model_name: str, questi
 
 
 async def answer_question(client: ChatClient, model: str, model_name: str, question: Question, index: int,
-                          temperature: float, max_tokens: int, seed: int, multi_turn: bool) -> dict:
+                          temperature: float, max_tokens: int, seed: int, multi_turn: bool,
+                          condition: Optional[str] = None) -> dict:
     """One question's turns in sequence, each seeing the model's own earlier answers."""
     messages, replies = [], []
     for turn in question.turns:
         messages.append({"role": "user", "content": turn})
-        reply = await client.chat(model, messages, temperature=temperature, max_tokens=max_tokens, seed=seed + index)
+        reply = await client.chat(model, messages, temperature=temperature, max_tokens=max_tokens, seed=seed + index,
+                                  condition=condition)
         messages.append({"role": "assistant", "content": reply})
         replies.append(reply)
     digest = hashlib.sha1("\x00".join(replies).encode("utf-8")).hexdigest()[:12]
@@ -201,6 +214,8 @@ async def answer_question(client: ChatClient, model: str, model_name: str, quest
     record.update({"answer_id": f"{question.question_id}-{digest}",
                    "metadata": {"api_model": model, "temperature": temperature, "max_tokens": max_tokens,
                                 "seed": seed + index}})
+    if condition is not None:
+        record["metadata"]["condition"] = condition
     return record
 
 

@@ -58,11 +58,11 @@ def reference(tiny_crlft_model_dir):
     tokenizer = load_tokenizer(config, tiny_crlft_model_dir)
     model = load_model(config, tiny_crlft_model_dir).eval()
 
-    def prompt(condition):
-        return render_conversation(config, tokenizer, ITEMS, add_generation_prompt=True, condition=condition)[0]
+    def prompt(condition, items=ITEMS):
+        return render_conversation(config, tokenizer, items, add_generation_prompt=True, condition=condition)[0]
 
-    def greedy(condition):
-        ids = prompt(condition)
+    def greedy(condition, items=ITEMS):
+        ids = prompt(condition, items)
         with torch.inference_mode():
             output = model.generate(torch.tensor([ids]), max_new_tokens=MAX_TOKENS, do_sample=False,
                                     eos_token_id=tokenizer.stop_token_ids,
@@ -150,3 +150,21 @@ def test_chat_page_offers_the_condition_and_sends_it(servers, reference):
             assert not plain.is_visible("#condition-label")
         finally:
             browser.close()
+
+
+def test_get_model_answer_answers_under_the_condition_through_api_base(servers, reference, tmp_path):
+    from conftest import run_module
+
+    _prompt, greedy = reference
+    questions = tmp_path / "questions"
+    questions.mkdir()
+    (questions / "question.jsonl").write_text(json.dumps({"question_id": 1, "text": "Name a colour."}) + "\n")
+    answers = tmp_path / "answers"
+    for condition in ("GPT3", "GPT4"):
+        run_module("evaluation.get_model_answer", "--api_base", servers["default"].api_base, "--data_path",
+                   str(questions), "--output_path", str(answers), "--condition", condition, "--temperature", "0",
+                   "--max_tokens", str(MAX_TOKENS))
+    for condition in ("GPT3", "GPT4"):
+        (record,) = [json.loads(line) for line in (answers / f"questions_{CRLFT_TYPE}_{condition}.jsonl").open()]
+        assert record["metadata"]["condition"] == condition
+        assert record["text"] == greedy(condition, ITEMS[1:])  # the question alone, under that condition

@@ -10,8 +10,8 @@ mistral-7b. Per GPU, in bf16 mixed precision with AdamW, N GPUs, P parameters
 (T trainable), for each setup:
 
     weights      2P (ZeRO-3: 2P/N + the layers gathered for compute); QLoRA: 4-bit linears (~0.52 B/param)
-    gradients    2T/N bf16 + 4T/N fp32 (DeepSpeed's bf16 optimizer converts its gradient partition to fp32
-                 for the step); 0 with the optimizer offloaded (they go to host memory as they are reduced)
+    gradients    2T/N bf16 + 4T/N fp32 (DeepSpeed's ZeRO optimizer flattens its gradient partition into
+                 fp32 for the step); 0 with the optimizer offloaded (they go to host memory as they are reduced)
     optimizer    12T/N: fp32 master weights, Adam momentum and variance; 0 when offloaded
     activations  gradient checkpointing: each layer's input (B x L x h) kept, one layer recomputed at a time,
                  plus the logits and their fp32 loss copies (B x L x V x 10 B)
@@ -155,8 +155,8 @@ def estimate(shape: ModelShape, setup: str, num_gpus: int, micro_batch_size: int
     """Per-GPU bytes of one setup; `dtype_bytes` 2 for bf16 mixed precision, 4 for fp32 (CPU runs)."""
     n, p = num_gpus, shape.params
     trainable = lora_rank * shape.lora_params_per_rank if lora_rank else p
-    # bf16: a bf16 gradient partition plus its fp32 copy for the step; fp32: the partition is already fp32
-    gradient_bytes = dtype_bytes + (4 if dtype_bytes != 4 else 0)
+    # the gradient partition in the training dtype plus the flat fp32 copy DeepSpeed's optimizer step makes of it
+    gradient_bytes = dtype_bytes + 4
     if quantized:
         weights = shape.linear_params * QLORA_BYTES_PER_PARAM + (p - shape.linear_params) * dtype_bytes
     elif zero_stage == 3:
