@@ -83,6 +83,7 @@ EXPECTED_REASONS = {
     "empty_file": "no_next_data", "not_utf8": "undecodable_bytes", "markup_too_deep": "unparseable_markup",
     "fifo": "not_regular_file", "symlink_to_device": "not_regular_file", "dangling_symlink": "unreadable_file",
     "symlink_loop": "unreadable_file", "folder_named_html": "unreadable_file", "too_large": "page_too_large",
+    "slow_nested_quotes": "timeout",
     "upper_case_suffix": "not_html", "htm_suffix": "not_html", "other_file": "not_html", "folder": "not_html",
 }
 
@@ -96,7 +97,7 @@ def test_hostile_corpus_runs_through_the_pipeline_fully_accounted_and_determinis
     for workers in ("2", "1"):  # the same folder twice: the re-run also replaces every output
         started = time.monotonic()
         result = run_pipeline(tmp_path / "in", out, MODEL_PATHS=tiny_model_dir, NUM_WORKERS=workers,
-                              CLEAN_ARGS="--max_page_bytes 2000000")
+                              CLEAN_ARGS="--max_page_bytes 2000000 --page_timeout 5")
         elapsed = time.monotonic() - started
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Traceback" not in result.stderr
@@ -112,7 +113,7 @@ def test_hostile_corpus_runs_through_the_pipeline_fully_accounted_and_determinis
     assert report["kept"] == len(strict_json(out / "sharegpt_clean.json"))
     assert not [reason for reason in report["dropped"] if reason.startswith("error:")]
     assert set(report["dropped"]) <= set(DROP_REASONS)
-    assert "timeout" not in report["dropped"] and "worker_crashed" not in report["dropped"]
+    assert report["dropped"]["timeout"] == 1 and "worker_crashed" not in report["dropped"]
 
     by_file = {entry["file"]: entry for entry in report["files"]}
     for name, kind in kinds.items():
@@ -172,7 +173,7 @@ def test_markdown_cleanup_is_linear_on_long_runs(text):
     "<pre><div><div><span>py</span><button>" * 8_000, "<!--" * 32_000,
 ])
 def test_markup_with_unclosed_tags_cleans_in_linear_time(html):
-    assert seconds(clean_page, next_data_page(conversation_json(turns(html)))) < 3
+    assert seconds(clean_page, next_data_page(conversation_json(turns(html)))) < 5  # quadratic: 10-45 s
 
 
 def test_new_empty_code_block_pattern_matches_like_the_quadratic_one():
@@ -383,3 +384,13 @@ def test_readme_explains_every_drop_reason_in_one_line():
     for reason in DROP_REASONS + ("duplicate", "not_html"):
         shown = "error:<ExceptionType>" if reason == "error:" else reason
         assert len(re.findall(rf"^\| `{re.escape(shown)}` \| .+ \|$", readme, re.M)) == 1 or f"`{shown}` (status" in readme
+
+
+def test_hostile_corpus_is_the_same_for_the_same_seed(tmp_path):
+    def regular_files(folder):
+        return {path.name: path.read_bytes() for path in sorted(folder.iterdir())
+                if path.is_file() and not path.is_symlink() and path.name != "p.html"}
+    write_hostile_corpus(tmp_path / "a", seed=3, mutations=20)
+    write_hostile_corpus(tmp_path / "b", seed=3, mutations=20)
+    write_hostile_corpus(tmp_path / "c", seed=4, mutations=20)
+    assert regular_files(tmp_path / "a") == regular_files(tmp_path / "b") != regular_files(tmp_path / "c")

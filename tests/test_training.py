@@ -53,7 +53,7 @@ def run_training(*command: str, log_path: str) -> subprocess.CompletedProcess:
 
 
 def read_metrics(save_path: str) -> tuple[dict[int, dict], list[dict]]:
-    """Last train record per step (a resumed run repeats the steps after its checkpoint), and eval records."""
+    """Last train record per step, and eval records."""
     steps, evals = {}, []
     with open(os.path.join(save_path, "metrics.jsonl")) as handle:
         for line in handle:
@@ -83,6 +83,8 @@ def test_two_cpu_ranks_train_and_the_loss_falls(reference_run):
     assert all(record["samples"] == 8 and record["tokens_per_s"] > 0 for record in steps.values())
     log = open(os.path.join(reference_run, "launcher.log")).read()
     assert "no GPU found: training on CPU with 2 rank(s), backend gloo, fp32" in log
+    assert "memory plan per rank: weights" in log and "WARNING" not in log.split("memory plan per rank")[1][:400]
+    assert all(record["peak_memory_gb"] > record["runtime_memory_gb"] > 0 for record in steps.values())
 
 
 def test_saved_model_loads_in_transformers_and_generates(reference_run):
@@ -135,6 +137,9 @@ def test_killed_run_resumes_to_the_same_steps_losses_and_weights(reference_run, 
                  log_path=str(tmp_path / "resumed.log"))
     resumed_log = open(tmp_path / "resumed.log").read()
     assert "resumed from" in resumed_log and "at optimizer step" in resumed_log
+    with open(os.path.join(save_path, "metrics.jsonl")) as handle:
+        logged_steps = [json.loads(line)["step"] for line in handle if "eval_loss" not in line]
+    assert logged_steps == list(range(1, 9)), "steps logged after the checkpoint by the killed run were kept"
     steps, _ = read_metrics(save_path)
     reference_steps, _ = read_metrics(reference_run)
     assert sorted(steps) == sorted(reference_steps) == list(range(1, 9))

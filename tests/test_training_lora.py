@@ -124,3 +124,27 @@ def test_killed_lora_run_resumes_to_the_same_weights_and_clean_metrics(lora_run,
     resumed_adapter = load_file(os.path.join(save_path, "adapter", "adapter_model.safetensors"))
     for name, tensor in load_file(os.path.join(lora_run, "adapter", "adapter_model.safetensors")).items():
         torch.testing.assert_close(resumed_adapter[name], tensor, rtol=1e-4, atol=1e-6)
+
+
+def test_server_with_base_and_adapter_answers_like_the_merged_model(lora_run, tiny_model_dir, tmp_path):
+    """`--model_path BASE --adapter_path ADAPTER`: greedy answers equal transformers' generate on the merged folder."""
+    import openai
+
+    from ochat.config import render_conversation
+    from ochat.utils.server_process import ServerProcess
+
+    config = get_model_config(MODEL_TYPE)
+    tokenizer = load_tokenizer(config, lora_run)
+    merged = load_model(config, lora_run, dtype=torch.float32).eval()
+    question = "Tell me about the history of tea."
+    prompt, _ = render_conversation(config, tokenizer, [{"from": "human", "value": question}], add_generation_prompt=True)
+    with torch.inference_mode():
+        output = merged.generate(torch.tensor([prompt]), max_new_tokens=16, do_sample=False,
+                                 eos_token_id=tokenizer.stop_token_ids, pad_token_id=tokenizer.hf_tokenizer.pad_token_id)
+    expected = tokenizer.decode(output[0, len(prompt):].tolist(), skip_special_tokens=True)
+    with ServerProcess.start(MODEL_TYPE, tiny_model_dir, "--adapter_path", os.path.join(lora_run, "adapter"),
+                             log_path=str(tmp_path / "server.log")) as server:
+        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        answer = client.chat.completions.create(model=MODEL_TYPE, messages=[{"role": "user", "content": question}],
+                                                max_tokens=16, temperature=0)
+    assert answer.choices[0].message.content == expected

@@ -108,3 +108,24 @@ def test_parameter_offload_needs_zero3(tmp_path):
 def test_4bit_with_zero3_is_refused(tmp_path):
     with pytest.raises(TrainingSetupError, match="--load_in_4bit with ZeRO stage 3 is not supported"):
         _resolve(tmp_path, _config(tmp_path), "--zero_stage", "3", "--lora_rank", "8", "--load_in_4bit")
+
+
+def test_a_setup_that_will_not_fit_is_warned_about_at_start(tmp_path):
+    """The start-up plan for a 70B full fine-tune on one CPU rank exceeds this machine's memory: a warning."""
+    from transformers import AutoConfig
+
+    from ochat.config import get_model_config
+    from ochat.training_deepspeed import plan
+
+    fields = dict(plan.BUILTIN_CONFIGS["llama-70b"])
+    AutoConfig.for_model(fields.pop("model_type"), **fields).save_pretrained(tmp_path)  # config.json only
+    args = train.parse_args(_common(str(tmp_path), "d", str(tmp_path / "out")))
+    setup = train.Setup(config=get_model_config("openchat"), tokenizer=None, train_samples=[([1] * 64, [True] * 64)],
+                        eval_samples=[], train_file="t", eval_file=None, world_size=1, on_cuda=False,
+                        deepspeed_config={"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 2}},
+                        steps_per_epoch=1, total_steps=1)
+    messages = []
+    train.warn_if_it_will_not_fit(args, setup, bf16=False, world_size=1, log=messages.append)
+    assert messages[0].startswith("memory plan per rank: weights 27")  # 69B parameters x 4 bytes
+    assert any(message.startswith("WARNING: this setup needs about") and "--model_path" in message
+               for message in messages)
