@@ -125,7 +125,8 @@ def user(text: str) -> list[dict]:
 async def post(server: ServerProcess, body, path="/v1/chat/completions", headers=None, raw: bytes = None):
     async with aiohttp.ClientSession() as session:
         data = raw if raw is not None else json.dumps(body).encode()
-        async with session.post(server.base_url + path, data=data, headers=headers or {}) as response:
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        async with session.post(server.base_url + path, data=data, headers=headers) as response:
             return response.status, dict(response.headers), await response.read()
 
 
@@ -516,7 +517,9 @@ VALID = {"model": MODEL_TYPE, "messages": [{"role": "user", "content": "hi"}], "
     ({"stream_options": {"include_usage": True}}, "stream_options"),
     ({"presence_penalty": 3}, "presence_penalty"),
     ({"frequency_penalty": "a"}, "frequency_penalty"),
-    ({"logprobs": True}, "logprobs"),
+    ({"logprobs": "yes"}, "logprobs"),
+    ({"top_logprobs": 3}, "top_logprobs"),
+    ({"response_format": {"type": "xml"}}, "response_format"),
     ({"tools": [{"type": "function"}]}, "tools"),
     ({"user": 5}, "user"),
 ])
