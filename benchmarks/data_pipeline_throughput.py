@@ -240,7 +240,7 @@ def reference_clean_page(page_bytes, blocked_words):
 
 
 def reasons_by_file(report):
-    return {entry["file"]: entry["reason"] for entry in report["files"]}
+    return {entry["file"]: entry["reason"] for entry in report["files"] if entry["status"] in ("dropped", "duplicate")}
 
 
 # ----------------------------------------------------------------------------- Ray backend

@@ -16,15 +16,15 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 from evaluation.benchmark_data import load_questions, load_reviewers, reviewer_for
-from evaluation.judge import parse_score_pair
+from evaluation.verdicts import parse_score_pair
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.net import free_port
+from ochat.utils.server_process import ServerProcess
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
@@ -38,20 +38,16 @@ def main() -> None:
     work = Path(args.work_dir)
     shutil.rmtree(work, ignore_errors=True)
     results, baseline_file = write_answers(work, args.data_path)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "judge_server.py"), "--port", str(port),
-                               "--latency", str(args.latency)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    api_base = f"http://127.0.0.1:{port}/v1"
+    server = start_judge_server(work, "--latency", str(args.latency))
+    api_base = server.api_base
     try:
-        wait_for(f"http://127.0.0.1:{port}/health")
         calls = 2 * len(load_questions(args.data_path))
         rows = [("sequential loop (openai client)", sequential_judge(api_base, args.data_path, results, baseline_file))]
         for parallel in args.parallel:
             rows.append((f"openai_eval --parallel {parallel}",
                          run_openai_eval(api_base, args.data_path, results, baseline_file, parallel)))
     finally:
-        server.terminate()
-        server.wait()
+        server.stop()
 
     sequential = rows[0][1]
     print(f"judge calls: {calls} (80 pairs x 2 orders), judge latency {args.latency * 1000:.0f} ms")
@@ -101,15 +97,15 @@ def run_openai_eval(api_base: str, data_path: str, results: Path, baseline_file:
     return time.perf_counter() - started
 
 
-def wait_for(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"judge server at {url} did not start")
+def start_judge_server(work: Path, *options: str) -> ServerProcess:
+    """tests/judge_server.py as its own process on a free port, started and stopped like any served model."""
+    port = free_port()
+    log_path = work / "judge_server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "judge_server.py"), "--port", str(port),
+                                    *options], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return ServerProcess(process, port, log_path).wait_healthy(30)
 
 
 if __name__ == "__main__":

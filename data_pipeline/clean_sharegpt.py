@@ -48,11 +48,14 @@ From Python: `clean_page(path_or_bytes) -> (conversation | None, reason)`,
 """
 
 import collections
+import errno
 import hashlib
 import json
-import multiprocessing
+import math
 import os
 import re
+import reprlib
+import stat
 import sys
 from pathlib import Path
 
@@ -60,46 +63,70 @@ from bs4 import Tag
 from markdownify import MarkdownConverter
 from tqdm import tqdm
 
-from ochat.utils.files import write_json_atomic
+from data_pipeline.deadline_pool import map_with_deadline
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.files import write_json_atomic
 
 DEFAULT_BLOCKED_WORDS = ("openai",)
+DEFAULT_PAGE_TIMEOUT = 60.0
+DEFAULT_MAX_PAGE_BYTES = 32 * 1024 * 1024
+MAX_VIEWS = 2**63 - 1
+VIEW_COUNT_TEXT = re.compile(r"[0-9]{1,18}")
 
 # Reasons a page is dropped, as they appear in the report.
 UNREADABLE_FILE = "unreadable_file"
+NOT_REGULAR_FILE = "not_regular_file"
+PAGE_TOO_LARGE = "page_too_large"
 UNDECODABLE_BYTES = "undecodable_bytes"
 NO_NEXT_DATA = "no_next_data"
 INVALID_JSON = "invalid_json"
 NO_CONTENT = "no_content"
 INVALID_ITEMS = "invalid_items"
+INVALID_ID = "invalid_id"
+INVALID_VIEWS = "invalid_views"
+UNKNOWN_ROLE = "unknown_role"
 UNPARSEABLE_MARKUP = "unparseable_markup"
 TOO_FEW_TURNS = "too_few_turns"
 ROLES_NOT_ALTERNATING = "roles_not_alternating"
 EMPTY_TURN = "empty_turn"
 BLOCKED_WORD = "blocked_word"
+INVALID_UNICODE = "invalid_unicode"
+TIMEOUT = "timeout"
+WORKER_CRASHED = "worker_crashed"
+NOT_HTML = "not_html"  # status "skipped": a folder entry that is not a *.html page
 DUPLICATE = "duplicate"
 
-NEXT_DATA_PATTERN = re.compile(
-    r"""<script\b[^>]*\bid\s*=\s*["']?__NEXT_DATA__["']?[^>]*>(.*?)</script\s*>""", re.S | re.I
-)
-REGENERATION_COUNTER = re.compile(r"^\s*\d+ / \d+")
+# Every pattern runs in time linear in the text, whatever the text: no `.*?` that can rescan the
+# rest of the text from many start points (closing tags are looked for once, see `pre_blocks`),
+# tag attributes are `[^<>]*` (a scan ends at the next tag), and a run of newlines is entered
+# only at its start. tests/test_clean_sharegpt.py times each on adversarial text.
+# Characters html.parser may rescan in a markup tail no tag closes before escaping it pays (~0.1 s).
+UNCLOSED_TAIL_WORK = 2_000_000
+COMMENT_OR_SCRIPT = re.compile(r"<!--|<script\b", re.I)
+START_TAG_REST = re.compile(r"[^<>]*>")
+NEXT_DATA_ID = re.compile(r"""\bid\s*=\s*["']?__NEXT_DATA__""", re.I)
+SCRIPT_END = re.compile(r"</script\s*>", re.I)
+REGENERATION_COUNTER = re.compile(r"\s*\d+ / \d+")
 COPY_CHARS_NOISE = re.compile(r"Copy\d+ chars / \d+ words")
-EMPTY_CODE_BLOCK = re.compile(r"\n*```\n[^\n`]*Copy code\s*```\n*")
+EMPTY_CODE_BLOCK = re.compile(r"(?:(?<!\n)\n+)?```\n[^\n`]*Copy code\s*```\n*")
 CODE_BLOCK_HEADER = re.compile(r"```\n([^\n`]*?)Copy code")
 FENCED_CODE = re.compile(r"(```.*?```)", re.S)
 BLANK_LINE_RUN = re.compile(r"\n(?:[ \t]*\n){2,}")
-PRE_BLOCK = re.compile(r"<pre\b.*?</pre\s*>", re.S | re.I)
-CODE_IN_PRE = re.compile(r"(<code\b[^>]*>)(.*?)(</code\s*>)", re.S | re.I)
-SPAN_TAG = re.compile(r"</?span\b[^>]*>", re.I)
+PRE_OPEN = re.compile(r"<pre\b", re.I)
+PRE_CLOSE = re.compile(r"</pre\s*>", re.I)
+CODE_OPEN = re.compile(r"<code\b[^<>]*>", re.I)
+CODE_CLOSE = re.compile(r"</code\s*>", re.I)
+SPAN_TAG = re.compile(r"</?span\b[^<>]*>", re.I)
 # A text-less icon, written without whitespace (whitespace there would be text inside <pre>).
-SVG_ICON = r"<svg\b[^>]*>(?:<(?:path|rect|line|polyline|polygon|circle)\b[^>]*>(?:</(?:path|rect|line|polyline|polygon|circle)>)?)*</svg>"
-COPY_BUTTON_ICON = re.compile(r"(<button\b[^>]*>)" + SVG_ICON, re.I)
+SVG_ICON = (r"<svg\b[^<>]*>(?:<(?:path|rect|line|polyline|polygon|circle)\b[^<>]*>"
+            r"(?:</(?:path|rect|line|polyline|polygon|circle)>)?)*</svg>")
+COPY_BUTTON_ICON = re.compile(r"(<button\b[^<>]*>)" + SVG_ICON, re.I)
 # ChatGPT's code block, exactly as the site writes it (no whitespace between tags):
 # <pre><div><div><span>LANG</span><button><svg/>Copy code</button></div><div><code>CODE</code></div></div></pre>
 CHATGPT_CODE_BLOCK = re.compile(
-    r"(?P<pre><pre\b[^>]*>)<div\b[^>]*><div\b[^>]*>(?:<span\b[^>]*>)?(?P<language>[^<\s][^<]*)?(?:</span>)?"
-    r"<button\b[^>]*>(?:" + SVG_ICON + r")?Copy code</button></div>"
-    r"<div\b[^>]*>(?P<code_open><code\b[^>]*>)(?P<code>(?:(?!</?code\b|</?pre\b).)*)</code></div></div></pre>",
+    r"(?P<pre><pre\b[^<>]*>)<div\b[^<>]*><div\b[^<>]*>(?:<span\b[^<>]*>)?(?P<language>[^<\s][^<]*)?(?:</span>)?"
+    r"<button\b[^<>]*>(?:" + SVG_ICON + r")?Copy code</button></div>"
+    r"<div\b[^<>]*>(?P<code_open><code\b[^<>]*>)(?P<code>(?:(?!</?code\b|</?pre\b).)*)</code></div></div></pre>",
     re.S | re.I,
 )
 
@@ -132,23 +159,25 @@ MARKDOWN_CONVERTER = MarkdownConverter(
 
 
 class PageError(Exception):
-    """A page that cannot yield a conversation; `reason` names why, for the report."""
+    """A page that cannot yield a conversation; `reason` names why, `detail` says more, both for the report."""
 
     def __init__(self, reason, detail=""):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        self.detail = detail
 
 
 def main():
     args = parse_args()
     blocked_words = load_blocked_words(args.blocked_words)
-    page_paths = list_pages(args.in_dir)
-    conversations, report = clean_pages(page_paths, blocked_words, args.num_workers, show_progress=True)
-    report["in_dir"] = str(args.in_dir)
-    report["blocked_words"] = list(blocked_words)
+    page_paths, skipped_names = list_folder(args.in_dir)
     report_path = report_path_for(args.out_file)
-    write_json_atomic(args.out_file, conversations)
-    write_json_atomic(report_path, report)
+    remove_outputs(args.out_file, report_path)  # a run that fails must not leave the last run's output behind
+    conversations, report = clean_pages(page_paths, blocked_words, args.num_workers, show_progress=True,
+                                        page_timeout=args.page_timeout, max_page_bytes=args.max_page_bytes,
+                                        skipped_names=skipped_names)
+    report = {"in_dir": str(args.in_dir), "blocked_words": list(blocked_words), **report}
+    write_outputs([(args.out_file, conversations), (report_path, report)])
     print(format_summary(report, args.out_file, report_path))
 
 
@@ -166,39 +195,58 @@ def parse_args(argv=None):
     parser.add_argument("--num_workers", type=int, default=available_cores(),
         help="worker processes (default: all cores); the output is identical for any count",
     )
+    parser.add_argument("--page_timeout", type=float, default=DEFAULT_PAGE_TIMEOUT,
+        help=f"seconds one page may take before its worker is replaced and the page dropped as `timeout` "
+        f"(default: {DEFAULT_PAGE_TIMEOUT:g})",
+    )
+    parser.add_argument("--max_page_bytes", type=int, default=DEFAULT_MAX_PAGE_BYTES,
+        help=f"larger page files are dropped as `page_too_large` unread (default: {DEFAULT_MAX_PAGE_BYTES})",
+    )
     args = parser.parse_args(argv)
     if args.num_workers < 1:
-        parser.error("--num-workers must be at least 1")
+        parser.error("--num_workers must be at least 1")
+    if not args.page_timeout > 0:
+        parser.error("--page_timeout must be a positive number of seconds")
+    if args.max_page_bytes < 1:
+        parser.error("--max_page_bytes must be at least 1")
     return args
 
 
 # ----------------------------------------------------------------------------- one page
 
-def clean_page(source, blocked_words=DEFAULT_BLOCKED_WORDS):
+def clean_page(source, blocked_words=DEFAULT_BLOCKED_WORDS, max_page_bytes=DEFAULT_MAX_PAGE_BYTES):
     """Clean one page (a path or the page's bytes).
 
     Returns `(conversation, None)` for a kept page or `(None, reason)` for a
     dropped one; never raises for bad page content.
     """
+    conversation, reason, _ = inspect_page(source, blocked_words, max_page_bytes)
+    return conversation, reason
+
+
+def inspect_page(source, blocked_words=DEFAULT_BLOCKED_WORDS, max_page_bytes=DEFAULT_MAX_PAGE_BYTES):
+    """`(conversation, None, "")` or `(None, reason, detail)`: the page boundary, where no exception passes."""
     try:
-        page_bytes = read_page_bytes(source)
-        page_id, model, views, items = read_conversation(page_bytes)
-        items = clean_items(items, compile_blocked_words(blocked_words))
+        return build_conversation(source, blocked_words, max_page_bytes), None, ""
     except PageError as error:
-        return None, error.reason
-    if page_id is None and isinstance(source, (str, os.PathLike)):
-        page_id = Path(source).stem
-    return {"id": page_id, "model": model, "views": views, "items": items,
-            "hash": conversation_hash(items)}, None
+        return None, error.reason, printable(error.detail)
+    except Exception as error:  # a failure no rule foresaw still drops only this page
+        return None, f"error:{type(error).__name__}", printable(str(error))
 
 
-def read_page_bytes(source):
-    if not isinstance(source, (str, os.PathLike)):
-        return source
+def build_conversation(source, blocked_words, max_page_bytes):
+    page_bytes = read_page_bytes(source, max_page_bytes)
+    page_id, model, views, items = read_conversation(page_bytes)
+    page_id = normalise_page_id(page_id, source)
+    views = normalise_views(views)
+    if model is not None:
+        require_encodable(model, "the model label")
+    items = clean_items(items, compile_blocked_words(blocked_words))
     try:
-        return Path(source).read_bytes()
-    except OSError as error:
-        raise PageError(UNREADABLE_FILE, str(error)) from None
+        digest = conversation_hash(items)
+    except UnicodeEncodeError:
+        raise PageError(INVALID_UNICODE, "a lone surrogate in a turn") from None
+    return {"id": page_id, "model": model, "views": views, "items": items, "hash": digest}
 
 
 def read_conversation(page_bytes):
@@ -207,14 +255,12 @@ def read_conversation(page_bytes):
         page_text = page_bytes.decode("utf-8")
     except UnicodeDecodeError as error:
         raise PageError(UNDECODABLE_BYTES, str(error)) from None
-    match = NEXT_DATA_PATTERN.search(page_text)
-    if match is None:
+    json_text = find_next_data(page_text)
+    if json_text is None:
         raise PageError(NO_NEXT_DATA)
-    try:
-        next_data = json.loads(match.group(1))
-    except json.JSONDecodeError as error:
-        raise PageError(INVALID_JSON, str(error)) from None
-    page_props = next_data.get("props", {}).get("pageProps") if isinstance(next_data, dict) else None
+    next_data = parse_json(json_text)
+    props = next_data.get("props") if isinstance(next_data, dict) else None
+    page_props = props.get("pageProps") if isinstance(props, dict) else None
     content = page_props.get("content") if isinstance(page_props, dict) else None
     if not isinstance(content, dict) or "items" not in content:
         raise PageError(NO_CONTENT)
@@ -231,6 +277,9 @@ def read_conversation(page_bytes):
 def clean_items(items, blocked_pattern):
     """Apply the turn-shape, Markdown and blocked-word rules; raises PageError to drop."""
     roles = [item["from"] for item in items]
+    unknown_roles = sorted(set(roles) - {"human", "gpt"})
+    if unknown_roles:
+        raise PageError(UNKNOWN_ROLE, ", ".join(map(repr, unknown_roles)))
     start = 1 if roles and roles[0] != "human" else 0
     end = len(roles) - 1 if len(roles) > start and roles[-1] == "human" else len(roles)
     items = items[start:end]
@@ -284,13 +333,64 @@ def drop_inert_markup(html):
         block["pre"] + block["code_open"] + (block["language"] or "") + "Copy code"
         + SPAN_TAG.sub("", block["code"]) + "</code></pre>"), html)
     html = COPY_BUTTON_ICON.sub(r"\1", html)
-    return PRE_BLOCK.sub(lambda pre: CODE_IN_PRE.sub(
-        lambda code: code.group(1) + SPAN_TAG.sub("", code.group(2)) + code.group(3), pre.group(0)), html)
+    return escape_unclosed_tail(strip_spans_in_code(html))
+
+
+def escape_unclosed_tail(html):
+    """Write each `<` after the last `>` as `&lt;` when there are enough of them to cost time.
+
+    No tag can end there, so Python's html.parser takes such a `<` as text,
+    but only after rescanning the rest of the input from each one: time grows
+    with their count times the tail's length (`<span` x 32,000 took 10 s).
+    Escaped, the tail is read in one pass; its text can differ from the
+    parser's own reading only in how entities there are decoded, so small
+    tails (below `UNCLOSED_TAIL_WORK`) are left exactly as they are.
+    """
+    tail_start = html.find("<", html.rfind(">") + 1)
+    if tail_start < 0:
+        return html
+    tail = html[tail_start:]
+    if tail.count("<") * len(tail) < UNCLOSED_TAIL_WORK:
+        return html
+    return html[:tail_start] + tail.replace("<", "&lt;")
+
+
+def strip_spans_in_code(html):
+    """Drop highlighter spans inside each `<pre>`'s `<code>` elements (markdownify drops them too, slower)."""
+    pieces, position = [], 0
+    for pre_open, pre_close in tag_blocks(html, PRE_OPEN, PRE_CLOSE, 0, len(html)):
+        for code_open, code_close in tag_blocks(html, CODE_OPEN, CODE_CLOSE, pre_open.start(), pre_close.end()):
+            pieces.append(html[position:code_open.end()])
+            pieces.append(SPAN_TAG.sub("", html[code_open.end():code_close.start()]))
+            position = code_close.start()
+    pieces.append(html[position:])
+    return "".join(pieces)
+
+
+def tag_blocks(text, open_pattern, close_pattern, start, end):
+    """(opening, closing) matches of each `open.*?close` in text[start:end], left to right, in linear time.
+
+    The regex `open.*?close` retries the rest of the text from every opening
+    when a closing tag is missing (quadratic on `<pre><pre><pre>...`); here a
+    missing closing tag ends the search, since none can follow a later opening either.
+    """
+    position = start
+    while True:
+        opening = open_pattern.search(text, position, end)
+        if opening is None:
+            return
+        closing = close_pattern.search(text, opening.end(), end)
+        if closing is None:
+            return
+        yield opening, closing
+        position = closing.end()
 
 
 def clean_markdown(text):
     """Remove ShareGPT page noise from a turn's Markdown and normalise code fences."""
-    text = REGENERATION_COUNTER.sub("", text, count=1)
+    counter = REGENERATION_COUNTER.match(text)
+    if counter is not None:
+        text = text[counter.end():]
     text = COPY_CHARS_NOISE.sub("", text)
     text = EMPTY_CODE_BLOCK.sub("\n\n", text)
     text = CODE_BLOCK_HEADER.sub(lambda match: "```" + match.group(1).strip() + "\n", text)
@@ -313,93 +413,256 @@ def conversation_hash(items):
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+# ----------------------------------------------------------------------------- hostile pages
+# What a saved page can do to a reader besides being malformed: be no file at all
+# (a FIFO, a device, a folder), be huge, hide its data in comments, hold JSON that
+# Python refuses (integers over its digit limit, nesting past the recursion limit),
+# text that UTF-8 cannot encode (lone surrogates), or metadata of the wrong type.
+
+def read_page_bytes(source, max_page_bytes=DEFAULT_MAX_PAGE_BYTES):
+    """A page's bytes, read only from a regular file and only up to `max_page_bytes`.
+
+    Opened non-blocking, so a FIFO cannot stall the open; a FIFO, device or
+    socket is refused before any read (a symlink to /dev/zero would never end).
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        if len(source) > max_page_bytes:
+            raise PageError(PAGE_TOO_LARGE, f"{len(source)} bytes, limit {max_page_bytes}")
+        return bytes(source)
+    try:
+        descriptor = os.open(source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        raise PageError(UNREADABLE_FILE, error.strerror or str(error)) from None
+    try:
+        status = os.fstat(descriptor)
+        mode, size = status.st_mode, status.st_size
+        if stat.S_ISDIR(mode):
+            raise PageError(UNREADABLE_FILE, os.strerror(errno.EISDIR))
+        if not stat.S_ISREG(mode):
+            raise PageError(NOT_REGULAR_FILE, file_kind(mode))
+        if size > max_page_bytes:
+            raise PageError(PAGE_TOO_LARGE, f"{size} bytes, limit {max_page_bytes}")
+        chunks, length = [], 0
+        while length <= max_page_bytes:
+            chunk = os.read(descriptor, max(size, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            length += len(chunk)
+        if length > max_page_bytes:  # the file grew while being read
+            raise PageError(PAGE_TOO_LARGE, f"over {max_page_bytes} bytes")
+        return b"".join(chunks)
+    except OSError as error:
+        raise PageError(UNREADABLE_FILE, error.strerror or str(error)) from None
+    finally:
+        os.close(descriptor)
+
+
+def file_kind(mode):
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def find_next_data(page_text):
+    """The text inside the page's own `<script id="__NEXT_DATA__">`, or None.
+
+    Comments and the bodies of other scripts are stepped over (a `__NEXT_DATA__`
+    quoted there is not the page's); a script whose closing tag is missing runs
+    to the end of the page, so a truncated page reads as broken JSON. Linear:
+    every search resumes after the last one.
+    """
+    position = 0
+    while True:
+        found = COMMENT_OR_SCRIPT.search(page_text, position)
+        if found is None:
+            return None
+        if found.group() == "<!--":
+            comment_end = page_text.find("-->", found.end())
+            if comment_end < 0:
+                return None
+            position = comment_end + 3
+            continue
+        start_tag_rest = START_TAG_REST.match(page_text, found.end())
+        if start_tag_rest is None:
+            position = found.end()
+            continue
+        body_start = start_tag_rest.end()
+        closing = SCRIPT_END.search(page_text, body_start)
+        body_end = closing.start() if closing is not None else len(page_text)
+        if NEXT_DATA_ID.search(page_text, found.end(), body_start):
+            return page_text[body_start:body_end]
+        if closing is None:
+            return None
+        position = closing.end()
+
+
+def parse_json(json_text):
+    """JSON the page holds; what Python's parser refuses (not only syntax errors) is `invalid_json`."""
+    try:
+        return json.loads(json_text)
+    except RecursionError:
+        raise PageError(INVALID_JSON, "nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError, or an integer over Python's int-string digit limit
+        raise PageError(INVALID_JSON, str(error)) from None
+
+
+def normalise_page_id(page_id, source):
+    """The page's id as a string: an integer id is written as text; no id falls back to the file name."""
+    if page_id is None or page_id == "":
+        return printable(Path(source).stem) if isinstance(source, (str, os.PathLike)) else None
+    if isinstance(page_id, int) and not isinstance(page_id, bool):
+        return str(page_id)
+    if not isinstance(page_id, str):
+        raise PageError(INVALID_ID, describe(page_id))
+    require_encodable(page_id, "the id")
+    return page_id
+
+
+def normalise_views(views):
+    """A view count is a non-negative integer or null; 42.0 and "42" read as 42, anything else drops the page."""
+    if views is None:
+        return None
+    if isinstance(views, float) and math.isfinite(views) and views.is_integer():
+        views = int(views)
+    elif isinstance(views, str) and VIEW_COUNT_TEXT.fullmatch(views):
+        views = int(views)
+    if isinstance(views, int) and not isinstance(views, bool) and 0 <= views <= MAX_VIEWS:
+        return views
+    raise PageError(INVALID_VIEWS, describe(views))
+
+
+def require_encodable(text, what):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PageError(INVALID_UNICODE, f"a lone surrogate in {what}") from None
+
+
+def describe(value):
+    """A short, writable description of an unexpected value for the report."""
+    return f"{type(value).__name__} {printable(reprlib.repr(value))}"
+
+
+def printable(text, limit=300):
+    """Text safe to write as UTF-8 JSON (lone surrogates escaped), cut to `limit` characters."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")[:limit]
+
+
 # ----------------------------------------------------------------------------- many pages
 
-def clean_pages(page_paths, blocked_words=DEFAULT_BLOCKED_WORDS, num_workers=1, show_progress=False):
-    """Clean pages in parallel and deduplicate in the given order.
+def clean_pages(page_paths, blocked_words=DEFAULT_BLOCKED_WORDS, num_workers=1, show_progress=False,
+                page_timeout=DEFAULT_PAGE_TIMEOUT, max_page_bytes=DEFAULT_MAX_PAGE_BYTES, skipped_names=()):
+    """Clean pages in worker processes and deduplicate in the given order.
 
     Returns (conversations, report). Results are gathered in input order, so
-    the output does not depend on `num_workers`.
+    the output does not depend on `num_workers`. `skipped_names` are the other
+    entries of the folder, listed in the report as skipped.
     """
     page_paths = [Path(path) for path in page_paths]
-    results = map_pages(page_paths, tuple(blocked_words), num_workers, show_progress)
-    return deduplicate(page_paths, results)
+    results = map_pages(page_paths, (tuple(blocked_words), max_page_bytes), num_workers, page_timeout,
+                        show_progress)
+    report = deduplicate(page_paths, results, skipped_names)
+    conversations = report.pop("conversations")
+    return conversations, {"page_timeout": page_timeout, "max_page_bytes": max_page_bytes, **report}
 
 
 # Pages per worker below which starting processes costs more than it saves.
 PAGES_PER_WORKER_MIN = 32
-# fork starts workers in milliseconds with everything already imported; the
-# parent holds no threads when the pool starts (the progress bar comes after).
-POOL_CONTEXT = "fork" if sys.platform == "linux" else "spawn"
-WORKER_BLOCKED_WORDS = DEFAULT_BLOCKED_WORDS
+WORKER_OPTIONS = (DEFAULT_BLOCKED_WORDS, DEFAULT_MAX_PAGE_BYTES)
 
 
-def map_pages(page_paths, blocked_words, num_workers, show_progress):
-    """Yield clean_page results in input order, from a process pool when it pays off."""
-    num_workers = max(1, min(num_workers, len(page_paths) // PAGES_PER_WORKER_MIN))
-    if num_workers == 1:
-        with progress_bar(len(page_paths), show_progress) as progress:
-            for path in page_paths:
-                yield clean_page(path, blocked_words)
-                progress.update()
-        return
-    chunk_size = max(1, min(64, len(page_paths) // (num_workers * 8)))
-    context = multiprocessing.get_context(POOL_CONTEXT)
-    with context.Pool(num_workers, initializer=set_worker_blocked_words, initargs=(blocked_words,)) as pool:
-        with progress_bar(len(page_paths), show_progress) as progress:
-            for result in pool.imap(clean_page_in_worker, page_paths, chunksize=chunk_size):
-                yield result
-                progress.update()
+def map_pages(page_paths, options, num_workers, page_timeout, show_progress):
+    """Yield inspect_page results in input order from worker processes, each page under a deadline.
+
+    Pages always run in workers, even with one: a page that hangs costs its
+    worker (killed and replaced), never the run.
+    """
+    num_workers = max(1, min(num_workers, -(-len(page_paths) // PAGES_PER_WORKER_MIN)))
+    results = map_with_deadline(
+        inspect_page_in_worker, page_paths, num_workers, page_timeout,
+        timed_out=(None, TIMEOUT, f"over {page_timeout:g} s"), crashed=(None, WORKER_CRASHED, ""),
+        initializer=set_worker_options, initargs=(options,),
+    )
+    with progress_bar(len(page_paths), show_progress) as progress:
+        for result in results:
+            yield result
+            progress.update()
+
+
+class PageProgress(tqdm):
+    monitor_interval = 0  # no monitor thread: replacement workers are forked while the bar runs
 
 
 def progress_bar(total, show_progress):
-    return tqdm(total=total, desc="cleaning pages", unit="page", disable=not show_progress, file=sys.stderr)
+    return PageProgress(total=total, desc="cleaning pages", unit="page", disable=not show_progress, file=sys.stderr)
 
 
-def set_worker_blocked_words(blocked_words):
-    global WORKER_BLOCKED_WORDS
-    WORKER_BLOCKED_WORDS = blocked_words
+def set_worker_options(options):
+    global WORKER_OPTIONS
+    WORKER_OPTIONS = options
 
 
-def clean_page_in_worker(path):
-    return clean_page(path, WORKER_BLOCKED_WORDS)
+def inspect_page_in_worker(path):
+    blocked_words, max_page_bytes = WORKER_OPTIONS
+    return inspect_page(path, blocked_words, max_page_bytes)
 
 
-def deduplicate(page_paths, results):
-    """Keep the first conversation per hash; account for every page in the report."""
+def deduplicate(page_paths, results, skipped_names=()):
+    """Keep the first conversation per hash; account for every entry of the folder in the report."""
     conversations, files = [], []
     dropped = collections.Counter()
     first_file_by_hash = {}
-    for path, (conversation, reason) in zip(page_paths, results):
+    for path, (conversation, reason, detail) in zip(page_paths, results):
+        name = printable(path.name, limit=1000)
         if conversation is None:
             dropped[reason] += 1
-            files.append({"file": path.name, "status": "dropped", "reason": reason})
+            files.append({"file": name, "status": "dropped", "reason": reason, **({"detail": detail} if detail else {})})
         elif conversation["hash"] in first_file_by_hash:
-            files.append({"file": path.name, "status": "duplicate", "reason": DUPLICATE,
+            files.append({"file": name, "status": "duplicate", "reason": DUPLICATE,
                           "duplicate_of": first_file_by_hash[conversation["hash"]]})
         else:
-            first_file_by_hash[conversation["hash"]] = path.name
+            first_file_by_hash[conversation["hash"]] = name
             conversations.append(conversation)
-    report = {
+            files.append({"file": name, "status": "kept", "id": conversation["id"]})
+    files += [{"file": printable(name, limit=1000), "status": "skipped", "reason": NOT_HTML} for name in skipped_names]
+    files.sort(key=lambda entry: entry["file"])
+    return {
+        "conversations": conversations,
+        "entries": len(page_paths) + len(skipped_names),
         "total_files": len(page_paths),
         "kept": len(conversations),
         "duplicates": sum(1 for entry in files if entry["status"] == "duplicate"),
         "dropped": dict(sorted(dropped.items())),
+        "skipped": len(skipped_names),
         "files": files,
     }
-    return conversations, report
 
 
 # ----------------------------------------------------------------------------- input and output
 
-def list_pages(in_dir):
+def list_folder(in_dir):
+    """The `*.html` pages of a folder (sorted by name) and the names of its other entries (skipped, reported)."""
     in_dir = Path(in_dir)
     if not in_dir.is_dir():
         sys.exit(f"error: input folder {in_dir} does not exist or is not a folder")
-    page_paths = sorted(in_dir.glob("*.html"), key=lambda path: path.name)
+    try:
+        names = sorted(entry.name for entry in os.scandir(in_dir))
+    except OSError as error:
+        sys.exit(f"error: cannot list input folder {in_dir}: {error.strerror}")
+    page_paths = [in_dir / name for name in names if name.endswith(".html")]
+    skipped_names = [name for name in names if not name.endswith(".html")]
     if not page_paths:
-        sys.exit(f"error: no *.html pages in {in_dir}")
-    return page_paths
+        others = f" ({len(skipped_names)} other entries, e.g. {printable(skipped_names[0])})" if skipped_names else ""
+        sys.exit(f"error: no *.html pages in {in_dir}{others}")
+    return page_paths, skipped_names
+
+
+def list_pages(in_dir):
+    """The `*.html` pages of a folder, sorted by name."""
+    return list_folder(in_dir)[0]
 
 
 def load_blocked_words(path):
@@ -408,8 +671,8 @@ def load_blocked_words(path):
         return DEFAULT_BLOCKED_WORDS
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        sys.exit(f"error: cannot read blocked words file {path}: {error}")
+    except (OSError, UnicodeDecodeError) as error:
+        sys.exit(f"error: cannot read blocked words file {path}: {getattr(error, 'strerror', None) or error}")
     return tuple(line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip())
 
 
@@ -418,14 +681,38 @@ def report_path_for(out_file):
     return out_file.with_name(out_file.stem + ".report.json")
 
 
+def remove_outputs(*paths):
+    for path in paths:
+        try:
+            Path(path).unlink(missing_ok=True)
+        except IsADirectoryError:
+            sys.exit(f"error: output {path} is a folder")
+        except OSError as error:
+            sys.exit(f"error: cannot replace output {path}: {error.strerror}")
+
+
+def write_outputs(outputs):
+    """Write each (path, data) atomically; on a failure remove what was written and exit with one line."""
+    written = []
+    for path, data in outputs:
+        try:
+            write_json_atomic(path, data)
+        except OSError as error:
+            for done in written:
+                Path(done).unlink(missing_ok=True)
+            sys.exit(f"error: cannot write {path}: {error.strerror or error}")
+        written.append(path)
+
+
 def format_summary(report, out_file, report_path):
     lines = [
-        f"pages       {report['total_files']:>8}",
+        f"entries     {report['entries']:>8}",
         f"kept        {report['kept']:>8}   -> {out_file}",
         f"duplicates  {report['duplicates']:>8}",
         f"dropped     {sum(report['dropped'].values()):>8}",
     ]
     lines += [f"  {reason:<22}{count:>6}" for reason, count in report["dropped"].items()]
+    lines.append(f"skipped     {report['skipped']:>8}   (not *.html)")
     lines.append(f"report: {report_path}")
     return "\n".join(lines)
 

@@ -7,7 +7,16 @@ Input and output are clean-conversation lists as written by clean_sharegpt:
     [{"id": "Ab3xY9z", "model": "Model: GPT-4", "views": 42,
       "items": [{"from": "human", "value": "..."}, {"from": "gpt", "value": "..."}], "hash": "..."}]
 
-    python -m data_pipeline.filter_sharegpt --in-file sharegpt_clean.json --out-file sharegpt_gpt4.json
+    python -m data_pipeline.filter_sharegpt --in_file sharegpt_clean.json --out_file sharegpt_gpt4.json
+
+C-RLFT (`--mode c-rlft`) keeps GPT-4 and GPT-3.5 conversations alike and labels
+each with its source's condition and reward, as conversation JSONL (see
+`data_pipeline.conversations`), one conversation a line:
+
+    {"items": [{"role": "user", "content": "...", "weight": 0.0},
+               {"role": "assistant", "content": "...", "weight": 0.1}], "condition": "GPT3", "system": ""}
+
+    python -m data_pipeline.filter_sharegpt --mode c-rlft --in_file sharegpt_clean.json --out_file sharegpt_crlft.jsonl
 """
 
 import collections
@@ -15,34 +24,122 @@ import json
 import sys
 from pathlib import Path
 
-from ochat.utils.files import write_json_atomic
+from data_pipeline.conversations import to_conversation_record
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.files import write_json_atomic, write_jsonl_atomic
 
 DEFAULT_MODEL = "Model: GPT-4"
+MODES = ("model", "c-rlft")
+NO_LABEL = "(no model label)"  # stands for pages without a `Model:` line in --conditions
+# ShareGPT label -> (condition, reward); GPT-3.5 pages and pages with no label are the sub-optimal class.
+DEFAULT_CONDITIONS = {
+    "Model: GPT-4": ("GPT4", 1.0),
+    "Model: Default (GPT-3.5)": ("GPT3", 0.1),
+    "Model: Legacy (GPT-3.5)": ("GPT3", 0.1),
+    NO_LABEL: ("GPT3", 0.1),
+}
 
 
 def main():
     args = parse_args()
     conversations = load_conversations(args.in_file)
+    if args.mode == "c-rlft":
+        try:
+            conditions = parse_conditions(args.conditions) if args.conditions else DEFAULT_CONDITIONS
+        except ValueError as error:
+            sys.exit(f"error: --conditions: {error}")
+        records = label_conditions(conversations, conditions)
+        write_output(args.out_file, records, write_jsonl_atomic)
+        print(format_condition_counts(conversations, records, conditions, args.out_file))
+        return
     kept = filter_by_model(conversations, args.model)
-    write_json_atomic(args.out_file, kept)
+    write_output(args.out_file, kept)
     print(format_counts(conversations, kept, args.model, args.out_file))
 
 
 def parse_args(argv=None):
     parser = ArgumentParser(
         prog="python -m data_pipeline.filter_sharegpt",
-        description="Keep the clean ShareGPT conversations whose model label equals --model exactly.",
+        description="Keep the clean ShareGPT conversations whose model label equals --model exactly, or, with "
+        "--mode c-rlft, keep GPT-4 and GPT-3.5 conversations labelled with a condition and a reward for C-RLFT.",
     )
     parser.add_argument("--in_file", type=Path, required=True, help="clean conversations, e.g. sharegpt_clean.json")
     parser.add_argument("--out_file", type=Path, required=True, help="output JSON, e.g. sharegpt_gpt4.json")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f'model label to keep (default: "{DEFAULT_MODEL}")')
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f'model label to keep in the default mode (default: "{DEFAULT_MODEL}")')
+    parser.add_argument("--mode", choices=MODES, default="model",
+                        help="model: keep one model label, write clean JSON (default); c-rlft: keep every mapped "
+                             "label, write conversation JSONL with a condition and a reward per conversation. "
+                             'By default "Model: GPT-4" becomes condition GPT4 with reward 1.0, and '
+                             '"Model: Default (GPT-3.5)", "Model: Legacy (GPT-3.5)" and pages with no model label '
+                             "count as GPT-3.5: condition GPT3 with reward 0.1")
+    parser.add_argument("--conditions", default=None,
+                        help='c-rlft mapping "LABEL=CONDITION:REWARD,..." replacing the default, e.g. '
+                             '"Model: GPT-4=GPT4:1.0,Model: Default (GPT-3.5)=GPT3:0.1"; '
+                             f'"{NO_LABEL}" names pages without a label; unmapped labels are dropped and counted')
     return parser.parse_args(argv)
+
+
+def parse_conditions(text):
+    """`"LABEL=CONDITION:REWARD,..."` as `{label: (condition, reward)}`; a clear ValueError otherwise."""
+    conditions = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        label, equals, target = entry.rpartition("=")
+        condition, colon, reward_text = target.rpartition(":")
+        if not equals or not colon or not label.strip() or not condition.strip():
+            raise ValueError(f"{entry!r} is not LABEL=CONDITION:REWARD")
+        try:
+            reward = float(reward_text)
+        except ValueError:
+            raise ValueError(f"{entry!r}: reward {reward_text!r} is not a number") from None
+        if not reward > 0 or reward == float("inf"):
+            raise ValueError(f"{entry!r}: reward must be a finite number above 0")
+        conditions[label.strip()] = (condition.strip(), reward)
+    if not conditions:
+        raise ValueError("no LABEL=CONDITION:REWARD entries")
+    return conditions
+
+
+def label_conditions(conversations, conditions=DEFAULT_CONDITIONS):
+    """Conversation JSONL records of every conversation whose label is mapped, in their original order."""
+    records = []
+    for conversation in conversations:
+        mapped = conditions.get(conversation.get("model") or NO_LABEL)
+        if mapped is not None:
+            condition, reward = mapped
+            records.append({**to_conversation_record(conversation, condition, reward), "id": conversation.get("id")})
+    return records
+
+
+def format_condition_counts(conversations, records, conditions, out_file):
+    by_condition = collections.Counter(record["condition"] for record in records)
+    rewards = {condition: reward for condition, reward in conditions.values()}
+    dropped = collections.Counter(
+        conversation.get("model") or NO_LABEL for conversation in conversations
+        if (conversation.get("model") or NO_LABEL) not in conditions
+    )
+    lines = [f"conversations {len(conversations):>8}", f"kept          {len(records):>8}   (c-rlft) -> {out_file}"]
+    lines += [f"  condition {condition:<20}{by_condition[condition]:>6}   reward {reward:g}"
+              for condition, reward in rewards.items()]
+    lines += [f"  dropped {label:<22}{count:>6}   (label not in the mapping)" for label, count in dropped.most_common()]
+    return "\n".join(lines)
 
 
 def filter_by_model(conversations, model=DEFAULT_MODEL):
     """Conversations labelled exactly `model`, in their original order."""
     return [conversation for conversation in conversations if conversation.get("model") == model]
+
+
+def write_output(path, records, writer=write_json_atomic):
+    """Written whole or not at all; a failed write also removes the last run's file, so nothing stale remains."""
+    try:
+        writer(path, records)
+    except OSError as error:
+        try:
+            Path(path).unlink(missing_ok=True)
+        except OSError:
+            pass
+        sys.exit(f"error: cannot write {path}: {error.strerror or error}")
 
 
 def load_conversations(path):
@@ -51,8 +148,10 @@ def load_conversations(path):
             conversations = json.load(input_file)
     except FileNotFoundError:
         sys.exit(f"error: input file {path} does not exist")
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         sys.exit(f"error: {path} is not valid JSON: {error}")
+    except OSError as error:
+        sys.exit(f"error: cannot read {path}: {error.strerror or error}")
     if not isinstance(conversations, list) or not all(isinstance(item, dict) for item in conversations):
         sys.exit(f"error: {path} must hold a JSON list of conversations as written by clean_sharegpt")
     return conversations

@@ -22,6 +22,12 @@ Fitting a conversation into the context (`--truncation`):
     tail            the original's raw cut at the context length; samples left with
                     no supervised token (they give a NaN loss) are dropped and counted.
 
+`--check_only` checks the model type and folder (known type, `config.json` of
+the type's architecture, a tokenizer with the EOT token) and writes nothing:
+run_data_pipeline.sh runs it before any stage. Outputs are written atomically;
+the previous run's outputs are removed first, so a failed run leaves none of
+them beside newer inputs.
+
 `--split-long` turns a conversation longer than the context into several
 samples of whole rounds (human + assistant), each with BOS (and the system turn,
 if any), so later turns are trained on instead of thrown away.
@@ -34,12 +40,12 @@ import json
 import os
 import random
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
-from ochat.utils.files import write_json_atomic
 from ochat.config import ModelConfig, RenderedTurn, get_model_config, join_turns, load_tokenizer, render_turns_batch
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.files import write_json_atomic
 
 TRUNCATION_MODES = ("turn", "tail")
 
@@ -217,10 +223,22 @@ def generate_dataset(
         conversations = json.load(handle)
     if not isinstance(conversations, list):
         raise ValueError(f"{in_file} must hold a JSON list of conversations")
-    tokenizer = load_tokenizer(config, model_path)
-    tokenizer.eot_token_id  # a clear error now if the model has no EOT token yet
+    tokenizer = check_model_path(config, model_path)
 
     os.makedirs(out_dir, exist_ok=True)
+    outputs = output_paths(out_dir, model_type)
+    remove_files(outputs)  # the last run's files must not outlive a failure of this one
+    try:
+        report = _convert_and_write(config, tokenizer, conversations, out_dir, model_type, model_path, in_file,
+                                    eval_ratio, seed, truncation, split_long)
+    except BaseException:
+        remove_files(outputs)
+        raise
+    return report
+
+
+def _convert_and_write(config, tokenizer, conversations, out_dir, model_type, model_path, in_file,
+                       eval_ratio, seed, truncation, split_long) -> dict:
     report = {"model_type": model_type, "model_path": model_path, "in_file": in_file,
               "max_context": config.max_context, "truncation": truncation, "split_long": split_long,
               "eval_ratio": eval_ratio, "seed": seed}
@@ -233,6 +251,53 @@ def generate_dataset(
         report[split_name] = stats.as_dict()
     write_json_atomic(os.path.join(out_dir, f"{model_type}.report.json"), report, indent=None)
     return report
+
+
+def output_paths(out_dir: str, model_type: str) -> list[str]:
+    names = [f"{model_type}.{split}{kind}.json" for split in ("train", "eval") for kind in ("", ".text")]
+    return [os.path.join(out_dir, name) for name in names + [f"{model_type}.report.json"]]
+
+
+def remove_files(paths: Sequence[str]) -> None:
+    for path in paths:
+        if os.path.isfile(path) or os.path.islink(path):
+            os.unlink(path)
+
+
+def check_model_path(config: ModelConfig, model_path: str):
+    """The folder's tokenizer, once the folder is known to suit the model type; a ValueError says what is wrong.
+
+    Checked before any data is read or written: a Hugging Face folder
+    (`config.json`) of the type's architecture, a tokenizer in it, the EOT token.
+    """
+    if not os.path.isdir(model_path):
+        raise ValueError(f"model path {model_path!r} is not a folder")
+    config_path = os.path.join(model_path, "config.json")
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            architecture = json.load(handle).get("model_type")
+    except FileNotFoundError:
+        raise ValueError(f"{model_path} is not a Hugging Face model folder (no config.json)") from None
+    except (OSError, ValueError, AttributeError) as error:
+        raise ValueError(f"cannot read {config_path}: {error}") from None
+    if architecture != config.architecture:
+        raise ValueError(
+            f"model type {config.name} needs a {config.architecture} model, but {model_path} holds a "
+            f"{architecture} model (config.json model_type); pick the model type that matches the folder"
+        )
+    if not any(os.path.isfile(os.path.join(model_path, name)) for name in TOKENIZER_FILES):
+        raise ValueError(f"{model_path} has no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
+    try:
+        tokenizer = load_tokenizer(config, model_path)
+    except (OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"cannot load the tokenizer in {model_path}: {first_line}") from None
+    tokenizer.eot_token_id  # noqa: B018  (raises a clear ValueError when the EOT token is missing)
+    return tokenizer
+
+
+# Files of which one makes a folder hold a tokenizer that transformers can load.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
 def print_summary(report: dict, out_dir: str) -> None:
@@ -253,9 +318,11 @@ def print_summary(report: dict, out_dir: str) -> None:
 def main(argv=None):
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_type", required=True, help="registry model type, e.g. openchat or openchat_tiny")
-    parser.add_argument("--model_path", required=True, help="model folder whose tokenizer has <|end_of_turn|>")
-    parser.add_argument("--in_file", required=True, help="clean conversations JSON (e.g. sharegpt_gpt4.json)")
-    parser.add_argument("--out_dir", required=True, help="folder for T.{train,eval}[.text].json and T.report.json")
+    parser.add_argument("--model_path", help="model folder whose tokenizer has <|end_of_turn|> (required to convert)")
+    parser.add_argument("--in_file", help="clean conversations JSON (e.g. sharegpt_gpt4.json)")
+    parser.add_argument("--out_dir", help="folder for T.{train,eval}[.text].json and T.report.json")
+    parser.add_argument("--check_only", action="store_true",
+                        help="only check the model type and model folder (architecture, tokenizer, EOT); write nothing")
     parser.add_argument("--eval_ratio", type=float, default=0.01, help="share of conversations held out (default 0.01)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the train/eval split")
     parser.add_argument("--truncation", choices=TRUNCATION_MODES, default="turn",
@@ -264,12 +331,26 @@ def main(argv=None):
                         help="split conversations longer than the context into several samples of whole rounds")
     args = parser.parse_args(argv)
     if not 0 <= args.eval_ratio < 1:
-        parser.error("--eval-ratio must be in [0, 1)")
+        parser.error("--eval_ratio must be in [0, 1)")
+    if args.check_only:
+        try:
+            config = get_model_config(args.model_type)
+            if args.model_path is not None:
+                check_model_path(config, args.model_path)
+        except ValueError as error:
+            sys.exit(f"generate_dataset: {error}")
+        print(f"{args.model_type}: " + (f"{args.model_path} is usable" if args.model_path else "known model type"))
+        return
+    missing = [name for name in ("model_path", "in_file", "out_dir") if getattr(args, name) is None]
+    if missing:
+        parser.error("the following arguments are required: " + ", ".join("--" + name for name in missing))
     try:
         report = generate_dataset(args.model_type, args.model_path, args.in_file, args.out_dir,
                                   args.eval_ratio, args.seed, args.truncation, args.split_long)
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"generate_dataset: {error}")
+    except OSError as error:
+        sys.exit(f"generate_dataset: cannot write to {args.out_dir}: {error.strerror or error}")
     print_summary(report, args.out_dir)
 
 

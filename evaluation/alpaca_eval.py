@@ -15,8 +15,12 @@ readably (null when neither). Written atomically to `OUTPUT/alpaca_eval_{model}_
       "raw_completion": {"reference_first": "...[[b]]", "model_first": "...[[a]]"},
       "order_preference": {"reference_first": 2.0, "model_first": 2.0}, "preference": 2.0}]
 
+Judge calls go through the judge core (`evaluation.judge`), with its call log
+`OUTPUT/alpaca_eval_{model}_annotations.calls.jsonl` behind `--continue` and `--structured`;
+the annotations file is rebuilt from the log at the end of each run.
+
 Win rate (`python -m evaluation.summarize --mode alpaca_eval`) = mean(preference - 1) in %,
-draws counting half, with the standard error of that mean.
+draws counting half, with a bootstrap confidence interval over instructions.
 """
 
 from __future__ import annotations
@@ -24,16 +28,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 from pathlib import Path
 from statistics import mean
 from typing import Optional
 
-from evaluation.api_client import ChatClient, add_client_args, gather_with_progress
-from evaluation.benchmark_data import write_text_atomic
-from evaluation.judge import ask_judge
+from evaluation.api_client import ChatClient, add_client_args
+from evaluation.judge import CallLog, Judge, JudgeRequest, add_judge_args, report_outcome, run_judgements
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.files import write_json_atomic
 
 SYSTEM_PROMPT = "You are a fair judge who compares two responses to the same instruction."
 PROMPT_TEMPLATE = (
@@ -42,24 +45,25 @@ PROMPT_TEMPLATE = (
     "## Instruction\n{instruction}\n\n## Output (a)\n{output_a}\n\n## Output (b)\n{output_b}\n\n"
     "Explain your reasoning briefly, then end with exactly one verdict on its own line: [[a]] if output (a) is "
     "better, [[b]] if output (b) is better, or [[tie]] if they are equally good.")
-_VERDICT = re.compile(r"\[\[\s*(a|b|tie)\s*\]\]", re.IGNORECASE)
 ORDERS = ("reference_first", "model_first")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m evaluation.alpaca_eval",
-                                     description="AlpacaEval-style judging: how often the judge prefers the model's "
-                                                 "output to the reference output, both orders.")
+                            description="AlpacaEval-style judging: how often the judge prefers the model's "
+                                        "output to the reference output, both orders.")
     parser.add_argument("--model_outputs", required=True, help="JSON list / JSONL of {instruction, output, generator}")
     parser.add_argument("--reference_outputs", required=True, help="the reference outputs, same format")
     parser.add_argument("--output_path", required=True, help="folder for the annotations file")
     parser.add_argument("--judge_model", "--model", dest="judge_model", default="gpt-4",
                         help="judge model id at the endpoint (default %(default)s)")
     parser.add_argument("--max_tokens", type=int, default=512, help="judge reply length (default %(default)s)")
-    parser.add_argument("--parse_retries", type=int, default=2,
-                        help="times an unreadable verdict is asked again (default %(default)s)")
+    add_judge_args(parser)
     add_client_args(parser, default_parallel=16)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.resume and args.overwrite:
+        parser.error("--continue and --overwrite exclude each other")
+    return args
 
 
 def main(argv=None) -> None:
@@ -69,26 +73,54 @@ def main(argv=None) -> None:
     missing = [record["instruction"][:60] for record in model_outputs if record["instruction"] not in reference_outputs]
     if missing:
         raise SystemExit(f"{len(missing)} instructions have no reference output, e.g. {missing[:3]}")
-    annotations = asyncio.run(annotate(args, model_outputs, reference_outputs))
     model = model_outputs[0].get("generator", Path(args.model_outputs).stem)
     target = Path(args.output_path) / f"alpaca_eval_{model}_annotations.json"
-    write_text_atomic(target, json.dumps(annotations, indent=1, ensure_ascii=False) + "\n")
-    print(f"annotations: {target}\nnext: python -m evaluation.summarize --input_path {args.output_path} "
-          "--mode alpaca_eval", file=sys.stderr)
+    requests = [request for record in model_outputs
+                for request in judge_requests(record, reference_outputs[record["instruction"]], args.judge_model,
+                                              args.max_tokens)]
+    log = CallLog(target.with_suffix(".calls.jsonl"), resume=args.resume, overwrite=args.overwrite)
+    try:
+        asyncio.run(judge_all(args, requests, log))
+    finally:
+        log.close()
+    annotations = [annotation(record, reference_outputs[record["instruction"]], log, args.judge_model)
+                   for record in model_outputs]
+    write_json_atomic(target, annotations)
+    print(f"annotations: {target}", file=sys.stderr)
+    report_outcome([log.get(request.key) for request in requests if log.get(request.key) is not None])
+    print(f"next: python -m evaluation.summarize --input_path {args.output_path} --mode alpaca_eval", file=sys.stderr)
 
 
 def load_outputs(path) -> list[dict]:
     text = Path(path).read_text(encoding="utf-8")
-    records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
+    try:
+        records = (json.loads(text) if text.lstrip().startswith("[")
+                   else [json.loads(line) for line in text.splitlines() if line.strip()])
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"{path}: not JSON or JSON lines ({error})") from None
+    if not records:
+        raise SystemExit(f"{path}: no outputs")
     for record in records:
-        if "instruction" not in record or "output" not in record:
-            raise SystemExit(f"{path}: every record needs 'instruction' and 'output': {str(record)[:200]}")
+        if not isinstance(record, dict) or not isinstance(record.get("instruction"), str) \
+                or not isinstance(record.get("output"), str):
+            raise SystemExit(f"{path}: every record needs text 'instruction' and 'output': {str(record)[:200]}")
+    instructions = [record["instruction"] for record in records]
+    if len(set(instructions)) != len(instructions):
+        duplicate = next(text for text in instructions if instructions.count(text) > 1)
+        raise SystemExit(f"{path}: the instruction {duplicate[:60]!r} appears more than once; each appears once")
     return records
 
 
-def parse_verdict(reply: str) -> Optional[str]:
-    matches = _VERDICT.findall(reply)
-    return matches[-1].lower() if matches else None
+def judge_requests(record: dict, reference: dict, judge_model: str, max_tokens: int) -> list[JudgeRequest]:
+    requests = []
+    for order in ORDERS:
+        first, second = (reference, record) if order == "reference_first" else (record, reference)
+        messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                    {"role": "user", "content": PROMPT_TEMPLATE.format(
+                        instruction=record["instruction"], output_a=first["output"], output_b=second["output"])}]
+        requests.append(JudgeRequest((record["instruction"], order), messages, "preference_ab", judge_model,
+                                     temperature=0, max_tokens=max_tokens))
+    return requests
 
 
 def order_preference(order: str, verdict: Optional[str]) -> Optional[float]:
@@ -101,30 +133,27 @@ def order_preference(order: str, verdict: Optional[str]) -> Optional[float]:
     return 1.0 if reference_won else 2.0
 
 
-async def annotate(args, model_outputs: list[dict], reference_outputs: dict) -> list[dict]:
-    client = ChatClient.from_args(args)
+def annotation(record: dict, reference: dict, log: CallLog, judge_model: str) -> dict:
+    texts, preferences = {}, {}
+    for order in ORDERS:
+        call = log.get((record["instruction"], order))
+        if call is None:
+            texts[order], preferences[order] = None, None
+            continue
+        texts[order] = call["text"] if call.get("error") is None else f"$ERROR$ {call['error']}"
+        preferences[order] = order_preference(order, call["verdict"])
+    valid = [p for p in preferences.values() if p is not None]
+    return {"instruction": record["instruction"], "output_1": reference["output"],
+            "generator_1": reference.get("generator", "reference"), "output_2": record["output"],
+            "generator_2": record.get("generator", "model"), "annotator": judge_model,
+            "raw_completion": texts, "order_preference": preferences,
+            "preference": mean(valid) if valid else None}
 
-    async def one(record: dict) -> dict:
-        reference = reference_outputs[record["instruction"]]
-        texts, preferences = {}, {}
-        for order in ORDERS:
-            first, second = (reference, record) if order == "reference_first" else (record, reference)
-            messages = [{"role": "system", "content": SYSTEM_PROMPT},
-                        {"role": "user", "content": PROMPT_TEMPLATE.format(
-                            instruction=record["instruction"], output_a=first["output"], output_b=second["output"])}]
-            reply, verdict, error, _ = await ask_judge(client, args.judge_model, messages, parse_verdict,
-                                                       args.parse_retries, temperature=0, max_tokens=args.max_tokens)
-            texts[order] = reply if error is None else f"$ERROR$ {error}"
-            preferences[order] = order_preference(order, verdict)
-        valid = [p for p in preferences.values() if p is not None]
-        return {"instruction": record["instruction"], "output_1": reference["output"],
-                "generator_1": reference.get("generator", "reference"), "output_2": record["output"],
-                "generator_2": record.get("generator", "model"), "annotator": args.judge_model,
-                "raw_completion": texts, "order_preference": preferences,
-                "preference": mean(valid) if valid else None}
 
-    async with client:
-        return await gather_with_progress([one(record) for record in model_outputs], "AlpacaEval judging")
+async def judge_all(args, requests: list[JudgeRequest], log: CallLog) -> None:
+    async with ChatClient.from_args(args) as client:
+        judge = Judge(client, parse_retries=args.parse_retries, structured=args.structured)
+        await run_judgements(requests, log, judge, "AlpacaEval judging")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Answering models, baselines and judges are all reached through `ChatClient`, so the
 judge can be GPT-4, a local ochat server, or any vLLM/FastChat server. The client
 bounds concurrency (`--parallel`), retries 429 / 5xx / timeouts / dropped
-connections with exponential backoff plus jitter (honouring `Retry-After`), and
+connections with exponential backoff plus jitter (honouring `Retry-After`), treats an
+HTTP 200 whose body is not a chat completion (HTML, plain text, bad JSON, no choices,
+null content) as a failed attempt like a 5xx, and
 `gather_with_progress` runs many requests under one tqdm bar.
 """
 
@@ -11,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
-from typing import Awaitable, Iterable, Optional
+from typing import Optional
 
 import aiohttp
 from tqdm.auto import tqdm
@@ -24,7 +28,17 @@ RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
 class ChatRequestError(RuntimeError):
-    """A request that failed for good: a non-retryable status or retries exhausted."""
+    """A request that failed for good: a non-retryable status or retries exhausted.
+
+    `status` is the HTTP status of a refused request (e.g. 400), None when retries ran out."""
+
+    def __init__(self, message: str, status: Optional[int] = None):
+        super().__init__(message)
+        self.status = status
+
+
+class MalformedReply(ValueError):
+    """An HTTP 200 whose body is not a chat completion with text content."""
 
 
 def add_client_args(parser: argparse.ArgumentParser, default_parallel: int = 8) -> None:
@@ -59,7 +73,7 @@ class ChatClient:
     request_timeout: float = 600.0
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, api_base: Optional[str] = None) -> "ChatClient":
+    def from_args(cls, args: argparse.Namespace, api_base: Optional[str] = None) -> ChatClient:
         return cls(api_base=api_base or args.api_base or DEFAULT_API_BASE,
                    api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
                    parallel=args.parallel, max_retries=args.max_retries,
@@ -73,7 +87,7 @@ class ChatClient:
         self._session: Optional[aiohttp.ClientSession] = None
         self._slots: Optional[asyncio.Semaphore] = None
 
-    async def __aenter__(self) -> "ChatClient":
+    async def __aenter__(self) -> ChatClient:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         connector = aiohttp.TCPConnector(limit=self.parallel)
         self._session = aiohttp.ClientSession(headers=headers, connector=connector)
@@ -103,14 +117,17 @@ class ChatClient:
                     async with self._session.post(
                             f"{self.api_base}/chat/completions", json=payload,
                             timeout=aiohttp.ClientTimeout(total=self.request_timeout)) as response:
+                        raw = await response.read()
                         if response.status == 200:
-                            body = await response.json()
-                            return body["choices"][0]["message"]["content"] or ""
-                        detail = (await response.text())[:500]
+                            return completion_text(raw)
+                        detail = raw[:500].decode("utf-8", "replace")
                         if response.status not in RETRYABLE_STATUS:
-                            raise ChatRequestError(f"HTTP {response.status} from {self.api_base}: {detail}")
+                            raise ChatRequestError(f"HTTP {response.status} from {self.api_base}: {detail}",
+                                                   status=response.status)
                         retry_after = _parse_retry_after(response.headers.get("Retry-After"))
                         failure = f"HTTP {response.status}: {detail}"
+                except MalformedReply as error:
+                    failure = f"HTTP 200 with a malformed body: {error}"
                 except (asyncio.TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
                     failure = f"{type(error).__name__}: {error}"
             if attempt >= self.max_retries:
@@ -125,6 +142,23 @@ class ChatClient:
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.max_retry_delay))
         return delay
+
+
+def completion_text(raw: bytes) -> str:
+    """The assistant text of a chat-completion body; MalformedReply for anything else (HTML, text, bad JSON,
+    no or empty `choices`, a null or non-text `content`), whatever the Content-Type says."""
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise MalformedReply(f"not JSON: {raw[:80]!r}") from None
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list) or not choices:
+        raise MalformedReply("no choices in the reply")
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, str):
+        raise MalformedReply(f"choices[0].message.content is {type(content).__name__}, not text")
+    return content
 
 
 def _parse_retry_after(value: Optional[str]) -> Optional[float]:

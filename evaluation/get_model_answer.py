@@ -15,6 +15,11 @@ Output, one file per model: `OUTPUT/{bench}_{model}.jsonl`, one line per questio
 Sets with multi-turn questions (MT-bench) store "turns": ["first answer", "second answer"]
 instead of "text". Existing answer files are kept unless `--overwrite`. Server logs go to
 `OUTPUT/logs/server_{model}.log`.
+
+Answers are appended to `OUTPUT/{bench}_{model}.jsonl.partial` as they arrive (same records,
+arrival order). When every question is answered the answer file is written whole, in question
+order, and the partial file removed. A question that fails for good (retries exhausted) does not
+stop the others; the run then exits non-zero and `--continue` asks only the unanswered questions.
 """
 
 from __future__ import annotations
@@ -23,14 +28,23 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
-from ochat.utils.server_process import ServerProcess, ServerStartError
-from evaluation.api_client import ChatClient, add_client_args, gather_with_progress
-from evaluation.benchmark_data import Question, answer_path, benchmark_name, load_questions, write_jsonl_atomic
+from evaluation.api_client import ChatClient, ChatRequestError, add_client_args, gather_with_progress
+from evaluation.benchmark_data import (
+    Question,
+    answer_path,
+    benchmark_name,
+    load_questions,
+    read_append_log,
+    write_jsonl_atomic,
+)
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.server_process import ServerProcess, ServerStartError
 
 DEFAULT_DATA_PATH = str(Path(__file__).parent / "vicuna")
 
@@ -54,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default %(default)s)")
     parser.add_argument("--max_tokens", type=int, default=1024, help="answer length limit (default %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="base seed; question i uses SEED+i (default %(default)s)")
-    parser.add_argument("--overwrite", action="store_true", help="answer again even where an answer file exists")
+    add_answer_file_args(parser)
     parser.add_argument("--num_replicas", type=int, default=None, help="engine replicas of each server")
     parser.add_argument("--server_start_timeout", type=float, default=900.0,
                         help="seconds to wait for a started server's /health (default %(default)s)")
@@ -75,9 +89,7 @@ def main(argv=None) -> None:
         asyncio.run(answer_through_endpoint(args, args.api_base, questions, bench, args.model, args.model_name))
         return
     for checkpoint in find_checkpoints(args.models_path):
-        target = answer_path(output_path, bench, checkpoint.name)
-        if target.exists() and not args.overwrite:
-            print(f"{target} exists; skipping {checkpoint.name} (use --overwrite to answer again)", file=sys.stderr)
+        if not needs_answers(answer_path(output_path, bench, checkpoint.name), args):
             continue
         log_path = output_path / "logs" / f"server_{checkpoint.name}.log"
         with serving_checkpoint(args.model_type, checkpoint, log_path, args.num_replicas,
@@ -98,6 +110,34 @@ def find_checkpoints(models_path) -> list[Path]:
     return checkpoints
 
 
+def add_answer_file_args(parser) -> None:
+    parser.add_argument("--continue", dest="resume", action="store_true",
+                        help="resume an interrupted run: keep the answers already written, ask only the missing ones")
+    parser.add_argument("--overwrite", action="store_true", help="answer again even where an answer file exists")
+
+
+def needs_answers(target: Path, args) -> bool:
+    """False (with a note) when a finished answer file is kept; refuses a partial file without --continue."""
+    partial = partial_path(target)
+    if args.resume and args.overwrite:
+        raise SystemExit("--continue and --overwrite exclude each other")
+    if args.overwrite:
+        target.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
+        return True
+    if target.exists():
+        print(f"{target} exists; skipping (use --overwrite to answer again)", file=sys.stderr)
+        return False
+    if partial.exists() and partial.stat().st_size and not args.resume:
+        raise SystemExit(f"{partial} holds answers from an interrupted run; pass --continue to resume "
+                         "or --overwrite to answer again")
+    return True
+
+
+def partial_path(target: Path) -> Path:
+    return target.with_name(target.name + ".partial")
+
+
 async def answer_through_endpoint(args, api_base: str, questions: list[Question], bench: str,
                                   model: Optional[str], model_name: Optional[str]) -> None:
     client = ChatClient.from_args(args, api_base=api_base)
@@ -109,37 +149,59 @@ async def answer_through_endpoint(args, api_base: str, questions: list[Question]
             model = served[0]
         model_name = model_name or model
         target = answer_path(args.output_path, bench, model_name)
-        if target.exists() and not args.overwrite:
-            print(f"{target} exists; skipping (use --overwrite to answer again)", file=sys.stderr)
-            return
-        records = await answer_questions(client, model, model_name, questions, args.temperature,
-                                         args.max_tokens, args.seed)
-    write_jsonl_atomic(target, records)
+        if needs_answers(target, args):
+            await answer_to_file(client, model, model_name, questions, target, args)
+
+
+async def answer_to_file(client: ChatClient, model: str, model_name: str, questions: list[Question],
+                         target: Path, args) -> None:
+    """Answers the questions the partial file lacks, appending each as it arrives; then writes the answer file."""
+    partial = partial_path(target)
+    earlier = {record["question_id"]: record for record in read_append_log(partial)} if partial.exists() else {}
+    if earlier:
+        print(f"{partial}: {len(earlier)} answers kept from the interrupted run", file=sys.stderr)
+    pending = [(index, question) for index, question in enumerate(questions) if question.question_id not in earlier]
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    failures = []
+    with open(partial, "a", encoding="utf-8") as sink:
+        async def answer_and_append(index: int, question: Question) -> None:
+            try:
+                record = await answer_question(client, model, model_name, question, index, args.temperature,
+                                               args.max_tokens, args.seed, any(len(q.turns) > 1 for q in questions))
+            except ChatRequestError as error:
+                failures.append(question.question_id)
+                print(f"question {question.question_id} failed: {str(error)[:300]}", file=sys.stderr)
+                return
+            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sink.flush()
+            earlier[question.question_id] = record
+
+        await gather_with_progress([answer_and_append(i, q) for i, q in pending], f"answering ({model_name})")
+        os.fsync(sink.fileno())
+    if failures:
+        raise SystemExit(f"{len(failures)} of {len(questions)} questions got no answer (ids {failures[:20]}); "
+                         f"the others are kept in {partial}; run again with --continue")
+    write_jsonl_atomic(target, [earlier[question.question_id] for question in questions])
+    partial.unlink()
     print(f"answers: {target}", file=sys.stderr)
 
 
-async def answer_questions(client: ChatClient, model: str, model_name: str, questions: list[Question],
-                           temperature: float, max_tokens: int, seed: int) -> list[dict]:
-    """All questions at once (the client bounds concurrency); each question's turns in sequence."""
-    multi_turn = any(len(question.turns) > 1 for question in questions)
-
-    async def answer(index: int, question: Question) -> dict:
-        messages, replies = [], []
-        for turn in question.turns:
-            messages.append({"role": "user", "content": turn})
-            reply = await client.chat(model, messages, temperature=temperature, max_tokens=max_tokens,
-                                      seed=seed + index)
-            messages.append({"role": "assistant", "content": reply})
-            replies.append(reply)
-        digest = hashlib.sha1("\x00".join(replies).encode("utf-8")).hexdigest()[:12]
-        record = {"question_id": question.question_id, "model": model_name}
-        record.update({"turns": replies} if multi_turn else {"text": replies[0]})
-        record.update({"answer_id": f"{question.question_id}-{digest}",
-                       "metadata": {"api_model": model, "temperature": temperature, "max_tokens": max_tokens,
-                                    "seed": seed + index}})
-        return record
-
-    return await gather_with_progress([answer(i, q) for i, q in enumerate(questions)], f"answering ({model_name})")
+async def answer_question(client: ChatClient, model: str, model_name: str, question: Question, index: int,
+                          temperature: float, max_tokens: int, seed: int, multi_turn: bool) -> dict:
+    """One question's turns in sequence, each seeing the model's own earlier answers."""
+    messages, replies = [], []
+    for turn in question.turns:
+        messages.append({"role": "user", "content": turn})
+        reply = await client.chat(model, messages, temperature=temperature, max_tokens=max_tokens, seed=seed + index)
+        messages.append({"role": "assistant", "content": reply})
+        replies.append(reply)
+    digest = hashlib.sha1("\x00".join(replies).encode("utf-8")).hexdigest()[:12]
+    record = {"question_id": question.question_id, "model": model_name}
+    record.update({"turns": replies} if multi_turn else {"text": replies[0]})
+    record.update({"answer_id": f"{question.question_id}-{digest}",
+                   "metadata": {"api_model": model, "temperature": temperature, "max_tokens": max_tokens,
+                                "seed": seed + index}})
+    return record
 
 
 @contextlib.contextmanager

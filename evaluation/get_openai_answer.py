@@ -1,7 +1,8 @@
 """Baseline answers (e.g. gpt-3.5-turbo) from any OpenAI-compatible endpoint.
 
 One file per model: `OUTPUT/{bench}_{model}.jsonl`, in the same format as
-`evaluation.get_model_answer` writes (see there), e.g.
+`evaluation.get_model_answer` writes (see there; answers are kept as they arrive and
+`--continue` resumes), e.g.
 
     {"question_id": 1, "model": "gpt-3.5-turbo", "text": "...", "answer_id": "1-3f2a...", "metadata": {...}}
 """
@@ -10,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 
 from evaluation.api_client import ChatClient, add_client_args
-from evaluation.benchmark_data import answer_path, benchmark_name, load_questions, write_jsonl_atomic
-from evaluation.get_model_answer import DEFAULT_DATA_PATH, answer_questions
+from evaluation.benchmark_data import answer_path, benchmark_name, load_questions
+from evaluation.get_model_answer import DEFAULT_DATA_PATH, add_answer_file_args, answer_to_file, needs_answers
 from ochat.utils.cli import ArgumentParser
 
 
@@ -30,7 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default %(default)s)")
     parser.add_argument("--max_tokens", type=int, default=1024, help="answer length limit (default %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="base seed; question i uses SEED+i (default %(default)s)")
-    parser.add_argument("--overwrite", action="store_true", help="answer again even where an answer file exists")
+    add_answer_file_args(parser)
     add_client_args(parser, default_parallel=16)
     return parser.parse_args(argv)
 
@@ -47,13 +47,8 @@ async def answer_all(args, questions, bench: str) -> None:
     async with client:
         for model in args.model_types:
             target = answer_path(args.output_path, bench, model)
-            if target.exists() and not args.overwrite:
-                print(f"{target} exists; skipping {model} (use --overwrite to answer again)", file=sys.stderr)
-                continue
-            records = await answer_questions(client, model, model, questions, args.temperature,
-                                             args.max_tokens, args.seed)
-            write_jsonl_atomic(target, records)
-            print(f"answers: {target}", file=sys.stderr)
+            if needs_answers(target, args):
+                await answer_to_file(client, model, model, questions, target, args)
 
 
 if __name__ == "__main__":

@@ -1,90 +1,218 @@
-"""Reading scores and verdicts out of free-form judge replies.
+"""The judge core every judging mode runs on: a request type, one runner, one call log behind `--continue`.
 
-Judges are asked for an exact format but write many: "8 7", "8, 7", "[8, 7]",
-"8/10 and 7/10", "Assistant 1: 8\\nAssistant 2: 7", "Scores: 8.5 7", on the last
-line (evidence first, as we ask) or on the first (the older Vicuna format). A reply
-that yields no unambiguous pair returns None, never a guess: the caller retries and
-finally records the review as failed.
+A mode (`openai_eval` for Vicuna-style pairwise scores, `mt_bench` for single ratings and
+pairwise games, `alpaca_eval` for preferences) only builds `JudgeRequest`s and reduces the
+recorded calls into its result file; asking, parsing (`evaluation.verdicts`), re-asking an
+unreadable reply, structured output with its fallback, logging and resuming happen here,
+the same way for all of them.
+
+The call log (`*.calls.jsonl` beside the mode's result file) gets one line per finished
+call, appended and handed to the OS as the call returns (fsynced every half second), so a
+killed run loses only the calls in flight. `--continue` reads it and asks only the calls it
+lacks or holds as transport failures; a reply that never parsed stays failed. A last line
+cut short by a kill is dropped. One line:
+
+    {"key": ["mine", 1, "model_first", 0], "kind": "score_pair", "text": "... \\n8 7", "verdict": [8.0, 7.0],
+     "failed": false, "error": null, "judge": "gpt-4", "attempts": 1, "structured": false, "tstamp": 1700000000.0}
+
+`verdict` is the parsed value in the kind's JSON form (see `evaluation.verdicts`), null when
+the call failed; `error` holds the transport error of a call that never got a reply.
+
+With `structured=True` the judge is sent the kind's JSON schema as `response_format` and an
+instruction to answer in that JSON, explanation first. A server that refuses it with HTTP 400
+switches the run to free-text prompts and parsing, with one warning.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any, Callable, Optional
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
 
-from evaluation.api_client import ChatRequestError
+from evaluation.api_client import ChatClient, ChatRequestError, gather_with_progress
+from evaluation.benchmark_data import read_append_log
+from evaluation.verdicts import VERDICT_KINDS, VerdictKind
 
-_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?!\w|\.\d)")
-_SCORE_WORDS = re.compile(r"\b(?:scores?|ratings?|overall|final|and|vs|assistants?)\b|[\s:;,\[\]()\-=|]", re.IGNORECASE)
-_OUT_OF_TEN = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/|out of)\s*10(?![\d.])", re.IGNORECASE)
-_ASSISTANT_LABEL = re.compile(r"\bassistant\s*(?:1|2|a|b)\b", re.IGNORECASE)
-_RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
-_RATING_FALLBACK = re.compile(r"\[\s*(\d+(?:\.\d+)?)\s*\]")
-_VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
-
-
-def _score_pair_in(text: str, strict: bool) -> Optional[tuple[float, float]]:
-    """Two numbers in 0..10 in `text`; when strict, the line must hold nothing but them and score words."""
-    text = _OUT_OF_TEN.sub(r"\1", text)
-    text = _ASSISTANT_LABEL.sub(" ", text)
-    text = text.replace("*", " ")
-    numbers = [float(value) for value in _NUMBER.findall(text)]
-    if len(numbers) != 2 or not all(0 <= number <= 10 for number in numbers):
-        return None
-    if strict and _SCORE_WORDS.sub("", _NUMBER.sub("", text)).strip(". "):
-        return None
-    return numbers[0], numbers[1]
+FSYNC_INTERVAL = 0.5
 
 
-def parse_score_pair(reply: str) -> Optional[tuple[float, float]]:
-    """(score of assistant 1, score of assistant 2) from a judge reply, or None when unclear.
+@dataclass(frozen=True)
+class JudgeRequest:
+    """One judge call: `key` names it in the call log (JSON scalars), `kind` the verdict it asks for."""
 
-    Looks at the last line, the last two lines together, then the first line and the
-    first two lines together: first for a place holding only the two scores (and words
-    like "Assistant 1:", "Scores", "and"), then for any place with exactly two numbers in 0..10.
-    """
-    lines = [line.strip() for line in reply.strip().splitlines() if line.strip()]
-    if not lines:
-        return None
-    candidates = [lines[-1], " ".join(lines[-2:]), lines[0], " ".join(lines[:2])]
-    for strict in (True, False):
-        for candidate in candidates:
-            pair = _score_pair_in(candidate, strict)
-            if pair is not None:
-                return pair
-    return None
+    key: tuple
+    messages: list
+    kind: str
+    model: str
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    seed: Optional[int] = None
 
 
-def parse_rating(reply: str) -> Optional[float]:
-    """MT-bench single-answer rating: the last "[[r]]" (or "[r]" when no double brackets) in 1..10."""
-    matches = _RATING.findall(reply) or _RATING_FALLBACK.findall(reply)
-    if not matches:
-        return None
-    rating = float(matches[-1])
-    return rating if 1 <= rating <= 10 else None
+def add_judge_args(parser: argparse.ArgumentParser, parse_retries: int = 2) -> None:
+    """The flags every judging mode shares."""
+    group = parser.add_argument_group("judging")
+    group.add_argument("--parse_retries", type=int, default=parse_retries,
+                       help="times an unreadable verdict is asked again before it counts as failed (default %(default)s)")
+    group.add_argument("--structured", action="store_true",
+                       help="ask for the verdict as JSON through response_format json_schema, explanation first; "
+                            "a server that refuses response_format (HTTP 400) falls back to free text")
+    group.add_argument("--continue", dest="resume", action="store_true",
+                       help="resume an interrupted run: keep the calls in the call log, ask only the missing ones")
+    group.add_argument("--overwrite", action="store_true", help="discard the call log and judge again")
 
 
-def parse_pairwise_verdict(reply: str) -> Optional[str]:
-    """MT-bench pairwise verdict: "A", "B" or "C" (tie) from the last "[[X]]"; None when absent."""
-    matches = _VERDICT.findall(reply)
-    return matches[-1] if matches else None
+class CallLog:
+    """The append-only record of finished judge calls for one result file."""
+
+    def __init__(self, path: Path, resume: bool = False, overwrite: bool = False):
+        if resume and overwrite:
+            raise SystemExit("--continue and --overwrite exclude each other")
+        self.path = Path(path)
+        if overwrite:
+            self.path.unlink(missing_ok=True)
+        elif self.path.exists() and self.path.stat().st_size and not resume:
+            raise SystemExit(f"{self.path} already holds judged calls; pass --continue to resume "
+                             "or --overwrite to judge again")
+        self.calls: dict[tuple, dict] = {}
+        if self.path.exists():
+            self.calls = {tuple(call["key"]): call for call in read_call_log(self.path)}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.path, "a", encoding="utf-8")
+        self._last_fsync = time.monotonic()
+
+    def needs(self, key: tuple) -> bool:
+        """True when the call was never finished, or ended on a transport error."""
+        earlier = self.calls.get(tuple(key))
+        return earlier is None or bool(earlier.get("error"))
+
+    def record(self, call: dict) -> None:
+        """Appends one call and hands it to the OS at once; fsyncs at most every FSYNC_INTERVAL seconds
+        (an fsync per call would stall the event loop for milliseconds each time)."""
+        self._handle.write(json.dumps(call, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        if time.monotonic() - self._last_fsync >= FSYNC_INTERVAL:
+            os.fsync(self._handle.fileno())
+            self._last_fsync = time.monotonic()
+        self.calls[tuple(call["key"])] = call
+
+    def get(self, key: tuple) -> Optional[dict]:
+        return self.calls.get(tuple(key))
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
 
 
-async def ask_judge(client, model: str, messages: list[dict], parse: Callable[[str], Any], parse_retries: int,
-                    **params) -> tuple[Optional[str], Any, Optional[str], int]:
-    """Asks until `parse` reads the reply (at most 1 + parse_retries times).
+def read_call_log(path: Path) -> list[dict]:
+    """The calls in a log (a last line cut short by a kill is dropped); refuses a file that is not a call log."""
+    calls = read_append_log(path)
+    for number, call in enumerate(calls, 1):
+        if not isinstance(call, dict) or not isinstance(call.get("key"), list):
+            raise SystemExit(f"{path}:{number}: not a call-log line (no \"key\"); pass --overwrite to start again")
+    return calls
 
-    Returns (last reply, parsed value or None, transport error or None, attempts). A reply
-    that never parses gives parsed None: the caller records the judgement as failed.
-    """
-    reply, attempts = None, 0
-    try:
-        for _ in range(parse_retries + 1):
-            attempts += 1
-            reply = await client.chat(model, messages, **params)
-            parsed = parse(reply)
-            if parsed is not None:
-                return reply, parsed, None, attempts
-    except ChatRequestError as error:
-        return reply, None, str(error), attempts
-    return reply, None, None, attempts
+
+class Judge:
+    """Asks the judge, parses, re-asks unreadable replies; structured output with a one-time fallback."""
+
+    def __init__(self, client: ChatClient, parse_retries: int = 2, structured: bool = False):
+        self.client, self.parse_retries, self.structured = client, parse_retries, structured
+        self._structured_confirmed = False
+        self._probe = asyncio.Lock()  # the first structured call runs alone: a refusal then costs one request
+
+    async def ask(self, request: JudgeRequest) -> dict:
+        kind = VERDICT_KINDS[request.kind]
+        reply, verdict, error, attempts, structured = None, None, None, 0, self.structured
+        try:
+            for _ in range(self.parse_retries + 1):
+                attempts += 1
+                reply, structured = await self._chat(request, kind)
+                verdict = kind.parse(reply, structured)
+                if verdict is not None:
+                    break
+        except ChatRequestError as failure:
+            error = str(failure)
+        return {"key": list(request.key), "kind": request.kind, "text": reply, "verdict": _jsonable(verdict),
+                "failed": verdict is None, "error": error, "judge": request.model, "attempts": attempts,
+                "structured": structured, "tstamp": time.time()}
+
+    async def _chat(self, request: JudgeRequest, kind: VerdictKind) -> tuple[str, bool]:
+        if self.structured and not self._structured_confirmed:
+            async with self._probe:
+                if self.structured and not self._structured_confirmed:
+                    return await self._probe_structured(request, kind)
+        if self.structured:
+            return await self._send(request, kind, structured=True), True
+        return await self._send(request, kind, structured=False), False
+
+    async def _probe_structured(self, request: JudgeRequest, kind: VerdictKind) -> tuple[str, bool]:
+        """The run's first structured call: HTTP 400 means the server lacks response_format, so fall back."""
+        try:
+            reply = await self._send(request, kind, structured=True)
+        except ChatRequestError as error:
+            if error.status != 400:
+                raise
+            self.structured = False
+            print(f"warning: the judge refused response_format (HTTP 400: {str(error)[:200]}); "
+                  "falling back to free-text verdicts for the rest of the run", file=sys.stderr)
+            return await self._send(request, kind, structured=False), False
+        self._structured_confirmed = True
+        return reply, True
+
+    async def _send(self, request: JudgeRequest, kind: VerdictKind, structured: bool) -> str:
+        params = {"temperature": request.temperature, "max_tokens": request.max_tokens, "seed": request.seed}
+        if structured:
+            return await self.client.chat(request.model, with_instruction(request.messages, kind.instruction),
+                                          response_format=kind.response_format(), **params)
+        return await self.client.chat(request.model, request.messages, **params)
+
+
+def with_instruction(messages: list[dict], instruction: str) -> list[dict]:
+    """The messages with the JSON instruction appended to the last user message."""
+    last_user = max(index for index, message in enumerate(messages) if message["role"] == "user")
+    return [dict(message, content=message["content"] + "\n\n" + instruction) if index == last_user else message
+            for index, message in enumerate(messages)]
+
+
+def _jsonable(verdict: Any) -> Any:
+    return list(verdict) if isinstance(verdict, tuple) else verdict
+
+
+async def run_judgements(requests: Iterable[JudgeRequest], log: CallLog, judge: Judge, description: str) -> None:
+    """Asks every request the log still needs, concurrently (the client bounds it), recording each as it ends."""
+    pending = [request for request in requests if log.needs(request.key)]
+    if not pending:
+        print("every judge call is already recorded; rebuilding the results only", file=sys.stderr)
+        return
+
+    async def one(request: JudgeRequest) -> None:
+        call = await judge.ask(request)
+        if call["error"]:
+            print(f"judge call {call['key']} failed: {call['error'][:300]}", file=sys.stderr)
+        log.record(call)
+
+    await gather_with_progress([one(request) for request in pending], description)
+
+
+def report_outcome(calls: list[dict]) -> None:
+    """Warns with the failure rate; exits non-zero when no call gave a verdict (judge down, nothing parseable)."""
+    failed = sum(call["failed"] for call in calls)
+    transport = sum(bool(call.get("error")) for call in calls)
+    if calls and failed == len(calls):
+        raise SystemExit(f"error: none of {len(calls)} judge calls gave a verdict ({transport} never got a reply, "
+                         f"{failed - transport} unreadable); check the endpoint and --model, then run again "
+                         "with --continue")
+    if failed:
+        print(f"warning: {failed} of {len(calls)} judge calls failed ({100 * failed / len(calls):.1f}%; "
+              f"{transport} without a reply, {failed - transport} unreadable) and are left out"
+              + ("; run again with --continue to ask the unanswered ones" if transport else ""), file=sys.stderr)

@@ -10,13 +10,9 @@ as failed and left out of every average: never counted as 0 : 0.
 
 Files, under `--output_path` (default INPUT_PATH/reviews):
 
-`{bench}_{model}_vs_{baseline}.calls.jsonl`: the durable log, one line per finished judge
-call, appended and flushed to the OS as each call returns (fsynced every half second);
-`--continue` reads it and asks only the (question, order, sample) calls it lacks (calls
-that failed on transport errors are asked again):
-
-    {"question_id": 1, "order": "baseline_first", "sample": 0, "text": "...\\n[7, 8]",
-     "scores": [8.0, 7.0], "failed": false, "error": null, "judge": "gpt-4"}
+`{bench}_{model}_vs_{baseline}.calls.jsonl`: the judge core's call log (see `evaluation.judge`),
+one line per finished judge call, keyed [question_id, order, sample]; `--continue` asks only
+the calls it lacks. Verdicts are [score of assistant 1, score of assistant 2] as the judge saw them.
 
 `{bench}_{model}_vs_{baseline}.jsonl`: one line per question, rebuilt from the log and
 written atomically (temporary file + rename) at the end of a run:
@@ -34,23 +30,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import sys
-import time
 from pathlib import Path
 from statistics import mean
 from typing import Optional
 
-from evaluation.api_client import ChatClient, add_client_args, gather_with_progress
-from evaluation.benchmark_data import (Question, Reviewer, answer_files, benchmark_name, load_answers,
-                                       load_questions, load_reviewers, reviewer_for,
-                                       write_jsonl_atomic)
-from evaluation.judge import ask_judge, parse_score_pair
+from evaluation.api_client import ChatClient, add_client_args
+from evaluation.benchmark_data import (
+    Question,
+    Reviewer,
+    answer_files,
+    benchmark_name,
+    data_folder_kind,
+    load_answers,
+    load_questions,
+    load_reviewers,
+    reviewer_for,
+    write_jsonl_atomic,
+)
+from evaluation.judge import CallLog, Judge, JudgeRequest, add_judge_args, report_outcome, run_judgements
 from ochat.utils.cli import ArgumentParser
 
 ORDERS = ("model_first", "baseline_first")
-FSYNC_INTERVAL = 0.5
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,11 +60,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         description="Judge every model's answers against a baseline's with an LLM, in both answer orders "
                     "(balanced position calibration), explanation before scores (evidence calibration).")
     parser.add_argument("--data_path", required=True,
-                        help="question set folder with question.jsonl, reviewer.jsonl and prompt.jsonl")
+                        help="question set folder with question.jsonl, reviewer.jsonl and prompt.jsonl "
+                             "(OpenChat's / Vicuna's published files work as they are)")
     parser.add_argument("--baseline_path", required=True,
                         help="the baseline's answer file, e.g. eval_baselines/vicuna_gpt-3.5-turbo.jsonl")
     parser.add_argument("--input_path", required=True,
-                        help="folder of model answer files named {bench}_{model}.jsonl")
+                        help="folder of model answer files named {bench}_{model}.jsonl (ochat, OpenChat or FastChat "
+                             "answer format, detected per file)")
     parser.add_argument("--output_path", default=None, help="where reviews go (default INPUT_PATH/reviews)")
     parser.add_argument("--models", nargs="*", default=None, help="judge only these models (default: all found)")
     parser.add_argument("--bench", default=None, help="benchmark name in file names (default: data folder name)")
@@ -73,12 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max_tokens", type=int, default=None, help="judge reply length (default: reviewer file's)")
     parser.add_argument("--num_samples", type=int, default=1,
                         help="reviews drawn per order and averaged (multiple-evidence calibration; default 1)")
-    parser.add_argument("--parse_retries", type=int, default=2,
-                        help="times an unparseable review is asked again before it counts as failed (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="sample k is requested with seed SEED+k (default 0)")
-    parser.add_argument("--continue", dest="resume", action="store_true",
-                        help="resume an interrupted run: keep judged calls, ask only the missing ones")
-    parser.add_argument("--overwrite", action="store_true", help="discard earlier reviews and judge again")
+    add_judge_args(parser)
     add_client_args(parser, default_parallel=16)
     args = parser.parse_args(argv)
     if args.num_samples < 1:
@@ -90,10 +89,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if data_folder_kind(args.data_path) == "mt_bench":
+        raise SystemExit(f"{args.data_path} is an MT-bench folder (judge_prompts.jsonl); judge it with "
+                         "python -m evaluation.mt_bench")
     questions = load_questions(args.data_path)
     reviewers = load_reviewers(args.data_path)
     bench = args.bench or benchmark_name(args.data_path)
     baseline_answers = load_answers(args.baseline_path)
+    check_answers_cover(questions, baseline_answers, args.baseline_path)
     baseline = baseline_model_name(args.baseline_path, baseline_answers, bench)
     models = select_models(args.input_path, bench, baseline, args.models)
     output_path = Path(args.output_path or Path(args.input_path) / "reviews")
@@ -102,7 +105,6 @@ def main(argv=None) -> None:
     for model, path in models.items():
         model_answers = load_answers(path)
         check_answers_cover(questions, model_answers, path)
-        check_answers_cover(questions, baseline_answers, args.baseline_path)
         jobs.append(PairJudging(bench, model, baseline, questions, model_answers, baseline_answers,
                                 output_path / f"{bench}_{model}_vs_{baseline}", args))
 
@@ -110,10 +112,7 @@ def main(argv=None) -> None:
     for job in jobs:
         job.write_reviews()
         print(f"reviews: {job.reviews_path}", file=sys.stderr)
-    unreachable = sum(bool(call.get("error")) for job in jobs for call in job.calls.values())
-    if unreachable:
-        print(f"{unreachable} judge calls failed on transport errors and count as failed; "
-              "run again with --continue to ask them again", file=sys.stderr)
+    report_outcome([call for job in jobs for call in job.current_calls()])
     print(f"next: python -m evaluation.summarize --input_path {args.output_path or args.input_path}", file=sys.stderr)
 
 
@@ -142,96 +141,75 @@ def check_answers_cover(questions: list[Question], answers: dict, path) -> None:
 
 
 class PairJudging:
-    """Judge calls for one (model, baseline) pair, with their append-only log."""
+    """Judge requests for one (model, baseline) pair, and the reviews file reduced from their calls."""
 
     def __init__(self, bench, model, baseline, questions, model_answers, baseline_answers, stem: Path, args):
         self.bench, self.model, self.baseline, self.questions = bench, model, baseline, questions
         self.model_answers, self.baseline_answers = model_answers, baseline_answers
         self.num_samples = args.num_samples
-        self.calls_path = stem.with_name(stem.name + ".calls.jsonl")
         self.reviews_path = stem.with_name(stem.name + ".jsonl")
-        self.calls: dict[tuple, dict] = {}
         if args.overwrite:
-            for path in (self.calls_path, self.reviews_path):
-                path.unlink(missing_ok=True)
-        elif self.calls_path.exists() and self.calls_path.stat().st_size and not args.resume:
-            raise SystemExit(f"{self.calls_path} already holds judged calls; pass --continue to resume "
-                             "or --overwrite to judge again")
-        if self.calls_path.exists():
-            self.calls = {call_key(call): call for call in read_call_log(self.calls_path)}
-        self.calls_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.calls_path, "a", encoding="utf-8")
-        self._last_fsync = time.monotonic()
+            self.reviews_path.unlink(missing_ok=True)
+        self.log = CallLog(stem.with_name(stem.name + ".calls.jsonl"), resume=args.resume, overwrite=args.overwrite)
 
-    def pending(self):
-        """(question, order, sample) calls the log lacks, or holds only as transport failures."""
+    def requests(self, reviewers: dict[str, Reviewer], args) -> list[JudgeRequest]:
+        requests = []
         for question in self.questions:
+            reviewer = reviewer_for(reviewers, question.category)
             for order in ORDERS:
                 for sample in range(self.num_samples):
-                    earlier = self.calls.get((question.question_id, order, sample))
-                    if earlier is None or earlier.get("error"):
-                        yield question, order, sample
+                    requests.append(JudgeRequest(
+                        key=(question.question_id, order, sample),
+                        messages=reviewer.render(question.text, *self.answers_in_order(question, order)),
+                        kind="score_pair", model=args.model or reviewer.kwargs.get("model", "gpt-4"),
+                        temperature=args.temperature if args.temperature is not None
+                        else reviewer.kwargs.get("temperature", 0.2),
+                        max_tokens=args.max_tokens or reviewer.kwargs.get("max_tokens", 1024),
+                        seed=args.seed + sample))
+        return requests
 
     def answers_in_order(self, question: Question, order: str) -> tuple[str, str]:
         model_text = self.model_answers[question.question_id]["turns"][0]
         baseline_text = self.baseline_answers[question.question_id]["turns"][0]
         return (model_text, baseline_text) if order == "model_first" else (baseline_text, model_text)
 
-    def record(self, call: dict) -> None:
-        """Appends one finished call and hands it to the OS at once, so a killed process loses only
-        calls in flight; fsyncs at most every FSYNC_INTERVAL seconds (and at the end) against power loss,
-        since an fsync per call would stall the event loop for milliseconds each time."""
-        self._log.write(json.dumps(call, ensure_ascii=False) + "\n")
-        self._log.flush()
-        if time.monotonic() - self._last_fsync >= FSYNC_INTERVAL:
-            os.fsync(self._log.fileno())
-            self._last_fsync = time.monotonic()
-        self.calls[call_key(call)] = call
+    def question_calls(self, question: Question) -> list[dict]:
+        """This run's calls for one question, with scores mapped to [model, baseline] whatever the order."""
+        calls = []
+        for order in ORDERS:
+            for sample in range(self.num_samples):
+                call = self.log.get((question.question_id, order, sample))
+                if call is None:
+                    continue
+                pair = call["verdict"]
+                scores = None if pair is None else (list(pair) if order == "model_first" else [pair[1], pair[0]])
+                calls.append({"order": order, "sample": sample, "text": call["text"], "scores": scores,
+                              "failed": call["failed"]})
+        return calls
+
+    def current_calls(self) -> list[dict]:
+        return [call for question in self.questions for order in ORDERS for sample in range(self.num_samples)
+                if (call := self.log.get((question.question_id, order, sample))) is not None]
 
     def write_reviews(self) -> None:
-        os.fsync(self._log.fileno())
-        self._log.close()
+        self.log.close()
         records = []
         for question in self.questions:
-            calls = [self.calls[(question.question_id, order, sample)] for order in ORDERS
-                     for sample in range(self.num_samples) if (question.question_id, order, sample) in self.calls]
+            reviews = self.question_calls(question)
             records.append({
                 "question_id": question.question_id, "category": question.category, "question": question.text,
                 "model": self.model, "baseline": self.baseline, "benchmark": self.bench,
                 "answer_model": self.model_answers[question.question_id]["turns"][0],
                 "answer_baseline": self.baseline_answers[question.question_id]["turns"][0],
-                "reviews": [{key: call[key] for key in ("order", "sample", "text", "scores", "failed")}
-                            for call in calls],
-                **aggregate_reviews(calls)})
+                "reviews": reviews, **aggregate_reviews(reviews)})
         write_jsonl_atomic(self.reviews_path, records)
 
 
-def call_key(call: dict) -> tuple:
-    return call["question_id"], call["order"], call["sample"]
-
-
-def read_call_log(path: Path) -> list[dict]:
-    """Reads the call log; a last line cut short by a kill is dropped from the file, so appends stay clean."""
-    data = path.read_bytes()
-    complete = data[:data.rfind(b"\n") + 1]
-    if len(complete) < len(data):
-        print(f"{path}: dropping a partly written last line", file=sys.stderr)
-        with open(path, "r+b") as handle:
-            handle.truncate(len(complete))
-    calls = []
-    for number, line in enumerate(complete.decode("utf-8").splitlines(), 1):
-        try:
-            calls.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise ValueError(f"{path}:{number}: corrupt line in the call log") from None
-    return calls
-
-
-def aggregate_reviews(calls: list[dict]) -> dict:
+def aggregate_reviews(reviews: list[dict]) -> dict:
     """Averages successful reviews within each order, then across orders; failed ones are left out."""
     order_means = {}
     for order in ORDERS:
-        scores = [call["scores"] for call in calls if call["order"] == order and not call["failed"]]
+        scores = [review["scores"] for review in reviews if review["order"] == order and not review["failed"]]
         if scores:
             order_means[order] = (mean(s[0] for s in scores), mean(s[1] for s in scores))
     if not order_means:
@@ -251,36 +229,10 @@ def verdict_of(score_model: float, score_baseline: float) -> str:
 
 
 async def judge_all(jobs: list[PairJudging], reviewers: dict[str, Reviewer], args) -> None:
-    client = ChatClient.from_args(args)
-    async with client:
-        coroutines = [judge_call(client, job, reviewer_for(reviewers, question.category), question, order, sample, args)
-                      for job in jobs for question, order, sample in job.pending()]
-        if not coroutines:
-            print("every judge call is already recorded; rebuilding reviews only", file=sys.stderr)
-            return
-        await gather_with_progress(coroutines, "judging")
-
-
-async def judge_call(client: ChatClient, job: PairJudging, reviewer: Reviewer, question: Question,
-                     order: str, sample: int, args) -> None:
-    """One (question, order, sample) review: ask, parse, re-ask when unparseable, record."""
-    answer_1, answer_2 = job.answers_in_order(question, order)
-    messages = reviewer.render(question.text, answer_1, answer_2)
-    judge_model = args.model or reviewer.kwargs.get("model", "gpt-4")
-    temperature = args.temperature if args.temperature is not None else reviewer.kwargs.get("temperature", 0.2)
-    max_tokens = args.max_tokens or reviewer.kwargs.get("max_tokens", 1024)
-    reply, pair, error, attempts = await ask_judge(
-        client, judge_model, messages, parse_score_pair, args.parse_retries,
-        temperature=temperature, max_tokens=max_tokens, seed=args.seed + sample)
-    scores = None
-    if pair is not None:
-        scores = list(pair) if order == "model_first" else [pair[1], pair[0]]
-    if error:
-        print(f"judge call failed for question {question.question_id} ({order}, sample {sample}): {error}",
-              file=sys.stderr)
-    call = {"question_id": question.question_id, "order": order, "sample": sample, "text": reply,
-            "scores": scores, "failed": scores is None, "error": error, "judge": judge_model, "attempts": attempts}
-    job.record(call)
+    async with ChatClient.from_args(args) as client:
+        judge = Judge(client, parse_retries=args.parse_retries, structured=args.structured)
+        for job in jobs:
+            await run_judgements(job.requests(reviewers, args), job.log, judge, f"judging {job.model}")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,17 @@ def tiny_data_dir(tiny_model_dir, tmp_path_factory) -> str:
     return out
 
 
+CRLFT_MODEL_TYPE = "openchat_v3.2_tiny"
+
+
+@pytest.fixture(scope="session")
+def tiny_crlft_model_dir(tiny_base_dir, tmp_path_factory) -> str:
+    """The tiny base with <|end_of_turn|> added for the conditioned (C-RLFT) type openchat_v3.2_tiny."""
+    out = str(tmp_path_factory.mktemp("tiny_crlft_eot"))
+    run_module("ochat.models.add_eot_token", "--model_type", CRLFT_MODEL_TYPE, "--in", tiny_base_dir, "--out", out)
+    return out
+
+
 def run_data_pipeline(input_dir: str, output_dir: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`./run_data_pipeline.sh INPUT OUTPUT` with this interpreter; fails the test with its output if it fails."""
     result = subprocess.run(["bash", os.path.join(REPO_ROOT, "run_data_pipeline.sh"), input_dir, output_dir],

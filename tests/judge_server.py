@@ -18,12 +18,21 @@ A step is {"reply": text}, {"status": 429 | 500 | ..., "retry_after": seconds}, 
 {"sleep": seconds} (hold the request, then reply with its "reply" or the default).
 Judge requests no rule matches get `default_reply`. `latency` delays every reply.
 
+Structured output: a request carrying `response_format` is answered with a step's "json"
+(serialized) when the step has one, else with its "reply" text as is (a server that ignores the
+schema); with `reject_response_format=True` every such request gets HTTP 400, as a server
+without structured output answers. Broken 200s: {"raw": text, "content_type": "text/html"}
+sends that body with status 200; {"body": {...}} sends that JSON object (e.g. no `choices`).
+A rule with a "model" applies to answering requests for that model instead of the judge's.
+Every request body is kept in `bodies`.
+
 Run alone (for benchmarks): `python tests/judge_server.py --port 18999 --latency 0.2`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import Counter
@@ -31,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from aiohttp import web
+
 from ochat.utils.cli import ArgumentParser
 
 DEFAULT_REPLY = "Both answers address the question; the first is a little more complete.\n[8, 7]"
@@ -45,6 +55,8 @@ class ScriptedJudge:
     latency: float = 0.0
     requests: list = field(default_factory=list)  # (model, rule index or None, order, seed, step kind)
     served: Counter = field(default_factory=Counter)  # (rule, order, seed) -> requests served
+    reject_response_format: bool = False
+    bodies: list = field(default_factory=list)
 
     def order_of(self, content: str) -> str:
         if not self.baseline:
@@ -55,9 +67,11 @@ class ScriptedJudge:
             return "none"
         return "baseline_first" if min(baseline_positions) < min(model_positions) else "model_first"
 
-    def next_step(self, content: str, seed) -> tuple[Optional[int], str, dict]:
+    def next_step(self, content: str, seed, model: Optional[str] = None) -> tuple[Optional[int], str, dict]:
         order = self.order_of(content)
         for index, rule in enumerate(self.script):
+            if rule.get("model", self.judge_model) != (model or self.judge_model):
+                continue
             if rule["match"] in content and rule.get("seed", seed) == seed:
                 steps = rule.get(order) or rule.get("steps") or [{"reply": self.default_reply}]
                 key = (index, order, seed)
@@ -71,21 +85,40 @@ class ScriptedJudge:
         model = body.get("model", "")
         messages = body.get("messages", [])
         user_text = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        self.bodies.append(body)
         if self.latency:
             await asyncio.sleep(self.latency)
         if model != self.judge_model:
-            self.requests.append((model, None, "answer", body.get("seed"), "reply"))
-            return completion(model, f"Answer from {model}: {user_text}")
+            rule, _, step = self.next_step(user_text, body.get("seed"), model)
+            if rule is None:
+                self.requests.append((model, None, "answer", body.get("seed"), "reply"))
+                return completion(model, f"Answer from {model}: {user_text}")
+            self.requests.append((model, rule, "answer", body.get("seed"), step_kind(step)))
+            return await self.serve_step(model, step, body)
+        if self.reject_response_format and "response_format" in body:
+            self.requests.append((model, None, self.order_of("\n".join(m.get("content", "") for m in messages)),
+                                  body.get("seed"), "status"))
+            return web.json_response({"error": {"message": "response_format is not supported", "type":
+                                                "invalid_request_error", "param": "response_format", "code": None}},
+                                     status=400)
         prompt = "\n".join(m.get("content", "") for m in messages)
         rule, order, step = self.next_step(prompt, body.get("seed"))
-        kind = "status" if "status" in step else "sleep" if "sleep" in step else "reply"
-        self.requests.append((model, rule, order, body.get("seed"), kind))
+        self.requests.append((model, rule, order, body.get("seed"), step_kind(step)))
+        return await self.serve_step(model, step, body)
+
+    async def serve_step(self, model: str, step: dict, body: dict) -> web.Response:
         if "status" in step:
             headers = {"Retry-After": str(step["retry_after"])} if "retry_after" in step else {}
             return web.json_response({"error": {"message": "scripted failure", "type": "server_error",
                                                 "code": step["status"]}}, status=step["status"], headers=headers)
         if "sleep" in step:
             await asyncio.sleep(step["sleep"])
+        if "raw" in step:
+            return web.Response(status=200, text=step["raw"], content_type=step.get("content_type", "text/plain"))
+        if "body" in step:
+            return web.json_response(step["body"])
+        if "response_format" in body and "json" in step:
+            return completion(model, json.dumps(step["json"]))
         return completion(model, step.get("reply", self.default_reply))
 
     def app(self) -> web.Application:
@@ -103,6 +136,10 @@ class ScriptedJudge:
 
     def judge_requests(self) -> list:
         return [entry for entry in self.requests if entry[2] != "answer"]
+
+
+def step_kind(step: dict) -> str:
+    return "status" if "status" in step else "sleep" if "sleep" in step else "reply"
 
 
 def _all_positions(text: str, needle: str) -> list[int]:
@@ -156,8 +193,15 @@ def main() -> None:
     parser = ArgumentParser(description="Scripted OpenAI-compatible judge server for tests and benchmarks.")
     parser.add_argument("--port", type=int, default=18999)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds every reply is held")
+    parser.add_argument("--script", default=None, help="a JSON file holding the script (a list of rules)")
+    parser.add_argument("--baseline", default=None, help="the baseline model's name, to tell answer orders apart")
+    parser.add_argument("--reject_response_format", action="store_true",
+                        help="answer HTTP 400 to requests carrying response_format")
     args = parser.parse_args()
-    web.run_app(ScriptedJudge(latency=args.latency).app(), host="127.0.0.1", port=args.port)
+    script = json.loads(open(args.script, encoding="utf-8").read()) if args.script else []
+    judge = ScriptedJudge(script=script, baseline=args.baseline, latency=args.latency,
+                          reject_response_format=args.reject_response_format)
+    web.run_app(judge.app(), host="127.0.0.1", port=args.port, print=None)
 
 
 if __name__ == "__main__":

@@ -138,9 +138,10 @@ def test_non_alternating_roles_drop_the_page():
     assert clean_page(page(items)) == (None, "roles_not_alternating")
 
 
-def test_unknown_role_drops_the_page():
-    items = [human("q"), {"from": "system", "value": "x"}, human("q2"), gpt(answer_html("<p>b</p>"))]
-    assert clean_page(page(items)) == (None, "roles_not_alternating")
+@pytest.mark.parametrize("roles", [("human", "system", "human", "gpt"), ("user", "assistant"), ("human", "bing")])
+def test_unknown_role_drops_the_page(roles):
+    items = [{"from": role, "value": "text"} for role in roles]
+    assert clean_page(page(items)) == (None, "unknown_role")
 
 
 def test_turn_left_empty_by_cleaning_drops_the_page():
@@ -215,6 +216,7 @@ def test_duplicate_keeps_first_page_in_sorted_order(tmp_path):
     conversations, report = clean_pages(sorted(tmp_path.glob("*.html")))
     assert [conversation["id"] for conversation in conversations] == ["a"]
     assert report["files"] == [
+        {"file": "a.html", "status": "kept", "id": "a"},
         {"file": "b.html", "status": "duplicate", "reason": "duplicate", "duplicate_of": "a.html"},
         {"file": "c.html", "status": "duplicate", "reason": "duplicate", "duplicate_of": "a.html"},
     ]
@@ -241,8 +243,9 @@ def test_report_accounts_for_every_file(tmp_path):
     assert report["kept"] == len(conversations)
     assert report["kept"] + report["duplicates"] + sum(report["dropped"].values()) == page_count
     listed = [entry["file"] for entry in report["files"]]
-    assert len(listed) == len(set(listed)) == page_count - report["kept"]
-    assert not set(listed) & {f"{conversation['id']}.html" for conversation in conversations}
+    assert len(listed) == len(set(listed)) == page_count == report["entries"]
+    kept_files = {entry["file"] for entry in report["files"] if entry["status"] == "kept"}
+    assert kept_files == {f"{conversation['id']}.html" for conversation in conversations}
     assert "kept" in result.stdout and "report:" in result.stdout
 
 

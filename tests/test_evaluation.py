@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from judge_server import RunningServer, ScriptedJudge
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VICUNA_DATA = REPO_ROOT / "evaluation" / "vicuna"
+MT_BENCH_SAMPLE = REPO_ROOT / "evaluation" / "mt_bench_sample"
 BASELINE = "base"
 MODEL = "mine"
 FAST_RETRIES = ["--retry_base_delay", "0.01", "--max_retry_delay", "0.2", "--request_timeout", "1.0"]
@@ -127,13 +127,13 @@ def judged_scenario(tmp_path_factory):
     ("8 out of 10 and 7 out of 10", (8, 7)),
 ])
 def test_score_parser_reads_common_formats(reply, expected):
-    from evaluation.judge import parse_score_pair
+    from evaluation.verdicts import parse_score_pair
     assert parse_score_pair(reply) == expected
 
 
 @pytest.mark.parametrize("reply", ["I cannot decide.", "", "Scores: 8", "Scores: 80 70", "1 2 3"])
 def test_score_parser_returns_none_rather_than_guessing(reply):
-    from evaluation.judge import parse_score_pair
+    from evaluation.verdicts import parse_score_pair
     assert parse_score_pair(reply) is None
 
 
@@ -151,7 +151,8 @@ def test_own_question_set_has_the_original_category_counts():
     assert set(load_reviewers(VICUNA_DATA)) == {"general", "coding", "math"}
 
 
-SHARED_BENCHMARKS = REPO_ROOT.parent / "shared" / "benchmarks"
+SHARED_BENCHMARKS = next((folder / "shared" / "benchmarks" for folder in (REPO_ROOT.parent, REPO_ROOT.parent.parent)
+                          if (folder / "shared" / "benchmarks").is_dir()), REPO_ROOT.parent / "shared" / "benchmarks")
 needs_shared = pytest.mark.skipif(not SHARED_BENCHMARKS.is_dir(),
                                   reason="published benchmark copies (../shared/benchmarks) are not on this machine")
 
@@ -454,7 +455,7 @@ def test_whole_chain_with_the_ochat_server_answering_and_a_scripted_judge(tiny_m
 def mt_bench_data(folder: Path, questions: list[dict]) -> Path:
     """A FastChat-format MT-bench folder: the given questions with the official judge prompts."""
     folder.mkdir(parents=True)
-    shutil.copy(SHARED_BENCHMARKS / "mt_bench" / "judge_prompts.jsonl", folder / "judge_prompts.jsonl")
+    shutil.copy(MT_BENCH_SAMPLE / "judge_prompts.jsonl", folder / "judge_prompts.jsonl")
     with open(folder / "question.jsonl", "w") as handle:
         for question in questions:
             handle.write(json.dumps(question) + "\n")
@@ -468,7 +469,6 @@ MT_QUESTIONS = [
 ]
 
 
-@needs_shared
 def test_mt_bench_single_grading_scores_per_turn_and_leaves_out_unreadable_ratings(tmp_path):
     script = [{"match": "[w2]", "steps": [{"reply": "Good follow-up. Rating: [[6]]"}]},
               {"match": "[w1]", "steps": [{"reply": "Lively. Rating: [[8]]"}]},
@@ -495,7 +495,6 @@ def test_mt_bench_single_grading_scores_per_turn_and_leaves_out_unreadable_ratin
     assert entry["failed"] == 1 and entry["scored"] == 3
 
 
-@needs_shared
 def test_mt_bench_pairwise_counts_swapped_order_disagreement_as_a_tie(tmp_path):
     script = [{"match": "[w2]", "model_first": [{"reply": "[[A]]"}], "baseline_first": [{"reply": "[[A]]"}]},
               {"match": "[w1]", "model_first": [{"reply": "A is better. [[A]]"}],
@@ -551,4 +550,4 @@ def test_alpaca_eval_win_rate_counts_draws_half_with_standard_error(tmp_path):
     wins = [1.0, 0.0, 0.5, 0.5]
     standard_error = 100 * (sum((w - 0.5) ** 2 for w in wins) / 3) ** 0.5 / 2
     assert entry["win_rate"] == pytest.approx(50.0) and entry["standard_error"] == pytest.approx(standard_error)
-    assert (entry["n_wins"], entry["n_draws"], entry["n_losses"], entry["failed"]) == (1, 2, 1, 1)
+    assert (entry["n_wins"], entry["n_draws"], entry["n_losses"], entry["failed_questions"], entry["failed"]) == (1, 2, 1, 1, 2)

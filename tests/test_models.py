@@ -8,9 +8,9 @@ import os
 
 import pytest
 import torch
+from conftest import run_module
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from conftest import run_module
 from ochat.config import get_model_config, load_tokenizer
 from ochat.models import load_model
 
@@ -117,3 +117,60 @@ def test_rope_scaling_options_go_through_transformers_rope_config(tiny_base_dir,
 def test_loading_the_wrong_architecture_is_a_clear_error(tiny_base_dir):
     with pytest.raises(ValueError, match="gpt_bigcode"):
         load_model(get_model_config("opencoder_tiny"), tiny_base_dir)
+
+
+def test_build_tiny_trains_its_tokenizer_on_the_text_it_is_handed(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"zebra quokka number {i} walks past the axolotl" for i in range(300)), encoding="utf-8")
+    out = str(tmp_path / "own_corpus")
+    run_module("ochat.models.build_tiny", "--model_type", "openchat_tiny", "--out", out,
+               "--corpus_text", str(corpus), "--vocab_size", "340")
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert len(tokenizer) == 340
+    assert tokenizer.tokenize("quokka") == ["▁quokka"]  # a whole piece: learned from the given text
+
+
+def test_build_tiny_reports_a_missing_corpus_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "ochat.models.build_tiny", "--out", str(tmp_path / "x"), "--corpus_text", "nope.txt"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2 and "nope.txt" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_core_package_imports_no_layer_above_it():
+    """Only the demo, which drives the whole flow, may reach the pipeline, evaluation or visualization."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "ochat"
+    offenders = []
+    for path in package.rglob("*.py"):
+        if path.name == "demo.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {name}" for name in names
+                          if name.split(".")[0] in ("data_pipeline", "evaluation", "visualization")]
+    assert offenders == []
+
+
+def test_openchat_3_5_tiny_is_a_mistral_twin_with_eot(tiny_base_dir, tmp_path):
+    base, extended = str(tmp_path / "mistral_base"), str(tmp_path / "mistral_eot")
+    run_module("ochat.models.build_tiny", "--model_type", "openchat_3.5_tiny", "--out", base)
+    run_module("ochat.models.add_eot_token", "--model_type", "openchat_3.5_tiny", "--in", base, "--out", extended)
+    assert filecmp.cmp(os.path.join(base, "tokenizer.model"), os.path.join(tiny_base_dir, "tokenizer.model"),
+                       shallow=False)  # same shipped corpus, same tokenizer
+    config = get_model_config("openchat_3.5_tiny")
+    model = load_model(config, extended).eval()
+    assert model.config.model_type == "mistral" and model.config.max_position_embeddings == 8192
+    tokenizer = load_tokenizer(config, extended)
+    with torch.no_grad():
+        logits = model(torch.tensor([[tokenizer.bos_token_id, 5, 6, tokenizer.eot_token_id]])).logits
+    assert logits.shape == (1, 4, len(tokenizer)) and torch.isfinite(logits).all()
+    assert "GPT4 Correct User:" in tokenizer.hf_tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)

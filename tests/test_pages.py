@@ -372,3 +372,69 @@ def test_self_contained_eval_report_shows_the_results(page, tmp_path):
     page.wait_for_selector("#score-chart .main-svg")
     assert page.locator("#questions-table tbody tr").count() == 12
     assert not math.isnan(page.evaluate("document.getElementById('score-chart').data[0].y[0]"))
+
+
+def write_mt_bench_and_alpaca_summaries(folder: Path) -> list[Path]:
+    """MT-bench judgments and AlpacaEval annotations in the evaluation's formats, summarized by evaluation.summarize."""
+    from evaluation.summarize import main as summarize
+
+    folder.mkdir(parents=True, exist_ok=True)
+    single, pair = [], []
+    for model, questions in (("openchat_tiny", 24), ("llama-7b", 5)):
+        for question_id in range(1, questions + 1):
+            for turn in (1, 2):
+                score = -1 if (question_id, turn) == (3, 2) else 1 + (question_id * turn + len(model)) % 10
+                single.append({"question_id": question_id, "model": model, "judge": ["gpt-4", "single-v1"],
+                               "user_prompt": "...", "judgment": f"Rating: [[{score}]]", "score": score,
+                               "turn": turn, "tstamp": 0.0, "category": "writing"})
+                winners = ["model_1", "model_2", "tie"]
+                pair.append({"question_id": question_id, "model_1": model, "model_2": "gpt-3.5-turbo",
+                             "g1_winner": winners[question_id % 3], "g2_winner": winners[(question_id * turn) % 3],
+                             "judge": ["gpt-4", "pair-v2"], "turn": turn, "tstamp": 0.0, "category": "writing"})
+    (folder / "gpt-4_single.jsonl").write_text("".join(json.dumps(row) + "\n" for row in single))
+    (folder / "gpt-4_pair.jsonl").write_text("".join(json.dumps(row) + "\n" for row in pair))
+    annotations = [{"instruction": f"i{number}", "output_1": "r", "generator_1": "gpt4_turbo", "output_2": "m",
+                    "generator_2": "openchat_tiny", "annotator": "gpt-4", "raw_completion": {},
+                    "order_preference": {"reference_first": 2.0, "model_first": 1.0 + number % 2},
+                    "preference": [1.0, 1.5, 2.0][number % 3]} for number in range(30)]
+    (folder / "alpaca_eval_openchat_tiny_annotations.json").write_text(json.dumps(annotations))
+    summarize(["--input_path", str(folder), "--seed", "0"])
+    return [folder / "summary_mt_bench.json", folder / "summary_alpaca_eval.json"]
+
+
+def test_eval_page_shows_mt_bench_and_alpaca_summaries_with_intervals_and_counts(page, tmp_path):
+    files = write_mt_bench_and_alpaca_summaries(tmp_path)
+    mt_bench = json.loads(files[0].read_text())
+    open_eval_page(page, files)
+    page.wait_for_selector("#mt-bench-chart .main-svg")
+    page.wait_for_selector("#alpaca-chart .main-svg")
+    assert page.locator("#message").is_hidden() and page.locator("#summary-section").is_hidden()
+    means = page.evaluate("document.getElementById('mt-bench-chart').data[0].y")
+    assert means == [entry["mean"] for entry in mt_bench["single"]["models"]]
+    error_bars = page.evaluate("document.getElementById('mt-bench-chart').data[0].error_y")
+    first = mt_bench["single"]["models"][0]
+    assert error_bars["array"][0] == pytest.approx(first["mean_ci95"][1] - first["mean"])
+    rows = page.locator("#mt-bench-single-table tbody tr")
+    assert rows.count() == 2
+    tiny = rows.filter(has_text="openchat_tiny").inner_text()
+    assert "24" in tiny and "1 of 48" in tiny and "not meaningful" not in tiny  # judged, failed of calls
+    assert "not meaningful" in rows.filter(has_text="llama-7b").inner_text()
+    pair_rows = page.locator("#mt-bench-pair-table tbody tr")
+    assert pair_rows.count() == 2 and "gpt-3.5-turbo" in page.inner_text("#mt-bench-pair-title")
+    alpaca = page.inner_text("#alpaca-table")
+    assert "50.0" in alpaca and "30" in alpaca and "gpt4_turbo" in page.inner_text("#alpaca-title")
+    screenshot(page, "eval_results_mt_bench.png")
+
+
+def test_self_contained_eval_report_bundles_every_summary(page, tmp_path):
+    import subprocess
+    import sys
+
+    results = tmp_path / "eval_results"
+    write_mt_bench_and_alpaca_summaries(results)
+    out = tmp_path / "report.html"
+    subprocess.run([sys.executable, "-m", "visualization.eval_report", "--results_dir", str(results), "--html", str(out)],
+                   check=True, cwd=Path(__file__).resolve().parent.parent)
+    page.goto(out.as_uri())
+    page.wait_for_selector("#mt-bench-chart .main-svg")
+    assert page.locator("#alpaca-block").is_visible() and page.locator("#mt-bench-pair-table tbody tr").count() == 2

@@ -10,7 +10,7 @@ import random
 import pytest
 
 from ochat.config import MODEL_CONFIGS, get_model_config, load_tokenizer, render_conversation, render_conversations
-from ochat.config.conversation_template import chat_template_jinja
+from ochat.config.conversation_template import chat_template_jinja, role_prefix
 
 CONVERSATION = [
     {"from": "human", "value": "What is 2 + 2?"},
@@ -48,7 +48,7 @@ def test_render_lays_out_bos_prefix_content_eot(config_and_tokenizer):
     expected, expected_mask = ([tokenizer.bos_token_id] if config.bos_token else []), []
     expected_mask += [False] * len(expected)
     for item in CONVERSATION:
-        prefix, content = tokenizer.encode_segments_reference([config.role_prefix[item["from"]], item["value"]])
+        prefix, content = tokenizer.encode_segments_reference([role_prefix(config, item["from"]), item["value"]])
         supervised = item["from"] == "gpt"
         expected += prefix + content + [tokenizer.eot_token_id]
         expected_mask += [False] * len(prefix) + [supervised] * (len(content) + 1)
@@ -70,7 +70,7 @@ def test_generation_prompt_ends_with_open_assistant_prefix(config_and_tokenizer)
     config, tokenizer = config_and_tokenizer
     prompt_ids, prompt_mask = render_conversation(config, tokenizer, CONVERSATION[:3], add_generation_prompt=True)
     closed_ids, _ = render_conversation(config, tokenizer, CONVERSATION[:3])
-    assistant_prefix = tokenizer.encode_segments([config.role_prefix["gpt"]])[0]
+    assistant_prefix = tokenizer.encode_segments([role_prefix(config, "gpt")])[0]
     assert prompt_ids == closed_ids + assistant_prefix
     assert not any(prompt_mask[len(closed_ids):])
 
@@ -82,7 +82,7 @@ def test_system_message_goes_through_the_template(config_and_tokenizer):
     )
     without_system, _ = render_conversation(config, tokenizer, CONVERSATION[:1], add_generation_prompt=True)
     text = tokenizer.decode(with_system)
-    assert "Be brief." in text and config.role_prefix["system"].strip() in text
+    assert "Be brief." in text and role_prefix(config, "system").strip() in text
     assert len(with_system) > len(without_system) and not any(mask)
 
 

@@ -30,7 +30,6 @@ and this data inlined: one file that opens anywhere, offline.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -38,8 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from visualization.conversation_text import make_title, split_turns, turns_to_text
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.files import read_json_or_exit, write_json_atomic
+from visualization.conversation_text import make_title, split_turns, turns_to_text
 
 DEFAULT_CLUSTERS = 8
 DEFAULT_NEIGHBORS = 15
@@ -93,8 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         ],
     }
     Path(args.out_file).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out_file, "w") as out:
-        json.dump(result, out, ensure_ascii=False)
+    write_json_atomic(args.out_file, result, indent=None)
     print(f"wrote {args.out_file}: {len(texts)} points in {layout['cluster_count']} clusters", file=sys.stderr)
 
     if args.html:
@@ -129,13 +128,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_embeddings(path: str) -> tuple[np.ndarray, str | None]:
     """Read the embed output (or a bare list of vectors) into an (n, d) array."""
-    try:
-        with open(path) as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        sys.exit(f"error: embeddings file not found: {path}")
-    except json.JSONDecodeError as error:
-        sys.exit(f"error: {path} is not valid JSON ({error})")
+    data = read_json_or_exit(path, "embeddings file")
     model = None
     if isinstance(data, dict):
         model = data.get("model")
@@ -154,13 +147,7 @@ def load_embeddings(path: str) -> tuple[np.ndarray, str | None]:
 
 
 def load_texts(path: str) -> list[str]:
-    try:
-        with open(path) as handle:
-            texts = json.load(handle)
-    except FileNotFoundError:
-        sys.exit(f"error: texts file not found: {path}")
-    except json.JSONDecodeError as error:
-        sys.exit(f"error: {path} is not valid JSON ({error})")
+    texts = read_json_or_exit(path, "texts file")
     if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
         sys.exit(f"error: {path} must hold a JSON list of strings (a T.*.text.json file)")
     return texts

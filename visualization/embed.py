@@ -32,7 +32,6 @@ Values are rounded to 6 decimals to keep the file small.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -41,8 +40,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from visualization.conversation_text import clean_text
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.files import read_json_or_exit, write_json_atomic
+from visualization.conversation_text import clean_text
 
 LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
 DEFAULT_BATCH_SIZE = 32
@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         "embeddings": np.round(vectors, 6).tolist(),
     }
     Path(args.out_file).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out_file, "w") as out:
-        json.dump(result, out)
+    write_json_atomic(args.out_file, result, indent=None)
     print(
         f"wrote {len(vectors)} embeddings of dimension {result['dimension']} to {args.out_file} "
         f"({result['chunked_texts']} long texts; {len(chunks)} windows embedded in all)",
@@ -124,13 +123,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_texts(path: str) -> list[str]:
     """Read a JSON list of strings, with an error that names the file and the problem."""
-    try:
-        with open(path) as handle:
-            texts = json.load(handle)
-    except FileNotFoundError:
-        sys.exit(f"error: input file not found: {path}")
-    except json.JSONDecodeError as error:
-        sys.exit(f"error: {path} is not valid JSON ({error})")
+    texts = read_json_or_exit(path, "input file")
     if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
         sys.exit(f"error: {path} must hold a JSON list of strings (a T.*.text.json file)")
     if not texts:

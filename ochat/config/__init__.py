@@ -2,10 +2,13 @@
 
 from ochat.config.conversation_template import (
     RenderedTurn,
+    TokenizedSample,
+    check_condition,
     join_turns,
     render_conversation,
     render_conversations,
     render_turns_batch,
+    role_prefix,
 )
 from ochat.config.model_config import EOT_TOKEN, MODEL_CONFIGS, ModelConfig, TinyShape, get_model_config
 from ochat.config.tokenizer import ChatTokenizer, load_tokenizer
@@ -16,11 +19,14 @@ __all__ = [
     "ChatTokenizer",
     "ModelConfig",
     "RenderedTurn",
+    "TokenizedSample",
     "TinyShape",
+    "check_condition",
     "get_model_config",
     "join_turns",
     "load_tokenizer",
     "render_conversation",
     "render_conversations",
     "render_turns_batch",
+    "role_prefix",
 ]

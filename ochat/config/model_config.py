@@ -7,8 +7,9 @@ Rendering lives in `ochat.config.conversation_template`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Optional
 
 EOT_TOKEN = "<|end_of_turn|>"
 
@@ -30,7 +31,7 @@ class ModelConfig:
     """Everything that makes a model type: prompt format, special tokens, context, family."""
 
     name: str
-    architecture: str  # "llama" or "gpt_bigcode": which transformers class builds it
+    architecture: str  # "llama", "mistral" or "gpt_bigcode": which transformers class builds it
     max_context: int
     role_prefix: Mapping[str, str]  # conversation role ("human", "gpt", "system") -> text before the turn
     ai_role: str = "gpt"
@@ -41,14 +42,22 @@ class ModelConfig:
     base_context: Optional[int] = None  # the base model's context when this type extends it (RoPE)
     tiny_shape: Optional[TinyShape] = None  # set on CPU twins: `build_tiny` makes such a model
     extra_stop_tokens: tuple = field(default=())  # further tokens that end generation (e.g. "</s>")
+    # C-RLFT types put a data-source condition before every role ("GPT4 User:"); None: the type takes no condition
+    inference_condition: Optional[str] = None
 
     @property
     def is_tiny(self) -> bool:
         return self.tiny_shape is not None
 
+    @property
+    def is_conditioned(self) -> bool:
+        return self.inference_condition is not None
+
 
 _OPENCHAT_ROLES = {"human": "Human: ", "gpt": "Assistant: ", "system": "System: "}
 _OPENCODER_ROLES = {"human": "User:", "gpt": "Assistant:", "system": "System:"}
+# Conditioned types: the prefix is f"{condition} {role}" ("GPT4 User:"), just the role when the condition is empty.
+_CONDITIONED_ROLES = {"human": "User:", "gpt": "Assistant:", "system": "System:"}
 
 
 def _tiny_twin(config: ModelConfig, **changes) -> ModelConfig:
@@ -83,6 +92,24 @@ _BASE_TYPES = [
         bos_token=None,
         eot_init="normal",
         extra_stop_tokens=("<|endoftext|>",),
+    ),
+    ModelConfig(
+        name="openchat_v3.2",
+        architecture="llama",
+        max_context=4096,
+        role_prefix=_CONDITIONED_ROLES,
+        bos_token="<s>",
+        extra_stop_tokens=("</s>",),
+        inference_condition="GPT4",
+    ),
+    ModelConfig(
+        name="openchat_3.5",
+        architecture="mistral",
+        max_context=8192,
+        role_prefix=_CONDITIONED_ROLES,
+        bos_token="<s>",
+        extra_stop_tokens=("</s>",),
+        inference_condition="GPT4 Correct",
     ),
 ]
 

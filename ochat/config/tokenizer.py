@@ -15,8 +15,9 @@ StarCoder's) by the fast tokenizer, which is then the reference itself.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 from ochat.config.model_config import ModelConfig
 

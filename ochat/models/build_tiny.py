@@ -1,43 +1,40 @@
 """Build a tiny, randomly initialised twin of a registry model that runs anywhere.
 
     python -m ochat.models.build_tiny --model_type openchat_tiny --out tiny_base
+    python -m ochat.models.build_tiny --model_type openchat_tiny --out tiny_base --corpus_text my_text.txt
 
 Trains a sentencepiece BPE tokenizer (byte fallback, LLaMA's `<unk> <s> </s>`
-at ids 0, 1, 2, whitespace kept as is) on the text of the bundled ShareGPT
-pages, then writes a small `LlamaForCausalLM` (or `GPTBigCodeForCausalLM` for
-`opencoder_tiny`) with that vocabulary in Hugging Face format. The folder has
-no `<|end_of_turn|>` yet, exactly like a real base checkpoint: add it with
+at ids 0, 1, 2, whitespace kept as is) on a plain-text corpus, then writes a
+small `LlamaForCausalLM` (`MistralForCausalLM` for `openchat_3.5_tiny`,
+`GPTBigCodeForCausalLM` for `opencoder_tiny`) with that vocabulary in Hugging
+Face format. The default corpus, `tokenizer_corpus.txt` beside this module, is
+the text of the bundled ShareGPT pages (written by
+`data_pipeline.examples.make_tokenizer_corpus`). The folder has no
+`<|end_of_turn|>` yet, exactly like a real base checkpoint: add it with
 `ochat.models.add_eot_token`. Same seed and corpus give the same files.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import tempfile
 
 from ochat.config import ModelConfig, get_model_config
 from ochat.utils.cli import ArgumentParser
 
-DEFAULT_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "data_pipeline", "examples", "ShareGPT")
+DEFAULT_CORPUS_TEXT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tokenizer_corpus.txt")
 
 
-def corpus_texts(corpus_dir: str) -> list[str]:
-    """Every turn of every page that cleans successfully, in sorted file order."""
-    from data_pipeline.clean_sharegpt import clean_page
-
-    paths = sorted(glob.glob(os.path.join(corpus_dir, "*.html")))
-    if not paths:
-        raise FileNotFoundError(f"no ShareGPT pages (*.html) in {corpus_dir!r} to train the tokenizer on")
-    texts = []
-    for path in paths:
-        conversation, _reason = clean_page(path)
-        if conversation is not None:
-            texts.extend(item["value"] for item in conversation["items"])
-    if not texts:
-        raise ValueError(f"none of the pages in {corpus_dir!r} holds a usable conversation")
-    return texts
+def corpus_texts(corpus_text: str) -> list[str]:
+    """The tokenizer-training text of a UTF-8 plain-text file (each line a sentence)."""
+    if not os.path.isfile(corpus_text):
+        raise FileNotFoundError(f"tokenizer corpus {corpus_text!r} is not a file; pass --corpus_text FILE of plain text")
+    with open(corpus_text, encoding="utf-8") as handle:
+        text = handle.read()
+    if not text.strip():
+        raise ValueError(f"tokenizer corpus {corpus_text!r} holds no text")
+    return [text]
 
 
 def train_sentencepiece(texts: list[str], vocab_size: int, out_dir: str) -> str:
@@ -95,11 +92,33 @@ def build_hf_tokenizer(sp_model_path: str, out_dir: str):
 def build_model(config: ModelConfig, vocab_size: int, seed: int):
     """A randomly initialised model of the twin's shape, at the base model's context."""
     import torch
-    from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM, LlamaConfig, LlamaForCausalLM
+    from transformers import (
+        GPTBigCodeConfig,
+        GPTBigCodeForCausalLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+    )
 
     shape = config.tiny_shape
     context = config.base_context or config.max_context
     torch.manual_seed(seed)
+    if config.architecture == "mistral":
+        hf_config = MistralConfig(
+            vocab_size=vocab_size,
+            hidden_size=shape.hidden_size,
+            intermediate_size=shape.intermediate_size,
+            num_hidden_layers=shape.num_hidden_layers,
+            num_attention_heads=shape.num_attention_heads,
+            num_key_value_heads=shape.num_key_value_heads,
+            max_position_embeddings=context,
+            sliding_window=None,
+            bos_token_id=1,
+            eos_token_id=2,
+            tie_word_embeddings=False,
+        )
+        return MistralForCausalLM(hf_config)
     if config.architecture == "llama":
         hf_config = LlamaConfig(
             vocab_size=vocab_size,
@@ -128,13 +147,15 @@ def build_model(config: ModelConfig, vocab_size: int, seed: int):
     return GPTBigCodeForCausalLM(hf_config)
 
 
-def build_tiny(model_type: str, out_dir: str, corpus_dir: str = DEFAULT_CORPUS, seed: int = 0, vocab_size=None):
+def build_tiny(
+    model_type: str, out_dir: str, corpus_text: str = DEFAULT_CORPUS_TEXT, seed: int = 0, vocab_size=None
+):
     config = get_model_config(model_type)
     if not config.is_tiny:
         raise ValueError(f"{model_type} is a full-size type; build_tiny makes CPU twins such as {model_type}_tiny")
     vocab_size = vocab_size or config.tiny_shape.vocab_size
+    texts = corpus_texts(corpus_text)
     os.makedirs(out_dir, exist_ok=True)
-    texts = corpus_texts(corpus_dir)
     sp_model_path = train_sentencepiece(texts, vocab_size, out_dir)
     tokenizer = build_hf_tokenizer(sp_model_path, out_dir)
     model = build_model(config, len(tokenizer), seed)
@@ -146,11 +167,16 @@ def main(argv=None):
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_type", default="openchat_tiny", help="a *_tiny registry type (default: openchat_tiny)")
     parser.add_argument("--out", required=True, help="folder to write the Hugging Face model and tokenizer to")
-    parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="folder of ShareGPT *.html pages for the tokenizer")
+    parser.add_argument("--corpus_text", default=DEFAULT_CORPUS_TEXT,
+                        help="UTF-8 plain-text file to train the tokenizer on, one sentence a line "
+                             "(default: the text of the bundled ShareGPT pages, shipped with ochat)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     parser.add_argument("--vocab_size", type=int, default=None, help="tokenizer vocabulary (default: the twin's)")
     args = parser.parse_args(argv)
-    out_dir = build_tiny(args.model_type, args.out, args.corpus, args.seed, args.vocab_size)
+    try:
+        out_dir = build_tiny(args.model_type, args.out, args.corpus_text, args.seed, args.vocab_size)
+    except (FileNotFoundError, ValueError) as error:
+        parser.exit(2, f"build_tiny: {error}\n")
     print(f"tiny {args.model_type} base model (no EOT token yet) written to {out_dir}")
 
 

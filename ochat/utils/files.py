@@ -50,3 +50,16 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
     return records
+
+
+def read_json_or_exit(path: str | os.PathLike, what: str = "input file") -> Any:
+    """The parsed JSON of a file a user named on the command line; any problem exits with one line naming it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise SystemExit(f"error: {what} not found: {path}") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
+        raise SystemExit(f"error: cannot read {what} {path}: {error}") from None
+    except (json.JSONDecodeError, ValueError, RecursionError) as error:
+        raise SystemExit(f"error: {path} is not valid JSON ({error})") from None

@@ -1,0 +1,108 @@
+"""Structured outputs: `response_format` compiled to a grammar whose token masks constrain decoding.
+
+The engine asks a `GrammarMatcher` per sequence for the tokens allowed next, masks the
+rest out of the logits, and feeds it every sampled token. End of turn is allowed only
+where the grammar accepts, so a finished answer always parses; an answer cut by
+`max_tokens` may not. The grammars come from llguidance (see benchmarks/RESULTS.md for
+the per-step mask cost of the libraries tried).
+
+Accepted `response_format` values (OpenAI's):
+    {"type": "text"}                                         free text
+    {"type": "json_object"}                                  any JSON object
+    {"type": "json_schema", "json_schema": {"name": "x", "schema": {...}, "strict": true}}
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import llguidance
+import llguidance.hf
+import llguidance.torch
+import torch
+
+_ANY_OBJECT = {"type": "object"}
+
+
+def _schema_of(response_format: Optional[dict]) -> Optional[dict]:
+    """The JSON schema a response format asks for; None for free text. Raises ValueError on a malformed format."""
+    if response_format is None:
+        return None
+    if not isinstance(response_format, dict):
+        raise ValueError("response_format must be an object")
+    kind = response_format.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return _ANY_OBJECT
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict):
+            raise ValueError("response_format.json_schema must be an object")
+        schema = spec.get("schema", {})
+        if not isinstance(schema, dict):
+            raise ValueError("response_format.json_schema.schema must be an object")
+        return schema
+    raise ValueError(f"response_format.type must be 'text', 'json_object' or 'json_schema', not {kind!r}")
+
+
+def _grammar(schema: dict) -> str:
+    # Whitespace between JSON items is free in the grammar; without a bound a random model can emit it forever.
+    return llguidance.LLMatcher.grammar_from_json_schema(
+        schema, defaults={"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+    )
+
+
+def validate_response_format(response_format: Optional[dict]) -> None:
+    """Raise ValueError(message) when `response_format` is malformed or its schema cannot be compiled."""
+    schema = _schema_of(response_format)
+    if schema is None:
+        return
+    try:
+        grammar = _grammar(schema)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"response_format schema is not supported: {error}") from None
+    error = llguidance.LLMatcher.validate_grammar(grammar)
+    if error:
+        raise ValueError(f"response_format schema is not supported: {error}")
+
+
+class GrammarCompiler:
+    """Turns response formats into per-sequence matchers for one tokenizer (wrapping it costs ~1 s, once)."""
+
+    def __init__(self, hf_tokenizer, vocab_size: int, stop_token_ids: list[int]):
+        self.tokenizer = llguidance.hf.from_tokenizer(hf_tokenizer, n_vocab=vocab_size, eos_token=stop_token_ids)
+        self.vocab_size = vocab_size
+        self.stop_token_ids = list(stop_token_ids)
+
+    def matcher(self, response_format: Optional[dict]) -> Optional[GrammarMatcher]:
+        schema = _schema_of(response_format)
+        if schema is None:
+            return None
+        return GrammarMatcher(llguidance.LLMatcher(self.tokenizer, _grammar(schema)), self)
+
+
+class GrammarMatcher:
+    """One sequence's position in its grammar."""
+
+    def __init__(self, matcher: llguidance.LLMatcher, compiler: GrammarCompiler):
+        self.matcher = matcher
+        self.compiler = compiler
+        error = matcher.get_error()
+        if error:
+            raise ValueError(f"response_format schema is not supported: {error}")
+
+    def mask_logits(self, row_logits: torch.Tensor) -> None:
+        """Set the logits of tokens the grammar forbids next to -inf (in place, one row)."""
+        bitmask = llguidance.torch.allocate_token_bitmask(1, self.compiler.vocab_size)
+        llguidance.torch.fill_next_token_bitmask(self.matcher, bitmask, 0)
+        llguidance.torch.apply_token_bitmask_inplace(row_logits[None, : self.compiler.vocab_size], bitmask)
+        if row_logits.shape[0] > self.compiler.vocab_size:  # padded embedding rows are never real tokens
+            row_logits[self.compiler.vocab_size:] = float("-inf")
+
+    def advance(self, token_id: int) -> None:
+        if not self.matcher.consume_token(token_id):
+            raise RuntimeError(f"grammar rejected token {token_id}: {self.matcher.get_error()}")
+
+    def is_accepting(self) -> bool:
+        return self.matcher.is_accepting()
