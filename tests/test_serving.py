@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -195,7 +196,10 @@ def test_checkpoint_folder_name_is_accepted_as_model(server, tiny_model_dir, ref
 
 def test_start_up_log_names_each_replica_and_its_device(server):
     log = server.log_path.read_text()
-    assert "replica 0 ready on cpu (torch.float32, batch 8)" in log
+    line = re.search(r"replica 0 ready on cpu \(float32, batch 8\): weights ([\d.]+) GiB, KV cache budget (\d+) "
+                     r"tokens \(([\d.]+) GiB\)", log)
+    weights_gib, budget_tokens, budget_gib = float(line.group(1)), int(line.group(2)), float(line.group(3))
+    assert 0 < weights_gib < 1 and budget_tokens >= 2048 and budget_gib > 0
 
 
 def test_health_reports_replicas(server):

@@ -16,7 +16,7 @@ from typing import Optional
 
 from ochat.config import ChatTokenizer, ModelConfig, render_conversation
 from ochat.serving.detokenize import IncrementalDecoder, TokenPieces, byte_token_ids, special_token_ids
-from ochat.serving.engine import SamplingParams, TokenEvent
+from ochat.serving.engine import SamplingParams, TokenEvent, admission_error, validate_response_format
 from ochat.serving.protocol import ChatCompletionRequest, OpenAIError, now, token_logprob
 from ochat.serving.replica_pool import ReplicaPool
 
@@ -52,8 +52,6 @@ class StopStringFilter:
         return released
 
 
-# Temperatures this small are greedy in effect; dividing logits by them overflows the softmax.
-GREEDY_TEMPERATURE = 1e-5
 # Prompts longer than this are tokenized on a worker thread, so streams keep flowing meanwhile.
 LONG_PROMPT_CHARACTERS = 16_384
 
@@ -137,16 +135,33 @@ class ChatService:
                                    "the messages or completion.", param="max_tokens", code="context_length_exceeded")
         if max_tokens is None and self.defaults.max_tokens is not None:
             max_tokens = min(self.defaults.max_tokens, room)
+        self.check_admissible(len(prompt_ids), max_tokens, request.choices)
         return prompt_ids, max_tokens or room
 
+    def check_admissible(self, prompt_tokens: int, max_tokens: Optional[int], n: int) -> None:
+        """A 400 at once for what no replica can ever run (waiting would never help), rather than endless 429s."""
+        limits = self.pool.limits[0]
+        reason = admission_error(limits, prompt_tokens, max_tokens, 1)
+        if reason:
+            raise OpenAIError(400, reason, param="messages" if max_tokens is None else "max_tokens",
+                              code="context_length_exceeded")
+        reason = admission_error(limits, prompt_tokens, max_tokens, n)
+        if reason:
+            raise OpenAIError(400, reason, param="n")
+
     async def prepare(self, request: ChatCompletionRequest) -> tuple[list[int], int]:
-        """`render`, on a worker thread when the prompt is long enough to hold up other streams."""
+        """`render`, on a worker thread when the prompt is long enough to hold up other streams; the response
+        format is checked first, since a grammar that cannot be compiled makes tokenizing pointless."""
+        if request.response_format_dict is not None:
+            try:
+                validate_response_format(request.response_format_dict)
+            except ValueError as error:
+                raise OpenAIError(400, str(error), param="response_format") from None
         if sum(len(message.content or "") for message in request.messages) < LONG_PROMPT_CHARACTERS:
             return self.render(request)
         return await asyncio.get_running_loop().run_in_executor(None, self.render, request)
 
     def sampling_params(self, request: ChatCompletionRequest, max_tokens: int, choice: int) -> SamplingParams:
-        temperature = self.defaults.temperature if request.temperature is None else request.temperature
         options = {}
         if request.logprobs:
             options.update(logprobs=True, top_logprobs=request.top_logprobs or 0)
@@ -154,7 +169,7 @@ class ChatService:
             options["response_format"] = request.response_format_dict
         return SamplingParams(
             max_tokens=max_tokens,
-            temperature=0.0 if temperature <= GREEDY_TEMPERATURE else temperature,
+            temperature=self.defaults.temperature if request.temperature is None else request.temperature,
             top_p=self.defaults.top_p if request.top_p is None else request.top_p,
             seed=None if request.seed is None else request.seed + choice,
             presence_penalty=request.presence_penalty or 0.0,

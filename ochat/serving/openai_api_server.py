@@ -71,7 +71,7 @@ def main(argv=None) -> None:
     service = ChatService(
         config=config,
         tokenizer=tokenizer,
-        pool=ReplicaPool(actors, capacity_per_replica=args.max_batch_size + args.max_queue),
+        pool=ReplicaPool(actors, infos, capacity_per_replica=args.max_batch_size + args.max_queue),
         model_names=listed_model_names(args),
         aliases=[os.path.basename(os.path.normpath(args.model_path))],
         defaults=SamplingDefaults(args.default_temperature, args.default_top_p, args.default_max_tokens),
@@ -192,15 +192,10 @@ def worker_options(args) -> dict:
 
 
 def describe_replica(index: int, info: dict) -> str:
-    """One start-up line per replica: device, and the memory split when the engine reports it."""
-    line = f"replica {index} ready on {info.get('device')} ({info.get('dtype')}, batch {info.get('max_batch_size')})"
-    if "weights_gib" in info:
-        line += f"; weights {info['weights_gib']:.2f} GiB"
-    if "kv_cache_capacity_tokens" in info:
-        line += f"; KV cache budget {info['kv_cache_capacity_tokens']} tokens"
-        if "kv_cache_gib" in info:
-            line += f" ({info['kv_cache_gib']:.2f} GiB)"
-    return line
+    """One start-up line per replica: device, weights, and the KV-cache budget."""
+    return (f"replica {index} ready on {info['device']} ({info['dtype']}, batch {info['max_batch_size']}): "
+            f"weights {info['weights_gib']:.3f} GiB, KV cache budget {info['kv_cache_capacity_tokens']} tokens "
+            f"({info['kv_cache_gib']:.3f} GiB)")
 
 
 if __name__ == "__main__":

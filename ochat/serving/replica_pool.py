@@ -52,8 +52,9 @@ def start_replicas(model_type: str, model_path: str, num_replicas: int, replica_
 class ReplicaPool:
     """Routes sequences to replicas and engine events back to the requests that wait for them."""
 
-    def __init__(self, actors: list, capacity_per_replica: int):
+    def __init__(self, actors: list, limits: list[dict], capacity_per_replica: int):
         self.actors = actors
+        self.limits = limits  # each replica's `ready()`: device, KV budget, context, batch size
         self.capacity_per_replica = capacity_per_replica
         self.load = [0] * len(actors)
         self.alive = [True] * len(actors)
