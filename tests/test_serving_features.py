@@ -1,8 +1,10 @@
-"""OpenAI fidelity on the real server with the tiny model: structured outputs, logprobs, several model names,
-server-side sampling defaults.
+"""The real server with the tiny model: structured outputs, logprobs, several model names, server-side sampling
+defaults, admission against the KV budget, Prometheus metrics, and a replica that heals after SIGKILL.
 
-One server for the module: `--model_name openchat_tiny,gpt-3.5-turbo`, greedy and 5 tokens by default.
-Structured outputs are checked with `jsonschema`, an oracle independent of the grammar library.
+One server for the module: `--model_name openchat_tiny,gpt-3.5-turbo`, greedy and 5 tokens by default, a KV
+budget of 1024 tokens, batches of 8, one restart allowed. Structured outputs are checked with `jsonschema`, an
+oracle independent of the grammar library; metrics with prometheus_client's own parser. The healing test runs
+last.
 """
 
 from __future__ import annotations
@@ -10,13 +12,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import time
+import urllib.error
+import urllib.request
 
+import aiohttp
 import jsonschema
 import openai
 import pytest
-from test_serving import MODEL_TYPE, launch_server, post, reference, stream, user  # noqa: F401 (reference: a fixture)
+from prometheus_client.parser import text_string_to_metric_families
+from test_serving import MODEL_TYPE, engine_worker_pids, launch_server, post, read_events, reference, stream, user  # noqa: F401 (reference: a fixture)
 
 NAMES = [MODEL_TYPE, "gpt-3.5-turbo"]
+KV_BUDGET = 1024
 PERSON = {
     "type": "object",
     "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer", "minimum": 0,
@@ -30,7 +39,8 @@ PERSON_FORMAT = {"type": "json_schema", "json_schema": {"name": "person", "schem
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
     process = launch_server(tiny_model_dir, tmp_path_factory.mktemp("serving_features"), "--model_name",
-                            ",".join(NAMES), "--default_temperature", "0", "--default_max_tokens", "5")
+                            ",".join(NAMES), "--default_temperature", "0", "--default_max_tokens", "5",
+                            "--kv_cache_tokens", str(KV_BUDGET), "--max_batch_size", "8", "--max_replica_restarts", "1")
     try:
         yield process.wait_healthy(timeout=180)
     finally:
@@ -64,6 +74,22 @@ def test_omitted_sampling_fields_take_the_server_defaults(openai_client, referen
     assert answer.usage.completion_tokens == expected_tokens == 5
     longer = openai_client.chat.completions.create(model=MODEL_TYPE, messages=messages, max_tokens=9)
     assert longer.usage.completion_tokens == 9 and longer.choices[0].message.content.startswith(expected_text)
+
+
+# -- admission ------------------------------------------------------------------------------------------------
+
+
+def test_request_larger_than_the_kv_budget_is_400_at_once(server):
+    started = time.monotonic()
+    status, _, raw = asyncio.run(post(server, {"model": MODEL_TYPE, "messages": user("hi"), "max_tokens": 1500}))
+    error = json.loads(raw)["error"]
+    assert status == 400 and error["param"] == "max_tokens" and str(KV_BUDGET) in error["message"]
+    assert time.monotonic() - started < 5
+
+
+def test_more_choices_than_a_replica_runs_at_once_is_400_naming_n(server):
+    status, _, raw = asyncio.run(post(server, {"model": MODEL_TYPE, "messages": user("hi"), "max_tokens": 4, "n": 9}))
+    assert status == 400 and json.loads(raw)["error"]["param"] == "n"
 
 
 # -- structured outputs ----------------------------------------------------------------------------------------
@@ -151,3 +177,90 @@ def test_logprobs_without_top_logprobs_have_empty_alternatives(server, openai_cl
     assert answer.choices[0].logprobs.content and all(e.top_logprobs == [] for e in answer.choices[0].logprobs.content)
     plain = openai_client.chat.completions.create(model=MODEL_TYPE, messages=user("hi"), max_tokens=4, temperature=0)
     assert plain.choices[0].logprobs is None
+
+
+# -- metrics and healing (last: kills the replica) ----------------------------------------------------------------
+
+
+def scrape(server) -> dict:
+    """/metrics as {(name, replica): value} for every sample."""
+    with urllib.request.urlopen(server.base_url + "/metrics") as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = response.read().decode()
+    return {(sample.name, sample.labels.get("replica"), sample.labels.get("le")): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_metrics_report_the_engine_and_the_front_per_replica(server, openai_client):
+    before = scrape(server)
+    answer = openai_client.chat.completions.create(model=MODEL_TYPE, messages=user("count me"), max_tokens=7)
+    after = scrape(server)
+    assert after[("ochat_kv_cache_capacity_tokens", "0", None)] == KV_BUDGET
+    assert 0 <= after[("ochat_kv_cache_tokens", "0", None)] <= KV_BUDGET
+    assert after[("ochat_requests_running", "0", None)] == after[("ochat_requests_waiting", "0", None)] == 0
+    generated = ("ochat_generation_tokens_total", "0", None)
+    assert after[generated] - before[generated] == answer.usage.completion_tokens
+    prompt = ("ochat_prompt_tokens_total", "0", None)
+    assert after[prompt] - before[prompt] == answer.usage.prompt_tokens
+    assert after[("ochat_preemptions_total", "0", None)] == 0
+    assert after[("ochat_replica_restarts_total", "0", None)] == 0
+    for histogram in ("ochat_time_to_first_token_seconds", "ochat_request_latency_seconds"):
+        count = (f"{histogram}_count", "0", None)
+        assert after[count] == before[count] + 1
+        assert after[(f"{histogram}_bucket", "0", "+Inf")] == after[count]
+    assert after[("ochat_request_latency_seconds_sum", "0", None)] >= after[
+        ("ochat_time_to_first_token_seconds_sum", "0", None)]
+
+
+def test_replica_killed_under_load_fails_in_flight_with_503_and_serves_again(server):
+    workers = engine_worker_pids(server.process.pid)
+    assert len(workers) == 1
+    body = {"model": MODEL_TYPE, "messages": user("a long answer please"), "max_tokens": 1000, "temperature": 0}
+
+    async def run():
+        async with aiohttp.ClientSession() as session:
+            url = server.base_url + "/v1/chat/completions"
+
+            async def streamed():
+                async with session.post(url, json={**body, "stream": True}) as response:
+                    if response.status != 200:  # not yet admitted when the replica died: refused at once
+                        return response.status, (await response.json())["error"]
+                    events = await asyncio.wait_for(read_events(response), 60)
+                    assert events[-1] == "[DONE]"
+                    return response.status, events[-2].get("error")
+
+            async def whole():
+                async with session.post(url, json=body) as response:
+                    return response.status, (await response.json()).get("error")
+
+            requests = [asyncio.create_task(streamed()) for _ in range(3)]
+            requests += [asyncio.create_task(whole()) for _ in range(3)]
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # decoding has begun (each request takes over a second)
+                async with session.get(server.base_url + "/health") as health:
+                    if (await health.json())["sequences_in_flight"] >= 1:
+                        break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+            os.kill(workers[0], signal.SIGKILL)
+            killed = time.monotonic()
+            answers = await asyncio.gather(*requests)
+            health_codes = []
+            while time.monotonic() - killed < 60:
+                async with session.get(server.base_url + "/health") as health:
+                    health_codes.append(health.status)
+                    if health.status == 200:
+                        break
+                await asyncio.sleep(0.2)
+            back_after = time.monotonic() - killed
+            async with session.post(url, json={**body, "max_tokens": 4}) as after:
+                return answers, health_codes, back_after, after.status
+
+    answers, health_codes, back_after, status_after = asyncio.run(run())
+    for status, error in answers:  # streams that had begun: an error event then [DONE]; the rest: a 503
+        assert status in (200, 503) and error["code"] == "replica_unavailable" and error["type"] == "server_error"
+    assert 503 in health_codes and health_codes[-1] == 200
+    print(f"replica serving again {back_after:.1f} s after SIGKILL")
+    assert back_after < 30 and status_after == 200
+    assert scrape(server)[("ochat_replica_restarts_total", "0", None)] == 1
+    assert engine_worker_pids(server.process.pid) != workers

@@ -10,6 +10,7 @@ for, and at the end the finish reason.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Optional
@@ -17,8 +18,9 @@ from typing import Optional
 from ochat.config import ChatTokenizer, ModelConfig, render_conversation
 from ochat.serving.detokenize import IncrementalDecoder, TokenPieces, byte_token_ids, special_token_ids
 from ochat.serving.engine import SamplingParams, TokenEvent, admission_error, validate_response_format
+from ochat.serving.metrics import ServerMetrics
 from ochat.serving.protocol import ChatCompletionRequest, OpenAIError, now, token_logprob
-from ochat.serving.replica_pool import ReplicaPool
+from ochat.serving.replica_pool import REPLICA_LOST, ReplicaPool
 
 
 class StopStringFilter:
@@ -86,6 +88,10 @@ class ChoiceUpdate:
 class EngineFailure(Exception):
     """The engine could not finish a sequence (step failure or replica loss)."""
 
+    def __init__(self, message: str, code: str = "engine_error"):
+        super().__init__(message)
+        self.code = code
+
 
 @dataclass
 class ChatService:
@@ -94,6 +100,7 @@ class ChatService:
     config: ModelConfig
     tokenizer: ChatTokenizer
     pool: ReplicaPool
+    metrics: ServerMetrics
     model_names: list[str]  # listed by /v1/models; the first is the main one
     aliases: list[str] = field(default_factory=list)  # accepted too, not listed (the checkpoint folder's name)
     defaults: SamplingDefaults = field(default_factory=SamplingDefaults)
@@ -180,6 +187,7 @@ class ChatService:
     async def generate(self, request: ChatCompletionRequest, completion_id: str,
                        stats: dict) -> AsyncIterator[list[ChoiceUpdate]]:
         """Yield text updates as tokens arrive; the sequences are aborted however the caller stops."""
+        started = time.perf_counter()
         prompt_ids, max_tokens = await self.prepare(request)
         stats["prompt_tokens"] = len(prompt_ids)
         n = request.choices
@@ -193,7 +201,7 @@ class ChatService:
         queue: asyncio.Queue = asyncio.Queue()
         self.pool.submit(replica, [(seq_id, prompt_ids, self.sampling_params(request, max_tokens, i))
                                    for i, seq_id in enumerate(seq_ids)], queue)
-        unfinished = n
+        unfinished, label, first_text = n, str(replica), True
         try:
             while unfinished:
                 events = [await queue.get()]
@@ -219,13 +227,19 @@ class ChatService:
                 stats["completion_tokens"] = sum(choice.completion_tokens for choice in choices)
                 changed = [u for u in updates.values() if u.text or u.finish_reason or u.logprobs]
                 if changed:
+                    if first_text:
+                        self.metrics.time_to_first_token.labels(label).observe(time.perf_counter() - started)
+                        first_text = False
                     yield changed
+            self.metrics.request_latency.labels(label).observe(time.perf_counter() - started)
         finally:
             self.pool.forget([s for s, c in zip(seq_ids, choices) if c.finish_reason is None], abort=True)
             self.pool.release(replica, n)
 
     def _advance(self, choice: Choice, event: TokenEvent, want_logprobs: Optional[bool]) -> ChoiceUpdate:
         finish_reason, token_id = event.finish_reason, event.token_id
+        if finish_reason == REPLICA_LOST:
+            raise EngineFailure("the model replica stopped; it is being restarted", code="replica_unavailable")
         if finish_reason is not None and finish_reason.startswith("error"):
             raise EngineFailure(finish_reason.partition(": ")[2] or finish_reason)
         if finish_reason == "abort":

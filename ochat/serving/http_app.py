@@ -31,6 +31,7 @@ from ochat.serving.http_middlewares import (
     plain_server_header,
     request_log_middleware,
 )
+from ochat.serving.metrics import CONTENT_TYPE
 from ochat.serving.protocol import (
     ChatCompletionRequest,
     ChunkEncoder,
@@ -79,7 +80,7 @@ def sse(payload) -> bytes:
 
 
 def engine_error(error: EngineFailure) -> OpenAIError:
-    return OpenAIError(503, f"The model failed while generating: {error}", code="engine_error")
+    return OpenAIError(503, f"The model failed while generating: {error}", code=error.code)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -178,6 +179,12 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if alive else 503)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    await service.pool.refresh_metrics()
+    return web.Response(body=service.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
 async def chat_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(os.path.join(STATIC_DIR, "chat.html"))
 
@@ -195,6 +202,7 @@ def build_app(service: ChatService, settings: HttpSettings, allowed_origins: lis
         app.router.add_get("/v1/models/{model}", get_model),
         app.router.add_post("/v1/chat/completions", chat_completions),
         app.router.add_get("/health", health),
+        app.router.add_get("/metrics", metrics),
         app.router.add_get("/", chat_page),
     ]
     if allowed_origins:

@@ -35,6 +35,7 @@ from ochat.config import get_model_config, load_tokenizer
 from ochat.serving.chat_service import ChatService, SamplingDefaults
 from ochat.serving.http_app import build_app, serve
 from ochat.serving.http_middlewares import HttpSettings, request_logger
+from ochat.serving.metrics import ServerMetrics
 from ochat.serving.replica_pool import ReplicaPool, start_ray, start_replicas
 from ochat.utils.cli import ArgumentParser
 
@@ -62,16 +63,21 @@ def main(argv=None) -> None:
     try:
         start_ray(args.ray_address, args.ray_num_cpus, args.num_replicas)
         actors, infos = start_replicas(args.model_type, args.model_path, args.num_replicas, args.replica_cpus,
-                                       args.device, worker_options(args))
+                                       args.device, args.max_replica_restarts, worker_options(args))
     except Exception as error:
         ray.shutdown()
         sys.exit(f"error: the model replicas did not start: {error}")
     for index, info in enumerate(infos):
         logger.info(describe_replica(index, info))
+    stop = asyncio.Event()
+    metrics = ServerMetrics(len(actors))
+    pool = ReplicaPool(actors, infos, args.max_batch_size + args.max_queue, metrics, args.max_replica_restarts,
+                       on_lost_all=stop.set)
     service = ChatService(
         config=config,
         tokenizer=tokenizer,
-        pool=ReplicaPool(actors, infos, capacity_per_replica=args.max_batch_size + args.max_queue),
+        pool=pool,
+        metrics=metrics,
         model_names=listed_model_names(args),
         aliases=[os.path.basename(os.path.normpath(args.model_path))],
         defaults=SamplingDefaults(args.default_temperature, args.default_top_p, args.default_max_tokens),
@@ -82,8 +88,10 @@ def main(argv=None) -> None:
                     split_list(args.allowed_methods, "*"), split_list(args.allowed_headers, "*"))
     logger.info("serving %s on http://%s:%d/v1 (%d replica(s))", service.model_names[0], args.host, args.port,
                 len(actors))
-    asyncio.run(serve(app, listener, args.shutdown_timeout, asyncio.Event()))
+    asyncio.run(serve(app, listener, args.shutdown_timeout, stop))
     ray.shutdown()
+    if pool.lost_all:
+        sys.exit("error: every model replica stopped and none could be restarted")
     logger.info("server stopped")
 
 
@@ -114,6 +122,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "cache, from which the KV budget is derived (default 0.9)")
     parser.add_argument("--adapter_path", default=None,
                         help="a peft LoRA adapter folder applied on top of --model_path")
+    parser.add_argument("--max_replica_restarts", type=int, default=3,
+                        help="times Ray restarts a replica whose process died (killed, out of memory, a CUDA error); "
+                             "when no replica is left the server exits non-zero (default 3)")
     parser.add_argument("--max_queue", type=int, default=256,
                         help="sequences that may wait per replica beyond the batch; more get 429 (default 256)")
     parser.add_argument("--api_keys", dest="api_keys", default=None,
@@ -155,6 +166,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--default_temperature must be in [0, 2] and --default_top_p in [0, 1]")
     if args.default_max_tokens is not None and args.default_max_tokens < 1:
         parser.error("--default_max_tokens must be at least 1")
+    if args.max_replica_restarts < 0:
+        parser.error("--max_replica_restarts must not be negative")
     if args.max_queue < 0:
         parser.error("--max_queue must not be negative")
     return args
