@@ -28,18 +28,17 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
 from bs4 import BeautifulSoup
 from markdownify import markdownify
 from tqdm import tqdm
 
-from data_pipeline.clean_sharegpt import clean_page, clean_pages
+from data_pipeline.clean_sharegpt import clean_pages
 from data_pipeline.examples.make_examples import generate_corpus
 from data_pipeline.filter_sharegpt import filter_by_model
 from ochat.models.tiny_chat_model import prepare_tiny_chat_model
 from ochat.utils.cli import ArgumentParser
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WORK_DIR = REPO_ROOT / "benchmarks" / "_work" / "data_pipeline"
 MODEL_TYPE = "openchat_tiny"
 
@@ -246,26 +245,17 @@ def reasons_by_file(report):
 # ----------------------------------------------------------------------------- Ray backend
 
 def ray_clean(page_paths, workers):
-    """Same per-page function over Ray tasks (batches of pages), results gathered in order."""
+    """`clean_pages` on Ray tasks (`--ray_address local`'s private cluster), results gathered in order."""
     import ray
 
-    from data_pipeline.clean_sharegpt import deduplicate
+    from data_pipeline.ray_backend import connect
 
     with Timer() as timer:
         started = time.perf_counter()
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+        ray.shutdown()
+        connect("local", num_cpus=workers)
         init_s = time.perf_counter() - started
-
-        @ray.remote
-        def clean_batch(paths):
-            return [clean_page(path) for path in paths]
-
-        batch_size = 64
-        futures = [clean_batch.remote([str(path) for path in page_paths[start:start + batch_size]])
-                   for start in range(0, len(page_paths), batch_size)]
-        results = [result for batch in ray.get(futures) for result in batch]
-        conversations, _ = deduplicate(page_paths, results)
+        conversations, _ = clean_pages(page_paths, num_workers=workers, ray=True)
     ray.shutdown()
     return timer, init_s, conversations
 

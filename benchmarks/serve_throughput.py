@@ -6,6 +6,10 @@
 Both servers are started on free loopback ports with the same model and
 driven by 1, 8 and 32 concurrent streaming clients (aiohttp, server-sent
 events) over the same fixed prompts, each asking for `--max_tokens` tokens.
+A third run, `ochat_kv25`, serves the largest client count with the KV-cache
+budget (`--kv_cache_tokens`) at `--budget_fraction` (25%) of what those clients
+need (clients x (longest prompt + max_tokens)), so the engine preempts and
+recomputes; its row sits next to the unlimited one.
 Printed per server and concurrency: output tokens/s (completion tokens from
 the usage chunk over wall time), time to first token p50/p99 and inter-token
 latency p50/p99 (gap between content chunks, divided by the tokens a chunk
@@ -280,16 +284,42 @@ def stop_server(process: subprocess.Popen) -> None:
         process.kill()
 
 
-def measure(name: str, command: list[str], port: int, model: str, args, log_dir: str) -> list[dict]:
+def budget_tokens_needed(model_type: str, model_path: str, clients: int, max_tokens: int) -> int:
+    """KV tokens `clients` concurrent requests need at once: clients x (longest prompt + max_tokens)."""
+    from ochat.config import get_model_config, load_tokenizer, render_conversation
+
+    config = get_model_config(model_type)
+    tokenizer = load_tokenizer(config, model_path)
+    longest = max(len(render_conversation(config, tokenizer, [{"from": "human", "value": prompt}],
+                                          add_generation_prompt=True)[0])
+                  for prompt in fixed_prompts(clients))
+    return clients * (longest + max_tokens)
+
+
+def preemptions(base_url: str) -> float | None:
+    """The server's `ochat_preemptions_total` (summed over replicas), or None without a /metrics endpoint."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(base_url + "/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("ochat_preemptions_total"))
+
+
+def measure(name: str, command: list[str], port: int, model: str, args, log_dir: str,
+            concurrencies: list[int] | None = None) -> list[dict]:
     process = start_server(command, port, os.path.join(log_dir, f"{name}.log"))
     rows = []
     try:
         base_url = f"http://127.0.0.1:{port}"
         asyncio.run(drive(base_url, model, fixed_prompts(2), 1, 8))  # warm-up
-        for concurrency in args.concurrency:
+        for concurrency in concurrencies or args.concurrency:
             prompts = fixed_prompts(max(concurrency * args.rounds, args.min_requests))
             result = asyncio.run(drive(base_url, model, prompts, concurrency, args.max_tokens))
-            result.update(server=name, concurrency=concurrency)
+            result.update(server=name, concurrency=concurrency, preemptions=preemptions(base_url))
             rows.append(result)
             print(f"  {name:<10} clients={concurrency:<3} {result['tokens_per_s']:8.1f} tok/s", flush=True)
     finally:
@@ -310,6 +340,12 @@ def print_table(rows: list[dict]) -> None:
         if ("ochat", concurrency) in by_key and ("baseline", concurrency) in by_key:
             ratio = by_key[("ochat", concurrency)]["tokens_per_s"] / by_key[("baseline", concurrency)]["tokens_per_s"]
             print(f"clients={concurrency}: continuous batching gives {ratio:.1f}x the baseline's output tokens/s")
+        if ("ochat_kv25", concurrency) in by_key and ("ochat", concurrency) in by_key:
+            budget = by_key[("ochat_kv25", concurrency)]
+            ratio = budget["tokens_per_s"] / by_key[("ochat", concurrency)]["tokens_per_s"]
+            print(f"clients={concurrency}: with the KV budget at {budget['budget_fraction']:.0%} of what they need "
+                  f"({budget['kv_cache_tokens']} tokens): {budget['tokens_per_s']:.1f} tok/s, {ratio:.2f}x the "
+                  f"unlimited server's, preemptions {budget['preemptions']}")
 
 
 def main(argv=None) -> None:
@@ -321,7 +357,11 @@ def main(argv=None) -> None:
     parser.add_argument("--max_tokens", type=int, default=128, help="tokens asked per request (default 128)")
     parser.add_argument("--rounds", type=int, default=2, help="requests per client at each concurrency (default 2)")
     parser.add_argument("--min_requests", type=int, default=8, help="fewest requests per measurement (default 8)")
-    parser.add_argument("--servers", nargs="+", default=["ochat", "baseline"], choices=["ochat", "baseline"])
+    parser.add_argument("--servers", nargs="+", default=["ochat", "ochat_kv25", "baseline"],
+                        choices=["ochat", "ochat_kv25", "baseline"],
+                        help="ochat_kv25: ochat with the KV budget cut, at the largest client count only")
+    parser.add_argument("--budget_fraction", type=float, default=0.25,
+                        help="ochat_kv25's KV budget as a fraction of what the clients need (default 0.25)")
     parser.add_argument("--work_dir", default=os.path.join(REPO_ROOT, "benchmarks", "_work"),
                         help="where the tiny model and server logs go")
     parser.add_argument("--torch_threads", type=int, default=1,
@@ -347,17 +387,29 @@ def main(argv=None) -> None:
     rows = []
     for name in args.servers:
         port = free_port()
-        if name == "ochat":
+        concurrencies = None
+        if name.startswith("ochat"):
             command = [sys.executable, "-m", "ochat.serving.openai_api_server", "--model_type", args.model_type,
                        "--model_path", model_path, "--port", str(port), "--device", args.device,
-                       "--logfile", os.path.join(args.work_dir, "ochat_requests.log")]
+                       "--logfile", os.path.join(args.work_dir, f"{name}_requests.log")]
+            if name == "ochat_kv25":
+                concurrencies = [max(args.concurrency)]
+                needed = budget_tokens_needed(args.model_type, model_path, concurrencies[0], args.max_tokens)
+                budget = int(needed * args.budget_fraction)
+                command += ["--kv_cache_tokens", str(budget)]
+                print(f"ochat_kv25: {concurrencies[0]} clients need {needed} KV tokens; budget {budget}", flush=True)
         else:
             command = [sys.executable, os.path.abspath(__file__), "--model_type", args.model_type, "--model_path",
                        model_path, "--device", args.device, "--torch_threads", str(args.torch_threads),
                        "--baseline_server_port", str(port)]
-        rows += measure(name, command, port, args.model_type, args, args.work_dir)
+        measured = measure(name, command, port, args.model_type, args, args.work_dir, concurrencies)
+        if name == "ochat_kv25":
+            for row in measured:
+                row.update(kv_cache_tokens=budget, budget_fraction=args.budget_fraction)
+        rows += measured
     print()
-    print_table(sorted(rows, key=lambda row: (row["concurrency"], row["server"] != "ochat")))
+    order = {"ochat": 0, "ochat_kv25": 1, "baseline": 2}
+    print_table(sorted(rows, key=lambda row: (row["concurrency"], order[row["server"]])))
 
 
 if __name__ == "__main__":

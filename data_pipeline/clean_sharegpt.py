@@ -1,9 +1,11 @@
-"""Clean saved ShareGPT pages into conversations ready for training.
+"""Clean saved ShareGPT pages and ShareGPT JSON dumps into conversations ready for training.
 
-Reads every `*.html` page in `--in_dir` (sorted by file name), takes the
-conversation from the page's `<script id="__NEXT_DATA__">` JSON, turns the
-assistant's HTML into Markdown and keeps only well-formed, non-duplicate
-conversations. Human turns are plain text as typed; assistant turns are HTML.
+Reads every `*.html` page and `*.json` dump in `--in_dir` (sorted by file name;
+or one file, `--in_file`), takes the conversation from the page's
+`<script id="__NEXT_DATA__">` JSON or from each dump record
+(`data_pipeline.sharegpt_dump`), turns the assistant's HTML into Markdown and keeps
+only well-formed, non-duplicate conversations. Human turns are plain text as typed;
+assistant turns are HTML (in a dump, converted only where a value holds HTML).
 
 Rules, in the order they are applied to a page:
 
@@ -27,7 +29,14 @@ Rules, in the order they are applied to a page:
    default `openai`), drops the page; so does text UTF-8 cannot write (a lone
    surrogate such as `\\ud800`);
 5. exact duplicates (same sha256 of the cleaned turns) are dropped; the first
-   page in sorted file order wins.
+   page in sorted file order wins;
+6. optional (`data_pipeline.conversation_filters`): `--languages en,zh` drops a
+   conversation whose dominant language is not listed (`language:<code>`; the report
+   counts every language seen); `--near_dup_threshold 0.8` drops one whose MinHash
+   Jaccard similarity to an earlier kept one reaches the threshold (`near_duplicate`,
+   with `near_duplicate_of`: the kept id).
+
+A dump's records are accounted like pages, as `FILE#INDEX` (e.g. `dump.json#17`).
 
 Every page runs in a worker process under a deadline (`--page_timeout`): a
 page that takes longer is dropped as `timeout` and its worker replaced; a
@@ -55,9 +64,11 @@ it lists every entry of the folder, entries that are not `*.html` as skipped:
                {"file": "x3.html", "status": "dropped", "reason": "unreadable_file", "detail": "Is a directory"}]}
 
 entries = kept + duplicates + sum(dropped) + skipped; total_files counts the
-`*.html` entries. Pages are gathered in file order, so the output is
-byte-identical for any `--num_workers`. Outputs are written atomically, and
-the previous run's are removed first.
+`*.html` pages and dump records. Pages are cleaned in worker processes (or as Ray
+tasks, `--ray_address`) and gathered in file order, so the output is byte-identical
+for any `--num_workers` and either backend. Dumps are read and cleaned in batches
+and the output written as it grows, so neither a dump nor the kept conversations are
+held whole. Outputs are written atomically, and the previous run's are removed first.
 
 From Python: `clean_page(path_or_bytes) -> (conversation | None, reason)`,
 `inspect_page(...)` (the same plus the reason's detail), `html_to_markdown(html)`,
@@ -68,6 +79,7 @@ and `clean_pages(paths, blocked_words, num_workers) -> (conversations, report)`.
 
 import collections
 import errno
+import functools
 import hashlib
 import json
 import math
@@ -82,9 +94,11 @@ from bs4 import Tag
 from markdownify import MarkdownConverter
 from tqdm import tqdm
 
+from data_pipeline.conversation_filters import ConversationFilters, annotate
 from data_pipeline.deadline_pool import map_with_deadline
+from data_pipeline.sharegpt_dump import DUMP_SUFFIX, BrokenRecord, DumpRecord, inspect_record, iter_dump
 from ochat.utils.cli import ArgumentParser
-from ochat.utils.files import write_json_atomic
+from ochat.utils.files import JsonListWriter, write_json_atomic
 
 DEFAULT_BLOCKED_WORDS = ("openai",)
 DEFAULT_PAGE_TIMEOUT = 60.0
@@ -113,19 +127,22 @@ INVALID_UNICODE = "invalid_unicode"
 TIMEOUT = "timeout"
 WORKER_CRASHED = "worker_crashed"
 UNFORESEEN_ERROR = "error:"  # + the exception's type name: a failure no rule above foresaw
+BAD_JSON = "bad_json"  # a dump record that cannot be read, or where a dump breaks off
 DROP_REASONS = (UNREADABLE_FILE, NOT_REGULAR_FILE, PAGE_TOO_LARGE, UNDECODABLE_BYTES, NO_NEXT_DATA, INVALID_JSON,
                 NO_CONTENT, INVALID_ITEMS, INVALID_ID, INVALID_VIEWS, UNKNOWN_ROLE, TOO_FEW_TURNS,
                 ROLES_NOT_ALTERNATING, UNPARSEABLE_MARKUP, EMPTY_TURN, BLOCKED_WORD, INVALID_UNICODE, TIMEOUT,
-                WORKER_CRASHED, UNFORESEEN_ERROR)
-NOT_HTML = "not_html"  # status "skipped": a folder entry that is not a *.html page
+                WORKER_CRASHED, UNFORESEEN_ERROR, BAD_JSON)
+NOT_HTML = "not_html"  # status "skipped": a folder entry that is neither a *.html page nor a *.json dump
+DUMP_BATCH = 1024  # dump records cleaned (and held) at a time
+MARKDOWN_CACHE_SIZE = 2048  # answers remembered per worker (a few MiB)
 DUPLICATE = "duplicate"
 
 # Every pattern runs in time linear in the text, whatever the text: no `.*?` that can rescan the
-# rest of the text from many start points (closing tags are looked for once, see `pre_blocks`),
-# tag attributes are `[^<>]*` (a scan ends at the next tag), and a run of newlines is entered
-# only at its start. tests/test_hostile_pipeline.py times each on adversarial text.
-# Characters html.parser may rescan in a markup tail no tag closes before escaping it pays (~0.1 s).
-UNCLOSED_TAIL_WORK = 2_000_000
+# rest of the text from many start points (closing tags are looked for once, see `tag_blocks`),
+# tag attributes are `[^<>]*` (a scan ends at the next tag), and no pattern starts with a
+# repeat such as `\n*` (see `remove_empty_code_blocks`). tests/test_hostile_pipeline.py times
+# each on adversarial text.
+UNCLOSED_TAIL_WORK = 2_000_000  # html.parser's rescanning, in characters, above which `escape_unclosed_tail` acts
 COMMENT_OR_SCRIPT = re.compile(r"<!--|<script\b", re.I)
 START_TAG_REST = re.compile(r"[^<>]*>")
 NEXT_DATA_ID = re.compile(r"""\bid\s*=\s*["']?__NEXT_DATA__""", re.I)
@@ -194,14 +211,29 @@ class PageError(Exception):
 def main():
     args = parse_args()
     blocked_words = load_blocked_words(args.blocked_words)
-    page_paths, skipped_names = list_folder(args.in_dir)
+    if args.in_file is not None:
+        page_paths, skipped_names = [args.in_file], []
+    else:
+        page_paths, skipped_names = list_folder(args.in_dir)
+    filters = ConversationFilters(args.languages, args.near_dup_threshold, args.near_dup_seed)
     report_path = report_path_for(args.out_file)
     remove_outputs(args.out_file, report_path)  # a run that fails must not leave the last run's output behind
-    conversations, report = clean_pages(page_paths, blocked_words, args.num_workers, show_progress=True,
-                                        page_timeout=args.page_timeout, max_page_bytes=args.max_page_bytes,
-                                        skipped_names=skipped_names)
-    report = {"in_dir": display_name(str(args.in_dir)), "blocked_words": list(blocked_words), **report}
-    write_outputs([(args.out_file, conversations), (report_path, report)])
+    if args.ray_address:
+        from data_pipeline.ray_backend import connect
+
+        connect(args.ray_address)
+    try:
+        with JsonListWriter(args.out_file) as conversations:
+            _, report = clean_pages(page_paths, blocked_words, args.num_workers, show_progress=True,
+                                    page_timeout=args.page_timeout, max_page_bytes=args.max_page_bytes,
+                                    skipped_names=skipped_names, filters=filters, ray=bool(args.ray_address),
+                                    sink=conversations)
+    except OSError as error:
+        sys.exit(f"error: cannot write {args.out_file}: {error.strerror or error}")
+    source = ({"in_file": display_name(str(args.in_file))} if args.in_file is not None
+              else {"in_dir": display_name(str(args.in_dir))})
+    report = {**source, "blocked_words": list(blocked_words), **report}
+    write_outputs([(report_path, report)], written=[args.out_file])
     print(format_summary(report, args.out_file, report_path))
 
 
@@ -211,7 +243,9 @@ def parse_args(argv=None):
         description="Clean saved ShareGPT HTML pages into a JSON list of Markdown conversations, "
         "dropping malformed, badly shaped, blocked and duplicate ones; writes a report next to the output.",
     )
-    parser.add_argument("--in_dir", type=Path, required=True, help="folder of ShareGPT *.html pages")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--in_dir", type=Path, help="folder of ShareGPT *.html pages and/or *.json dumps")
+    source.add_argument("--in_file", type=Path, help="one ShareGPT JSON dump (or one page) instead of a folder")
     parser.add_argument("--out_file", type=Path, required=True, help="output JSON, e.g. sharegpt_clean.json")
     parser.add_argument("--blocked_words", type=Path, default=None,
         help="file with one blocked word per line (# comments allowed); default: openai",
@@ -226,9 +260,34 @@ def parse_args(argv=None):
     parser.add_argument("--max_page_bytes", type=int, default=DEFAULT_MAX_PAGE_BYTES,
         help=f"larger page files are dropped as `page_too_large` unread (default: {DEFAULT_MAX_PAGE_BYTES})",
     )
+    parser.add_argument("--languages", default=None,
+        help="keep only conversations whose dominant language is listed, e.g. en,zh (ISO 639-1; default: all)",
+    )
+    parser.add_argument("--near_dup_threshold", type=float, default=None,
+        help="drop a conversation whose MinHash Jaccard similarity (word 5-grams) to an earlier kept one "
+        "reaches this, e.g. 0.8 (default: off)",
+    )
+    parser.add_argument("--near_dup_seed", type=int, default=1, help="MinHash seed (default: 1)")
+    parser.add_argument("--ray_address", default=None,
+        help="run the per-page work as Ray tasks: auto, HOST:PORT, or local (a private local cluster); "
+        "default: a local process pool",
+    )
     args = parser.parse_args(argv)
     if args.num_workers < 1:
         parser.error("--num_workers must be at least 1")
+    if args.in_file is not None and not args.in_file.is_file():
+        parser.error(f"--in_file {args.in_file} is not a file")
+    if args.near_dup_threshold is not None and not 0 < args.near_dup_threshold <= 1:
+        parser.error("--near_dup_threshold must be in (0, 1]")
+    if args.languages is not None:
+        from data_pipeline.language import parse_languages
+
+        try:
+            args.languages = parse_languages(args.languages)
+        except ValueError as error:
+            parser.error(str(error))
+    else:
+        args.languages = ()
     if not args.page_timeout > 0:
         parser.error("--page_timeout must be a positive number of seconds")
     if args.max_page_bytes < 1:
@@ -298,8 +357,11 @@ def read_conversation(page_bytes):
     return page_props.get("id"), model if isinstance(model, str) else None, page_props.get("views"), items
 
 
-def clean_items(items, blocked_pattern):
-    """Apply the turn-shape, Markdown and blocked-word rules; raises PageError to drop."""
+def clean_items(items, blocked_pattern, convert_html=None):
+    """Apply the turn-shape, Markdown and blocked-word rules; raises PageError to drop.
+
+    `convert_html(value)` says whether an assistant value is HTML (default: always, as on a page).
+    """
     roles = [item["from"] for item in items]
     unknown_roles = sorted(set(roles) - {"human", "gpt"})
     if unknown_roles:
@@ -314,7 +376,7 @@ def clean_items(items, blocked_pattern):
 
     cleaned = []
     for item in items:
-        value = clean_turn_value(item["from"], item["value"])
+        value = clean_turn_value(item["from"], item["value"], convert_html)
         if not value:
             raise PageError(EMPTY_TURN)
         if blocked_pattern is not None and blocked_pattern.search(value):
@@ -323,9 +385,9 @@ def clean_items(items, blocked_pattern):
     return cleaned
 
 
-def clean_turn_value(role, value):
+def clean_turn_value(role, value, convert_html=None):
     """Markdown for one turn: assistant HTML is converted, human text kept as typed."""
-    if role == "gpt":
+    if role == "gpt" and (convert_html is None or convert_html(value)):
         try:
             value = html_to_markdown(value)
         except Exception as error:  # markup the parser rejects must drop the page, not the run
@@ -339,7 +401,14 @@ def html_to_markdown(html):
     div/span wrappers (and the highlighter's spans inside code) are stripped so
     code keeps its indentation and identifiers keep their underscores.
     """
-    return MARKDOWN_CONVERTER.convert(drop_inert_markup(html))
+    return convert_markup(drop_inert_markup(html))
+
+
+@functools.lru_cache(maxsize=MARKDOWN_CACHE_SIZE)
+def convert_markup(html):
+    """markdownify, remembered per worker: scraped data repeats answers (duplicate pages, shared
+    conversations re-posted), and the conversion is nearly all of a page's cost."""
+    return MARKDOWN_CONVERTER.convert(html)
 
 
 def drop_inert_markup(html):
@@ -600,42 +669,102 @@ def printable(text, limit=300):
 # ----------------------------------------------------------------------------- many pages
 
 def clean_pages(page_paths, blocked_words=DEFAULT_BLOCKED_WORDS, num_workers=1, show_progress=False,
-                page_timeout=DEFAULT_PAGE_TIMEOUT, max_page_bytes=DEFAULT_MAX_PAGE_BYTES, skipped_names=()):
-    """Clean pages in worker processes and deduplicate in the given order.
+                page_timeout=DEFAULT_PAGE_TIMEOUT, max_page_bytes=DEFAULT_MAX_PAGE_BYTES, skipped_names=(),
+                filters=None, ray=False, sink=None):
+    """Clean pages and dumps in worker processes (or Ray tasks) and deduplicate in the given order.
 
     Returns (conversations, report). Results are gathered in input order, so
-    the output does not depend on `num_workers`. `skipped_names` are the other
-    entries of the folder, listed in the report as skipped.
+    the output does not depend on `num_workers` or the backend. `skipped_names`
+    are the other entries of the folder, listed in the report as skipped.
+    `filters` (ConversationFilters) adds the language and near-duplicate rules;
+    `sink` (e.g. a JsonListWriter) receives kept conversations instead of a list.
     """
     page_paths = [Path(path) for path in page_paths]
-    results = map_pages(page_paths, (tuple(blocked_words), max_page_bytes), num_workers, page_timeout,
-                        show_progress)
-    report = deduplicate(page_paths, results, skipped_names)
+    filters = filters or ConversationFilters()
+    options = (tuple(blocked_words), max_page_bytes, filters.worker_options())
+    results = map_sources(page_paths, options, num_workers, page_timeout, show_progress, ray)
+    report = account(results, skipped_names, filters, sink)
     conversations = report.pop("conversations")
     return conversations, {"page_timeout": page_timeout, "max_page_bytes": max_page_bytes, **report}
 
 
 # Pages per worker below which starting processes costs more than it saves.
 PAGES_PER_WORKER_MIN = 32
-WORKER_OPTIONS = (DEFAULT_BLOCKED_WORDS, DEFAULT_MAX_PAGE_BYTES)
+WORKER_OPTIONS = (DEFAULT_BLOCKED_WORDS, DEFAULT_MAX_PAGE_BYTES, (False, False, 1))
 
 
-def map_pages(page_paths, options, num_workers, page_timeout, show_progress):
-    """Yield inspect_page results in input order from worker processes, each page under a deadline.
+def map_sources(paths, options, num_workers, page_timeout, show_progress, ray=False):
+    """Yield `(label, inspect result)` for every page and dump record, in order, a batch at a time."""
+    has_dumps = any(path.suffix == DUMP_SUFFIX for path in paths)
+    with progress_bar(None if has_dumps else len(paths), show_progress) as progress:
+        for batch in source_batches(paths):
+            work = [item for _, item in batch if isinstance(item, (Path, DumpRecord))]
+            results = iter(map_pages(work, options, num_workers, page_timeout, ray))
+            for label, item in batch:
+                yield label, next(results) if isinstance(item, (Path, DumpRecord)) else item
+                progress.update()
 
-    Pages always run in workers, even with one: a page that hangs costs its
+
+def source_batches(paths):
+    """Lists of `(label, item)`: a page path, a DumpRecord, or an answer already known (a broken dump).
+
+    A dump's records are cut into batches of DUMP_BATCH items, so a dump of any size is held a
+    batch at a time; pages (paths, small) stay in one batch, so the same workers, and what they
+    remember, serve all of them.
+    """
+    batch = []
+    for path in paths:
+        if path.suffix != DUMP_SUFFIX:
+            batch.append((path, path))
+            continue
+        for label, item in dump_items(path):
+            batch.append((label, item))
+            if len(batch) >= DUMP_BATCH:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def dump_items(path):
+    """A dump's records as `(FILE#INDEX, DumpRecord)`; where it breaks, or a file that is no dump, an answer."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        yield path.name, (None, UNREADABLE_FILE, error.strerror or str(error))
+        return
+    if not stat.S_ISREG(mode):  # a FIFO named x.json would block the open
+        yield path.name, (None, UNREADABLE_FILE if stat.S_ISDIR(mode) else NOT_REGULAR_FILE,
+                          os.strerror(errno.EISDIR) if stat.S_ISDIR(mode) else file_kind(mode))
+        return
+    try:
+        for entry in iter_dump(path):
+            if isinstance(entry, BrokenRecord):
+                yield entry.label, (None, BAD_JSON, printable(entry.detail))
+            else:
+                yield entry.label, entry
+    except OSError as error:
+        yield path.name, (None, UNREADABLE_FILE, error.strerror or str(error))
+
+
+def map_pages(items, options, num_workers, page_timeout, ray=False):
+    """Yield inspect results for pages and dump records in input order, each under a deadline.
+
+    Items always run in workers, even with one: an item that hangs costs its
     worker (killed and replaced), never the run.
     """
-    num_workers = max(1, min(num_workers, -(-len(page_paths) // PAGES_PER_WORKER_MIN)))
-    results = map_with_deadline(
-        inspect_page_in_worker, page_paths, num_workers, page_timeout,
-        timed_out=(None, TIMEOUT, f"over {page_timeout:g} s"), crashed=(None, WORKER_CRASHED, ""),
-        initializer=set_worker_options, initargs=(options,),
-    )
-    with progress_bar(len(page_paths), show_progress) as progress:
-        for result in results:
-            yield result
-            progress.update()
+    num_workers = max(1, min(num_workers, -(-len(items) // PAGES_PER_WORKER_MIN)))
+    failures = dict(timed_out=(None, TIMEOUT, f"over {page_timeout:g} s"), crashed=(None, WORKER_CRASHED, ""))
+    if ray:
+        # By the module's importable name, also when this file runs as __main__: Ray's workers
+        # import functions by reference, and cannot import them from the driver's __main__.
+        from data_pipeline import clean_sharegpt
+        from data_pipeline.ray_backend import map_with_ray
+
+        return map_with_ray(clean_sharegpt.inspect_page_in_worker, items, page_timeout, **failures,
+                            initializer=clean_sharegpt.set_worker_options, initargs=(options,))
+    return map_with_deadline(inspect_page_in_worker, items, num_workers, page_timeout, **failures,
+                             initializer=set_worker_options, initargs=(options,))
 
 
 class PageProgress(tqdm):
@@ -651,46 +780,76 @@ def set_worker_options(options):
     WORKER_OPTIONS = options
 
 
-def inspect_page_in_worker(path):
-    blocked_words, max_page_bytes = WORKER_OPTIONS
-    return inspect_page(path, blocked_words, max_page_bytes)
+def inspect_page_in_worker(item):
+    blocked_words, max_page_bytes, filter_options = WORKER_OPTIONS
+    if isinstance(item, DumpRecord):
+        conversation, reason, detail = inspect_record(item, blocked_words, max_page_bytes)
+    else:
+        conversation, reason, detail = inspect_page(item, blocked_words, max_page_bytes)
+    try:
+        return annotate(conversation, filter_options), reason, detail
+    except Exception as error:  # the filters' libraries on text no rule foresaw: drop this page only
+        return None, f"error:{type(error).__name__}", printable(str(error))
 
 
 def deduplicate(page_paths, results, skipped_names=()):
     """Keep the first conversation per hash; account for every entry of the folder in the report."""
-    conversations, files = [], []
+    return account(zip(page_paths, results), skipped_names)
+
+
+def account(labelled_results, skipped_names=(), filters=None, sink=None):
+    """Exact duplicates, then the optional filters, over `(label, result)` in order; every entry reported."""
+    conversations = [] if sink is None else sink
+    files = []
     dropped = collections.Counter()
     first_file_by_hash = {}
-    for path, (conversation, reason, detail) in zip(page_paths, results):
-        name = display_name(path.name)
+    total = kept = 0
+    for label, (conversation, reason, detail) in labelled_results:
+        total += 1
+        name = display_name(label.name if isinstance(label, Path) else label)
         if conversation is None:
             dropped[reason] += 1
             files.append({"file": name, "status": "dropped", "reason": reason, **({"detail": detail} if detail else {})})
-        elif conversation["hash"] in first_file_by_hash:
+        elif (digest := bytes.fromhex(conversation["hash"])) in first_file_by_hash:  # bytes: half a hex str's size
             files.append({"file": name, "status": "duplicate", "reason": DUPLICATE,
-                          "duplicate_of": first_file_by_hash[conversation["hash"]]})
+                          "duplicate_of": first_file_by_hash[digest]})
         else:
-            first_file_by_hash[conversation["hash"]] = name
+            first_file_by_hash[digest] = name
+            verdict = filters.check(conversation, name) if filters is not None and filters.active else None
+            if verdict is not None:
+                dropped[verdict["reason"]] += 1
+                files.append({"file": name, "status": "dropped", **verdict})
+                continue
             conversations.append(conversation)
+            kept += 1
             files.append({"file": name, "status": "kept", "id": conversation["id"]})
     files += [{"file": display_name(name), "status": "skipped", "reason": NOT_HTML} for name in skipped_names]
-    files.sort(key=lambda entry: entry["file"])
+    files.sort(key=lambda entry: entry_order(entry["file"]))
     return {
         "conversations": conversations,
-        "entries": len(page_paths) + len(skipped_names),
-        "total_files": len(page_paths),
-        "kept": len(conversations),
+        "entries": total + len(skipped_names),
+        "total_files": total,
+        "kept": kept,
         "duplicates": sum(1 for entry in files if entry["status"] == "duplicate"),
         "dropped": dict(sorted(dropped.items())),
         "skipped": len(skipped_names),
+        **(filters.report_fields() if filters is not None else {}),
         "files": files,
     }
+
+
+def entry_order(name):
+    """Report order: by file name, a dump's records by their index (`d.json#2` before `d.json#10`)."""
+    file_name, _, index = name.rpartition("#")
+    if file_name.endswith(DUMP_SUFFIX) and index.isdigit():
+        return file_name, int(index)
+    return name, -1
 
 
 # ----------------------------------------------------------------------------- input and output
 
 def list_folder(in_dir):
-    """The `*.html` pages of a folder (sorted by name) and the names of its other entries (skipped, reported)."""
+    """The `*.html` pages and `*.json` dumps of a folder (sorted by name) and the names of its other entries."""
     in_dir = Path(in_dir)
     if not in_dir.is_dir():
         sys.exit(f"error: input folder {in_dir} does not exist or is not a folder")
@@ -698,11 +857,11 @@ def list_folder(in_dir):
         names = sorted(entry.name for entry in os.scandir(in_dir))
     except OSError as error:
         sys.exit(f"error: cannot list input folder {in_dir}: {error.strerror}")
-    page_paths = [in_dir / name for name in names if name.endswith(".html")]
-    skipped_names = [name for name in names if not name.endswith(".html")]
+    page_paths = [in_dir / name for name in names if name.endswith((".html", DUMP_SUFFIX))]
+    skipped_names = [name for name in names if not name.endswith((".html", DUMP_SUFFIX))]
     if not page_paths:
         others = f" ({len(skipped_names)} other entries, e.g. {display_name(skipped_names[0])})" if skipped_names else ""
-        sys.exit(f"error: no *.html pages in {in_dir}{others}")
+        sys.exit(f"error: no *.html pages or *.json dumps in {in_dir}{others}")
     return page_paths, skipped_names
 
 
@@ -737,9 +896,9 @@ def remove_outputs(*paths):
             sys.exit(f"error: cannot replace output {path}: {error.strerror}")
 
 
-def write_outputs(outputs):
-    """Write each (path, data) atomically; on a failure remove what was written and exit with one line."""
-    written = []
+def write_outputs(outputs, written=()):
+    """Write each (path, data) atomically; on a failure remove what was written (and `written`) and exit."""
+    written = list(written)
     for path, data in outputs:
         try:
             write_json_atomic(path, data)
@@ -758,7 +917,9 @@ def format_summary(report, out_file, report_path):
         f"dropped     {sum(report['dropped'].values()):>8}",
     ]
     lines += [f"  {reason:<22}{count:>6}" for reason, count in report["dropped"].items()]
-    lines.append(f"skipped     {report['skipped']:>8}   (not *.html)")
+    lines.append(f"skipped     {report['skipped']:>8}   (not *.html or *.json)")
+    if "languages" in report:
+        lines.append("languages   " + ", ".join(f"{code} {count}" for code, count in report["languages"].items()))
     lines.append(f"report: {report_path}")
     return "\n".join(lines)
 

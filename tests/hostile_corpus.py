@@ -77,6 +77,9 @@ def hostile_pages() -> dict[str, tuple[str, bytes]]:
         "empty_file": b"",
         "not_utf8": b"\xff\xfe" + next_data_page(ok),
         "markup_too_deep": next_data_page(conversation_json(turns("<b>" * 5000 + "x"))),
+        # markdownify re-quotes the whole text at every level: depth x size, minutes for this page
+        "slow_nested_quotes": next_data_page(conversation_json(turns("<blockquote>" * 200 + "<p>"
+                                                                     + "x<br>" * 100_000 + "</p>"))),
     }
     return {f"hostile_{kind}.html": (kind, page) for kind, page in pages.items()}
 
@@ -155,12 +158,12 @@ def write_hostile_corpus(folder: str | os.PathLike, seed: int = 0, mutations: in
 
 
 def main(argv=None):
-    import argparse
+    from ochat.utils.cli import ArgumentParser
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_folder")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mutations", type=int, default=240)
+    parser = ArgumentParser(description=__doc__)
+    parser.add_argument("out_folder", help="folder to fill (e.g. IN/ShareGPT for run_data_pipeline.sh IN OUT)")
+    parser.add_argument("--seed", type=int, default=0, help="the same seed writes the same bytes (default: 0)")
+    parser.add_argument("--mutations", type=int, default=240, help="mutated bundled pages (default: 240)")
     args = parser.parse_args(argv)
     kinds = write_hostile_corpus(args.out_folder, args.seed, args.mutations)
     print(f"{len(kinds)} entries in {args.out_folder}", file=sys.stderr)

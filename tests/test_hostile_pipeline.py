@@ -83,6 +83,7 @@ EXPECTED_REASONS = {
     "empty_file": "no_next_data", "not_utf8": "undecodable_bytes", "markup_too_deep": "unparseable_markup",
     "fifo": "not_regular_file", "symlink_to_device": "not_regular_file", "dangling_symlink": "unreadable_file",
     "symlink_loop": "unreadable_file", "folder_named_html": "unreadable_file", "too_large": "page_too_large",
+    "slow_nested_quotes": "timeout",
     "upper_case_suffix": "not_html", "htm_suffix": "not_html", "other_file": "not_html", "folder": "not_html",
 }
 
@@ -96,7 +97,7 @@ def test_hostile_corpus_runs_through_the_pipeline_fully_accounted_and_determinis
     for workers in ("2", "1"):  # the same folder twice: the re-run also replaces every output
         started = time.monotonic()
         result = run_pipeline(tmp_path / "in", out, MODEL_PATHS=tiny_model_dir, NUM_WORKERS=workers,
-                              CLEAN_ARGS="--max_page_bytes 2000000")
+                              CLEAN_ARGS="--max_page_bytes 2000000 --page_timeout 5")
         elapsed = time.monotonic() - started
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Traceback" not in result.stderr
@@ -112,7 +113,7 @@ def test_hostile_corpus_runs_through_the_pipeline_fully_accounted_and_determinis
     assert report["kept"] == len(strict_json(out / "sharegpt_clean.json"))
     assert not [reason for reason in report["dropped"] if reason.startswith("error:")]
     assert set(report["dropped"]) <= set(DROP_REASONS)
-    assert "timeout" not in report["dropped"] and "worker_crashed" not in report["dropped"]
+    assert report["dropped"]["timeout"] == 1 and "worker_crashed" not in report["dropped"]
 
     by_file = {entry["file"]: entry for entry in report["files"]}
     for name, kind in kinds.items():
@@ -172,7 +173,7 @@ def test_markdown_cleanup_is_linear_on_long_runs(text):
     "<pre><div><div><span>py</span><button>" * 8_000, "<!--" * 32_000,
 ])
 def test_markup_with_unclosed_tags_cleans_in_linear_time(html):
-    assert seconds(clean_page, next_data_page(conversation_json(turns(html)))) < 3
+    assert seconds(clean_page, next_data_page(conversation_json(turns(html)))) < 5  # quadratic: 10-45 s
 
 
 def test_new_empty_code_block_pattern_matches_like_the_quadratic_one():
@@ -296,24 +297,34 @@ def test_filter_refuses_nan_in_its_input_instead_of_passing_it_on(tmp_path):
 
 # ----------------------------------------------------------------------------- model folders checked first
 
-@pytest.mark.parametrize("case", ["wrong_architecture", "no_tokenizer", "broken_tokenizer", "no_eot", "unknown_type"])
+@pytest.mark.parametrize("case", ["wrong_architecture", "no_eot", "unknown_type"])
 def test_model_problems_stop_the_pipeline_before_cleaning(tmp_path, tiny_model_dir, tiny_base_dir, case):
-    for name in ("no_tokenizer", "broken_tokenizer"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "config.json").write_bytes((Path(tiny_model_dir) / "config.json").read_bytes())
-    (tmp_path / "broken_tokenizer" / "tokenizer.model").write_bytes(b"not a sentencepiece model")
     model_type, model_path, message = {
         "wrong_architecture": ("opencoder_tiny", tiny_model_dir, "needs a gpt_bigcode model"),
-        "no_tokenizer": ("openchat_tiny", str(tmp_path / "no_tokenizer"), "has no tokenizer"),
-        "broken_tokenizer": ("openchat_tiny", str(tmp_path / "broken_tokenizer"), "unreadable or incomplete"),
         "no_eot": ("openchat_tiny", tiny_base_dir, "add_eot_token"),
         "unknown_type": ("openchat_huge_tiny", "", "unknown model type"),
     }[case]
     env = {"MODEL_TYPES": model_type, **({"MODEL_PATHS": model_path} if model_path else {})}
     result = run_pipeline(small_input(tmp_path / "in"), tmp_path / "out", **env)
     assert_one_line_error(result, message)
-    assert "install" not in result.stderr.splitlines()[-1]  # no library is missing; the folder is wrong
     assert not (tmp_path / "out" / "sharegpt_clean.json").exists()  # found before the clean stage ran
+
+
+@pytest.mark.parametrize("tokenizer_files, message", [
+    ({}, "has no tokenizer"),
+    ({"tokenizer.model": b"not a sentencepiece model"}, "unreadable or incomplete"),
+])
+def test_a_folder_without_a_usable_tokenizer_is_named_not_blamed_on_a_library(
+        tmp_path, tiny_model_dir, tokenizer_files, message):
+    from data_pipeline.generate_dataset import check_model_path
+    from ochat.config import get_model_config
+
+    (tmp_path / "config.json").write_bytes((Path(tiny_model_dir) / "config.json").read_bytes())
+    for name, data in tokenizer_files.items():
+        (tmp_path / name).write_bytes(data)
+    with pytest.raises(ValueError) as raised:
+        check_model_path(get_model_config("openchat_tiny"), str(tmp_path))
+    assert message in str(raised.value) and "install" not in str(raised.value)
 
 
 # ----------------------------------------------------------------------------- no stale outputs
@@ -373,3 +384,13 @@ def test_readme_explains_every_drop_reason_in_one_line():
     for reason in DROP_REASONS + ("duplicate", "not_html"):
         shown = "error:<ExceptionType>" if reason == "error:" else reason
         assert len(re.findall(rf"^\| `{re.escape(shown)}` \| .+ \|$", readme, re.M)) == 1 or f"`{shown}` (status" in readme
+
+
+def test_hostile_corpus_is_the_same_for_the_same_seed(tmp_path):
+    def regular_files(folder):
+        return {path.name: path.read_bytes() for path in sorted(folder.iterdir())
+                if path.is_file() and not path.is_symlink() and path.name != "p.html"}
+    write_hostile_corpus(tmp_path / "a", seed=3, mutations=20)
+    write_hostile_corpus(tmp_path / "b", seed=3, mutations=20)
+    write_hostile_corpus(tmp_path / "c", seed=4, mutations=20)
+    assert regular_files(tmp_path / "a") == regular_files(tmp_path / "b") != regular_files(tmp_path / "c")

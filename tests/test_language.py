@@ -38,3 +38,33 @@ def test_language_codes_are_parsed_and_unknown_ones_refused():
         parse_languages("en,klingon")
     with pytest.raises(ValueError, match="at least one"):
         parse_languages(" , ")
+
+
+def test_clean_sharegpt_keeps_listed_languages_and_counts_every_language(tmp_path):
+    import json
+
+    from tests.conftest import run_module
+
+    samples = labelled_conversations(seed=1, per_language=2)
+    records = [{"id": f"{language}{number}", "conversations": items}
+               for number, (language, items) in enumerate(samples)]
+    (tmp_path / "dump.json").write_text(json.dumps(records, ensure_ascii=False))
+    out = tmp_path / "clean.json"
+    result = run_module("data_pipeline.clean_sharegpt", "--in_file", str(tmp_path / "dump.json"),
+                        "--out_file", str(out), "--languages", "en,zh")
+    kept = json.loads(out.read_text())
+    report = json.loads((tmp_path / "clean.report.json").read_text())
+    assert sorted(c["id"][:2] for c in kept) == ["en", "en", "zh", "zh"]
+    assert report["languages"] == {language: 2 for language in SENTENCES} and report["languages_kept"] == ["en", "zh"]
+    assert report["dropped"] == {f"language:{language}": 2 for language in SENTENCES if language not in ("en", "zh")}
+    assert "languages" in result.stdout
+
+
+def test_clean_sharegpt_refuses_an_unknown_language_code_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "data_pipeline.clean_sharegpt", "--in_dir", str(tmp_path),
+                             "--out_file", str(tmp_path / "o.json"), "--languages", "en,xx"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "unknown language code(s) xx" in result.stderr

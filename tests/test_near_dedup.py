@@ -75,3 +75,31 @@ def test_signatures_are_deterministic_for_a_seed_and_differ_between_seeds():
 def test_threshold_out_of_range_is_refused():
     with pytest.raises(ValueError, match="threshold"):
         NearDuplicateIndex(threshold=1.5)
+
+
+def test_clean_sharegpt_drops_near_duplicates_naming_the_kept_id_only_when_asked(tmp_path):
+    import json
+
+    from tests.conftest import run_module
+
+    rng = random.Random(4)
+    originals = [conversation(rng) for _ in range(12)]
+    records = [{"id": f"orig{number}", "conversations": items} for number, items in enumerate(originals)]
+    records += [{"id": f"edit{number}", "conversations": word_changed(items, rng)}
+                for number, items in enumerate(originals[:4])]
+    (tmp_path / "dump.json").write_text(json.dumps(records))
+
+    def clean(*extra):
+        out = tmp_path / f"clean{len(extra)}.json"
+        run_module("data_pipeline.clean_sharegpt", "--in_file", str(tmp_path / "dump.json"), "--out_file", str(out),
+                   *extra)
+        return json.loads(out.read_text()), json.loads(out.with_name(out.stem + ".report.json").read_text())
+
+    plain, _ = clean()
+    assert len(plain) == 16  # off by default
+    kept, report = clean("--near_dup_threshold", "0.8", "--num_workers", "2")
+    assert [c["id"] for c in kept] == [f"orig{number}" for number in range(12)]
+    near = [entry for entry in report["files"] if entry.get("reason") == "near_duplicate"]
+    assert [(e["file"], e["near_duplicate_of"], e["near_duplicate_file"]) for e in near] == [
+        (f"dump.json#{12 + number}", f"orig{number}", f"dump.json#{number}") for number in range(4)]
+    assert report["dropped"] == {"near_duplicate": 4} and report["near_dup_threshold"] == 0.8

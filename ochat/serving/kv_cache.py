@@ -148,7 +148,9 @@ def derive_budget_tokens(model, max_context: int, max_batch_size: int, kv_cache_
                          gpu_memory_utilization: float) -> int:
     """The replica's KV budget in tokens: the given one, else what the device's memory allows.
 
-    Never more than `max_batch_size` full contexts, the most the batch can ever use.
+    Derived budgets take half the memory left for the cache: merging joiners into the batch or
+    growing its buffers holds the old and the new cache at once for a moment. Never more than
+    `max_batch_size` full contexts, the most the batch can ever use.
     """
     device = next(model.parameters()).device
     per_token = kv_bytes_per_token(model.config, next(model.parameters()).dtype)
@@ -163,11 +165,12 @@ def derive_budget_tokens(model, max_context: int, max_batch_size: int, kv_cache_
         total = torch.cuda.get_device_properties(device).total_memory
         headroom = measure_activation_headroom(model, max_context)
         free_bytes = gpu_memory_utilization * total - torch.cuda.memory_allocated(device) - headroom
-        if free_bytes < per_token * max_context:
+        if free_bytes < 2 * per_token * max_context:
             raise ValueError(
                 f"the KV cache gets {free_bytes / GIB:.2f} GiB after weights and a {headroom / GIB:.2f} GiB "
-                f"activation headroom at gpu_memory_utilization {gpu_memory_utilization}: not one full context "
-                f"({per_token * max_context / GIB:.2f} GiB); raise gpu_memory_utilization or use a smaller model"
+                f"activation headroom at gpu_memory_utilization {gpu_memory_utilization}: not twice one full "
+                f"context ({per_token * max_context / GIB:.2f} GiB); raise gpu_memory_utilization or use a smaller "
+                "model"
             )
-        return min(ceiling, int(free_bytes // per_token))
-    return min(ceiling, int(available_cpu_memory() * CPU_MEMORY_FRACTION // per_token))
+        return min(ceiling, int(free_bytes // (2 * per_token)))
+    return min(ceiling, int(available_cpu_memory() * CPU_MEMORY_FRACTION // (2 * per_token)))

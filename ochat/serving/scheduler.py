@@ -8,9 +8,11 @@ before the next step, so a new request waits at most one step to start.
 The budget, in the spirit of vLLM's scheduler: the cache holds rows x columns token slots
 (padding and spare room included) and never more than `budget_tokens` between steps.
 Waiting sequences join first-come first-served while the batch, grown by them and by one
-more column, fits. When the running rows cannot grow by one column within the budget, the
-newest row is preempted: its cache is dropped and it waits at the head of the queue to be
-recomputed (prompt + tokens so far in one prefill), so its output is unchanged.
+more column, fits, and one prefill stays within one context of tokens (the activation
+headroom measured at start-up). When the running rows cannot grow by one column within the
+budget, the newest row is preempted: its cache is dropped and it waits at the head of the
+queue to be recomputed (prompt + tokens so far in one prefill), so its output is unchanged.
+A sequence never outgrows the whole budget: at that length it ends with "length".
 
 Events: `step()` returns `TokenEvent(seq_id, token_id, finish_reason, logprob, top_logprobs)`;
 `token_id` is None when the sequence ended without a new visible token (a stop id, or an
@@ -30,10 +32,10 @@ import torch
 from transformers import Cache
 
 from ochat.serving.kv_cache import cache_columns, cache_tensors, derive_budget_tokens, left_pad, make_cache
+from ochat.serving.sampling import penalize, report_logprobs, sample_rows
 
 GREEDY_TEMPERATURE = 1e-5  # at or below it sampling is argmax: dividing logits by it overflows the softmax
 MAX_TOP_LOGPROBS = 20
-MASKED_LOGPROB = -9999.0
 
 
 @dataclass
@@ -105,11 +107,13 @@ class GenerationEngine:
         self.max_batch_size = max_batch_size
         self.budget_tokens = derive_budget_tokens(model, max_context, max_batch_size, kv_cache_tokens,
                                                   gpu_memory_utilization)
+        self._longest_sequence = min(max_context, self.budget_tokens)
         self.tokenizer = tokenizer  # a transformers tokenizer; needed only for structured outputs
         self._grammars = None
         self.waiting: collections.deque[_Sequence] = collections.deque()
         self.batch = _Batch()
         self._aborted: set[str] = set()
+        self.unfinished: set[str] = set()  # every sequence added and not yet ended
         self._arrivals = itertools.count()
         self.kv_tokens_used = 0  # what the cache layout holds after the last step
         self.preemptions_total = 0
@@ -131,6 +135,7 @@ class GenerationEngine:
         generator = torch.Generator(device=self.device)
         generator.manual_seed(params.seed if params.seed is not None else torch.seed() % (1 << 63))
         self.waiting.append(_Sequence(seq_id, list(prompt_ids), params, generator, next(self._arrivals), matcher))
+        self.unfinished.add(seq_id)
         self.prompt_tokens_total += len(prompt_ids)
 
     def _grammar_matcher(self, response_format: Optional[dict]):
@@ -170,8 +175,8 @@ class GenerationEngine:
         }
 
     def fail_all(self, reason: str) -> list[TokenEvent]:
-        """End every sequence (after a failed step) with `reason`."""
-        failed = [seq.seq_id for seq in self.batch.sequences] + [seq.seq_id for seq in self.waiting]
+        """End every unfinished sequence (after a failed step: running, waiting or mid-prefill) with `reason`."""
+        failed, self.unfinished = list(self.unfinished), set()
         self.batch = _Batch()
         self.waiting.clear()
         self.kv_tokens_used = 0
@@ -194,6 +199,7 @@ class GenerationEngine:
             self._drop_finished(joined)
             events += joined
         self.kv_tokens_used = len(self.batch.sequences) * cache_columns(self.batch.cache)
+        self.unfinished.difference_update(event.seq_id for event in events if event.finish_reason is not None)
         return events
 
     def _make_room(self) -> list[TokenEvent]:
@@ -227,6 +233,9 @@ class GenerationEngine:
             candidate = self.waiting[0]
             new_length = max(length, len(candidate.prompt_ids) + len(candidate.output_ids))
             if (rows + len(joiners) + 1) * (new_length + 1) > self.budget_tokens:
+                break
+            # One prefill stays within the activation memory measured for one full context.
+            if joiners and (len(joiners) + 1) * new_length > self.max_context:
                 break
             joiners.append(self.waiting.popleft())
             length = new_length
@@ -330,17 +339,17 @@ class GenerationEngine:
         logits = logits.float()
         for row, seq in enumerate(sequences):
             if seq.params.presence_penalty or seq.params.frequency_penalty:
-                self._penalize(seq, logits[row])
+                penalize(seq, logits[row])
             if seq.matcher is not None:
                 seq.matcher.mask_logits(logits[row])
         next_tokens = logits.argmax(dim=-1)
         sampled_rows = [row for row, seq in enumerate(sequences) if not seq.greedy]
         if sampled_rows:
-            next_tokens[sampled_rows] = self._sample_rows([sequences[r] for r in sampled_rows], logits[sampled_rows])
+            next_tokens[sampled_rows] = sample_rows([sequences[r] for r in sampled_rows], logits[sampled_rows])
         logprob_rows = [row for row, seq in enumerate(sequences) if seq.params.logprobs or seq.params.top_logprobs]
         reported = {}
         if logprob_rows:
-            reported = dict(zip(logprob_rows, self._logprobs([sequences[row] for row in logprob_rows],
+            reported = dict(zip(logprob_rows, report_logprobs([sequences[row] for row in logprob_rows],
                                                              logits[logprob_rows], next_tokens[logprob_rows])))
         events = []
         for row, (seq, token_id) in enumerate(zip(sequences, next_tokens.tolist())):
@@ -354,60 +363,9 @@ class GenerationEngine:
                 continue
             if seq.matcher is not None:
                 seq.matcher.advance(token_id)
-            if len(seq.output_ids) >= seq.params.max_tokens or seq.position + 1 >= self.max_context:
+            # A sequence ends at the context, or at the whole budget (then it runs alone, at most).
+            if len(seq.output_ids) >= seq.params.max_tokens or seq.position + 1 >= self._longest_sequence:
                 events.append(TokenEvent(seq.seq_id, token_id, "length", logprob, top))
             else:
                 events.append(TokenEvent(seq.seq_id, token_id, None, logprob, top))
         return events
-
-    def _logprobs(self, sequences: list[_Sequence], logits: torch.Tensor,
-                  chosen: torch.Tensor) -> list[tuple[float, tuple]]:
-        """(log-probability of the chosen token, top alternatives) per row, after penalties, grammar mask and
-        temperature (none for greedy rows): the distribution the token was drawn from, before top-p."""
-        temperature = torch.tensor([1.0 if seq.greedy else seq.params.temperature for seq in sequences],
-                                   device=self.device)
-        logprobs = torch.log_softmax(logits / temperature[:, None], dim=-1)
-        chosen_logprobs = logprobs.gather(1, chosen[:, None]).squeeze(1).tolist()
-        widest = max(seq.params.top_logprobs for seq in sequences)
-        if widest:
-            top_values, top_ids = (values.tolist() for values in logprobs.topk(widest, dim=-1))
-        reported = []
-        for row, seq in enumerate(sequences):
-            count = seq.params.top_logprobs
-            # A token the grammar forbids has -inf, which JSON cannot carry; report it as vLLM does.
-            top = tuple((token_id, max(value, MASKED_LOGPROB))
-                        for token_id, value in zip(top_ids[row][:count], top_values[row][:count]))
-            reported.append((chosen_logprobs[row], top))
-        return reported
-
-    def _penalize(self, seq: _Sequence, row_logits: torch.Tensor) -> None:
-        """OpenAI's presence and frequency penalties over the tokens this sequence generated so far."""
-        if seq.token_counts is None:
-            seq.token_counts = torch.zeros(row_logits.shape[0], device=self.device)
-        counts = seq.token_counts
-        row_logits -= seq.params.frequency_penalty * counts + seq.params.presence_penalty * (counts > 0).float()
-
-    def _sample_rows(self, sequences: list[_Sequence], logits: torch.Tensor) -> torch.Tensor:
-        temperature = torch.tensor([seq.params.temperature for seq in sequences], device=self.device)
-        probs = torch.softmax(logits / temperature[:, None], dim=-1)
-        token_order = None
-        nucleus_rows = [row for row, seq in enumerate(sequences) if seq.params.top_p < 1.0]
-        if nucleus_rows:
-            # Sorting the vocabulary is the costly part of sampling on a CPU, so only rows that ask for top-p pay it.
-            token_order = torch.arange(probs.shape[1], device=self.device).expand_as(probs).clone()
-            top_p = torch.tensor([sequences[row].params.top_p for row in nucleus_rows], device=self.device)
-            sorted_probs, sorted_ids = probs[nucleus_rows].sort(dim=-1, descending=True)
-            # Keep the smallest prefix whose mass reaches top_p (always at least the most likely token).
-            outside_nucleus = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_p[:, None]
-            outside_nucleus[:, 0] = False
-            probs[nucleus_rows] = sorted_probs.masked_fill(outside_nucleus, 0.0)
-            token_order[nucleus_rows] = sorted_ids
-        cumulative = probs.cumsum(dim=-1)
-        # Inverse-CDF draw: one seeded uniform per row keeps a request's sample independent of its batch mates.
-        uniforms = torch.stack([torch.rand((), generator=seq.generator, device=self.device) for seq in sequences])
-        # right=True: a draw never lands on a zero-probability token (masked by top-p or a grammar).
-        targets = (uniforms * cumulative[:, -1])[:, None]
-        picked = torch.searchsorted(cumulative, targets, right=True).clamp(max=probs.shape[1] - 1)
-        if token_order is not None:
-            picked = token_order.gather(1, picked)
-        return picked.squeeze(1)

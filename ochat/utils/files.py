@@ -5,18 +5,41 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write `text` to a temporary file beside `path`, fsync it, then rename it over `path`."""
+    _write_atomic(path, lambda handle: handle.write(text))
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, indent: int | None = 1) -> None:
+    """JSON (UTF-8, not ASCII-escaped); `indent=None` writes it compact, as large token files want.
+
+    Indented JSON is streamed to the file piece by piece (Python's encoder makes pieces either
+    way), so a large report never exists as one string; compact JSON takes the faster C encoder.
+    """
+    if indent is None:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        write_text_atomic(path, text + "\n")
+        return
+
+    def write(handle):
+        json.dump(data, handle, ensure_ascii=False, indent=indent, allow_nan=False)
+        handle.write("\n")
+
+    _write_atomic(path, write)
+
+
+def _write_atomic(path: str | os.PathLike, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -24,13 +47,6 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any, indent: int | None = 1) -> None:
-    """JSON (UTF-8, not ASCII-escaped); `indent=None` writes it compact, as large token files want."""
-    separators = (",", ":") if indent is None else None
-    text = json.dumps(data, ensure_ascii=False, indent=indent, separators=separators, allow_nan=False)
-    write_text_atomic(path, text + "\n")
 
 
 def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> None:
@@ -63,3 +79,57 @@ def read_json_or_exit(path: str | os.PathLike, what: str = "input file") -> Any:
         raise SystemExit(f"error: cannot read {what} {path}: {error}") from None
     except (json.JSONDecodeError, ValueError, RecursionError) as error:
         raise SystemExit(f"error: {path} is not valid JSON ({error})") from None
+
+
+class JsonListWriter:
+    """A JSON list written one element at a time, then renamed into place: bounded memory for huge outputs.
+
+    The bytes equal `write_json_atomic(path, elements, indent)`; an exception inside the
+    `with` block (or `discard()`) leaves no file behind, and the old one untouched.
+
+        with JsonListWriter("out.json") as out:
+            for conversation in conversations:
+                out.append(conversation)
+    """
+
+    def __init__(self, path: str | os.PathLike, indent: int | None = 1):
+        self.path = Path(path)
+        self.indent = indent
+        self.count = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, self.temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
+                                                      suffix=".tmp")
+        self.handle = os.fdopen(descriptor, "w", encoding="utf-8")
+        self.handle.write("[")
+
+    def append(self, element: Any) -> None:
+        if self.indent is None:
+            text = json.dumps(element, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            self.handle.write(("," if self.count else "") + text)
+        else:
+            text = json.dumps(element, ensure_ascii=False, indent=self.indent, allow_nan=False)
+            padding = " " * self.indent
+            self.handle.write(("," if self.count else "") + "\n" + padding + text.replace("\n", "\n" + padding))
+        self.count += 1
+
+    def commit(self) -> None:
+        self.handle.write(("\n]" if self.count and self.indent is not None else "]") + "\n")
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        os.replace(self.temporary, self.path)
+
+    def discard(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()
+        if os.path.exists(self.temporary):
+            os.unlink(self.temporary)
+
+    def __enter__(self) -> JsonListWriter:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
