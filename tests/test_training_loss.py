@@ -22,6 +22,7 @@ from ochat.training_deepspeed.data import (
     supervised_target_count,
 )
 from ochat.training_deepspeed.modeling import choose_attn_implementation, weighted_loss
+from ochat.training_deepspeed.steps import micro_batch_losses
 
 MODEL_TYPE = "openchat_tiny"
 
@@ -55,12 +56,10 @@ def _plan(samples, indices, grouping="none", world_size=1, accumulation=1, micro
 
 
 def _loss_and_grads(model, samples, plan, rank=0, packing=False, loss_reduction="token"):
-    """Sum of the weighted micro-batch losses of one rank, and the accumulated gradient."""
+    """Sum of the weighted micro-batch losses of one rank (training's own loop), and the accumulated gradient."""
     model.zero_grad(set_to_none=True)
     total = 0.0
-    for indices in plan.micro_batches[rank]:
-        batch = collate(samples, indices, plan, pad_token_id=0, packing=packing, loss_reduction=loss_reduction)
-        loss = weighted_loss(model, batch, "cpu")
+    for loss in micro_batch_losses(model, samples, plan, rank, "cpu", 0, packing, loss_reduction):
         loss.backward()
         total += loss.item()
     grads = torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
@@ -69,10 +68,7 @@ def _loss_and_grads(model, samples, plan, rank=0, packing=False, loss_reduction=
 
 def _loss(model, samples, plan, loss_reduction="token") -> float:
     with torch.no_grad():
-        return sum(
-            weighted_loss(model, collate(samples, indices, plan, 0, packing=False, loss_reduction=loss_reduction), "cpu").item()
-            for indices in plan.micro_batches[0]
-        )
+        return sum(loss.item() for loss in micro_batch_losses(model, samples, plan, 0, "cpu", 0, False, loss_reduction))
 
 
 def _hand_computed_token_losses(model, token_ids, supervise_mask) -> torch.Tensor:
