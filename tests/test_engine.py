@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 
 import jsonschema
 import pytest
@@ -150,6 +151,21 @@ def test_prompt_beyond_the_budget_is_refused_by_add(reference):
     engine = reference.engine(kv_cache_tokens=10)
     with pytest.raises(ValueError, match="KV cache budget"):
         engine.add("a", list(range(3, 20)), SamplingParams(max_tokens=5))
+
+
+def test_kv_size_per_token_comes_from_the_model_config(reference, tiny_model_dir):
+    from ochat.serving.kv_cache import kv_bytes_per_token
+
+    with open(os.path.join(tiny_model_dir, "config.json")) as file:
+        config = json.load(file)
+    expected = config["num_hidden_layers"] * config["num_key_value_heads"] * config["head_dim"] * 2 * 4  # keys, values
+    assert kv_bytes_per_token(reference.model.config, torch.float32) == expected
+    assert kv_bytes_per_token(reference.model.config, torch.bfloat16) == expected // 2
+
+
+def test_derived_cpu_budget_never_exceeds_what_the_batch_can_use(reference):
+    engine = reference.engine(max_batch_size=2)  # RAM allows far more than two full contexts of the tiny model
+    assert engine.budget_tokens == 2 * reference.config.max_context
 
 
 # -- admission -------------------------------------------------------------------------------------------------
