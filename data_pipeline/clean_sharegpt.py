@@ -756,10 +756,13 @@ def map_pages(items, options, num_workers, page_timeout, ray=False):
     num_workers = max(1, min(num_workers, -(-len(items) // PAGES_PER_WORKER_MIN)))
     failures = dict(timed_out=(None, TIMEOUT, f"over {page_timeout:g} s"), crashed=(None, WORKER_CRASHED, ""))
     if ray:
+        # By the module's importable name, also when this file runs as __main__: Ray's workers
+        # import functions by reference, and cannot import them from the driver's __main__.
+        from data_pipeline import clean_sharegpt
         from data_pipeline.ray_backend import map_with_ray
 
-        return map_with_ray(inspect_page_in_worker, items, page_timeout, **failures,
-                            initializer=set_worker_options, initargs=(options,))
+        return map_with_ray(clean_sharegpt.inspect_page_in_worker, items, page_timeout, **failures,
+                            initializer=clean_sharegpt.set_worker_options, initargs=(options,))
     return map_with_deadline(inspect_page_in_worker, items, num_workers, page_timeout, **failures,
                              initializer=set_worker_options, initargs=(options,))
 
@@ -807,11 +810,11 @@ def account(labelled_results, skipped_names=(), filters=None, sink=None):
         if conversation is None:
             dropped[reason] += 1
             files.append({"file": name, "status": "dropped", "reason": reason, **({"detail": detail} if detail else {})})
-        elif conversation["hash"] in first_file_by_hash:
+        elif (digest := bytes.fromhex(conversation["hash"])) in first_file_by_hash:  # bytes: half a hex str's size
             files.append({"file": name, "status": "duplicate", "reason": DUPLICATE,
-                          "duplicate_of": first_file_by_hash[conversation["hash"]]})
+                          "duplicate_of": first_file_by_hash[digest]})
         else:
-            first_file_by_hash[conversation["hash"]] = name
+            first_file_by_hash[digest] = name
             verdict = filters.check(conversation, name) if filters is not None and filters.active else None
             if verdict is not None:
                 dropped[verdict["reason"]] += 1

@@ -14,12 +14,23 @@ is cancelled (its worker killed) and its items are run again one task each, with
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 CHUNK_SIZE = 32
 CHUNKS_IN_FLIGHT = 64  # bounds what is queued on the cluster (and held here) at any time
 
 _remote_function = None
+_warned = False
+
+
+def warn_once(error):
+    """Say once per run why tasks fail (the report can only say `worker_crashed`)."""
+    global _warned
+    if not _warned:
+        _warned = True
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        print(f"warning: a Ray task failed: {lines[-1] if lines else type(error).__name__}", file=sys.stderr)
 
 
 def connect(address, num_cpus=None):
@@ -67,7 +78,8 @@ def map_with_ray(function, items, timeout, timed_out, crashed, initializer=None,
         except GetTimeoutError:
             ray.cancel(future, force=True)
             results = None
-        except RayError:
+        except RayError as error:
+            warn_once(error)
             results = None
         if results is not None:
             yield from results
@@ -79,5 +91,6 @@ def map_with_ray(function, items, timeout, timed_out, crashed, initializer=None,
             except GetTimeoutError:
                 ray.cancel(single, force=True)
                 yield timed_out
-            except RayError:
+            except RayError as error:
+                warn_once(error)
                 yield crashed

@@ -144,7 +144,7 @@ def test_self_chat_against_the_ochat_server_with_the_tiny_model(tmp_path, tiny_m
         self_chat(server.api_base, seeds, roleplay_out, "--max_rounds", "2", "--max_tokens", "8",
                   model=TINY_MODEL_TYPE)
         transcript_out = tmp_path / "transcript.json"
-        self_chat(server.api_base, seeds, transcript_out, "--method", "transcript", "--max_tokens", "16",
+        self_chat(server.api_base, seeds, transcript_out, "--method", "transcript", "--max_tokens", "8",
                   model=TINY_MODEL_TYPE)
     dump = json.loads(roleplay_out.read_text())
     statuses = [entry["status"] for entry in log_entries(roleplay_out)]

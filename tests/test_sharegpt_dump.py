@@ -142,9 +142,9 @@ def test_cli_reads_a_folder_of_pages_and_dumps_and_a_single_in_file(tmp_path):
 def test_run_data_pipeline_runs_unchanged_on_pages_and_a_dump(tmp_path, tiny_model_dir):
     input_folder = tmp_path / "INPUT"
     (input_folder / "ShareGPT").mkdir(parents=True)
-    for entry in BUNDLED_PAGES[:100]:
+    for entry in BUNDLED_PAGES[:40]:
         (input_folder / "ShareGPT" / entry.name).write_bytes(open(entry.path, "rb").read())
-    dump_records = [{**record, "id": "dump-" + str(record["id"])} for record in bundled_records()[100:]]
+    dump_records = [{**record, "id": "dump-" + str(record["id"])} for record in bundled_records()[40:100]]
     write_dump(input_folder / "ShareGPT" / "sharegpt_dump.json", dump_records)
     out = tmp_path / "OUT"
     result = subprocess.run([os.path.join(REPO_ROOT, "run_data_pipeline.sh"), str(input_folder), str(out)],

@@ -5,18 +5,41 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write `text` to a temporary file beside `path`, fsync it, then rename it over `path`."""
+    _write_atomic(path, lambda handle: handle.write(text))
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, indent: int | None = 1) -> None:
+    """JSON (UTF-8, not ASCII-escaped); `indent=None` writes it compact, as large token files want.
+
+    Indented JSON is streamed to the file piece by piece (Python's encoder makes pieces either
+    way), so a large report never exists as one string; compact JSON takes the faster C encoder.
+    """
+    if indent is None:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        write_text_atomic(path, text + "\n")
+        return
+
+    def write(handle):
+        json.dump(data, handle, ensure_ascii=False, indent=indent, allow_nan=False)
+        handle.write("\n")
+
+    _write_atomic(path, write)
+
+
+def _write_atomic(path: str | os.PathLike, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -24,13 +47,6 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any, indent: int | None = 1) -> None:
-    """JSON (UTF-8, not ASCII-escaped); `indent=None` writes it compact, as large token files want."""
-    separators = (",", ":") if indent is None else None
-    text = json.dumps(data, ensure_ascii=False, indent=indent, separators=separators, allow_nan=False)
-    write_text_atomic(path, text + "\n")
 
 
 def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> None:
