@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 
 import jsonschema
 import pytest
@@ -115,7 +116,7 @@ def test_small_budget_serves_24_long_requests_equal_to_generate_within_budget(re
     assert metrics["kv_cache_tokens"] == 0 and metrics["requests_running"] == metrics["requests_waiting"] == 0
     assert 1 < seen["most_running"] < 24  # the budget, not the batch size, bounded the batch
     assert seen["peak"] > 600 // 2  # and the budget was used, not left idle
-    assert metrics["prompt_tokens_total"] == sum(len(p) for p in prompts)
+    assert metrics["prompt_tokens_total"] > sum(len(p) for p in prompts)  # preempted ones were prefilled again
     for i, prompt in enumerate(prompts):
         assert events[str(i)][-1].finish_reason in ("stop", "length")
         assert tokens(events[str(i)]) == reference.greedy(prompt, max_tokens), f"request {i} differs"
@@ -150,6 +151,21 @@ def test_prompt_beyond_the_budget_is_refused_by_add(reference):
     engine = reference.engine(kv_cache_tokens=10)
     with pytest.raises(ValueError, match="KV cache budget"):
         engine.add("a", list(range(3, 20)), SamplingParams(max_tokens=5))
+
+
+def test_kv_size_per_token_comes_from_the_model_config(reference, tiny_model_dir):
+    from ochat.serving.kv_cache import kv_bytes_per_token
+
+    with open(os.path.join(tiny_model_dir, "config.json")) as file:
+        config = json.load(file)
+    expected = config["num_hidden_layers"] * config["num_key_value_heads"] * config["head_dim"] * 2 * 4  # keys, values
+    assert kv_bytes_per_token(reference.model.config, torch.float32) == expected
+    assert kv_bytes_per_token(reference.model.config, torch.bfloat16) == expected // 2
+
+
+def test_derived_cpu_budget_never_exceeds_what_the_batch_can_use(reference):
+    engine = reference.engine(max_batch_size=2)  # RAM allows far more than two full contexts of the tiny model
+    assert engine.budget_tokens == 2 * reference.config.max_context
 
 
 # -- admission -------------------------------------------------------------------------------------------------
@@ -197,6 +213,7 @@ def test_worker_reports_limits_metrics_and_events_in_process(tiny_model_dir, ref
         assert tokens(rebuilt) == reference.greedy(prompt, 8)
         assert all(event.logprob is not None for event in rebuilt)
         assert metrics["generation_tokens_total"] == len(rebuilt) and metrics["kv_cache_capacity_tokens"] == 400
+        assert metrics["prompt_tokens_total"] == len(prompt) and metrics["preemptions_total"] == 0
     finally:
         worker.loop.stop()
 

@@ -150,6 +150,9 @@ class EngineLoop:
                         engine.add(seq_id, prompt_ids, params)
                     except ValueError as error:
                         events.append(TokenEvent(seq_id, None, f"error: {error}"))
+                    except Exception as error:  # e.g. a grammar library failing: this request fails, not the thread
+                        logger.exception("adding %s failed", seq_id)
+                        events.append(TokenEvent(seq_id, None, f"error: {type(error).__name__}: {error}"))
                 else:
                     engine.abort(message[1])
             try:

@@ -136,7 +136,6 @@ class GenerationEngine:
         generator.manual_seed(params.seed if params.seed is not None else torch.seed() % (1 << 63))
         self.waiting.append(_Sequence(seq_id, list(prompt_ids), params, generator, next(self._arrivals), matcher))
         self.unfinished.add(seq_id)
-        self.prompt_tokens_total += len(prompt_ids)
 
     def _grammar_matcher(self, response_format: Optional[dict]):
         if response_format is None or response_format.get("type") == "text":
@@ -302,6 +301,7 @@ class GenerationEngine:
         """Run the new prompts (a preempted sequence: prompt and output so far) as one left-padded batch, then
         merge them into the running batch."""
         inputs = [seq.prompt_ids + seq.output_ids for seq in joiners]
+        self.prompt_tokens_total += sum(map(len, inputs))  # prefilled, recomputation after preemption included
         length = max(len(ids) for ids in inputs)
         input_ids = torch.zeros((len(joiners), length), dtype=torch.long, device=self.device)
         attention_mask = torch.zeros((len(joiners), length), dtype=torch.long, device=self.device)
