@@ -34,7 +34,7 @@ from statistics import mean
 from typing import Optional
 
 from evaluation.api_client import ChatClient, add_client_args
-from evaluation.judge import CallLog, Judge, JudgeRequest, add_judge_args, report_outcome, run_judgements
+from evaluation.judge import CallLog, JudgeRequest, add_judge_args, judge_from_args, report_outcome, run_judgements
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_json_atomic
 
@@ -152,7 +152,7 @@ def annotation(record: dict, reference: dict, log: CallLog, judge_model: str) ->
 
 async def judge_all(args, requests: list[JudgeRequest], log: CallLog) -> None:
     async with ChatClient.from_args(args) as client:
-        judge = Judge(client, parse_retries=args.parse_retries, structured=args.structured)
+        judge = judge_from_args(client, args)
         await run_judgements(requests, log, judge, "AlpacaEval judging")
 
 

@@ -178,7 +178,7 @@ async def answer_to_file(client: ChatClient, model: str, model_name: str, questi
             try:
                 record = await answer_question(client, model, model_name, question, index, args.temperature,
                                                args.max_tokens, args.seed, any(len(q.turns) > 1 for q in questions),
-                                               args.condition)
+                                               getattr(args, "condition", None))  # baselines take no condition
             except ChatRequestError as error:
                 failures.append(question.question_id)
                 print(f"question {question.question_id} failed: {str(error)[:300]}", file=sys.stderr)

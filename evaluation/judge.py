@@ -64,6 +64,9 @@ def add_judge_args(parser: argparse.ArgumentParser, parse_retries: int = 2) -> N
     group.add_argument("--structured", action="store_true",
                        help="ask for the verdict as JSON through response_format json_schema, explanation first; "
                             "a server that refuses response_format (HTTP 400) falls back to free text")
+    group.add_argument("--max_explanation_chars", type=int, default=None,
+                       help="with --structured: longest explanation the schema allows (maxLength), so a model that "
+                            "rambles still reaches its verdict within --max_tokens (default: unbounded)")
     group.add_argument("--continue", dest="resume", action="store_true",
                        help="resume an interrupted run: keep the calls in the call log, ask only the missing ones")
     group.add_argument("--overwrite", action="store_true", help="discard the call log and judge again")
@@ -125,8 +128,10 @@ def read_call_log(path: Path) -> list[dict]:
 class Judge:
     """Asks the judge, parses, re-asks unreadable replies; structured output with a one-time fallback."""
 
-    def __init__(self, client: ChatClient, parse_retries: int = 2, structured: bool = False):
+    def __init__(self, client: ChatClient, parse_retries: int = 2, structured: bool = False,
+                 max_explanation_chars: Optional[int] = None):
         self.client, self.parse_retries, self.structured = client, parse_retries, structured
+        self.max_explanation_chars = max_explanation_chars
         self._structured_confirmed = False
         self._probe = asyncio.Lock()  # the first structured call runs alone: a refusal then costs one request
 
@@ -173,8 +178,13 @@ class Judge:
         params = {"temperature": request.temperature, "max_tokens": request.max_tokens, "seed": request.seed}
         if structured:
             return await self.client.chat(request.model, with_instruction(request.messages, kind.instruction),
-                                          response_format=kind.response_format(), **params)
+                                          response_format=kind.response_format(self.max_explanation_chars), **params)
         return await self.client.chat(request.model, request.messages, **params)
+
+
+def judge_from_args(client: ChatClient, args) -> Judge:
+    return Judge(client, parse_retries=args.parse_retries, structured=args.structured,
+                 max_explanation_chars=args.max_explanation_chars)
 
 
 def with_instruction(messages: list[dict], instruction: str) -> list[dict]:

@@ -49,7 +49,7 @@ from evaluation.benchmark_data import (
     load_questions,
     write_jsonl_atomic,
 )
-from evaluation.judge import CallLog, Judge, JudgeRequest, add_judge_args, report_outcome, run_judgements
+from evaluation.judge import CallLog, JudgeRequest, add_judge_args, judge_from_args, report_outcome, run_judgements
 from ochat.utils.cli import ArgumentParser
 
 NEED_REFERENCE = {"math", "reasoning", "coding"}
@@ -261,7 +261,7 @@ def judgment_text(call: dict) -> str:
 
 async def judge_all(args, requests: list[JudgeRequest], log: CallLog) -> None:
     async with ChatClient.from_args(args) as client:
-        judge = Judge(client, parse_retries=args.parse_retries, structured=args.structured)
+        judge = judge_from_args(client, args)
         await run_judgements(requests, log, judge, f"MT-bench {args.mode}")
 
 

@@ -48,7 +48,7 @@ from evaluation.benchmark_data import (
     reviewer_for,
     write_jsonl_atomic,
 )
-from evaluation.judge import CallLog, Judge, JudgeRequest, add_judge_args, report_outcome, run_judgements
+from evaluation.judge import CallLog, JudgeRequest, add_judge_args, judge_from_args, report_outcome, run_judgements
 from ochat.utils.cli import ArgumentParser
 
 ORDERS = ("model_first", "baseline_first")
@@ -230,7 +230,7 @@ def verdict_of(score_model: float, score_baseline: float) -> str:
 
 async def judge_all(jobs: list[PairJudging], reviewers: dict[str, Reviewer], args) -> None:
     async with ChatClient.from_args(args) as client:
-        judge = Judge(client, parse_retries=args.parse_retries, structured=args.structured)
+        judge = judge_from_args(client, args)
         for job in jobs:
             await run_judgements(job.requests(reviewers, args), job.log, judge, f"judging {job.model}")
 

@@ -8,8 +8,8 @@ guess: the runner asks again and finally records the call as failed.
 
 | kind            | used by                    | free text               | JSON fields after "explanation" |
 |-----------------|----------------------------|-------------------------|---------------------------------|
-| `score_pair`    | Vicuna pairwise            | "8 7", "[8, 7]", ...    | `score_1`, `score_2` (0..10)    |
-| `rating`        | MT-bench single            | "Rating: [[8]]"         | `rating` (1..10)                |
+| `score_pair`    | Vicuna pairwise            | "8 7", "[8, 7]", ...    | `score_1`, `score_2` (0..10 int)|
+| `rating`        | MT-bench single            | "Rating: [[8]]"         | `rating` (1..10 int)            |
 | `verdict_abc`   | MT-bench pairwise          | "[[A]]", "[[B]]", "[[C]]" | `verdict` "A" / "B" / "C"     |
 | `preference_ab` | AlpacaEval-style           | "[[a]]", "[[b]]", "[[tie]]" | `verdict` "a" / "b" / "tie" |
 """
@@ -148,16 +148,23 @@ class VerdictKind:
                 return self.read_json(data)
         return self.parse_text(reply)
 
-    def response_format(self) -> dict:
-        return {"type": "json_schema", "json_schema": {"name": self.name, "schema": self.schema, "strict": True}}
+    def response_format(self, max_explanation_chars: Optional[int] = None) -> dict:
+        """OpenAI's json_schema response format; `max_explanation_chars` bounds the explanation (maxLength), so a
+        grammar-constrained model that rambles still reaches the verdict within its token budget."""
+        schema = self.schema
+        if max_explanation_chars:
+            explanation = {**schema["properties"]["explanation"], "maxLength": max_explanation_chars}
+            schema = {**schema, "properties": {**schema["properties"], "explanation": explanation}}
+        return {"type": "json_schema", "json_schema": {"name": self.name, "schema": schema, "strict": True}}
 
 
-_SCORE = {"type": "number", "minimum": 0, "maximum": 10}
+# Whole-number scores: a JSON number has no length bound, and a constrained model can emit digits forever.
+_SCORE = {"type": "integer", "minimum": 0, "maximum": 10}
 VERDICT_KINDS = {kind.name: kind for kind in (
     VerdictKind("score_pair", parse_score_pair, _schema({"score_1": _SCORE, "score_2": _SCORE}), _read_score_pair,
                 'Reply with a JSON object: {"explanation": "...", "score_1": <score of Assistant 1>, '
                 '"score_2": <score of Assistant 2>}, the explanation first.'),
-    VerdictKind("rating", parse_rating, _schema({"rating": {"type": "number", "minimum": 1, "maximum": 10}}),
+    VerdictKind("rating", parse_rating, _schema({"rating": {"type": "integer", "minimum": 1, "maximum": 10}}),
                 _read_rating, 'Reply with a JSON object: {"explanation": "...", "rating": <1 to 10>}, '
                               'the explanation first.'),
     VerdictKind("verdict_abc", parse_pairwise_verdict, _schema({"verdict": {"enum": ["A", "B", "C"]}}),

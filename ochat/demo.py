@@ -277,8 +277,9 @@ class Demo:
             judge += ["--model", args.judge_model or self.model_type]
         if args.judge_api_key:
             judge += ["--api-key", args.judge_api_key]
-        if local_judge:  # a random tiny model: JSON verdicts through response_format, no point asking twice
-            judge += ["--structured", "--parse_retries", "0", "--max_tokens", str(max(args.answer_max_tokens, 128))]
+        if local_judge:  # a random tiny model: bounded JSON verdicts through response_format, asked once
+            judge += ["--structured", "--max_explanation_chars", "120", "--parse_retries", "0",
+                      "--max_tokens", str(max(args.answer_max_tokens, 192))]
         else:
             judge += ["--max_tokens", str(args.answer_max_tokens)]
         env = {} if args.judge_api_key or os.environ.get("OPENAI_API_KEY") else {"OPENAI_API_KEY": "none"}

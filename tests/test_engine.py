@@ -96,15 +96,15 @@ def tokens(events: list[TokenEvent]) -> list[int]:
 
 def test_small_budget_serves_24_long_requests_equal_to_generate_within_budget(reference):
     prompts = [reference.prompt_ids("tell me about " + "llamas " * (i % 6) + str(i)) for i in range(24)]
-    max_tokens = 48
-    engine = reference.engine(max_batch_size=32, kv_cache_tokens=700)
+    max_tokens = 32
+    engine = reference.engine(max_batch_size=32, kv_cache_tokens=600)
     for i, prompt in enumerate(prompts):
         engine.add(str(i), prompt, SamplingParams(max_tokens=max_tokens, temperature=0))
     seen = {"peak": 0, "most_running": 0}
 
     def check(engine):
         held = held_tokens(engine)
-        assert held <= 700, f"the cache holds {held} token slots, over the budget of 700"
+        assert held <= 600, f"the cache holds {held} token slots, over the budget of 600"
         assert engine.metrics()["kv_cache_tokens"] == held
         seen["peak"] = max(seen["peak"], held)
         seen["most_running"] = max(seen["most_running"], engine.num_running)
@@ -114,7 +114,7 @@ def test_small_budget_serves_24_long_requests_equal_to_generate_within_budget(re
     assert metrics["preemptions_total"] > 0
     assert metrics["kv_cache_tokens"] == 0 and metrics["requests_running"] == metrics["requests_waiting"] == 0
     assert 1 < seen["most_running"] < 24  # the budget, not the batch size, bounded the batch
-    assert seen["peak"] > 700 // 2  # and the budget was used, not left idle
+    assert seen["peak"] > 600 // 2  # and the budget was used, not left idle
     assert metrics["prompt_tokens_total"] == sum(len(p) for p in prompts)
     for i, prompt in enumerate(prompts):
         assert events[str(i)][-1].finish_reason in ("stop", "length")

@@ -108,11 +108,13 @@ STRUCTURED_SCRIPT = [
 
 
 def test_structured_verdicts_are_asked_through_response_format_with_the_explanation_first(tmp_path):
-    result, results, judge = vicuna_run(tmp_path, STRUCTURED_SCRIPT, "--structured")
+    result, results, judge = vicuna_run(tmp_path, STRUCTURED_SCRIPT, "--structured", "--max_explanation_chars", "300")
     judge_bodies = [body for body in judge.bodies if body["model"] == "judge"]
     assert judge_bodies and all(body["response_format"]["type"] == "json_schema" for body in judge_bodies)
     schema = judge_bodies[0]["response_format"]["json_schema"]["schema"]
     assert list(schema["properties"]) == ["explanation", "score_1", "score_2"] and schema["required"][0] == "explanation"
+    assert schema["properties"]["explanation"]["maxLength"] == 300  # bounded, so the verdict fits max_tokens
+    assert schema["properties"]["score_1"] == {"type": "integer", "minimum": 0, "maximum": 10}
     assert '"explanation"' in judge_bodies[0]["messages"][-1]["content"]
     reviews = {r["question_id"]: r for r in read_jsonl(results / "reviews" / f"bench_{MODEL}_vs_{BASELINE}.jsonl")}
     # q1: model 9 and 8, baseline 4 and 5; q2: 7 : 6.5 first, then swapped 6.5 : 7; q3: out of range, asked again.

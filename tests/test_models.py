@@ -141,24 +141,6 @@ def test_build_tiny_reports_a_missing_corpus_in_one_line(tmp_path):
     assert result.returncode == 2 and "nope.txt" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_core_package_imports_no_layer_above_it():
-    """Only the demo, which drives the whole flow, may reach the pipeline, evaluation or visualization."""
-    import ast
-    from pathlib import Path
-
-    package = Path(__file__).resolve().parents[1] / "ochat"
-    offenders = []
-    for path in package.rglob("*.py"):
-        if path.name == "demo.py":
-            continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            offenders += [f"{path.name}: {name}" for name in names
-                          if name.split(".")[0] in ("data_pipeline", "evaluation", "visualization")]
-    assert offenders == []
-
-
 def test_openchat_3_5_tiny_is_a_mistral_twin_with_eot(tiny_base_dir, tmp_path):
     base, extended = str(tmp_path / "mistral_base"), str(tmp_path / "mistral_eot")
     run_module("ochat.models.build_tiny", "--model_type", "openchat_3.5_tiny", "--out", base)

@@ -3,21 +3,24 @@
 The service knows the model registry's template, the tokenizer and the replica
 pool; it knows nothing of HTTP. `generate` yields, per engine step, one
 `ChoiceUpdate` per choice that changed: new text (stop strings already cut,
-multi-byte characters never split) and, at the end, the finish reason.
+multi-byte characters never split), its tokens' log-probabilities when asked
+for, and at the end the finish reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Optional
 
 from ochat.config import ChatTokenizer, ModelConfig, check_condition, render_conversation
-from ochat.serving.detokenize import IncrementalDecoder, byte_token_ids, special_token_ids
-from ochat.serving.engine import SamplingParams
-from ochat.serving.protocol import ChatCompletionRequest, OpenAIError, now
-from ochat.serving.replica_pool import ReplicaPool
+from ochat.serving.detokenize import IncrementalDecoder, TokenPieces, byte_token_ids, special_token_ids
+from ochat.serving.engine import SamplingParams, TokenEvent, admission_error, validate_response_format
+from ochat.serving.metrics import ServerMetrics
+from ochat.serving.protocol import ChatCompletionRequest, OpenAIError, now, token_logprob
+from ochat.serving.replica_pool import REPLICA_LOST, ReplicaPool
 
 
 class StopStringFilter:
@@ -51,6 +54,19 @@ class StopStringFilter:
         return released
 
 
+# Prompts longer than this are tokenized on a worker thread, so streams keep flowing meanwhile.
+LONG_PROMPT_CHARACTERS = 16_384
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """What a request that leaves a field out gets; OpenAI's own defaults unless the server is told otherwise."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: Optional[int] = None  # None: whatever room the context leaves
+
+
 @dataclass
 class Choice:
     index: int
@@ -66,10 +82,15 @@ class ChoiceUpdate:
     index: int
     text: str
     finish_reason: Optional[str] = None
+    logprobs: Optional[list[dict]] = None  # OpenAI `logprobs.content` entries of the tokens that arrived
 
 
 class EngineFailure(Exception):
     """The engine could not finish a sequence (step failure or replica loss)."""
+
+    def __init__(self, message: str, code: str = "engine_error"):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -79,7 +100,10 @@ class ChatService:
     config: ModelConfig
     tokenizer: ChatTokenizer
     pool: ReplicaPool
-    model_names: list[str]
+    metrics: ServerMetrics
+    model_names: list[str]  # listed by /v1/models; the first is the main one
+    aliases: list[str] = field(default_factory=list)  # accepted too, not listed (the checkpoint folder's name)
+    defaults: SamplingDefaults = field(default_factory=SamplingDefaults)
     created: int = field(default_factory=now)
     default_condition: Optional[str] = None  # condition of requests that name none; None: the type's inference one
 
@@ -87,6 +111,7 @@ class ChatService:
         hf_tokenizer = self.tokenizer.hf_tokenizer
         self._byte_ids = byte_token_ids(hf_tokenizer)
         self._special_ids = special_token_ids(hf_tokenizer)
+        self._pieces = TokenPieces(hf_tokenizer)
         # The fast tokenizer's own (Rust) decode gives the same text as the transformers wrapper at a third of
         # the cost, which matters: streaming decodes twice per token per client.
         backend = getattr(hf_tokenizer, "backend_tokenizer", None)
@@ -96,9 +121,9 @@ class ChatService:
             self._decode = lambda ids: hf_tokenizer.decode(ids, skip_special_tokens=True)
 
     def check_model(self, name: str) -> None:
-        if name not in self.model_names:
-            raise OpenAIError(404, f"The model `{name}` does not exist; this server serves {self.model_names[0]!r}",
-                              param="model", code="model_not_found")
+        if name not in self.model_names and name not in self.aliases:
+            raise OpenAIError(404, f"The model `{name}` does not exist; this server serves "
+                                   f"{', '.join(map(repr, self.model_names))}", param="model", code="model_not_found")
 
     @property
     def served_condition(self) -> Optional[str]:
@@ -126,64 +151,112 @@ class ChatService:
             raise OpenAIError(400, f"This model's maximum context length is {max_context} tokens. However, your "
                                    f"messages resulted in {len(prompt_ids)} tokens. Please reduce the length of the "
                                    "messages.", param="messages", code="context_length_exceeded")
-        if request.max_tokens is not None and request.max_tokens > room:
+        max_tokens = request.completion_limit
+        if max_tokens is not None and max_tokens > room:
             raise OpenAIError(400, f"This model's maximum context length is {max_context} tokens. However, you "
-                                   f"requested {len(prompt_ids) + request.max_tokens} tokens ({len(prompt_ids)} in the "
-                                   f"messages, {request.max_tokens} in the completion). Please reduce the length of "
+                                   f"requested {len(prompt_ids) + max_tokens} tokens ({len(prompt_ids)} in the "
+                                   f"messages, {max_tokens} in the completion). Please reduce the length of "
                                    "the messages or completion.", param="max_tokens", code="context_length_exceeded")
-        return prompt_ids, request.max_tokens or room
+        if max_tokens is None and self.defaults.max_tokens is not None:
+            max_tokens = min(self.defaults.max_tokens, room)
+        self.check_admissible(len(prompt_ids), max_tokens, request.choices)
+        return prompt_ids, max_tokens or room
+
+    def check_admissible(self, prompt_tokens: int, max_tokens: Optional[int], n: int) -> None:
+        """A 400 at once for what no replica can ever run (waiting would never help), rather than endless 429s."""
+        limits = self.pool.limits[0]
+        reason = admission_error(limits, prompt_tokens, max_tokens, 1)
+        if reason:
+            raise OpenAIError(400, reason, param="messages" if max_tokens is None else "max_tokens",
+                              code="context_length_exceeded")
+        reason = admission_error(limits, prompt_tokens, max_tokens, n)
+        if reason:
+            raise OpenAIError(400, reason, param="n")
+
+    async def prepare(self, request: ChatCompletionRequest) -> tuple[list[int], int]:
+        """`render`, on a worker thread when the prompt is long enough to hold up other streams; the response
+        format is checked first, since a grammar that cannot be compiled makes tokenizing pointless."""
+        if request.response_format_dict is not None:
+            try:
+                validate_response_format(request.response_format_dict)
+            except ValueError as error:
+                raise OpenAIError(400, str(error), param="response_format") from None
+        if sum(len(message.content or "") for message in request.messages) < LONG_PROMPT_CHARACTERS:
+            return self.render(request)
+        return await asyncio.get_running_loop().run_in_executor(None, self.render, request)
+
+    def sampling_params(self, request: ChatCompletionRequest, max_tokens: int, choice: int) -> SamplingParams:
+        options = {}
+        if request.logprobs:
+            options.update(logprobs=True, top_logprobs=request.top_logprobs or 0)
+        if request.response_format_dict is not None:
+            options["response_format"] = request.response_format_dict
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=self.defaults.temperature if request.temperature is None else request.temperature,
+            top_p=self.defaults.top_p if request.top_p is None else request.top_p,
+            seed=None if request.seed is None else request.seed + choice,
+            presence_penalty=request.presence_penalty or 0.0,
+            frequency_penalty=request.frequency_penalty or 0.0,
+            **options,
+        )
 
     async def generate(self, request: ChatCompletionRequest, completion_id: str,
                        stats: dict) -> AsyncIterator[list[ChoiceUpdate]]:
         """Yield text updates as tokens arrive; the sequences are aborted however the caller stops."""
-        prompt_ids, max_tokens = self.render(request)
+        started = time.perf_counter()
+        prompt_ids, max_tokens = await self.prepare(request)
         stats["prompt_tokens"] = len(prompt_ids)
-        replica = self.pool.reserve(request.n)
+        n = request.choices
+        replica = self.pool.reserve(n)
         if replica is None:
             raise OpenAIError(429, "The server is at capacity; retry shortly", error_type="requests",
                               code="rate_limit_exceeded", headers={"Retry-After": "1"})
         choices = [Choice(i, IncrementalDecoder(self._decode, self._byte_ids, self._special_ids),
-                          StopStringFilter(request.stop)) for i in range(request.n)]
-        seq_ids = [f"{completion_id}-{i}" for i in range(request.n)]
+                          StopStringFilter(request.stop_sequences)) for i in range(n)]
+        seq_ids = [f"{completion_id}-{i}" for i in range(n)]
         queue: asyncio.Queue = asyncio.Queue()
-        submissions = []
-        for i, seq_id in enumerate(seq_ids):
-            seed = None if request.seed is None else request.seed + i
-            params = SamplingParams(max_tokens=max_tokens, temperature=request.temperature, top_p=request.top_p,
-                                    seed=seed, presence_penalty=request.presence_penalty,
-                                    frequency_penalty=request.frequency_penalty)
-            submissions.append((seq_id, prompt_ids, params))
-        self.pool.submit(replica, submissions, queue)
-        unfinished = request.n
+        self.pool.submit(replica, [(seq_id, prompt_ids, self.sampling_params(request, max_tokens, i))
+                                   for i, seq_id in enumerate(seq_ids)], queue)
+        unfinished, label, first_text = n, str(replica), True
         try:
             while unfinished:
                 events = [await queue.get()]
                 while not queue.empty():
                     events.append(queue.get_nowait())
                 updates: dict[int, ChoiceUpdate] = {}  # one update per choice: tokens that arrived together merge
-                for seq_id, token_id, finish_reason in events:
-                    choice = choices[int(seq_id.rsplit("-", 1)[1])]
+                for event in map(lambda fields: TokenEvent(*fields), events):
+                    choice = choices[int(event.seq_id.rsplit("-", 1)[1])]
                     if choice.finish_reason is not None:
                         continue
-                    update = self._advance(choice, token_id, finish_reason)
+                    update = self._advance(choice, event, request.logprobs)
                     if choice.finish_reason is not None:
                         unfinished -= 1
-                        self.pool.forget([seq_id], abort=finish_reason is None)
-                    if update.text or update.finish_reason:
-                        merged = updates.get(choice.index)
-                        if merged is None:
-                            updates[choice.index] = update
-                        else:
-                            merged.text += update.text
-                            merged.finish_reason = update.finish_reason
+                        self.pool.forget([event.seq_id], abort=event.finish_reason is None)
+                    merged = updates.get(choice.index)
+                    if merged is None:
+                        updates[choice.index] = update
+                    else:
+                        merged.text += update.text
+                        merged.finish_reason = update.finish_reason
+                        if update.logprobs:
+                            merged.logprobs = (merged.logprobs or []) + update.logprobs
                 stats["completion_tokens"] = sum(choice.completion_tokens for choice in choices)
-                if updates:
-                    yield list(updates.values())
+                changed = [u for u in updates.values() if u.text or u.finish_reason or u.logprobs]
+                if changed:
+                    if first_text:
+                        self.metrics.time_to_first_token.labels(label).observe(time.perf_counter() - started)
+                        first_text = False
+                    yield changed
+            self.metrics.request_latency.labels(label).observe(time.perf_counter() - started)
         finally:
             self.pool.forget([s for s, c in zip(seq_ids, choices) if c.finish_reason is None], abort=True)
-            self.pool.release(replica, request.n)
+            self.pool.release(replica, n)
 
-    def _advance(self, choice: Choice, token_id: Optional[int], finish_reason: Optional[str]) -> ChoiceUpdate:
+    def _advance(self, choice: Choice, event: TokenEvent, want_logprobs: Optional[bool]) -> ChoiceUpdate:
+        finish_reason, token_id = event.finish_reason, event.token_id
+        if finish_reason == REPLICA_LOST:
+            raise EngineFailure("the model replica stopped; it is being restarted", code="replica_unavailable")
         if finish_reason is not None and finish_reason.startswith("error"):
             raise EngineFailure(finish_reason.partition(": ")[2] or finish_reason)
         if finish_reason == "abort":
@@ -199,4 +272,13 @@ class ChatService:
             released += choice.stops.flush()
         choice.text += released
         choice.finish_reason = finish_reason
-        return ChoiceUpdate(choice.index, released, finish_reason)
+        logprobs = [self._logprob_entry(event)] if want_logprobs and token_id is not None else None
+        return ChoiceUpdate(choice.index, released, finish_reason, logprobs)
+
+    def _logprob_entry(self, event: TokenEvent) -> dict:
+        token, token_bytes = self._pieces(event.token_id)
+        top = []
+        for token_id, logprob in event.top_logprobs:
+            top_token, top_bytes = self._pieces(token_id)
+            top.append({"token": top_token, "logprob": logprob, "bytes": top_bytes})
+        return token_logprob(token, token_bytes, event.logprob, top)

@@ -68,3 +68,37 @@ def special_token_ids(hf_tokenizer) -> frozenset[int]:
     """Ids that `decode(..., skip_special_tokens=True)` leaves out."""
     added = getattr(hf_tokenizer, "added_tokens_decoder", {}) or {}
     return frozenset(hf_tokenizer.all_special_ids) | frozenset(i for i, token in added.items() if token.special)
+
+
+class TokenPieces:
+    """Each token's own bytes and display string, as OpenAI's `logprobs` report them.
+
+    A sentencepiece piece is its text with `▁` as a space (decoding one token
+    alone would drop that space); a byte piece `<0xE4>` is that one byte; other
+    vocabularies decode the token alone. Bytes that are not whole UTF-8
+    characters show as `bytes:\\xe4`, as OpenAI writes them.
+    """
+
+    def __init__(self, hf_tokenizer):
+        self._hf_tokenizer = hf_tokenizer
+        self._cache: dict[int, tuple[str, list[int]]] = {}
+
+    def __call__(self, token_id: int) -> tuple[str, list[int]]:
+        found = self._cache.get(token_id)
+        if found is None:
+            found = self._cache[token_id] = self._piece(token_id)
+        return found
+
+    def _piece(self, token_id: int) -> tuple[str, list[int]]:
+        piece = self._hf_tokenizer.convert_ids_to_tokens(token_id) or ""
+        if _BYTE_PIECE.match(piece):
+            raw = bytes([int(piece[3:5], 16)])
+        elif "\u2581" in piece:
+            raw = piece.replace("\u2581", " ").encode()
+        else:
+            raw = self._hf_tokenizer.decode([token_id]).encode()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = "bytes:" + "".join(f"\\x{byte:02x}" for byte in raw)
+        return text, list(raw)

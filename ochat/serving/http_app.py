@@ -1,24 +1,37 @@
-"""The HTTP face of the server: aiohttp handlers, the server-sent-event writer, and the middlewares.
+"""The HTTP face of the server: the aiohttp app factory, its handlers, and the server-sent-event writer.
 
-Handlers parse the wire format (`protocol`), hand the request to the chat
-service (`chat_service`) and write its updates as JSON or as server-sent
-events. Every failure leaves as OpenAI's error JSON (`error_middleware`); one
-JSON line per request goes to the request log (`request_log_middleware`).
+Handlers read the body (size, type and time limits checked before parsing),
+parse it (`protocol`; large bodies on a worker thread, so other streams keep
+flowing), hand the request to the chat service (`chat_service`) and write its
+updates as JSON or as server-sent events. Middlewares and settings live in
+`http_middlewares`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import logging
 import os
-import time
+import signal
+import socket
+from http import HTTPStatus
 
 import aiohttp_cors
 from aiohttp import web
 
-from ochat.serving.chat_service import ChatService, EngineFailure
+from ochat.serving.chat_service import ChatService, ChoiceUpdate, EngineFailure
+from ochat.serving.http_middlewares import (
+    SETTINGS_KEY,
+    SHUTDOWN_KEY,
+    HttpSettings,
+    ShutdownState,
+    auth_middleware,
+    error_middleware,
+    plain_server_header,
+    request_log_middleware,
+)
+from ochat.serving.metrics import CONTENT_TYPE
 from ochat.serving.protocol import (
     ChatCompletionRequest,
     ChunkEncoder,
@@ -34,28 +47,31 @@ from ochat.serving.protocol import (
 )
 
 logger = logging.getLogger("ochat.serving")
-request_logger = logging.getLogger("ochat.serving.requests")
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
-
 SERVICE_KEY = web.AppKey("service", ChatService)
-API_KEYS_KEY = web.AppKey("api_keys", frozenset)
-MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
+PARSE_OFF_LOOP_BYTES = 64 << 10  # bodies larger than this are parsed on a worker thread
 
 
-def json_error(error: OpenAIError) -> web.Response:
-    return web.json_response(error.body(), status=error.status, headers=error.headers)
-
-
-async def read_json(request: web.Request):
+async def read_chat_request(request: web.Request) -> ChatCompletionRequest:
+    """The body as a validated request; 415, 413, 408 or 400 in OpenAI's shape otherwise."""
+    settings = request.app[SETTINGS_KEY]
+    if request.content_type != "application/json":
+        raise OpenAIError(415, "The request body must be JSON, sent with 'Content-Type: application/json'",
+                          code="unsupported_media_type")
+    too_large = OpenAIError(413, f"The request body is larger than the limit of {settings.max_body_bytes} bytes",
+                            code="request_too_large", headers={"Connection": "close"})
+    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+        raise too_large
     try:
-        raw = await request.read()
+        raw = await asyncio.wait_for(request.read(), settings.body_read_timeout)
     except web.HTTPRequestEntityTooLarge:
-        raise OpenAIError(413, f"The request body is larger than the limit of {request.app[MAX_BODY_KEY]} bytes",
-                          code="request_too_large") from None
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise OpenAIError(400, f"The request body is not valid JSON: {error}", code="invalid_json") from None
+        raise too_large from None
+    except asyncio.TimeoutError:
+        raise OpenAIError(408, f"The request body did not arrive within {settings.body_read_timeout:g} s",
+                          code="request_timeout", headers={"Connection": "close"}) from None
+    if len(raw) <= PARSE_OFF_LOOP_BYTES:
+        return parse_chat_request(raw)
+    return await asyncio.get_running_loop().run_in_executor(None, parse_chat_request, raw)
 
 
 def sse(payload) -> bytes:
@@ -63,30 +79,37 @@ def sse(payload) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
+def engine_error(error: EngineFailure) -> OpenAIError:
+    return OpenAIError(503, f"The model failed while generating: {error}", code=error.code)
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE_KEY]
-    chat = parse_chat_request(await read_json(request))
+    chat = await read_chat_request(request)
     service.check_model(chat.model)
     completion_id = new_completion_id()
     stats = request["stats"]
-    stats.update(id=completion_id, stream=chat.stream)
-    if chat.stream:
+    stats.update(id=completion_id, stream=chat.streaming)
+    if chat.streaming:
         return await stream_chat_completion(request, service, chat, completion_id, stats)
-    texts = [""] * chat.n
-    finish_reasons = [None] * chat.n
+    n = chat.choices
+    texts, finish_reasons = [""] * n, [None] * n
+    logprobs = [[] for _ in range(n)] if chat.logprobs else None
     try:
         async for updates in service.generate(chat, completion_id, stats):
             for update in updates:
                 texts[update.index] += update.text
                 finish_reasons[update.index] = update.finish_reason or finish_reasons[update.index]
+                if logprobs is not None and update.logprobs:
+                    logprobs[update.index] += update.logprobs
     except EngineFailure as error:
-        raise OpenAIError(503, f"The model failed while generating: {error}", code="engine_error") from error
+        raise engine_error(error) from error
     return web.json_response(chat_completion(completion_id, now(), chat.model, texts, finish_reasons,
-                                             stats["prompt_tokens"], stats.get("completion_tokens", 0)))
+                                             stats["prompt_tokens"], stats.get("completion_tokens", 0), logprobs))
 
 
-async def stream_chat_completion(request, service: ChatService, chat: ChatCompletionRequest, completion_id: str,
-                                 stats: dict) -> web.StreamResponse:
+async def stream_chat_completion(request: web.Request, service: ChatService, chat: ChatCompletionRequest,
+                                 completion_id: str, stats: dict) -> web.StreamResponse:
     created = now()
     updates_iter = service.generate(chat, completion_id, stats)
     # Pull the first update before sending headers, so prompt and admission errors still get a proper status.
@@ -95,19 +118,20 @@ async def stream_chat_completion(request, service: ChatService, chat: ChatComple
     except StopAsyncIteration:
         first = []
     except EngineFailure as error:
-        raise OpenAIError(503, f"The model failed while generating: {error}", code="engine_error") from error
+        raise engine_error(error) from error
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
-
+    shutdown = request.app[SHUTDOWN_KEY]
+    shutdown.streams.add(request.task)
     chunk = ChunkEncoder(completion_id, created, chat.model, chat.include_usage).encode
-    await response.write(b"".join(chunk(i, {"role": "assistant", "content": ""}) for i in range(chat.n)))
     try:
-        pending = first
+        await response.write(b"".join(chunk(i, {"role": "assistant", "content": ""}) for i in range(chat.choices)))
+        pending: list[ChoiceUpdate] = first
         while True:
             out = []
             for update in pending:
-                if update.text:
-                    out.append(chunk(update.index, {"content": update.text}))
+                if update.text or update.logprobs:
+                    out.append(chunk(update.index, {"content": update.text}, None, update.logprobs))
                 if update.finish_reason:
                     out.append(chunk(update.index, {}, update.finish_reason))
             if out:
@@ -121,9 +145,14 @@ async def stream_chat_completion(request, service: ChatService, chat: ChatComple
                                                  stats.get("completion_tokens", 0))))
     except EngineFailure as error:
         stats["error"] = str(error)
-        await response.write(sse(error_body(f"The model failed while generating: {error}", "server_error",
-                                            code="engine_error")))
+        await response.write(sse(engine_error(error).body()))
+    except asyncio.CancelledError:
+        if not shutdown.cutting:
+            raise  # the client went away
+        stats.update(error="the server shut down before the answer was complete", closed_by="server")
+        await response.write(sse(error_body(stats["error"], "server_error", code="server_shutdown")))
     finally:
+        shutdown.streams.discard(request.task)
         await updates_iter.aclose()
     await response.write(sse("[DONE]"))
     await response.write_eof()
@@ -132,7 +161,7 @@ async def stream_chat_completion(request, service: ChatService, chat: ChatComple
 
 async def list_models(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
-    return web.json_response(model_list(service.model_names[:1], service.created, service.served_condition))
+    return web.json_response(model_list(service.model_names, service.created, service.served_condition))
 
 
 async def get_model(request: web.Request) -> web.Response:
@@ -144,100 +173,92 @@ async def get_model(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     pool = request.app[SERVICE_KEY].pool
-    healthy = all(pool.alive)
-    body = {"status": "ok" if healthy else "degraded", "replicas": len(pool.actors),
-            "replicas_alive": sum(pool.alive), "sequences_in_flight": sum(pool.load)}
-    return web.json_response(body, status=200 if healthy else 503)
+    alive = sum(pool.alive)
+    body = {"status": "ok" if alive == len(pool.actors) else ("degraded" if alive else "unavailable"),
+            "replicas": len(pool.actors), "replicas_alive": alive, "sequences_in_flight": sum(pool.load)}
+    return web.json_response(body, status=200 if alive else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    await service.pool.refresh_metrics()
+    return web.Response(body=service.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def chat_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(os.path.join(STATIC_DIR, "chat.html"))
 
 
-@web.middleware
-async def request_log_middleware(request: web.Request, handler):
-    """One JSON line per request, also when the client went away mid-stream."""
-    started = time.perf_counter()
-    request["stats"] = {}
-    status = 499  # client closed the connection, unless a response says otherwise
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    finally:
-        if request.path != "/health":
-            entry = {"time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                     "method": request.method, "path": request.path, "status": status,
-                     "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
-            entry.update(request["stats"])
-            request_logger.info(json.dumps(entry))
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler):
-    """Every failure leaves as OpenAI's error JSON; an unexpected one is logged with its traceback."""
-    try:
-        return await handler(request)
-    except OpenAIError as error:
-        request["stats"]["error"] = error.message
-        return json_error(error)
-    except web.HTTPException as error:
-        if error.status < 400:
-            raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(error.status)
-        message = {404: f"Unknown path {request.path}",
-                   405: f"Method {request.method} is not allowed on {request.path}"}.get(error.status, error.text)
-        return json_error(OpenAIError(error.status, message, code=code))
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
-    except Exception:
-        logger.exception("unexpected error on %s %s", request.method, request.path)
-        return json_error(OpenAIError(500, "The server had an error while processing your request",
-                                      code="internal_error"))
-
-
-@web.middleware
-async def auth_middleware(request: web.Request, handler):
-    api_keys = request.app[API_KEYS_KEY]
-    if api_keys and request.path.startswith("/v1") and request.method != "OPTIONS":
-        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or key.strip() not in api_keys:
-            raise OpenAIError(401, "Incorrect API key provided. Pass 'Authorization: Bearer YOUR_KEY'.",
-                              code="invalid_api_key")
-    return await handler(request)
-
-
-def build_app(service: ChatService, args) -> web.Application:
-    app = web.Application(client_max_size=args.max_body_bytes,
+def build_app(service: ChatService, settings: HttpSettings, allowed_origins: list[str], allow_credentials: bool,
+              allowed_methods: list[str], allowed_headers: list[str]) -> web.Application:
+    """The aiohttp app; CORS headers only for `allowed_origins` (none when empty)."""
+    app = web.Application(client_max_size=settings.max_body_bytes,
                           middlewares=[request_log_middleware, error_middleware, auth_middleware])
     app[SERVICE_KEY] = service
-    app[MAX_BODY_KEY] = args.max_body_bytes
-    app[API_KEYS_KEY] = frozenset(k.strip() for k in (args.api_keys or "").split(",") if k.strip())
+    app[SETTINGS_KEY] = settings
+    app[SHUTDOWN_KEY] = ShutdownState()
     routes = [
         app.router.add_get("/v1/models", list_models),
         app.router.add_get("/v1/models/{model}", get_model),
         app.router.add_post("/v1/chat/completions", chat_completions),
         app.router.add_get("/health", health),
+        app.router.add_get("/metrics", metrics),
         app.router.add_get("/", chat_page),
     ]
-
-    def split(value):
-        return "*" if value.strip() == "*" else [v.strip() for v in value.split(",") if v.strip()]
-
-    options = aiohttp_cors.ResourceOptions(allow_credentials=args.allow_credentials, expose_headers="*",
-                                           allow_headers=split(args.allowed_headers),
-                                           allow_methods=split(args.allowed_methods))
-    origins = split(args.allowed_origins)
-    cors = aiohttp_cors.setup(app, defaults={origin: options for origin in (["*"] if origins == "*" else origins)})
-    for route in routes:
-        cors.add(route)
+    if allowed_origins:
+        options = aiohttp_cors.ResourceOptions(allow_credentials=allow_credentials, expose_headers="*",
+                                               allow_headers=allowed_headers, allow_methods=allowed_methods)
+        cors = aiohttp_cors.setup(app, defaults={origin: options for origin in allowed_origins})
+        for route in routes:
+            cors.add(route)
+    app.on_response_prepare.append(plain_server_header)
 
     async def start_pool(app):
         service.pool.start()
+
+    async def begin_shutdown(app):
+        shutdown = app[SHUTDOWN_KEY]
+        shutdown.closing = True
+        asyncio.get_running_loop().call_later(settings.shutdown_timeout, shutdown.cut_streams)
 
     async def stop_pool(app):
         await service.pool.stop()
 
     app.on_startup.append(start_pool)
+    app.on_shutdown.append(begin_shutdown)
     app.on_cleanup.append(stop_pool)
     return app
+
+
+class OpenAIErrorRequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, answering what its HTTP parser rejects (bad headers, bad chunking) in
+    OpenAI's error shape; aiohttp's own answer is plain text that repeats the offending bytes."""
+
+    def handle_error(self, request, status: int = 500, exc=None, message=None) -> web.StreamResponse:
+        logger.debug("unreadable HTTP request from %s: %r", request.remote, exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("a response was already sent; the connection is closed instead")
+        phrase = HTTPStatus(status).phrase
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        response = web.json_response(error_body(f"The request could not be read as HTTP: {phrase}", kind,
+                                                code="bad_http_request"), status=status, headers={"Server": "ochat"})
+        response.force_close()
+        return response
+
+
+async def serve(app: web.Application, listener: socket.socket, shutdown_timeout: float,
+                stop: asyncio.Event) -> None:
+    """Serve `app` on an already bound socket until SIGTERM, SIGINT or `stop` is set; then shut down gracefully."""
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    listener.listen(1024)
+    server = await loop.create_server(lambda: OpenAIErrorRequestHandler(runner.server, loop=loop, access_log=None),
+                                      sock=listener)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await runner.cleanup()

@@ -11,11 +11,12 @@ server and training see the same tokens. Each replica is a Ray actor holding
 the model and a continuous-batching engine (`ochat.serving.engine`); the front
 renders prompts, routes each request to the least-loaded replica, and turns
 token ids back into text. Chat UIs that only offer OpenAI's model names work
-with `--model_name gpt-3.5-turbo` (or whichever name they send). Conditioned
-(C-RLFT) types such as `openchat_v3.2` answer under the request's extra body
-field `condition` (`"GPT4"`, `"GPT3"`, ...), else under `--condition`, else
-under the type's inference condition; other types refuse one. One JSON line
-per request goes to `--logfile` or stderr, for example:
+with `--model_name openchat,gpt-3.5-turbo` (every name listed is served).
+Conditioned (C-RLFT) types such as `openchat_v3.2` answer under the request's
+extra body field `condition` (`"GPT4"`, `"GPT3"`, ...), else under
+`--condition`, else under the type's inference condition; other types refuse
+one. `GET /metrics` gives Prometheus metrics. One JSON line per request goes to
+`--logfile` or stderr, for example:
 
     {"time": "2026-11-21T10:00:00Z", "id": "chatcmpl-..", "method": "POST", "path": "/v1/chat/completions",
      "status": 200, "stream": true, "prompt_tokens": 31, "completion_tokens": 64, "latency_ms": 212.4}
@@ -24,6 +25,7 @@ per request goes to `--logfile` or stderr, for example:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import socket
@@ -31,11 +33,12 @@ import sys
 from typing import Optional
 
 import ray
-from aiohttp import web
 
 from ochat.config import check_condition, get_model_config, load_tokenizer
-from ochat.serving.chat_service import ChatService
-from ochat.serving.http_app import build_app, request_logger
+from ochat.serving.chat_service import ChatService, SamplingDefaults
+from ochat.serving.http_app import build_app, serve
+from ochat.serving.http_middlewares import HttpSettings, request_logger
+from ochat.serving.metrics import ServerMetrics
 from ochat.serving.replica_pool import ReplicaPool, start_ray, start_replicas
 from ochat.utils.cli import ArgumentParser
 
@@ -64,25 +67,36 @@ def main(argv=None) -> None:
     try:
         start_ray(args.ray_address, args.ray_num_cpus, args.num_replicas)
         actors, infos = start_replicas(args.model_type, args.model_path, args.num_replicas, args.replica_cpus,
-                                       args.device, worker_options(args))
+                                       args.device, args.max_replica_restarts, worker_options(args))
     except Exception as error:
         ray.shutdown()
         sys.exit(f"error: the model replicas did not start: {error}")
     for index, info in enumerate(infos):
         logger.info(describe_replica(index, info))
+    stop = asyncio.Event()
+    metrics = ServerMetrics(len(actors))
+    pool = ReplicaPool(actors, infos, args.max_batch_size + args.max_queue, metrics, args.max_replica_restarts,
+                       on_lost_all=stop.set)
     service = ChatService(
         config=config,
         tokenizer=tokenizer,
-        pool=ReplicaPool(actors, capacity_per_replica=args.max_batch_size + args.max_queue),
-        model_names=served_model_names(args),
+        pool=pool,
+        metrics=metrics,
+        model_names=listed_model_names(args),
+        aliases=[os.path.basename(os.path.normpath(args.model_path))],
+        defaults=SamplingDefaults(args.default_temperature, args.default_top_p, args.default_max_tokens),
         default_condition=args.condition,
     )
-    app = build_app(service, args)
+    settings = HttpSettings(api_keys=frozenset(split_list(args.api_keys)), max_body_bytes=args.max_body_bytes,
+                            body_read_timeout=args.body_read_timeout, shutdown_timeout=args.shutdown_timeout)
+    app = build_app(service, settings, split_list(args.allowed_origins), args.allow_credentials,
+                    split_list(args.allowed_methods, "*"), split_list(args.allowed_headers, "*"))
     logger.info("serving %s on http://%s:%d/v1 (%d replica(s))", service.model_names[0], args.host, args.port,
                 len(actors))
-    web.run_app(app, sock=listener, shutdown_timeout=args.shutdown_timeout,
-                handler_cancellation=True, access_log=None, print=None)
+    asyncio.run(serve(app, listener, args.shutdown_timeout, stop))
     ray.shutdown()
+    if pool.lost_all:
+        sys.exit("error: every model replica stopped and none could be restarted")
     logger.info("server stopped")
 
 
@@ -91,8 +105,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model_type", required=True, help="registry model type, e.g. openchat, openchat_8192, opencoder")
     parser.add_argument("--model_path", required=True, help="Hugging Face model folder (with <|end_of_turn|>)")
     parser.add_argument("--model_name", default=None,
-                        help="model id clients send and /v1/models lists (default: the model type; the folder name "
-                             "is accepted too)")
+                        help="comma-separated model ids clients may send, all listed by /v1/models (default: the "
+                             "model type; the checkpoint folder's name is accepted too)")
     parser.add_argument("--condition", default=None,
                         help="C-RLFT condition for requests that name none (conditioned types such as openchat_v3.2 "
                              "only; default: the type's inference condition, e.g. GPT4); a request's own `condition` "
@@ -117,22 +131,35 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "cache, from which the KV budget is derived (default 0.9)")
     parser.add_argument("--adapter_path", default=None,
                         help="a peft LoRA adapter folder applied on top of --model_path")
+    parser.add_argument("--max_replica_restarts", type=int, default=3,
+                        help="times Ray restarts a replica whose process died (killed, out of memory, a CUDA error); "
+                             "when no replica is left the server exits non-zero (default 3)")
     parser.add_argument("--max_queue", type=int, default=256,
                         help="sequences that may wait per replica beyond the batch; more get 429 (default 256)")
     parser.add_argument("--api_keys", dest="api_keys", default=None,
                         help="comma-separated keys; when set, /v1 requires 'Authorization: Bearer KEY'")
-    parser.add_argument("--allowed_origins", dest="allowed_origins", default="*",
-                        help="CORS: comma-separated origins allowed to call the API (default *)")
+    parser.add_argument("--allowed_origins", dest="allowed_origins", default=None,
+                        help="CORS: comma-separated origins allowed to call the API from a browser, or * for any "
+                             "(default: none, and no CORS headers at all)")
     parser.add_argument("--allowed_methods", dest="allowed_methods", default="*",
                         help="CORS: comma-separated methods (default *)")
     parser.add_argument("--allowed_headers", dest="allowed_headers", default="*",
                         help="CORS: comma-separated request headers (default *)")
     parser.add_argument("--allow_credentials", dest="allow_credentials", action="store_true",
-                        help="CORS: allow cookies and auth headers from other origins")
+                        help="CORS: allow cookies and auth headers from the listed origins (not with *)")
     parser.add_argument("--max_body_bytes", type=int, default=4 << 20,
                         help="largest request body accepted; larger gets 413 (default 4 MiB)")
+    parser.add_argument("--body_read_timeout", type=float, default=30.0,
+                        help="seconds a client may take to send a request body; slower gets 408 (default 30)")
     parser.add_argument("--shutdown_timeout", type=float, default=30.0,
-                        help="on SIGTERM, seconds in-flight requests may take to finish before they are cancelled")
+                        help="on SIGTERM, seconds in-flight requests may take to finish; streams still running then "
+                             "end with an error event and [DONE] (default 30)")
+    parser.add_argument("--default_temperature", type=float, default=1.0,
+                        help="temperature for requests that leave it out (default 1.0, as OpenAI's)")
+    parser.add_argument("--default_top_p", type=float, default=1.0,
+                        help="top_p for requests that leave it out (default 1.0, as OpenAI's)")
+    parser.add_argument("--default_max_tokens", type=int, default=None,
+                        help="max_tokens for requests that leave it out (default: what the context leaves)")
     parser.add_argument("--logfile", default=None, help="file for the JSON request log (default: stderr)")
     args = parser.parse_args(argv)
     for name in ("num_replicas", "max_batch_size"):
@@ -142,6 +169,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--kv_cache_tokens must be at least 1")
     if args.gpu_memory_utilization is not None and not 0 < args.gpu_memory_utilization <= 1:
         parser.error("--gpu_memory_utilization must be in (0, 1]")
+    if args.allow_credentials and "*" in split_list(args.allowed_origins):
+        parser.error("--allow_credentials needs explicit --allowed_origins, not *")
+    if not 0 <= args.default_temperature <= 2 or not 0 <= args.default_top_p <= 1:
+        parser.error("--default_temperature must be in [0, 2] and --default_top_p in [0, 1]")
+    if args.default_max_tokens is not None and args.default_max_tokens < 1:
+        parser.error("--default_max_tokens must be at least 1")
+    if args.max_replica_restarts < 0:
+        parser.error("--max_replica_restarts must not be negative")
     if args.max_queue < 0:
         parser.error("--max_queue must not be negative")
     return args
@@ -156,12 +191,17 @@ def setup_logging(logfile: Optional[str]) -> None:
     request_logger.propagate = False
 
 
-def served_model_names(args) -> list[str]:
-    names = [args.model_name or args.model_type]
-    folder = os.path.basename(os.path.normpath(args.model_path))
-    if folder and folder not in names:
-        names.append(folder)
-    return names
+def split_list(value: Optional[str], default=None):
+    """A comma-separated option as a list ([] or `default` when unset); a lone * stays the string "*"."""
+    if value is None:
+        return default if default is not None else []
+    if value.strip() == "*":
+        return "*" if default == "*" else ["*"]
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def listed_model_names(args) -> list[str]:
+    return split_list(args.model_name) or [args.model_type]
 
 
 def worker_options(args) -> dict:
@@ -174,15 +214,10 @@ def worker_options(args) -> dict:
 
 
 def describe_replica(index: int, info: dict) -> str:
-    """One start-up line per replica: device, and the memory split when the engine reports it."""
-    line = f"replica {index} ready on {info.get('device')} ({info.get('dtype')}, batch {info.get('max_batch_size')})"
-    if "weights_gib" in info:
-        line += f"; weights {info['weights_gib']:.2f} GiB"
-    if "kv_cache_capacity_tokens" in info:
-        line += f"; KV cache budget {info['kv_cache_capacity_tokens']} tokens"
-        if "kv_cache_gib" in info:
-            line += f" ({info['kv_cache_gib']:.2f} GiB)"
-    return line
+    """One start-up line per replica: device, weights, and the KV-cache budget."""
+    return (f"replica {index} ready on {info['device']} ({info['dtype']}, batch {info['max_batch_size']}): "
+            f"weights {info['weights_gib']:.3f} GiB, KV cache budget {info['kv_cache_capacity_tokens']} tokens "
+            f"({info['kv_cache_gib']:.3f} GiB)")
 
 
 if __name__ == "__main__":

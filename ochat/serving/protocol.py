@@ -1,12 +1,19 @@
-"""OpenAI ChatCompletions wire format: request validation, response shapes, and the one error builder.
+"""OpenAI ChatCompletions wire format: typed requests, response shapes, and the one error builder.
 
-Nothing here touches the model or aiohttp. A request body becomes a
-`ChatCompletionRequest` or an `OpenAIError` naming the offending `param`;
-responses and stream chunks are plain dicts in OpenAI's shapes:
+Nothing here touches the model or aiohttp. A request body (raw bytes) is
+parsed and validated in one pass by pydantic's Rust core into a
+`ChatCompletionRequest`, or becomes an `OpenAIError` naming the offending
+`param`. Hostile bodies (a lone surrogate escape, integers of thousands of
+digits, JSON nested hundreds deep, unhashable roles) fail in that pass as
+invalid JSON or a bad parameter, never deeper in the server. Responses and
+stream chunks are plain dicts in OpenAI's shapes:
 
     error:  {"error": {"message": "...", "type": "invalid_request_error", "param": "temperature", "code": null}}
     chunk:  {"id": "chatcmpl-1f..", "object": "chat.completion.chunk", "created": 1732183200, "model": "openchat",
-             "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": null}]}
+             "choices": [{"index": 0, "delta": {"content": "Hi"}, "logprobs": null, "finish_reason": null}]}
+    logprobs (per choice): {"content": [{"token": " Hi", "logprob": -0.3, "bytes": [32, 72, 105],
+                            "top_logprobs": [{"token": " Hi", "logprob": -0.3, "bytes": [32, 72, 105]}, ...]}],
+                            "refusal": null}
 """
 
 from __future__ import annotations
@@ -14,13 +21,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 # OpenAI role -> registry conversation role; "developer" is OpenAI's newer name for a system message.
 ROLE_TO_TEMPLATE = {"system": "system", "developer": "system", "user": "human", "assistant": "gpt"}
 MAX_STOP_SEQUENCES = 4
 MAX_CHOICES = 16
+MAX_TOP_LOGPROBS = 20
 
 
 class OpenAIError(Exception):
@@ -41,15 +50,8 @@ class OpenAIError(Exception):
 
 
 def _default_type(status: int) -> str:
-    if status == 401:
-        return "authentication_error"
-    if status == 404:
-        return "invalid_request_error"
-    if status == 429:
-        return "rate_limit_error"
-    if status >= 500:
-        return "server_error"
-    return "invalid_request_error"
+    return {401: "authentication_error", 429: "rate_limit_error"}.get(
+        status, "server_error" if status >= 500 else "invalid_request_error")
 
 
 def error_body(message: str, error_type: str = "invalid_request_error", param: Optional[str] = None,
@@ -58,163 +60,157 @@ def error_body(message: str, error_type: str = "invalid_request_error", param: O
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
-def bad_request(message: str, param: Optional[str], code: Optional[str] = None) -> OpenAIError:
-    return OpenAIError(400, message, param=param, code=code)
+# -- requests ------------------------------------------------------------------------------------------
 
 
-@dataclass
-class ChatCompletionRequest:
-    """A validated request; `conversation` is in the registry's items form."""
+def _join_text_parts(content: Any) -> Any:
+    """Message content may be OpenAI's multi-part form; only text parts are supported."""
+    if not isinstance(content, list):
+        return content
+    texts = []
+    for part in content:
+        if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise ValueError("only text content parts ({'type': 'text', 'text': ...}) are supported")
+        texts.append(part["text"])
+    return "".join(texts)
 
-    model: str
-    conversation: list[dict]
-    max_tokens: Optional[int] = None
-    temperature: float = 1.0
-    top_p: float = 1.0
-    n: int = 1
-    stop: list[str] = field(default_factory=list)
-    seed: Optional[int] = None
-    stream: bool = False
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False, frozen=True)
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Annotated[Optional[str], BeforeValidator(_join_text_parts)] = None
+
+    @model_validator(mode="after")
+    def _content_present(self) -> ChatMessage:
+        if self.content is None and self.role != "assistant":
+            raise ValueError("content must be a string or a list of text parts")
+        return self
+
+
+class StreamOptions(_Strict):
     include_usage: bool = False
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
+
+
+class JsonSchema(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: Optional[str] = None
+    schema_: dict = Field(default_factory=dict, alias="schema")
+    strict: Optional[bool] = None
+
+
+class TextFormat(_Strict):
+    type: Literal["text"]
+
+
+class JsonObjectFormat(_Strict):
+    type: Literal["json_object"]
+
+
+class JsonSchemaFormat(_Strict):
+    type: Literal["json_schema"]
+    json_schema: JsonSchema
+
+
+ResponseFormat = Annotated[Union[TextFormat, JsonObjectFormat, JsonSchemaFormat], Field(discriminator="type")]
+Stop = Annotated[Optional[list[str]], BeforeValidator(lambda value: [value] if isinstance(value, str) else value),
+                 Field(max_length=MAX_STOP_SEQUENCES)]
+
+
+class ChatCompletionRequest(_Strict):
+    """A validated request. Sampling fields left out are None; the service fills in the server's defaults."""
+
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: Optional[int] = Field(None, ge=1, le=1 << 30)
+    max_completion_tokens: Optional[int] = Field(None, ge=1, le=1 << 30)
+    temperature: Optional[float] = Field(None, ge=0.0, le=2.0)
+    top_p: Optional[float] = Field(None, ge=0.0, le=1.0)
+    n: Optional[int] = Field(None, ge=1, le=MAX_CHOICES)
+    stop: Stop = None
+    seed: Optional[int] = Field(None, ge=-(1 << 63), le=(1 << 63) - 1)
+    stream: Optional[bool] = None
+    stream_options: Optional[StreamOptions] = None
+    presence_penalty: Optional[float] = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: Optional[float] = Field(None, ge=-2.0, le=2.0)
+    logprobs: Optional[bool] = None
+    top_logprobs: Optional[int] = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    response_format: Optional[ResponseFormat] = None
     user: Optional[str] = None
     condition: Optional[str] = None  # C-RLFT condition (an extra body field); None: the server's default
+    # Refused when set, rather than silently ignored: they would change what the answer means.
+    tools: Optional[Any] = None
+    functions: Optional[Any] = None
+    logit_bias: Optional[Any] = None
+
+    @property
+    def conversation(self) -> list[dict]:
+        """The messages in the registry's items form."""
+        return [{"from": ROLE_TO_TEMPLATE[m.role], "value": m.content or ""} for m in self.messages]
+
+    @property
+    def choices(self) -> int:
+        return self.n or 1
+
+    @property
+    def completion_limit(self) -> Optional[int]:
+        return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def stop_sequences(self) -> list[str]:
+        return list(self.stop or [])
+
+    @property
+    def streaming(self) -> bool:
+        return bool(self.stream)
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+    @property
+    def response_format_dict(self) -> Optional[dict]:
+        """The format for the engine (OpenAI's dict); None for free text."""
+        if self.response_format is None or self.response_format.type == "text":
+            return None
+        return self.response_format.model_dump(by_alias=True, exclude_none=True)
 
 
-def _number(body: dict, name: str, default: float, low: float, high: float) -> float:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise bad_request(f"{name} must be a number, not {type(value).__name__}", name)
-    if not low <= value <= high:
-        raise bad_request(f"{value} is not a valid {name}: it must be between {low} and {high}", name)
-    return float(value)
+def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
+    """Parse and validate a request body; raises `OpenAIError` (400) naming the first bad parameter."""
+    try:
+        request = ChatCompletionRequest.model_validate_json(raw)
+    except ValidationError as error:
+        raise _bad_request(error.errors(include_input=False, include_url=False)[0]) from None
+    for name in ("tools", "functions", "logit_bias"):
+        if getattr(request, name):
+            what = "function calling" if name != "logit_bias" else "token biases"
+            raise OpenAIError(400, f"{name} ({what}) is not supported by this server", param=name)
+    if request.stream_options is not None and not request.streaming:
+        raise OpenAIError(400, "stream_options is only allowed when stream is true", param="stream_options")
+    if request.top_logprobs and not request.logprobs:
+        raise OpenAIError(400, "top_logprobs requires logprobs to be true", param="top_logprobs")
+    if any(stop == "" for stop in request.stop_sequences):
+        raise OpenAIError(400, "stop sequences must not be empty", param="stop")
+    return request
 
 
-def _integer(body: dict, name: str, low: int, high: int) -> Optional[int]:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad_request(f"{name} must be an integer, not {type(value).__name__}", name)
-    if not low <= value <= high:
-        raise bad_request(f"{value} is not a valid {name}: it must be between {low} and {high}", name)
-    return value
-
-
-def _message_text(content: Any, param: str) -> str:
-    """Message content: a string, or a list of text parts (OpenAI's multi-part form)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for index, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise bad_request("only text content parts ({'type': 'text', 'text': ...}) are supported",
-                                  f"{param}[{index}]")
-            texts.append(part["text"])
-        return "".join(texts)
-    raise bad_request(f"content must be a string or a list of text parts, not {type(content).__name__}", param)
-
-
-def _conversation(messages: Any) -> list[dict]:
-    if not isinstance(messages, list) or not messages:
-        raise bad_request("messages must be a non-empty list of {'role', 'content'} objects", "messages")
-    conversation = []
-    for index, message in enumerate(messages):
-        param = f"messages[{index}]"
-        if not isinstance(message, dict):
-            raise bad_request(f"each message must be an object, not {type(message).__name__}", param)
-        role = message.get("role")
-        if role not in ROLE_TO_TEMPLATE:
-            raise bad_request(f"role {role!r} is not supported; use one of {sorted(ROLE_TO_TEMPLATE)}",
-                              f"{param}.role")
-        content = message.get("content")
-        if content is None and role == "assistant":
-            content = ""
-        conversation.append({"from": ROLE_TO_TEMPLATE[role], "value": _message_text(content, f"{param}.content")})
-    return conversation
-
-
-def _stop(value: Any) -> list[str]:
-    if value is None:
-        return []
-    stops = [value] if isinstance(value, str) else value
-    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-        raise bad_request("stop must be a string or a list of strings", "stop")
-    if len(stops) > MAX_STOP_SEQUENCES:
-        raise bad_request(f"stop may hold at most {MAX_STOP_SEQUENCES} sequences", "stop")
-    if any(s == "" for s in stops):
-        raise bad_request("stop sequences must not be empty", "stop")
-    return stops
-
-
-def _reject_unsupported(body: dict) -> None:
-    """Options that would change the answer's meaning are refused rather than silently ignored."""
-    if body.get("logprobs") or body.get("top_logprobs"):
-        raise bad_request("logprobs are not supported by this server", "logprobs")
-    for name in ("tools", "functions"):
-        if body.get(name):
-            raise bad_request(f"{name} (function calling) is not supported by this server", name)
-    if body.get("logit_bias"):
-        raise bad_request("logit_bias is not supported by this server", "logit_bias")
-    response_format = body.get("response_format")
-    if response_format is not None and (not isinstance(response_format, dict) or response_format.get("type") != "text"):
-        raise bad_request("only response_format {'type': 'text'} is supported", "response_format")
-
-
-def parse_chat_request(body: Any) -> ChatCompletionRequest:
-    """Validate a decoded JSON body; raises `OpenAIError` (400) naming the first bad parameter."""
-    if not isinstance(body, dict):
-        raise bad_request("the request body must be a JSON object", None)
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise bad_request("you must provide a model name (a string)", "model")
-    conversation = _conversation(body.get("messages"))
-    _reject_unsupported(body)
-    max_tokens = _integer(body, "max_completion_tokens", 1, 1 << 30)
-    if max_tokens is None:
-        max_tokens = _integer(body, "max_tokens", 1, 1 << 30)
-    stream = body.get("stream", False)
-    if stream is None:
-        stream = False
-    if not isinstance(stream, bool):
-        raise bad_request("stream must be a boolean", "stream")
-    include_usage = False
-    stream_options = body.get("stream_options")
-    if stream_options is not None:
-        if not stream:
-            raise bad_request("stream_options is only allowed when stream is true", "stream_options")
-        if not isinstance(stream_options, dict):
-            raise bad_request("stream_options must be an object", "stream_options")
-        include_usage = stream_options.get("include_usage", False)
-        if not isinstance(include_usage, bool):
-            raise bad_request("include_usage must be a boolean", "stream_options.include_usage")
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise bad_request("user must be a string", "user")
-    n = _integer(body, "n", 1, MAX_CHOICES)
-    condition = body.get("condition")
-    if condition is not None and not isinstance(condition, str):
-        raise bad_request("condition must be a string, e.g. \"GPT4\"", "condition")
-    return ChatCompletionRequest(
-        model=model,
-        conversation=conversation,
-        max_tokens=max_tokens,
-        temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
-        top_p=_number(body, "top_p", 1.0, 0.0, 1.0),
-        n=1 if n is None else n,
-        stop=_stop(body.get("stop")),
-        seed=_integer(body, "seed", -(1 << 63), (1 << 63) - 1),
-        stream=stream,
-        include_usage=include_usage,
-        presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
-        frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
-        user=user,
-        condition=condition,
-    )
+def _bad_request(detail: dict) -> OpenAIError:
+    """OpenAI's 400 for pydantic's first error; the message never repeats the input."""
+    message = detail["msg"].removeprefix("Value error, ")
+    if detail["type"] == "json_invalid":
+        return OpenAIError(400, f"The request body is not valid JSON: {message.removeprefix('Invalid JSON: ')}",
+                           code="invalid_json")
+    location = detail["loc"]
+    if not location:
+        return OpenAIError(400, f"The request body must be a JSON object: {message}")
+    if location[0] == "response_format":  # the union's member names are not parameters
+        param = "response_format"
+    else:
+        param = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
+    return OpenAIError(400, f"Invalid value for '{param}': {message}", param=param)
 
 
 # -- responses ---------------------------------------------------------------------------------------
@@ -233,16 +229,27 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
+def token_logprob(token: str, token_bytes: list[int], logprob: float, top: list[dict]) -> dict:
+    """One entry of `choices[].logprobs.content`; `top` holds `{token, logprob, bytes}` dicts."""
+    return {"token": token, "logprob": logprob, "bytes": token_bytes, "top_logprobs": top}
+
+
+def choice_logprobs(content: Optional[list[dict]]) -> Optional[dict]:
+    return None if content is None else {"content": content, "refusal": None}
+
+
 def chat_completion(completion_id: str, created: int, model: str, texts: list[str], finish_reasons: list[str],
-                    prompt_tokens: int, completion_tokens: int) -> dict:
+                    prompt_tokens: int, completion_tokens: int,
+                    logprobs: Optional[list[Optional[list[dict]]]] = None) -> dict:
+    logprobs = logprobs or [None] * len(texts)
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
         "model": model,
         "choices": [
-            {"index": index, "message": {"role": "assistant", "content": text}, "logprobs": None,
-             "finish_reason": finish_reason}
+            {"index": index, "message": {"role": "assistant", "content": text},
+             "logprobs": choice_logprobs(logprobs[index]), "finish_reason": finish_reason}
             for index, (text, finish_reason) in enumerate(zip(texts, finish_reasons))
         ],
         "usage": usage(prompt_tokens, completion_tokens),
@@ -263,9 +270,13 @@ class ChunkEncoder:
         self._head = b"data: " + head[:-1].encode() + b', "choices": [{"index": '
         self._tail = b"}]" + (b', "usage": null' if include_usage else b"") + b"}\n\n"
 
-    def encode(self, index: int, delta: dict, finish_reason: Optional[str] = None) -> bytes:
+    def encode(self, index: int, delta: dict, finish_reason: Optional[str] = None,
+               logprobs: Optional[list[dict]] = None) -> bytes:
+        logprobs_json = b"null" if logprobs is None else json.dumps(choice_logprobs(logprobs),
+                                                                    ensure_ascii=False).encode()
         return b"".join((self._head, str(index).encode(), b', "delta": ', json.dumps(delta, ensure_ascii=False).encode(),
-                         b', "logprobs": null, "finish_reason": ', json.dumps(finish_reason).encode(), self._tail))
+                         b', "logprobs": ', logprobs_json, b', "finish_reason": ', json.dumps(finish_reason).encode(),
+                         self._tail))
 
 
 def usage_chunk(completion_id: str, created: int, model: str, prompt_tokens: int, completion_tokens: int) -> dict:

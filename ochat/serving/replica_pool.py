@@ -1,9 +1,16 @@
-"""Model replicas as Ray actors: start-up, least-loaded routing, and engine events back to their requests.
+"""Model replicas as Ray actors: start-up, least-loaded routing, engine events back to their requests, healing.
 
 Each replica is one `EngineWorker` actor (`ochat.serving.engine`) holding the
 model and a continuous-batching engine. One poller task per replica asks its
 actor for every event since the last poll, so one Ray round trip serves all
 sequences of a decode step.
+
+Healing: Ray restarts an actor whose process died (killed, out of memory, a
+CUDA error) up to `max_restarts` times. While it is down its requests in flight
+end with `REPLICA_LOST` (the HTTP side answers 503), it takes no new ones, and
+its poller waits until the restarted actor answers `ready()`; then it serves
+again. When no replica is left and none can come back, `on_lost_all` is called
+(the server then exits non-zero, so a supervisor can restart it).
 """
 
 from __future__ import annotations
@@ -11,18 +18,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
+from collections.abc import Callable
 from typing import Optional
 
 # A local cluster talks over loopback only (Ray otherwise binds the machine's network address, to be reachable by
 # other nodes): the front and the replicas share this machine. Ray reads this when it is imported.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import ray  # noqa: E402
+from ray.exceptions import ActorDiedError, RayActorError  # noqa: E402
 
 from ochat.serving.engine import engine_actor_class  # noqa: E402
+from ochat.serving.metrics import ServerMetrics  # noqa: E402
 from ochat.serving.protocol import OpenAIError  # noqa: E402
 
 logger = logging.getLogger("ochat.serving")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPLICA_LOST = "error: the model replica stopped; it is being restarted"
+METRICS_TIMEOUT = 2.0  # seconds a scrape waits for a replica's engine figures
 
 
 def start_ray(ray_address: Optional[str], num_cpus: Optional[int], num_replicas: int) -> None:
@@ -39,12 +52,12 @@ def start_ray(ray_address: Optional[str], num_cpus: Optional[int], num_replicas:
 
 
 def start_replicas(model_type: str, model_path: str, num_replicas: int, replica_cpus: float, device: str,
-                   worker_options: dict) -> tuple[list, list[dict]]:
+                   max_restarts: int, worker_options: dict) -> tuple[list, list[dict]]:
     """One engine actor per replica; waits until all loaded the model. Returns the actors and their `ready()`."""
     use_gpu = device == "cuda" or (device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
     actor_class = engine_actor_class(num_cpus=replica_cpus, num_gpus=1 if use_gpu else 0)
-    actors = [actor_class.remote(model_type, os.path.abspath(model_path), device="cuda" if use_gpu else "cpu",
-                                 **worker_options)
+    actors = [actor_class.options(max_restarts=max_restarts, max_task_retries=0).remote(
+                  model_type, os.path.abspath(model_path), device="cuda" if use_gpu else "cpu", **worker_options)
               for _ in range(num_replicas)]
     return actors, ray.get([actor.ready.remote() for actor in actors])
 
@@ -52,17 +65,24 @@ def start_replicas(model_type: str, model_path: str, num_replicas: int, replica_
 class ReplicaPool:
     """Routes sequences to replicas and engine events back to the requests that wait for them."""
 
-    def __init__(self, actors: list, capacity_per_replica: int):
+    def __init__(self, actors: list, limits: list[dict], capacity_per_replica: int, metrics: ServerMetrics,
+                 max_restarts: int = 0, on_lost_all: Callable[[], None] = lambda: None):
         self.actors = actors
+        self.limits = limits  # each replica's `ready()`: device, KV budget, context, batch size
         self.capacity_per_replica = capacity_per_replica
+        self.metrics = metrics
+        self.max_restarts = max_restarts
+        self.on_lost_all = on_lost_all
+        self.lost_all = False
         self.load = [0] * len(actors)
         self.alive = [True] * len(actors)
+        self.restarts = [0] * len(actors)
         self.routes: dict[str, asyncio.Queue] = {}
         self.route_replica: dict[str, int] = {}
         self.pollers: list[asyncio.Task] = []
 
     def start(self) -> None:
-        self.pollers = [asyncio.create_task(self.poll_replica(index)) for index in range(len(self.actors))]
+        self.pollers = [asyncio.create_task(self.serve_replica(index)) for index in range(len(self.actors))]
 
     async def stop(self) -> None:
         for task in self.pollers:
@@ -75,7 +95,8 @@ class ReplicaPool:
         """The least-loaded live replica with room for `sequences` more, or None when all are full."""
         candidates = [i for i in range(len(self.actors)) if self.alive[i]]
         if not candidates:
-            raise OpenAIError(503, "no model replica is running", error_type="server_error", code="replica_unavailable")
+            raise OpenAIError(503, "No model replica is running right now; retry shortly", error_type="server_error",
+                              code="replica_unavailable", headers={"Retry-After": "5"})
         replica = min(candidates, key=lambda i: self.load[i])
         if self.load[replica] + sequences > self.capacity_per_replica:
             return None
@@ -100,21 +121,69 @@ class ReplicaPool:
                 if self.alive[replica]:
                     self.actors[replica].abort.remote(seq_ids)
 
-    async def poll_replica(self, replica: int) -> None:
+    async def refresh_metrics(self) -> None:
+        """Fetch every live replica's engine figures for a scrape; a replica that does not answer is left out."""
+        live = [i for i in range(len(self.actors)) if self.alive[i]]
+        answers = await asyncio.gather(*(asyncio.wait_for(self.actors[i].metrics.remote(), METRICS_TIMEOUT)
+                                         for i in live), return_exceptions=True)
+        self.metrics.engine_snapshots.clear()
+        for replica, answer in zip(live, answers):
+            if isinstance(answer, dict):
+                self.metrics.engine_snapshots[replica] = answer
+
+    async def serve_replica(self, replica: int) -> None:
+        """Poll one replica for events; when its actor dies, fail its requests and wait for Ray's restart."""
+        while True:
+            await self.poll_until_failure(replica)
+            self.alive[replica] = False
+            for seq_id, owner in list(self.route_replica.items()):
+                if owner == replica and seq_id in self.routes:
+                    self.routes[seq_id].put_nowait((seq_id, None, REPLICA_LOST))
+            if not await self.wait_restarted(replica):
+                logger.error("replica %d is gone for good (restarts used: %d of %d)", replica,
+                             self.restarts[replica], self.max_restarts)
+                if not any(self.alive) and not self.lost_all:
+                    self.lost_all = True
+                    self.on_lost_all()
+                return
+            self.restarts[replica] += 1
+            self.metrics.replica_restarts.labels(str(replica)).inc()
+            self.alive[replica] = True
+            logger.info("replica %d serves again (restart %d of %d)", replica, self.restarts[replica],
+                        self.max_restarts)
+
+    async def poll_until_failure(self, replica: int) -> None:
         actor = self.actors[replica]
         while True:
             try:
                 events = await actor.poll.remote()
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # the actor died: fail its requests instead of leaving them hanging
+            except Exception as error:
                 logger.error("replica %d failed: %s", replica, error)
-                self.alive[replica] = False
-                for seq_id, owner in list(self.route_replica.items()):
-                    if owner == replica and seq_id in self.routes:
-                        self.routes[seq_id].put_nowait((seq_id, None, "error: the model replica stopped"))
                 return
             for event in events:
                 queue = self.routes.get(event[0])
                 if queue is not None:
                     queue.put_nowait(event)
+
+    async def wait_restarted(self, replica: int, timeout: float = 600, dead_for: float = 5) -> bool:
+        """True once Ray's restarted actor answers `ready()` (it reloads the model); False when Ray reports it dead
+        for `dead_for` seconds running (no restarts left) or it does not come back within `timeout`."""
+        if self.max_restarts == 0:
+            return False
+        deadline, dead_since = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            try:
+                self.limits[replica] = await asyncio.wait_for(self.actors[replica].ready.remote(), timeout)
+                return True
+            except ActorDiedError:
+                dead_since = dead_since or time.monotonic()
+                if time.monotonic() - dead_since > dead_for:
+                    return False
+            except RayActorError:  # unavailable: Ray is restarting it
+                dead_since = None
+            except asyncio.TimeoutError:
+                return False
+            await asyncio.sleep(0.5)
+        return False
