@@ -54,3 +54,22 @@ def test_core_package_does_not_import_the_layers_above_it():
             if re.search(r"^\s*(from|import)\s+(data_pipeline|evaluation|visualization)\b", source, re.MULTILINE):
                 offenders.append(os.path.relpath(path, REPO_ROOT))
     assert not offenders, offenders
+
+
+def test_repository_relative_paths_from_the_readme_resolve_from_any_directory(tmp_path, monkeypatch):
+    from ochat.utils.files import resolve_source_path
+
+    monkeypatch.chdir(tmp_path)
+    config = resolve_source_path("ochat/training_deepspeed/deepspeed_config.json")
+    assert os.path.isabs(config) and os.path.isfile(config)
+    assert os.path.isdir(resolve_source_path("evaluation/vicuna"))
+    (tmp_path / "evaluation").mkdir()
+    assert resolve_source_path("evaluation") == "evaluation", "a path that exists where the user is wins"
+    assert resolve_source_path("no/such/file.json") == "no/such/file.json"
+
+
+def test_a_readme_command_runs_from_outside_the_repository(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "ochat.training_deepspeed.plan", "--model_config", "llama-13b",
+                             "--num_gpus", "1", "--gpu_memory_gb", "40"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "13" in result.stdout and "fit" in result.stdout.lower()

@@ -110,6 +110,7 @@ from ochat.training_deepspeed.deepspeed_settings import (
 )
 from ochat.training_deepspeed.lora import ADAPTER_DIR, DEFAULT_TARGET_MODULES, LoraSettings
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.files import resolve_source_path
 
 DEFAULT_DEEPSPEED_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "deepspeed_config.json")
 CHECKPOINT_DIR = "checkpoints"
@@ -171,6 +172,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.deepspeed_config is None:
         args.deepspeed_config = DEFAULT_DEEPSPEED_CONFIG
+    args.deepspeed_config = resolve_source_path(args.deepspeed_config)
     for name in ("epochs", "train_batch_size", "micro_batch_size", "max_steps", "keep_checkpoints"):
         value = getattr(args, name)
         if value is not None and value < 1:

@@ -133,3 +133,19 @@ class JsonListWriter:
             self.commit()
         else:
             self.discard()
+
+
+# The folder holding the `ochat` package: the repository root for a checkout or an editable install.
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def resolve_source_path(path: str | os.PathLike) -> str:
+    """`path` as given when it exists; else, for a relative path, the same path under the source root.
+
+    The README's commands name bundled files relative to the repository (`evaluation/vicuna`,
+    `ochat/training_deepspeed/deepspeed_config.json`); this makes them work from any directory.
+    """
+    if os.path.exists(path) or os.path.isabs(path):
+        return str(path)
+    bundled = SOURCE_ROOT / path
+    return str(bundled) if bundled.exists() else str(path)
