@@ -266,7 +266,8 @@ def test_the_ochat_server_as_structured_judge_gives_json_verdicts_or_one_clean_f
                              log_path=tmp_path / "server.log") as ochat:
         result = run_stage("evaluation.openai_eval", "--data_path", data_path, "--baseline_path", baseline_file,
                            "--input_path", results, "--api-base", ochat.api_base, "--model", "openchat_tiny",
-                           "--structured", "--parse_retries", "0", "--max_tokens", "160", "--temperature", "0",
+                           "--structured", "--max_explanation_chars", "120", "--parse_retries", "0",
+                           "--max_tokens", "192", "--temperature", "0",
                            check=False, timeout=300)
     calls = read_jsonl(results / "reviews" / f"bench_{MODEL}_vs_{BASELINE}.calls.jsonl")
     assert len(calls) == 6 and not any(call["error"] for call in calls) and "Traceback" not in result.stderr
