@@ -231,15 +231,21 @@ def test_stream_keeps_flowing_while_a_3_mb_body_is_posted(server):
                 reader.cancel()
                 return arrivals, started, finished, big_status, big_payload
 
-    arrivals, started, finished, big_status, big_payload = asyncio.run(run())
-    assert big_status == 400 and big_payload["error"]["code"] == "context_length_exceeded"
-    during = [t for t in arrivals if started <= t <= finished]
-    gaps = [b - a for a, b in zip([started, *during], [*during, finished])]
-    print(f"3 MB body handled in {finished - started:.2f} s; {len(during)} stream chunks meanwhile, "
-          f"largest gap {max(gaps):.3f} s")
-    # Handled on the loop, the stream would stall for the whole request (parse and tokenize, ~2 s here); off the
-    # loop it only shares the CPU with the tokenizer.
-    assert len(during) >= 3 and max(gaps) < 0.5 * (finished - started)
+    # Handled on the loop, the stream stalls for the whole request (parse and tokenize, ~1-2 s here); off the loop
+    # it only shares the CPU with the tokenizer. A machine starved by other work can stall it too, so the best of
+    # three tries counts: a blocked loop fails every one.
+    tries = []
+    for _ in range(3):
+        arrivals, started, finished, big_status, big_payload = asyncio.run(run())
+        assert big_status == 400 and big_payload["error"]["code"] == "context_length_exceeded"
+        during = [t for t in arrivals if started <= t <= finished]
+        gaps = [b - a for a, b in zip([started, *during], [*during, finished])]
+        tries.append((max(gaps) / (finished - started), len(during), max(gaps), finished - started))
+        print(f"3 MB body handled in {finished - started:.2f} s; {len(during)} stream chunks meanwhile, "
+              f"largest gap {max(gaps):.3f} s")
+        if len(during) >= 3 and max(gaps) < 0.5 * (finished - started):
+            return
+    pytest.fail(f"the stream stalled while a 3 MB body was handled: (gap share, chunks, gap s, request s) {tries}")
 
 
 # -- shutdown (last: it stops the server) -------------------------------------------------------------------------
