@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from tokenization_reference import encode_segments_reference
 
 from ochat.config import get_model_config, load_tokenizer, render_conversation, role_prefix
 
@@ -57,7 +58,7 @@ def test_layout_is_bos_then_condition_prefix_segment_content_segment_eot(config_
     expected, expected_mask = [tokenizer.bos_token_id], [False]
     for item in CONVERSATION[:3]:
         prefix_text = f"{condition} {config.role_prefix[item['from']]}" if condition else config.role_prefix[item["from"]]
-        prefix, content = tokenizer.encode_segments_reference([prefix_text, item["value"]])
+        prefix, content = encode_segments_reference(tokenizer, [prefix_text, item["value"]])
         expected += prefix + content + [tokenizer.eot_token_id]
         expected_mask += [False] * len(prefix) + [item["from"] == "gpt"] * (len(content) + 1)
     assert token_ids == expected and supervise_mask == expected_mask

@@ -67,12 +67,6 @@ class ChatTokenizer:
             return self.sentencepiece.encode(list(texts), num_threads=os.cpu_count() or 1)
         return self.hf_tokenizer(list(texts), add_special_tokens=False, split_special_tokens=True)["input_ids"]
 
-    def encode_segments_reference(self, texts: Sequence[str]) -> list[list[int]]:
-        """The slow reference: sentencepiece on every segment (used by tests and benchmarks)."""
-        if self.sentencepiece is None:
-            return [self.hf_tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True) for text in texts]
-        return [self.sentencepiece.encode(text) for text in texts]
-
     def decode(self, token_ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         return self.hf_tokenizer.decode(list(token_ids), skip_special_tokens=skip_special_tokens)
 
