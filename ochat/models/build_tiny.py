@@ -104,23 +104,8 @@ def build_model(config: ModelConfig, vocab_size: int, seed: int):
     shape = config.tiny_shape
     context = config.base_context or config.max_context
     torch.manual_seed(seed)
-    if config.architecture == "mistral":
-        hf_config = MistralConfig(
-            vocab_size=vocab_size,
-            hidden_size=shape.hidden_size,
-            intermediate_size=shape.intermediate_size,
-            num_hidden_layers=shape.num_hidden_layers,
-            num_attention_heads=shape.num_attention_heads,
-            num_key_value_heads=shape.num_key_value_heads,
-            max_position_embeddings=context,
-            sliding_window=None,
-            bos_token_id=1,
-            eos_token_id=2,
-            tie_word_embeddings=False,
-        )
-        return MistralForCausalLM(hf_config)
-    if config.architecture == "llama":
-        hf_config = LlamaConfig(
+    if config.architecture in ("llama", "mistral"):
+        decoder_shape = dict(
             vocab_size=vocab_size,
             hidden_size=shape.hidden_size,
             intermediate_size=shape.intermediate_size,
@@ -132,7 +117,9 @@ def build_model(config: ModelConfig, vocab_size: int, seed: int):
             eos_token_id=2,
             tie_word_embeddings=False,
         )
-        return LlamaForCausalLM(hf_config)
+        if config.architecture == "mistral":
+            return MistralForCausalLM(MistralConfig(**decoder_shape, sliding_window=None))
+        return LlamaForCausalLM(LlamaConfig(**decoder_shape))
     hf_config = GPTBigCodeConfig(
         vocab_size=vocab_size,
         n_embd=shape.hidden_size,
