@@ -40,21 +40,102 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEEPSPEED_CONFIG = os.path.join(REPO_ROOT, "ochat", "training_deepspeed", "deepspeed_config.json")
 CRLFT_TYPE, SFT_TYPE = "openchat_v3.2_tiny", "openchat_tiny"
 # The learnable trait of each source: the fixed phrase its answers open with.
-OPENINGS = {"Model: GPT-4": "Certainly, here is a careful answer.", "Model: Default (GPT-3.5)": "Sure thing, quick reply:"}
+OPENINGS = {
+    "Model: GPT-4": "Certainly, here is a careful answer.",
+    "Model: Default (GPT-3.5)": "Sure thing, quick reply:",
+}
 TRAIT_NAMES = {"Model: GPT-4": "GPT-4 opening", "Model: Default (GPT-3.5)": "GPT-3.5 opening"}
 SUBJECTS = [
-    "rivers", "volcanoes", "bread", "chess", "tea", "bridges", "comets", "bees", "glass", "maps", "clocks", "salt",
-    "owls", "paper", "tides", "cheese", "kites", "coral", "violins", "trains", "deserts", "ink", "moss", "lenses",
-    "honey", "sails", "caves", "wool", "radios", "lanterns", "ferns", "magnets", "pottery", "glaciers", "rice",
-    "telescopes", "puzzles", "copper", "wolves", "umbrellas", "orchids", "canals", "drums", "silk", "whales",
-    "lighthouses", "tulips", "helmets", "compasses", "pepper", "geysers", "balloons", "ladders", "olives", "anchors",
-    "harps", "marble", "fog", "crickets", "mirrors", "pumpkins", "gears", "sponges", "thunder", "saddles", "quilts",
-    "dolphins", "mustard", "ropes", "candles", "spiders", "windmills", "barley", "fossils", "kettles", "canoes",
-    "lemons", "feathers", "tunnels", "pearls",
+    "rivers",
+    "volcanoes",
+    "bread",
+    "chess",
+    "tea",
+    "bridges",
+    "comets",
+    "bees",
+    "glass",
+    "maps",
+    "clocks",
+    "salt",
+    "owls",
+    "paper",
+    "tides",
+    "cheese",
+    "kites",
+    "coral",
+    "violins",
+    "trains",
+    "deserts",
+    "ink",
+    "moss",
+    "lenses",
+    "honey",
+    "sails",
+    "caves",
+    "wool",
+    "radios",
+    "lanterns",
+    "ferns",
+    "magnets",
+    "pottery",
+    "glaciers",
+    "rice",
+    "telescopes",
+    "puzzles",
+    "copper",
+    "wolves",
+    "umbrellas",
+    "orchids",
+    "canals",
+    "drums",
+    "silk",
+    "whales",
+    "lighthouses",
+    "tulips",
+    "helmets",
+    "compasses",
+    "pepper",
+    "geysers",
+    "balloons",
+    "ladders",
+    "olives",
+    "anchors",
+    "harps",
+    "marble",
+    "fog",
+    "crickets",
+    "mirrors",
+    "pumpkins",
+    "gears",
+    "sponges",
+    "thunder",
+    "saddles",
+    "quilts",
+    "dolphins",
+    "mustard",
+    "ropes",
+    "candles",
+    "spiders",
+    "windmills",
+    "barley",
+    "fossils",
+    "kettles",
+    "canoes",
+    "lemons",
+    "feathers",
+    "tunnels",
+    "pearls",
 ]
 QUESTIONS = ["Tell me about {}.", "What should I know about {}?", "Explain {} to me.", "Give me a few facts about {}."]
-FACTS = ["{} have a long history.", "People have studied {} for centuries.", "Many books describe {} in detail.",
-         "{} come in many kinds.", "Some say {} are easy to overlook.", "There is more to {} than most expect."]
+FACTS = [
+    "{} have a long history.",
+    "People have studied {} for centuries.",
+    "Many books describe {} in detail.",
+    "{} come in many kinds.",
+    "Some say {} are easy to overlook.",
+    "There is more to {} than most expect.",
+]
 EVAL_PROMPTS = 20
 
 
@@ -67,8 +148,10 @@ def main(argv=None) -> None:
     conversations = make_corpus(train_subjects, args.conversations, args.gpt4_share, args.seed)
     write_json_atomic(clean_file, conversations)
     gpt4 = sum(c["model"] == "Model: GPT-4" for c in conversations)
-    log(f"corpus: {len(conversations)} conversations, {gpt4} GPT-4 and {len(conversations) - gpt4} GPT-3.5 "
-        f"-> {clean_file}")
+    log(
+        f"corpus: {len(conversations)} conversations, {gpt4} GPT-4 and {len(conversations) - gpt4} GPT-3.5 "
+        f"-> {clean_file}"
+    )
 
     jsonl_file = os.path.join(args.work_dir, "mixed_crlft.jsonl")
     run_module("data_pipeline.filter_sharegpt", "--mode", "c-rlft", "--in_file", clean_file, "--out_file", jsonl_file)
@@ -79,8 +162,19 @@ def main(argv=None) -> None:
             # both start from the same tiny LLaMA base (build_tiny is deterministic): build it once
             shutil.copytree(os.path.join(args.work_dir, "models", CRLFT_TYPE, "base"), os.path.join(work_dir, "base"))
         _, models[model_type] = prepare_tiny_chat_model(model_type, work_dir)
-        run_module("data_pipeline.generate_dataset", "--model_type", model_type, "--model_path", models[model_type],
-                   "--in_file", jsonl_file, "--out_dir", os.path.join(args.work_dir, "data"), "--eval_ratio", "0.05")
+        run_module(
+            "data_pipeline.generate_dataset",
+            "--model_type",
+            model_type,
+            "--model_path",
+            models[model_type],
+            "--in_file",
+            jsonl_file,
+            "--out_dir",
+            os.path.join(args.work_dir, "data"),
+            "--eval_ratio",
+            "0.05",
+        )
     log("data: filter_sharegpt --mode c-rlft, generate_dataset for both types")
 
     checkpoints = {}
@@ -89,25 +183,43 @@ def main(argv=None) -> None:
 
     prompts = [QUESTIONS[i % len(QUESTIONS)].format(subject) for i, subject in enumerate(eval_subjects)]
     rows = []
-    servers = {model_type: ServerProcess.launch(model_type, checkpoints[model_type], "--ray_num_cpus", "2",
-                                                log_path=os.path.join(args.work_dir, f"server_{model_type}.log"))
-               for model_type in (CRLFT_TYPE, SFT_TYPE)}
+    servers = {
+        model_type: ServerProcess.launch(
+            model_type,
+            checkpoints[model_type],
+            "--ray_num_cpus",
+            "2",
+            log_path=os.path.join(args.work_dir, f"server_{model_type}.log"),
+        )
+        for model_type in (CRLFT_TYPE, SFT_TYPE)
+    }
     try:
         for server in servers.values():
             server.wait_healthy(timeout=300)
         for temperature in (0.0, 0.7):
-            for label, model_type, condition in (("C-RLFT", CRLFT_TYPE, "GPT4"), ("C-RLFT", CRLFT_TYPE, "GPT3"),
-                                                 ("plain SFT", SFT_TYPE, None)):
-                answers = ask_all(servers[model_type], model_type, prompts, condition, temperature, args.seed,
-                                  args.max_tokens)
+            for label, model_type, condition in (
+                ("C-RLFT", CRLFT_TYPE, "GPT4"),
+                ("C-RLFT", CRLFT_TYPE, "GPT3"),
+                ("plain SFT", SFT_TYPE, None),
+            ):
+                answers = ask_all(
+                    servers[model_type], model_type, prompts, condition, temperature, args.seed, args.max_tokens
+                )
                 rows.append(trait_row(label, condition, temperature, answers))
     finally:
         for server in servers.values():
             server.stop()
 
     print_table(rows, len(prompts))
-    results = {"conversations": len(conversations), "gpt4_conversations": gpt4, "epochs": args.epochs,
-               "lr": args.lr, "openings": OPENINGS, "rows": rows, "seconds": round(time.perf_counter() - started, 1)}
+    results = {
+        "conversations": len(conversations),
+        "gpt4_conversations": gpt4,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "openings": OPENINGS,
+        "rows": rows,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     write_json_atomic(os.path.join(args.work_dir, "results.json"), results)
     log(f"done in {results['seconds']:.0f} s; answers and rates in {args.work_dir}/results.json")
 
@@ -132,12 +244,16 @@ def make_corpus(subjects: list[str], count: int, gpt4_share: float, seed: int) -
     for index in range(count):
         model = "Model: GPT-4" if rng.random() < gpt4_share else "Model: Default (GPT-3.5)"
         subject = rng.choice(subjects)
-        body = " ".join(fact.format(subject.capitalize() if i == 0 else subject)
-                        for i, fact in enumerate(rng.sample(FACTS, 2)))
-        items = [{"from": "human", "value": rng.choice(QUESTIONS).format(subject)},
-                 {"from": "gpt", "value": f"{OPENINGS[model]} {body}"}]
-        conversations.append({"id": f"demo{index:04d}", "model": model, "views": 1, "items": items,
-                              "hash": f"demo{index:04d}"})
+        body = " ".join(
+            fact.format(subject.capitalize() if i == 0 else subject) for i, fact in enumerate(rng.sample(FACTS, 2))
+        )
+        items = [
+            {"from": "human", "value": rng.choice(QUESTIONS).format(subject)},
+            {"from": "gpt", "value": f"{OPENINGS[model]} {body}"},
+        ]
+        conversations.append(
+            {"id": f"demo{index:04d}", "model": model, "views": 1, "items": items, "hash": f"demo{index:04d}"}
+        )
     return conversations
 
 
@@ -147,44 +263,83 @@ def train(args, model_type: str, model_dir: str) -> str:
     shutil.rmtree(save_path, ignore_errors=True)
     launcher = os.path.join(os.path.dirname(sys.executable), "deepspeed")
     launcher = [launcher] if os.path.exists(launcher) else [sys.executable, "-m", "deepspeed.launcher.runner"]
-    command = [*launcher, "--num_gpus=2", f"--master_port={free_port()}", "--module", "ochat.training_deepspeed.train",
-               "--model_type", model_type, "--model_path", model_dir, "--save_path", save_path,
-               "--data_path", os.path.join(args.work_dir, "data"), "--epochs", str(args.epochs), "--lr", str(args.lr),
-               "--train_batch_size", str(args.train_batch_size), "--micro_batch_size", "8", "--length_grouping",
-               "--seed", str(args.seed), "--deepspeed", "--deepspeed_config", DEEPSPEED_CONFIG]
+    command = [
+        *launcher,
+        "--num_gpus=2",
+        f"--master_port={free_port()}",
+        "--module",
+        "ochat.training_deepspeed.train",
+        "--model_type",
+        model_type,
+        "--model_path",
+        model_dir,
+        "--save_path",
+        save_path,
+        "--data_path",
+        os.path.join(args.work_dir, "data"),
+        "--epochs",
+        str(args.epochs),
+        "--lr",
+        str(args.lr),
+        "--train_batch_size",
+        str(args.train_batch_size),
+        "--micro_batch_size",
+        "8",
+        "--length_grouping",
+        "--seed",
+        str(args.seed),
+        "--deepspeed",
+        "--deepspeed_config",
+        DEEPSPEED_CONFIG,
+    ]
     started = time.perf_counter()
     log_path = os.path.join(args.work_dir, f"train_{model_type}.log")
     with open(log_path, "w") as log_file:
-        result = subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        result = subprocess.run(
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
     if result.returncode != 0:
         raise SystemExit(f"training {model_type} failed ({result.returncode}); see {log_path}")
     with open(os.path.join(save_path, "metrics.jsonl"), encoding="utf-8") as handle:
         metrics = [json.loads(line) for line in handle if line.strip()]
     losses = [m["loss"] for m in metrics if "loss" in m]
     evals = [m["eval_loss"] for m in metrics if "eval_loss" in m]
-    log(f"trained {model_type} in {time.perf_counter() - started:.0f} s: {len(losses)} steps, loss "
-        f"{losses[0]:.3f} -> {losses[-1]:.3f}" + (f", eval loss {evals[-1]:.3f}" if evals else ""))
+    log(
+        f"trained {model_type} in {time.perf_counter() - started:.0f} s: {len(losses)} steps, loss "
+        f"{losses[0]:.3f} -> {losses[-1]:.3f}" + (f", eval loss {evals[-1]:.3f}" if evals else "")
+    )
     return save_path
 
 
-def ask_all(server: ServerProcess, model: str, prompts: list[str], condition, temperature: float, seed: int,
-            max_tokens: int) -> list:
+def ask_all(
+    server: ServerProcess, model: str, prompts: list[str], condition, temperature: float, seed: int, max_tokens: int
+) -> list:
     import openai
 
     client = openai.OpenAI(base_url=server.api_base, api_key="none")
     answers = []
     for index, prompt in enumerate(prompts):
         reply = client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=temperature,
-            seed=seed + index, extra_body={"condition": condition} if condition is not None else None)
+            model=model,
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed + index,
+            extra_body={"condition": condition} if condition is not None else None,
+        )
         answers.append(reply.choices[0].message.content)
     return answers
 
 
 def trait_row(label: str, condition, temperature: float, answers: list[str]) -> dict:
-    opens = {name: sum(answer.strip().startswith(OPENINGS[source]) for answer in answers)
-             for source, name in TRAIT_NAMES.items()}
+    opens = {
+        name: sum(answer.strip().startswith(OPENINGS[source]) for answer in answers)
+        for source, name in TRAIT_NAMES.items()
+    }
     return {"model": label, "condition": condition, "temperature": temperature, "answers": answers, **opens}
 
 
@@ -194,9 +349,11 @@ def print_table(rows: list[dict], prompts: int) -> None:
     print("|---|---|---:|---:|---:|---:|")
     for row in rows:
         gpt4, gpt35 = row["GPT-4 opening"], row["GPT-3.5 opening"]
-        print(f"| {row['model']} | {row['condition'] or '(none)'} | {row['temperature']:g} | "
-              f"{gpt4}/{prompts} ({gpt4 / prompts:.0%}) | {gpt35}/{prompts} ({gpt35 / prompts:.0%}) | "
-              f"{prompts - gpt4 - gpt35} |")
+        print(
+            f"| {row['model']} | {row['condition'] or '(none)'} | {row['temperature']:g} | "
+            f"{gpt4}/{prompts} ({gpt4 / prompts:.0%}) | {gpt35}/{prompts} ({gpt35 / prompts:.0%}) | "
+            f"{prompts - gpt4 - gpt35} |"
+        )
 
 
 def run_module(module: str, *args: str) -> None:

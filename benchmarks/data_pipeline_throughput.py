@@ -48,7 +48,9 @@ def main():
     parser.add_argument("--num_pages", type=int, default=10_000, help="pages in the generated corpus")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for our cleaner")
     parser.add_argument("--work_dir", type=Path, default=DEFAULT_WORK_DIR, help="corpus and tiny model go here")
-    parser.add_argument("--model_path", default=None, help="tokenizer folder with <|end_of_turn|> (default: build the tiny one)")
+    parser.add_argument(
+        "--model_path", default=None, help="tokenizer folder with <|end_of_turn|> (default: build the tiny one)"
+    )
     parser.add_argument("--model_type", default=MODEL_TYPE, help="registry model type for convert")
     parser.add_argument("--no_ray", action="store_true", help="skip the Ray backend comparison")
     args = parser.parse_args()
@@ -85,8 +87,11 @@ def main():
         if ray_conversations != conversations:
             failures.append("clean: Ray backend output differs")
         ray_timer.cpu = None
-        rows.append(row("clean", f"ours: Ray x{args.workers} (incl. {ray_init_s:.1f} s init)", pages, ray_timer,
-                        reference_timer))
+        rows.append(
+            row(
+                "clean", f"ours: Ray x{args.workers} (incl. {ray_init_s:.1f} s init)", pages, ray_timer, reference_timer
+            )
+        )
 
     # ------------------------------------------------------------------ convert
     gpt4_conversations = filter_by_model(conversations)
@@ -95,22 +100,27 @@ def main():
     failures += convert_failures
 
     print()
-    print(f"corpus: {pages} pages, {len(conversations)} kept, {report['duplicates']} duplicates, "
-          f"{sum(report['dropped'].values())} dropped; {len(gpt4_conversations)} GPT-4 conversations converted "
-          f"({args.model_type}, context {max_context(args.model_type)}); cores: {os.cpu_count()}, "
-          f"1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print(
+        f"corpus: {pages} pages, {len(conversations)} kept, {report['duplicates']} duplicates, "
+        f"{sum(report['dropped'].values())} dropped; {len(gpt4_conversations)} GPT-4 conversations converted "
+        f"({args.model_type}, context {max_context(args.model_type)}); cores: {os.cpu_count()}, "
+        f"1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    )
     print_table(rows)
     convert_seconds = {name: seconds for stage, name, _, seconds, *_ in rows if stage == "convert"}
     if REFERENCE_CONVERT in convert_seconds and OURS_CONVERT in convert_seconds:
         total_reference = reference_clean_s + convert_seconds[REFERENCE_CONVERT]
         total_ours = clean_s + convert_seconds[OURS_CONVERT]
-        print(f"\nclean + convert: reference {total_reference:.1f} s, ours {total_ours:.1f} s "
-              f"-> {total_reference / total_ours:.1f}x")
+        print(
+            f"\nclean + convert: reference {total_reference:.1f} s, ours {total_ours:.1f} s "
+            f"-> {total_reference / total_ours:.1f}x"
+        )
     print("outputs identical: " + ("yes" if not failures else "NO\n  " + "\n  ".join(failures)))
     sys.exit(1 if failures else 0)
 
 
 # ----------------------------------------------------------------------------- timing
+
 
 class Timer:
     """Wall seconds and CPU seconds (this process plus reaped worker processes) of a block.
@@ -134,6 +144,7 @@ def cpu_seconds():
 
 
 # ----------------------------------------------------------------------------- inputs
+
 
 def prepare_corpus(corpus_dir, num_pages):
     """Generate the corpus once per size; reuse it on later runs."""
@@ -159,6 +170,7 @@ def max_context(model_type):
 
 
 # ----------------------------------------------------------------------------- reference cleaner
+
 
 def reference_clean(page_paths, blocked_words=("openai",)):
     """The original's way, written plainly: one process, whole-page BeautifulSoup parse, markdownify per answer."""
@@ -215,8 +227,14 @@ def reference_clean_page(page_bytes, blocked_words):
     for item in items:
         value = item["value"]
         if item["from"] == "gpt":
-            value = markdownify(value, strip=["div", "span"], heading_style="ATX", bullets="-",
-                                escape_underscores=False, escape_asterisks=False)
+            value = markdownify(
+                value,
+                strip=["div", "span"],
+                heading_style="ATX",
+                bullets="-",
+                escape_underscores=False,
+                escape_asterisks=False,
+            )
         value = re.sub(r"^\s*\d+ / \d+", "", value, count=1)
         value = re.sub(r"Copy\d+ chars / \d+ words", "", value)
         value = re.sub(r"\n*```\n[^\n`]*Copy code\s*```\n*", "\n\n", value)
@@ -232,10 +250,18 @@ def reference_clean_page(page_bytes, blocked_words):
         cleaned.append({"from": item["from"], "value": value})
 
     model = content.get("model")
-    digest = hashlib.sha256(json.dumps([[item["from"], item["value"]] for item in cleaned],
-                                       ensure_ascii=False, separators=(",", ":")).encode("utf-8")).hexdigest()
-    return {"id": props.get("id"), "model": model if isinstance(model, str) else None, "views": props.get("views"),
-            "items": cleaned, "hash": digest}, None
+    digest = hashlib.sha256(
+        json.dumps(
+            [[item["from"], item["value"]] for item in cleaned], ensure_ascii=False, separators=(",", ":")
+        ).encode("utf-8")
+    ).hexdigest()
+    return {
+        "id": props.get("id"),
+        "model": model if isinstance(model, str) else None,
+        "views": props.get("views"),
+        "items": cleaned,
+        "hash": digest,
+    }, None
 
 
 def reasons_by_file(report):
@@ -243,6 +269,7 @@ def reasons_by_file(report):
 
 
 # ----------------------------------------------------------------------------- Ray backend
+
 
 def ray_clean(page_paths, workers):
     """`clean_pages` on Ray tasks (`--ray_address local`'s private cluster), results gathered in order."""
@@ -286,8 +313,12 @@ def compare_convert(model_type, model_path, conversations):
     reference_timer = Timer().__enter__()
     reference_samples = []
     for conversation in conversations:
-        turns = [RenderedTurn(item["from"], slow_encode(config.role_prefix[item["from"]]), slow_encode(item["value"]),
-                              closed=True) for item in conversation["items"]]
+        turns = [
+            RenderedTurn(
+                item["from"], slow_encode(config.role_prefix[item["from"]]), slow_encode(item["value"]), closed=True
+            )
+            for item in conversation["items"]
+        ]
         reference_samples += fit_conversation(config, tokenizer, turns)
     reference_timer.__exit__()
 
@@ -307,21 +338,34 @@ def compare_convert(model_type, model_path, conversations):
 
 # ----------------------------------------------------------------------------- table
 
+
 def row(stage, name, count, timer, reference_timer, tokens=None):
     """(stage, name, items, wall s, cpu s, tokens/s, wall speed-up, cpu speed-up) for the table."""
     cpu_speedup = reference_timer.cpu / timer.cpu if timer.cpu else None
-    return (stage, name, count, timer.wall, timer.cpu, tokens / timer.wall if tokens else None,
-            reference_timer.wall / timer.wall, cpu_speedup)
+    return (
+        stage,
+        name,
+        count,
+        timer.wall,
+        timer.cpu,
+        tokens / timer.wall if tokens else None,
+        reference_timer.wall / timer.wall,
+        cpu_speedup,
+    )
 
 
 def print_table(rows):
-    header = (f"{'stage':<8} {'implementation':<46} {'items':>6} {'wall s':>7} {'cpu s':>7} {'items/s':>8} "
-              f"{'tokens/s':>10} {'speed-up':>8} {'cpu speed-up':>12}")
+    header = (
+        f"{'stage':<8} {'implementation':<46} {'items':>6} {'wall s':>7} {'cpu s':>7} {'items/s':>8} "
+        f"{'tokens/s':>10} {'speed-up':>8} {'cpu speed-up':>12}"
+    )
     print(header)
     print("-" * len(header))
     for stage, name, count, wall, cpu, tokens_per_s, speedup, cpu_speedup in rows:
-        print(f"{stage:<8} {name:<46} {count:>6} {wall:>7.2f} {format_number(cpu, '.2f'):>7} {count / wall:>8.1f} "
-              f"{format_number(tokens_per_s, ',.0f'):>10} {speedup:>7.1f}x {format_number(cpu_speedup, '.1f', 'x'):>12}")
+        print(
+            f"{stage:<8} {name:<46} {count:>6} {wall:>7.2f} {format_number(cpu, '.2f'):>7} {count / wall:>8.1f} "
+            f"{format_number(tokens_per_s, ',.0f'):>10} {speedup:>7.1f}x {format_number(cpu_speedup, '.1f', 'x'):>12}"
+        )
 
 
 def format_number(value, spec, suffix=""):

@@ -47,11 +47,22 @@ def main():
         dump = work / "dump.json"
         started = time.perf_counter()
         records = write_dump(dump, args.size_mb * 2**20, args.kind)
-        print(f"generated {dump.stat().st_size / 2**20:,.0f} MiB, {records:,} records ({args.kind}) "
-              f"in {time.perf_counter() - started:.0f} s")
+        print(
+            f"generated {dump.stat().st_size / 2**20:,.0f} MiB, {records:,} records ({args.kind}) "
+            f"in {time.perf_counter() - started:.0f} s"
+        )
         out = work / "clean.json"
-        command = [sys.executable, "-m", "data_pipeline.clean_sharegpt", "--in_file", str(dump), "--out_file",
-                   str(out), "--num_workers", str(args.workers)]
+        command = [
+            sys.executable,
+            "-m",
+            "data_pipeline.clean_sharegpt",
+            "--in_file",
+            str(dump),
+            "--out_file",
+            str(out),
+            "--num_workers",
+            str(args.workers),
+        ]
         started = time.perf_counter()
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         tree_peak = sample_tree_peak(process)
@@ -61,11 +72,15 @@ def main():
         if returncode != 0:
             sys.exit(f"clean_sharegpt failed ({returncode})")
         report = json.loads(out.with_name("clean.report.json").read_text())
-        print(f"{'dump MiB':>9}{'records':>10}{'kept':>10}{'wall s':>9}{'records/s':>11}"
-              f"{'peak RSS, largest process MiB':>31}{'peak RSS, all processes MiB':>29}{'output MiB':>12}")
-        print(f"{dump.stat().st_size / 2**20:>9,.0f}{records:>10,}{report['kept']:>10,}{wall:>9.1f}"
-              f"{records / wall:>11,.0f}{own_peak_mib:>31,.0f}{tree_peak / 2**20:>29,.0f}"
-              f"{out.stat().st_size / 2**20:>12,.0f}")
+        print(
+            f"{'dump MiB':>9}{'records':>10}{'kept':>10}{'wall s':>9}{'records/s':>11}"
+            f"{'peak RSS, largest process MiB':>31}{'peak RSS, all processes MiB':>29}{'output MiB':>12}"
+        )
+        print(
+            f"{dump.stat().st_size / 2**20:>9,.0f}{records:>10,}{report['kept']:>10,}{wall:>9.1f}"
+            f"{records / wall:>11,.0f}{own_peak_mib:>31,.0f}{tree_peak / 2**20:>29,.0f}"
+            f"{out.stat().st_size / 2**20:>12,.0f}"
+        )
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -76,8 +91,10 @@ def base_records(kind):
     records = [record for record in (record_from_page(page.read_bytes()) for page in pages) if record]
     if kind == "markdown":
         conversations, _ = clean_pages(pages, num_workers=2)
-        records = [{"id": c["id"], "model": c["model"], "views": c["views"], "conversations": c["items"]}
-                   for c in conversations]
+        records = [
+            {"id": c["id"], "model": c["model"], "views": c["views"], "conversations": c["items"]}
+            for c in conversations
+        ]
     return records
 
 
@@ -89,10 +106,13 @@ def write_dump(path, size_bytes, kind):
         handle.write("[")
         while written < size_bytes:
             base = records[count % len(records)]
-            turns = [{**turn, "value": f"{turn['value']} (copy {count})"} if turn["from"] == "human" else turn
-                     for turn in base["conversations"]]
-            text = ("," if count else "") + json.dumps({**base, "id": f"r{count}", "conversations": turns},
-                                                       ensure_ascii=False)
+            turns = [
+                {**turn, "value": f"{turn['value']} (copy {count})"} if turn["from"] == "human" else turn
+                for turn in base["conversations"]
+            ]
+            text = ("," if count else "") + json.dumps(
+                {**base, "id": f"r{count}", "conversations": turns}, ensure_ascii=False
+            )
             handle.write(text)
             written += len(text.encode("utf-8"))
             count += 1

@@ -22,9 +22,11 @@ import time
 
 from ochat.utils.cli import ArgumentParser
 
-WORDS = ("python list function error loop class bread oven flour butter sugar travel train ticket hotel museum "
-         "planet orbit star energy music guitar chord garden tomato soil water market price stock budget "
-         "history empire war treaty language grammar verb network server request memory cache").split()
+WORDS = (
+    "python list function error loop class bread oven flour butter sugar travel train ticket hotel museum "
+    "planet orbit star energy music guitar chord garden tomato soil water market price stock budget "
+    "history empire war treaty language grammar verb network server request memory cache"
+).split()
 
 
 def synthetic_conversations(count: int, seed: int) -> list[str]:
@@ -79,8 +81,14 @@ def main() -> None:
     started = time.perf_counter()
     vectors, chunks = embed_texts(embedder, texts, args.batch_size)
     elapsed = time.perf_counter() - started
-    rows.append((f"embed {len(texts)} conversations ({len(chunks)} windows)", len(texts), elapsed,
-                 f"{len(texts) / elapsed:.1f} conv/s, {len(chunks) / elapsed:.1f} windows/s"))
+    rows.append(
+        (
+            f"embed {len(texts)} conversations ({len(chunks)} windows)",
+            len(texts),
+            elapsed,
+            f"{len(texts) / elapsed:.1f} conv/s, {len(chunks) / elapsed:.1f} windows/s",
+        )
+    )
 
     started = time.perf_counter()
     reduce_and_cluster(topic_vectors(50, 384, args.seed), 8, args.seed)

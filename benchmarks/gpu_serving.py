@@ -31,10 +31,22 @@ from ochat.serving.scheduler import GenerationEngine, SamplingParams
 
 SHAPES = {
     # TinyLlama-1.1B: 22 layers, grouped-query attention with 4 KV heads.
-    "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-               num_key_value_heads=4, vocab_size=32000),
-    "tiny": dict(hidden_size=64, intermediate_size=172, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, vocab_size=512),
+    "1b": dict(
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=22,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        vocab_size=32000,
+    ),
+    "tiny": dict(
+        hidden_size=64,
+        intermediate_size=172,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=512,
+    ),
 }
 
 
@@ -59,8 +71,9 @@ def copy_bandwidth(device: torch.device, size_bytes: int) -> float:
 
 
 def build_model(shape: str, dtype: torch.dtype, device: torch.device, max_context: int):
-    config = LlamaConfig(**SHAPES[shape], max_position_embeddings=max_context, eos_token_id=None, bos_token_id=None,
-                         pad_token_id=None)
+    config = LlamaConfig(
+        **SHAPES[shape], max_position_embeddings=max_context, eos_token_id=None, bos_token_id=None, pad_token_id=None
+    )
     torch.manual_seed(0)
     with torch.device(device):
         model = LlamaForCausalLM(config)
@@ -81,8 +94,9 @@ def prompts(batch: int, length: int, vocab: int) -> list[list[int]]:
 def run_engine(model, batch: int, prompt_len: int, new_tokens: int, max_context: int) -> tuple[float, float]:
     """(output tokens/s over decode steps, seconds per decode step)."""
     device = next(model.parameters()).device
-    engine = GenerationEngine(model, stop_token_ids=[], max_context=max_context, max_batch_size=batch,
-                              kv_cache_tokens=batch * max_context)
+    engine = GenerationEngine(
+        model, stop_token_ids=[], max_context=max_context, max_batch_size=batch, kv_cache_tokens=batch * max_context
+    )
     for i, prompt in enumerate(prompts(batch, prompt_len, model.config.vocab_size)):
         engine.add(str(i), prompt, SamplingParams(max_tokens=new_tokens, temperature=0))
     engine.step()  # the joint prefill (and first token of each)
@@ -119,8 +133,9 @@ def run_static(model, batch: int, prompt_len: int, new_tokens: int) -> tuple[flo
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     parser.add_argument("--tiny", action="store_true", help="a tiny shape instead of 1.1B (to check the script)")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 8, 32, 64])
@@ -128,8 +143,12 @@ def main():
     parser.add_argument("--new_tokens", type=int, default=128)
     parser.add_argument("--dtype", default=None, help="default bfloat16 on CUDA, float32 on CPU")
     parser.add_argument("--skip_static", action="store_true", help="only the engine")
-    parser.add_argument("--time_limit_s", type=float, default=420,
-                        help="stop starting new measurements after this many seconds (default 420)")
+    parser.add_argument(
+        "--time_limit_s",
+        type=float,
+        default=420,
+        help="stop starting new measurements after this many seconds (default 420)",
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -141,9 +160,11 @@ def main():
     model = build_model("tiny" if args.tiny else "1b", dtype, device, max_context)
     bandwidth = copy_bandwidth(device, (64 << 20) if args.tiny else (1 << 30))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"{name}, torch {torch.__version__}, {'tiny' if args.tiny else '1.1B'} LLaMA, {dtype}, "
-          f"weights {weights_bytes(model) / 2**30:.2f} GiB, copy bandwidth {bandwidth / 1e9:.0f} GB/s, "
-          f"prompt {args.prompt_tokens} + {args.new_tokens} new tokens")
+    print(
+        f"{name}, torch {torch.__version__}, {'tiny' if args.tiny else '1.1B'} LLaMA, {dtype}, "
+        f"weights {weights_bytes(model) / 2**30:.2f} GiB, copy bandwidth {bandwidth / 1e9:.0f} GB/s, "
+        f"prompt {args.prompt_tokens} + {args.new_tokens} new tokens"
+    )
     print("| decoder | batch | output tokens/s | ms per decode step | roofline fraction |")
     print("|---|---|---|---|---|")
     mean_context = args.prompt_tokens + args.new_tokens / 2

@@ -34,10 +34,24 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # run as a script from anywhere, also where ochat is not installed
 
-LLAMA_1B = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-                num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048)
-TINY = dict(hidden_size=64, intermediate_size=172, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=4, vocab_size=512, max_position_embeddings=256)
+LLAMA_1B = dict(
+    hidden_size=2048,
+    intermediate_size=5632,
+    num_hidden_layers=22,
+    num_attention_heads=32,
+    num_key_value_heads=4,
+    vocab_size=32000,
+    max_position_embeddings=2048,
+)
+TINY = dict(
+    hidden_size=64,
+    intermediate_size=172,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    vocab_size=512,
+    max_position_embeddings=256,
+)
 SETUPS = [("full", "packing"), ("full", "length"), ("lora", "packing"), ("lora", "length")]
 
 
@@ -102,7 +116,9 @@ def build_model(shape: dict, device, dtype, method: str, lora_rank: int, packing
         model = LlamaForCausalLM(config).to(dtype)
     enable_activation_checkpointing(model)
     if method == "lora":
-        model = apply_lora(model, LoraSettings(lora_rank, 2.0 * lora_rank, 0.0, "all-linear"), [shape["vocab_size"] - 1])
+        model = apply_lora(
+            model, LoraSettings(lora_rank, 2.0 * lora_rank, 0.0, "all-linear"), [shape["vocab_size"] - 1]
+        )
     model.train()
     return model
 
@@ -150,10 +166,17 @@ def run_setup(method: str, grouping: str, args, device, dtype, samples) -> dict:
             flops += sum(per_token * lengths[i] + 6 * layers * hidden * lengths[i] ** 2 for i in step_indices)
     synchronize(device)
     elapsed = time.perf_counter() - started
-    row = {"method": method, "grouping": grouping, "parameters": parameters,
-           "trainable": sum(p.numel() for p in trainable), "micro_batches_per_step": accumulation,
-           "tokens_per_s": timed_tokens / elapsed, "flops_per_s": flops / elapsed,
-           "padding": 1 - timed_tokens / timed_padded, "peak_gb": peak_memory(device) / 1e9}
+    row = {
+        "method": method,
+        "grouping": grouping,
+        "parameters": parameters,
+        "trainable": sum(p.numel() for p in trainable),
+        "micro_batches_per_step": accumulation,
+        "tokens_per_s": timed_tokens / elapsed,
+        "flops_per_s": flops / elapsed,
+        "padding": 1 - timed_tokens / timed_padded,
+        "peak_gb": peak_memory(device) / 1e9,
+    }
     del model, optimizer
     return row
 
@@ -166,12 +189,22 @@ def main(argv=None):
     parser.add_argument("--tiny", action="store_true", help="a tiny LLaMA instead of the ~1B one (CPU smoke run)")
     parser.add_argument("--steps", type=int, default=None, help="timed optimizer steps per setup (default 6; tiny 2)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2; tiny 1)")
-    parser.add_argument("--batch_samples", type=int, default=None, help="samples per optimizer step (default 64; tiny 8)")
-    parser.add_argument("--tokens_per_micro_batch", type=int, default=None,
-                        help="about this many tokens per micro-batch (default 16384; tiny 512)")
+    parser.add_argument(
+        "--batch_samples", type=int, default=None, help="samples per optimizer step (default 64; tiny 8)"
+    )
+    parser.add_argument(
+        "--tokens_per_micro_batch",
+        type=int,
+        default=None,
+        help="about this many tokens per micro-batch (default 16384; tiny 512)",
+    )
     parser.add_argument("--lora_rank", type=int, default=None, help="LoRA rank (default 64; tiny 8)")
-    parser.add_argument("--setups", nargs="+", default=[f"{m}/{g}" for m, g in SETUPS],
-                        help="method/grouping pairs (default all four: full|lora x packing|length)")
+    parser.add_argument(
+        "--setups",
+        nargs="+",
+        default=[f"{m}/{g}" for m, g in SETUPS],
+        help="method/grouping pairs (default all four: full|lora x packing|length)",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -189,20 +222,29 @@ def main(argv=None):
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     peak = measure_matmul_peak(device, dtype, 8192 if device.type == "cuda" else 512)
-    samples = synthetic_samples(args.batch_samples * (args.warmup + args.steps), args.shape["vocab_size"],
-                                args.shape["max_position_embeddings"], seed=0)
+    samples = synthetic_samples(
+        args.batch_samples * (args.warmup + args.steps),
+        args.shape["vocab_size"],
+        args.shape["max_position_embeddings"],
+        seed=0,
+    )
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"{name}: measured {str(dtype).split('.')[-1]} matmul peak {peak / 1e12:.3g} TFLOP/s; "
-          f"{'tiny' if args.tiny else '~1.1B'} LLaMA, {args.batch_samples} samples per step, "
-          f"{args.steps} timed steps after {args.warmup} warm-up, gradient checkpointing, LoRA rank {args.lora_rank}")
+    print(
+        f"{name}: measured {str(dtype).split('.')[-1]} matmul peak {peak / 1e12:.3g} TFLOP/s; "
+        f"{'tiny' if args.tiny else '~1.1B'} LLaMA, {args.batch_samples} samples per step, "
+        f"{args.steps} timed steps after {args.warmup} warm-up, gradient checkpointing, LoRA rank {args.lora_rank}"
+    )
     header = f"| {'setup':<18} | {'tok/s':>9} | {'MFU':>6} | {'peak GB':>8} | {'padding':>7} | {'trainable':>11} |"
     print(header)
     print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
     for setup in args.setups:
         method, grouping = setup.split("/")
         row = run_setup(method, grouping, args, device, dtype, samples)
-        print(f"| {method + ', ' + grouping:<18} | {row['tokens_per_s']:>9.0f} | {row['flops_per_s'] / peak:>6.1%} | "
-              f"{row['peak_gb']:>8.2f} | {row['padding']:>7.1%} | {row['trainable']:>11,} |", flush=True)
+        print(
+            f"| {method + ', ' + grouping:<18} | {row['tokens_per_s']:>9.0f} | {row['flops_per_s'] / peak:>6.1%} | "
+            f"{row['peak_gb']:>8.2f} | {row['padding']:>7.1%} | {row['trainable']:>11,} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

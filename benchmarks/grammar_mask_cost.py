@@ -26,8 +26,11 @@ SCHEMA = {
         "name": {"type": "string", "maxLength": 40},
         "age": {"type": "integer"},
         "tags": {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 4},
-        "address": {"type": "object", "properties": {"city": {"type": "string"}, "zip": {"type": "string"}},
-                    "required": ["city"]},
+        "address": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "zip": {"type": "string"}},
+            "required": ["city"],
+        },
     },
     "required": ["name", "age", "tags", "address"],
     "additionalProperties": False,
@@ -78,8 +81,7 @@ def bench_xgrammar(hf_tokenizer, vocab_size, stop_ids, steps, seed):
     import xgrammar
 
     start = time.perf_counter()
-    info = xgrammar.TokenizerInfo.from_huggingface(hf_tokenizer, vocab_size=vocab_size,
-                                                   stop_token_ids=sorted(stop_ids))
+    info = xgrammar.TokenizerInfo.from_huggingface(hf_tokenizer, vocab_size=vocab_size, stop_token_ids=sorted(stop_ids))
     compiled = xgrammar.GrammarCompiler(info).compile_json_schema(json.dumps(SCHEMA), any_whitespace=False)
     matcher = xgrammar.GrammarMatcher(compiled)
     compile_s = time.perf_counter() - start

@@ -52,14 +52,24 @@ def main() -> None:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_path", default=str(REPO_ROOT / "evaluation" / "vicuna"))
     parser.add_argument("--work_dir", default=str(REPO_ROOT / "benchmarks" / "_work" / "judge_structured"))
-    parser.add_argument("--model_path", default=None, help="ochat checkpoint to judge with (default: build the tiny one)")
+    parser.add_argument(
+        "--model_path", default=None, help="ochat checkpoint to judge with (default: build the tiny one)"
+    )
     parser.add_argument("--model_type", default="openchat_tiny")
     parser.add_argument("--max_tokens", type=int, default=192, help="judge reply length for the tiny model")
     parser.add_argument("--skip_ochat", action="store_true", help="measure the scripted judge only")
-    parser.add_argument("--max_explanation_chars", type=int, default=120,
-                        help="structured runs on the tiny model: maxLength of the explanation (default %(default)s)")
-    parser.add_argument("--engine_questions", type=int, default=20,
-                        help="questions (x2 orders) for the engine-only run, slow on a CPU (default %(default)s)")
+    parser.add_argument(
+        "--max_explanation_chars",
+        type=int,
+        default=120,
+        help="structured runs on the tiny model: maxLength of the explanation (default %(default)s)",
+    )
+    parser.add_argument(
+        "--engine_questions",
+        type=int,
+        default=20,
+        help="questions (x2 orders) for the engine-only run, slow on a CPU (default %(default)s)",
+    )
     args = parser.parse_args()
 
     work = Path(args.work_dir)
@@ -68,15 +78,20 @@ def main() -> None:
     rows = []
 
     questions = load_questions(args.data_path)
-    script = [{"match": question.text, "steps": [{"reply": FREE_TEXT_POOL[number % len(FREE_TEXT_POOL)],
-                                                  "json": STRUCTURED_REPLY}]}
-              for number, question in enumerate(questions)]
+    script = [
+        {
+            "match": question.text,
+            "steps": [{"reply": FREE_TEXT_POOL[number % len(FREE_TEXT_POOL)], "json": STRUCTURED_REPLY}],
+        }
+        for number, question in enumerate(questions)
+    ]
     (work / "script.json").write_text(json.dumps(script))
     server = start_judge_server(work, "--script", str(work / "script.json"))
     try:
         for structured in (False, True):
-            rows.append(("scripted judge", *judge_once(server.api_base, "judge", args, results, baseline_file,
-                                                        structured)))
+            rows.append(
+                ("scripted judge", *judge_once(server.api_base, "judge", args, results, baseline_file, structured))
+            )
     finally:
         server.stop()
 
@@ -84,40 +99,97 @@ def main() -> None:
         model_path = args.model_path or build_tiny_model(work)
         with ServerProcess.start(args.model_type, model_path, log_path=work / "ochat_server.log") as ochat:
             for structured in (False, True):
-                rows.append((f"ochat server, {args.model_type}",
-                             *judge_once(ochat.api_base, args.model_type, args, results, baseline_file, structured,
-                                         max_tokens=args.max_tokens)))
+                rows.append(
+                    (
+                        f"ochat server, {args.model_type}",
+                        *judge_once(
+                            ochat.api_base,
+                            args.model_type,
+                            args,
+                            results,
+                            baseline_file,
+                            structured,
+                            max_tokens=args.max_tokens,
+                        ),
+                    )
+                )
 
-        rows.append(("ochat engine (no HTTP), " + args.model_type,
-                     *engine_structured(args.model_type, model_path, args.data_path, results, baseline_file,
-                                        args.max_tokens, args.max_explanation_chars, args.engine_questions)))
+        rows.append(
+            (
+                "ochat engine (no HTTP), " + args.model_type,
+                *engine_structured(
+                    args.model_type,
+                    model_path,
+                    args.data_path,
+                    results,
+                    baseline_file,
+                    args.max_tokens,
+                    args.max_explanation_chars,
+                    args.engine_questions,
+                ),
+            )
+        )
 
     print(f"{'judge':<30} {'asked as':<48} {'calls':>6} {'unreadable':>11} {'rate':>7}")
     for judge, asked_as, calls, unreadable in rows:
         print(f"{judge:<30} {asked_as:<48} {calls:>6} {unreadable:>11} {100 * unreadable / calls:>6.1f}%")
 
 
-def judge_once(api_base: str, model: str, args, results: Path, baseline_file: Path, structured: bool,
-               max_tokens: int = 256) -> tuple[str, int, int]:
+def judge_once(
+    api_base: str, model: str, args, results: Path, baseline_file: Path, structured: bool, max_tokens: int = 256
+) -> tuple[str, int, int]:
     """One openai_eval run without parse retries; (how it was asked, calls, unreadable calls) from its call log."""
-    command = [sys.executable, "-m", "evaluation.openai_eval", "--data_path", args.data_path,
-               "--baseline_path", str(baseline_file), "--input_path", str(results), "--api-base", api_base,
-               "--model", model, "--parse_retries", "0", "--max_tokens", str(max_tokens), "--temperature", "0",
-               "--overwrite", "--parallel", "16",
-               *(["--structured", "--max_explanation_chars", str(args.max_explanation_chars)] if structured else [])]
+    command = [
+        sys.executable,
+        "-m",
+        "evaluation.openai_eval",
+        "--data_path",
+        args.data_path,
+        "--baseline_path",
+        str(baseline_file),
+        "--input_path",
+        str(results),
+        "--api-base",
+        api_base,
+        "--model",
+        model,
+        "--parse_retries",
+        "0",
+        "--max_tokens",
+        str(max_tokens),
+        "--temperature",
+        "0",
+        "--overwrite",
+        "--parallel",
+        "16",
+        *(["--structured", "--max_explanation_chars", str(args.max_explanation_chars)] if structured else []),
+    ]
     run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     calls = read_jsonl(results / "reviews" / "vicuna_model_vs_baseline.calls.jsonl")
     fell_back = "falling back to free-text" in run.stderr
-    asked_as = ("--structured (refused: fell back to free text)" if fell_back else
-                "--structured (response_format)" if structured else "free text")
+    asked_as = (
+        "--structured (refused: fell back to free text)"
+        if fell_back
+        else "--structured (response_format)"
+        if structured
+        else "free text"
+    )
     transport = [call for call in calls if call.get("error")]
     if transport:
         raise SystemExit(f"{len(transport)} calls never got a reply: {transport[0]['error']}")
     return asked_as, len(calls), sum(call["failed"] for call in calls)
 
 
-def engine_structured(model_type: str, model_path: str, data_path: str, results: Path, baseline_file: Path,
-                      max_tokens: int, max_explanation_chars: int, questions: int) -> tuple[str, int, int]:
+def engine_structured(
+    model_type: str,
+    model_path: str,
+    data_path: str,
+    results: Path,
+    baseline_file: Path,
+    max_tokens: int,
+    max_explanation_chars: int,
+    questions: int,
+) -> tuple[str, int, int]:
     """The openai_eval judge prompts (both orders), structured, decoded greedily by the serving engine alone."""
     from evaluation.benchmark_data import load_answers, load_reviewers, reviewer_for
     from evaluation.judge import with_instruction
@@ -130,8 +202,13 @@ def engine_structured(model_type: str, model_path: str, data_path: str, results:
     config = get_model_config(model_type)
     tokenizer = load_tokenizer(config, model_path)
     model = load_model(config, model_path, device="cpu").eval()
-    engine = GenerationEngine(model, tokenizer.stop_token_ids, config.max_context, max_batch_size=2 * questions,
-                              tokenizer=tokenizer.hf_tokenizer)
+    engine = GenerationEngine(
+        model,
+        tokenizer.stop_token_ids,
+        config.max_context,
+        max_batch_size=2 * questions,
+        tokenizer=tokenizer.hf_tokenizer,
+    )
     kind = VERDICT_KINDS["score_pair"]
     reviewers = load_reviewers(data_path)
     model_answers = load_answers(results / "vicuna_model.jsonl")
@@ -140,14 +217,23 @@ def engine_structured(model_type: str, model_path: str, data_path: str, results:
     for question in load_questions(data_path)[:questions]:
         pair = (model_answers[question.question_id]["turns"][0], baseline_answers[question.question_id]["turns"][0])
         for order, (first, second) in enumerate((pair, pair[::-1])):
-            messages = with_instruction(reviewer_for(reviewers, question.category).render(question.text, first, second),
-                                        kind.instruction)
+            messages = with_instruction(
+                reviewer_for(reviewers, question.category).render(question.text, first, second), kind.instruction
+            )
             conversation = [{"from": ROLE_TO_TEMPLATE[m["role"]], "value": m["content"]} for m in messages]
             prompt_ids, _ = render_conversation(config, tokenizer, conversation, add_generation_prompt=True)
             seq_id = f"{question.question_id}-{order}"
             outputs[seq_id] = []
-            engine.add(seq_id, prompt_ids, SamplingParams(max_tokens=max_tokens, temperature=0.0, seed=0,
-                                                          response_format=kind.response_format(max_explanation_chars)))
+            engine.add(
+                seq_id,
+                prompt_ids,
+                SamplingParams(
+                    max_tokens=max_tokens,
+                    temperature=0.0,
+                    seed=0,
+                    response_format=kind.response_format(max_explanation_chars),
+                ),
+            )
     finished: dict[str, str] = {}
     while len(finished) < len(outputs):
         for event in engine.step():
@@ -155,8 +241,10 @@ def engine_structured(model_type: str, model_path: str, data_path: str, results:
                 outputs[event.seq_id].append(event.token_id)
             if event.finish_reason is not None:
                 finished[event.seq_id] = event.finish_reason
-    replies = {seq_id: tokenizer.hf_tokenizer.decode([t for t in ids if t not in tokenizer.stop_token_ids])
-               for seq_id, ids in outputs.items()}
+    replies = {
+        seq_id: tokenizer.hf_tokenizer.decode([t for t in ids if t not in tokenizer.stop_token_ids])
+        for seq_id, ids in outputs.items()
+    }
     unreadable = [seq_id for seq_id, reply in replies.items() if kind.parse(reply, structured=True) is None]
     cut = sum(reason == "length" for reason in finished.values())
     return (f"--structured, maxLength {max_explanation_chars}, greedy ({cut} cut)", len(replies), len(unreadable))
@@ -164,9 +252,10 @@ def engine_structured(model_type: str, model_path: str, data_path: str, results:
 
 def build_tiny_model(work: Path) -> str:
     base, model = work / "tiny_base", work / "tiny_eot"
-    for module, module_args in (("ochat.models.build_tiny", ["--model_type", "openchat_tiny", "--out", str(base)]),
-                                ("ochat.models.add_eot_token", ["--model_type", "openchat_tiny", "--in", str(base),
-                                                                "--out", str(model)])):
+    for module, module_args in (
+        ("ochat.models.build_tiny", ["--model_type", "openchat_tiny", "--out", str(base)]),
+        ("ochat.models.add_eot_token", ["--model_type", "openchat_tiny", "--in", str(base), "--out", str(model)]),
+    ):
         subprocess.run([sys.executable, "-m", module, *module_args], cwd=REPO_ROOT, check=True, capture_output=True)
     return str(model)
 

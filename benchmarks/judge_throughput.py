@@ -44,8 +44,12 @@ def main() -> None:
         calls = 2 * len(load_questions(args.data_path))
         rows = [("sequential loop (openai client)", sequential_judge(api_base, args.data_path, results, baseline_file))]
         for parallel in args.parallel:
-            rows.append((f"openai_eval --parallel {parallel}",
-                         run_openai_eval(api_base, args.data_path, results, baseline_file, parallel)))
+            rows.append(
+                (
+                    f"openai_eval --parallel {parallel}",
+                    run_openai_eval(api_base, args.data_path, results, baseline_file, parallel),
+                )
+            )
     finally:
         server.stop()
 
@@ -63,26 +67,37 @@ def write_answers(work: Path, data_path: str) -> tuple[Path, Path]:
         folder.mkdir(parents=True)
         with open(folder / f"vicuna_{model}.jsonl", "w") as handle:
             for question in questions:
-                handle.write(json.dumps({"question_id": question.question_id, "model": model,
-                                         "text": f"Answer from {model}: {question.text}"}) + "\n")
+                handle.write(
+                    json.dumps(
+                        {
+                            "question_id": question.question_id,
+                            "model": model,
+                            "text": f"Answer from {model}: {question.text}",
+                        }
+                    )
+                    + "\n"
+                )
     return results, baselines / "vicuna_baseline.jsonl"
 
 
 def sequential_judge(api_base: str, data_path: str, results: Path, baseline_file: Path) -> float:
     """One blocking call after another, both orders, as the original review loop did."""
     from openai import OpenAI
+
     client = OpenAI(base_url=api_base, api_key="unused")
     reviewers = load_reviewers(data_path)
-    model_answers = {json.loads(line)["question_id"]: json.loads(line)["text"]
-                     for line in open(results / "vicuna_model.jsonl")}
+    model_answers = {
+        json.loads(line)["question_id"]: json.loads(line)["text"] for line in open(results / "vicuna_model.jsonl")
+    }
     baseline_answers = {json.loads(line)["question_id"]: json.loads(line)["text"] for line in open(baseline_file)}
     started = time.perf_counter()
     for question in load_questions(data_path):
         reviewer = reviewer_for(reviewers, question.category)
         pair = (model_answers[question.question_id], baseline_answers[question.question_id])
         for first, second in (pair, pair[::-1]):
-            reply = client.chat.completions.create(model="judge", messages=reviewer.render(question.text, first, second),
-                                                   temperature=0.2, max_tokens=1024)
+            reply = client.chat.completions.create(
+                model="judge", messages=reviewer.render(question.text, first, second), temperature=0.2, max_tokens=1024
+            )
             parse_score_pair(reply.choices[0].message.content)
     return time.perf_counter() - started
 
@@ -90,10 +105,30 @@ def sequential_judge(api_base: str, data_path: str, results: Path, baseline_file
 def run_openai_eval(api_base: str, data_path: str, results: Path, baseline_file: Path, parallel: int) -> float:
     """Wall time of the whole stage as a user runs it, process start-up included."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "evaluation.openai_eval", "--data_path", data_path,
-                    "--baseline_path", str(baseline_file), "--input_path", str(results), "--api-base", api_base,
-                    "--model", "judge", "--parallel", str(parallel), "--overwrite"],
-                   cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evaluation.openai_eval",
+            "--data_path",
+            data_path,
+            "--baseline_path",
+            str(baseline_file),
+            "--input_path",
+            str(results),
+            "--api-base",
+            api_base,
+            "--model",
+            "judge",
+            "--parallel",
+            str(parallel),
+            "--overwrite",
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
@@ -103,8 +138,12 @@ def start_judge_server(work: Path, *options: str) -> ServerProcess:
     log_path = work / "judge_server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        process = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "judge_server.py"), "--port", str(port),
-                                    *options], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, str(REPO_ROOT / "tests" / "judge_server.py"), "--port", str(port), *options],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return ServerProcess(process, port, log_path).wait_healthy(30)
 
 

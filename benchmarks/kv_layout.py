@@ -69,8 +69,9 @@ class PerRowEngine:
     def _prefill(self, row) -> list:
         ids = row["prompt"] + row["out"]
         output = self.model(input_ids=torch.tensor([ids]), past_key_values=make_cache([], room_limit=0), use_cache=True)
-        row["kv"] = [(k.clone(), v.clone()) for k, v in ((layer.keys, layer.values)
-                                                          for layer in output.past_key_values.layers)]
+        row["kv"] = [
+            (k.clone(), v.clone()) for k, v in ((layer.keys, layer.values) for layer in output.past_key_values.layers)
+        ]
         event = self._finish(row, int(output.logits[0, -1].argmax()))
         if not event[2]:
             self.running.append(row)
@@ -81,22 +82,30 @@ class PerRowEngine:
         lengths = [row["kv"][0][0].shape[2] for row in rows]
         longest = max(lengths)
         tensors = [
-            (torch.cat([left_pad(row["kv"][layer][0], longest, 2) for row in rows]),
-             torch.cat([left_pad(row["kv"][layer][1], longest, 2) for row in rows]))
+            (
+                torch.cat([left_pad(row["kv"][layer][0], longest, 2) for row in rows]),
+                torch.cat([left_pad(row["kv"][layer][1], longest, 2) for row in rows]),
+            )
             for layer in range(len(rows[0]["kv"]))
         ]
         mask = torch.zeros((len(rows), longest + 1), dtype=torch.long)
         for index, length in enumerate(lengths):
-            mask[index, longest - length:] = 1
-        output = self.model(input_ids=torch.tensor([[row["out"][-1]] for row in rows]), attention_mask=mask,
-                            position_ids=torch.tensor([[length] for length in lengths]),
-                            past_key_values=make_cache(tensors, room_limit=longest + 1), use_cache=True)
+            mask[index, longest - length :] = 1
+        output = self.model(
+            input_ids=torch.tensor([[row["out"][-1]] for row in rows]),
+            attention_mask=mask,
+            position_ids=torch.tensor([[length] for length in lengths]),
+            past_key_values=make_cache(tensors, room_limit=longest + 1),
+            use_cache=True,
+        )
         layers = output.past_key_values.layers
         events = []
         for index, (row, length) in enumerate(zip(rows, lengths)):
             start = longest - length
-            row["kv"] = [(layer.keys[index:index + 1, :, start:].clone(), layer.values[index:index + 1, :, start:].clone())
-                         for layer in layers]
+            row["kv"] = [
+                (layer.keys[index : index + 1, :, start:].clone(), layer.values[index : index + 1, :, start:].clone())
+                for layer in layers
+            ]
             events.append(self._finish(row, int(output.logits[index, -1].argmax())))
         self.running = [row for row, event in zip(rows, events) if not event[2]]
         return events
@@ -126,8 +135,14 @@ def run(engine, held, prompts) -> dict:
         steps += 1
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     produced = sum(map(len, outputs.values()))
-    return {"outputs": outputs, "held_mean": statistics.mean(holding), "held_max": max(holding), "steps": steps,
-            "tokens_per_s": produced / elapsed, "tokens_per_cpu_s": produced / cpu}
+    return {
+        "outputs": outputs,
+        "held_mean": statistics.mean(holding),
+        "held_max": max(holding),
+        "steps": steps,
+        "tokens_per_s": produced / elapsed,
+        "tokens_per_cpu_s": produced / cpu,
+    }
 
 
 def main():
@@ -148,11 +163,14 @@ def main():
     model = load_model(config, args.model_path).eval()
     generator = torch.Generator().manual_seed(0)
     vocab = len(tokenizer.hf_tokenizer)
-    prompts = [torch.randint(3, vocab - 1, (args.long if i % 4 == 0 else args.short,), generator=generator).tolist()
-               for i in range(args.requests)]
+    prompts = [
+        torch.randint(3, vocab - 1, (args.long if i % 4 == 0 else args.short,), generator=generator).tolist()
+        for i in range(args.requests)
+    ]
 
-    padded = GenerationEngine(model, tokenizer.stop_token_ids, config.max_context, args.max_batch_size,
-                              kv_cache_tokens=args.budget)
+    padded = GenerationEngine(
+        model, tokenizer.stop_token_ids, config.max_context, args.max_batch_size, kv_cache_tokens=args.budget
+    )
     per_row = PerRowEngine(model, tokenizer.stop_token_ids, args.budget, args.max_batch_size)
     for i, prompt in enumerate(prompts):
         padded.add(str(i), prompt, SamplingParams(max_tokens=args.max_tokens, temperature=0))
@@ -162,13 +180,17 @@ def main():
         "per-row caches": run(per_row, lambda engine: len(engine.running), prompts),
     }
     same = results["left-padded batch"]["outputs"] == results["per-row caches"]["outputs"]
-    print(f"budget {args.budget} tokens, {args.requests} requests (1 in 4 of {args.long} prompt tokens, the rest "
-          f"{args.short}), {args.max_tokens} new tokens each; outputs equal: {same}")
+    print(
+        f"budget {args.budget} tokens, {args.requests} requests (1 in 4 of {args.long} prompt tokens, the rest "
+        f"{args.short}), {args.max_tokens} new tokens each; outputs equal: {same}"
+    )
     print("| layout | sequences held, mean | most | decode steps | output tokens/s | output tokens per CPU-second |")
     print("|---|---|---|---|---|---|")
     for name, result in results.items():
-        print(f"| {name} | {result['held_mean']:.1f} | {result['held_max']} | {result['steps']} | "
-              f"{result['tokens_per_s']:.0f} | {result['tokens_per_cpu_s']:.0f} |")
+        print(
+            f"| {name} | {result['held_mean']:.1f} | {result['held_max']} | {result['steps']} | "
+            f"{result['tokens_per_s']:.0f} | {result['tokens_per_cpu_s']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

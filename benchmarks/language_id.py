@@ -38,16 +38,23 @@ def candidates():
         language = detector.detect_language_of(text)
         return language.iso_code_639_1.name.lower() if language is not None else "und"
 
-    yield ("lingua (low accuracy)",
-           lambda: LanguageDetectorBuilder.from_all_languages().with_low_accuracy_mode().build(), lingua_code)
+    yield (
+        "lingua (low accuracy)",
+        lambda: LanguageDetectorBuilder.from_all_languages().with_low_accuracy_mode().build(),
+        lingua_code,
+    )
     yield "lingua (high accuracy)", lambda: LanguageDetectorBuilder.from_all_languages().build(), lingua_code
 
 
 def labelled_sets():
-    conversations = [(language, prose_text(items)) for language, items in labelled_conversations(seed=0, per_language=10)]
+    conversations = [
+        (language, prose_text(items)) for language, items in labelled_conversations(seed=0, per_language=10)
+    ]
     sentences = [(language, sentence) for language, group in SENTENCES.items() for sentence in group]
-    fragments = [(language, sentence[:8] if language in ("zh", "ja") else " ".join(sentence.split()[:4]))
-                 for language, sentence in sentences]
+    fragments = [
+        (language, sentence[:8] if language in ("zh", "ja") else " ".join(sentence.split()[:4]))
+        for language, sentence in sentences
+    ]
     return {"conversations": conversations, "sentences": sentences, "4-word fragments": fragments}
 
 

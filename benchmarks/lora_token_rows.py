@@ -33,11 +33,22 @@ def run_variant(variant: str) -> dict:
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=2752, num_hidden_layers=2,
-                         num_attention_heads=16, num_key_value_heads=16, tie_word_embeddings=False, use_cache=False)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=2752,
+        num_hidden_layers=2,
+        num_attention_heads=16,
+        num_key_value_heads=16,
+        tie_word_embeddings=False,
+        use_cache=False,
+    )
     model = LlamaForCausalLM(config)
-    extra = ({"trainable_token_indices": {"embed_tokens": [EOT], "lm_head": [EOT]}} if variant == "token_rows"
-             else {"modules_to_save": ["embed_tokens", "lm_head"]})
+    extra = (
+        {"trainable_token_indices": {"embed_tokens": [EOT], "lm_head": [EOT]}}
+        if variant == "token_rows"
+        else {"modules_to_save": ["embed_tokens", "lm_head"]}
+    )
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", **extra))
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-3)
@@ -55,7 +66,9 @@ def main(argv=None):
     from ochat.utils.cli import ArgumentParser
 
     parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--variant", choices=("token_rows", "modules_to_save"), help="run one variant in this process (used internally)")
+    parser.add_argument(
+        "--variant", choices=("token_rows", "modules_to_save"), help="run one variant in this process (used internally)"
+    )
     args = parser.parse_args(argv)
     if args.variant:
         print(json.dumps(run_variant(args.variant)))
@@ -63,8 +76,13 @@ def main(argv=None):
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1")
     rows = []
     for variant in ("token_rows", "modules_to_save"):
-        result = subprocess.run([sys.executable, os.path.abspath(__file__), "--variant", variant], env=env,
-                                capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--variant", variant],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
     print(f"| {'EOT rows trained by':<28} | {'trainable params':>16} | {'peak MB above start':>19} |")
     print(f"|{'-' * 30}|{'-' * 18}|{'-' * 21}|")

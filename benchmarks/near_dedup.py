@@ -44,7 +44,7 @@ def main():
         kind = rng.choice(EDITS + ("same_question",))
         edited = plant(kind, items, rng, vocabulary, weights)
         corpus.append((f"{kind}-{key}", edited, key if kind != "same_question" else None, kind))
-    order = corpus[len(originals):]
+    order = corpus[len(originals) :]
     rng.shuffle(order)
     corpus = originals + order  # copies come after their originals, as in a scrape
 
@@ -59,6 +59,7 @@ def main():
     # Ground truth: the exact Jaccard similarity of shingle sets. A planted copy "should" be dropped
     # when it reaches the threshold; a drop is right when the named conversation truly reaches it.
     items_by_key = {key: items for key, items, _, _ in corpus}
+
     def true_jaccard(key_a, key_b):
         a, b = shingles(items_by_key[key_a]), shingles(items_by_key[key_b])
         return len(a & b) / len(a | b)
@@ -68,28 +69,42 @@ def main():
         members = [(entry, verdict) for entry, verdict in zip(corpus, verdicts) if entry[3] == kind]
         if kind in EDITS:
             found = sum(verdict == entry[2] for entry, verdict in members)
-            above = [(entry, verdict) for entry, verdict in members if true_jaccard(entry[0], entry[2]) >= args.threshold]
+            above = [
+                (entry, verdict) for entry, verdict in members if true_jaccard(entry[0], entry[2]) >= args.threshold
+            ]
             found_above = sum(verdict == entry[2] for entry, verdict in above)
-            rows.append((kind, len(members), f"found {found / len(members):.3f} of all; "
-                         f"{len(above)} truly >= threshold, recall {found_above / max(1, len(above)):.3f}"))
+            rows.append(
+                (
+                    kind,
+                    len(members),
+                    f"found {found / len(members):.3f} of all; "
+                    f"{len(above)} truly >= threshold, recall {found_above / max(1, len(above)):.3f}",
+                )
+            )
         else:
             wrongly = sum(verdict is not None for _, verdict in members)
             rows.append((kind, len(members), f"dropped {wrongly}"))
     dropped = [(entry, verdict) for entry, verdict in zip(corpus, verdicts) if verdict is not None]
     true_drops = sum(true_jaccard(entry[0], verdict) >= args.threshold for entry, verdict in dropped)
     should_drop = sum(entry[3] in EDITS and true_jaccard(entry[0], entry[2]) >= args.threshold for entry in corpus)
-    found_should = sum(entry[3] in EDITS and verdict == entry[2] and true_jaccard(entry[0], entry[2]) >= args.threshold
-                       for entry, verdict in zip(corpus, verdicts))
+    found_should = sum(
+        entry[3] in EDITS and verdict == entry[2] and true_jaccard(entry[0], entry[2]) >= args.threshold
+        for entry, verdict in zip(corpus, verdicts)
+    )
     words = sum(len(" ".join(item["value"] for item in items).split()) for _, items, _, _ in corpus) / len(corpus)
 
     planted = sum(entry[3] in EDITS for entry in corpus)
-    print(f"{len(corpus)} conversations ({args.conversations} originals, {planted} planted near-duplicates, "
-          f"mean {words:.0f} words), threshold {args.threshold}, 128 permutations")
+    print(
+        f"{len(corpus)} conversations ({args.conversations} originals, {planted} planted near-duplicates, "
+        f"mean {words:.0f} words), threshold {args.threshold}, 128 permutations"
+    )
     print(f"{'kind':<16}{'count':>8}  result")
     for kind, count, result in rows:
         print(f"{kind:<16}{count:>8}  {result}")
-    print(f"drops {len(dropped)}: precision {true_drops / max(1, len(dropped)):.3f} (named match truly >= threshold); "
-          f"recall {found_should / max(1, should_drop):.3f} (of {should_drop} planted copies truly >= threshold)")
+    print(
+        f"drops {len(dropped)}: precision {true_drops / max(1, len(dropped)):.3f} (named match truly >= threshold); "
+        f"recall {found_should / max(1, should_drop):.3f} (of {should_drop} planted copies truly >= threshold)"
+    )
     per_100k = 100_000 / len(corpus)
     print(f"{'stage':<28}{'CPU s':>10}{'per 100k (extrapolated)':>26}")
     print(f"{'signatures (1 core)':<28}{signature_s:>10.2f}{signature_s * per_100k:>24.1f} s")
@@ -98,10 +113,15 @@ def main():
 
 def conversation(rng, vocabulary, weights):
     turns = rng.choice((2, 2, 4, 6))
-    return [{"from": "human" if turn % 2 == 0 else "gpt",
-             "value": " ".join(rng.choices(vocabulary, weights, k=rng.randint(10, 40) if turn % 2 == 0
-                                           else rng.randint(60, 250)))}
-            for turn in range(turns)]
+    return [
+        {
+            "from": "human" if turn % 2 == 0 else "gpt",
+            "value": " ".join(
+                rng.choices(vocabulary, weights, k=rng.randint(10, 40) if turn % 2 == 0 else rng.randint(60, 250))
+            ),
+        }
+        for turn in range(turns)
+    ]
 
 
 def plant(kind, items, rng, vocabulary, weights):
@@ -112,11 +132,15 @@ def plant(kind, items, rng, vocabulary, weights):
         words[rng.randrange(len(words))] = rng.choice(vocabulary)
         items[turn]["value"] = " ".join(words)
     elif kind == "turn_appended":
-        items += [{"from": "human", "value": " ".join(rng.choices(vocabulary, weights, k=15))},
-                  {"from": "gpt", "value": " ".join(rng.choices(vocabulary, weights, k=40))}]
+        items += [
+            {"from": "human", "value": " ".join(rng.choices(vocabulary, weights, k=15))},
+            {"from": "gpt", "value": " ".join(rng.choices(vocabulary, weights, k=40))},
+        ]
     elif kind == "whitespace":
-        items = [{**item, "value": "\n " + item["value"].replace(" ", "  ", 5).replace(" ", "\n", 2) + " \t"}
-                 for item in items]
+        items = [
+            {**item, "value": "\n " + item["value"].replace(" ", "  ", 5).replace(" ", "\n", 2) + " \t"}
+            for item in items
+        ]
     else:  # same question, new answers: not a near-duplicate
         items = items[:1] + conversation(rng, vocabulary, weights)[1:]
         if len(items) < 2:

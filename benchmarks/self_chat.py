@@ -54,8 +54,10 @@ def main():
     seeds_path.write_text("\n".join(seeds) + "\n")
 
     rows = []
-    script = [{"match": f"'{seed}'", "steps": [{"reply": TRANSCRIPT_KINDS[index % len(TRANSCRIPT_KINDS)]}]}
-              for index, seed in enumerate(seeds)]
+    script = [
+        {"match": f"'{seed}'", "steps": [{"reply": TRANSCRIPT_KINDS[index % len(TRANSCRIPT_KINDS)]}]}
+        for index, seed in enumerate(seeds)
+    ]
     server = RunningServer(ScriptedJudge(script=script, judge_model="scripted", latency=args.latency))
     try:
         rows.append(run("scripted", "transcript", server.url, "scripted", seeds_path, args, 512))
@@ -66,33 +68,65 @@ def main():
     _, model_dir = prepare_tiny_chat_model("openchat_tiny", str(args.work_dir / "tiny"))
     with ServerProcess.start("openchat_tiny", model_dir, log_path=args.work_dir / "server.log") as tiny:
         for method in ("transcript", "roleplay"):
-            rows.append(run("tiny model", method, tiny.api_base, "openchat_tiny", seeds_path, args,
-                            args.tiny_max_tokens))
+            rows.append(
+                run("tiny model", method, tiny.api_base, "openchat_tiny", seeds_path, args, args.tiny_max_tokens)
+            )
 
     print(f"{args.seeds} seeds, --max_rounds {args.max_rounds}; scripted latency {args.latency} s")
-    print(f"{'endpoint':<18}{'method':<12}{'valid':>8}{'unparseable':>13}{'failed':>8}{'rounds/valid':>14}"
-          f"{'requests/seed':>15}{'wall s':>9}")
+    print(
+        f"{'endpoint':<18}{'method':<12}{'valid':>8}{'unparseable':>13}{'failed':>8}{'rounds/valid':>14}"
+        f"{'requests/seed':>15}{'wall s':>9}"
+    )
     for row in rows:
-        print(f"{row['endpoint']:<18}{row['method']:<12}{row['valid_rate']:>8.1%}{row['unparseable']:>13}"
-              f"{row['failed']:>8}{row['rounds']:>14.2f}{row['requests']:>15.2f}{row['wall']:>9.2f}")
+        print(
+            f"{row['endpoint']:<18}{row['method']:<12}{row['valid_rate']:>8.1%}{row['unparseable']:>13}"
+            f"{row['failed']:>8}{row['rounds']:>14.2f}{row['requests']:>15.2f}{row['wall']:>9.2f}"
+        )
 
 
 def run(endpoint, method, api_base, model, seeds_path, args, max_tokens):
     with tempfile.TemporaryDirectory(dir=args.work_dir) as scratch:
         out_file = Path(scratch) / "dialogues.json"
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "data_pipeline.self_chat", "--seeds", str(seeds_path),
-                        "--api_base", api_base, "--model", model, "--method", method, "--max_rounds",
-                        str(args.max_rounds), "--max_tokens", str(max_tokens), "--parallel", "8",
-                        "--out_file", str(out_file)], cwd=REPO_ROOT, check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "data_pipeline.self_chat",
+                "--seeds",
+                str(seeds_path),
+                "--api_base",
+                api_base,
+                "--model",
+                model,
+                "--method",
+                method,
+                "--max_rounds",
+                str(args.max_rounds),
+                "--max_tokens",
+                str(max_tokens),
+                "--parallel",
+                "8",
+                "--out_file",
+                str(out_file),
+            ],
+            cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
+        )
         wall = time.perf_counter() - started
         entries = [json.loads(line) for line in out_file.with_name("dialogues.log.jsonl").read_text().splitlines()]
     valid = [entry for entry in entries if entry["status"] == "valid"]
-    return {"endpoint": endpoint, "method": method, "valid_rate": len(valid) / len(entries),
-            "unparseable": sum(entry["status"] == "unparseable" for entry in entries),
-            "failed": sum(entry["status"] == "failed" for entry in entries),
-            "rounds": sum(len(entry["conversation"]) // 2 for entry in valid) / max(1, len(valid)),
-            "requests": sum(entry["requests"] or 0 for entry in entries) / len(entries), "wall": wall}
+    return {
+        "endpoint": endpoint,
+        "method": method,
+        "valid_rate": len(valid) / len(entries),
+        "unparseable": sum(entry["status"] == "unparseable" for entry in entries),
+        "failed": sum(entry["status"] == "failed" for entry in entries),
+        "rounds": sum(len(entry["conversation"]) // 2 for entry in valid) / max(1, len(valid)),
+        "requests": sum(entry["requests"] or 0 for entry in entries) / len(entries),
+        "wall": wall,
+    }
 
 
 if __name__ == "__main__":

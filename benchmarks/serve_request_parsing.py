@@ -16,8 +16,13 @@ import time
 from ochat.serving.protocol import OpenAIError, parse_chat_request
 from ochat.utils.cli import ArgumentParser
 
-VALID = {"model": "openchat", "messages": [{"role": "user", "content": "Hello there, how are you?"}],
-         "max_tokens": 64, "temperature": 0.7, "stream": True}
+VALID = {
+    "model": "openchat",
+    "messages": [{"role": "user", "content": "Hello there, how are you?"}],
+    "max_tokens": 64,
+    "temperature": 0.7,
+    "stream": True,
+}
 
 
 def best_of(function, argument, repeats: int) -> float:
@@ -47,8 +52,10 @@ def main(argv=None) -> None:
     large = json.dumps({**VALID, "messages": [{"role": "user", "content": "word " * (600 << 10)}]}).encode()
     print(f"{'body':<16}{'bytes':>10}{'json.loads ms':>16}{'parse_chat_request ms':>24}")
     for name, raw in (("typical", small), ("3 MB prompt", large)):
-        print(f"{name:<16}{len(raw):>10}{best_of(json.loads, raw, args.repeats) * 1e3:>16.3f}"
-              f"{best_of(parse_chat_request, raw, args.repeats) * 1e3:>24.3f}")
+        print(
+            f"{name:<16}{len(raw):>10}{best_of(json.loads, raw, args.repeats) * 1e3:>16.3f}"
+            f"{best_of(parse_chat_request, raw, args.repeats) * 1e3:>24.3f}"
+        )
     hostile = {
         "role as a list": json.dumps({**VALID, "messages": [{"role": ["user"], "content": "hi"}]}).encode(),
         "role as an object": json.dumps({**VALID, "messages": [{"role": {}, "content": "hi"}]}).encode(),

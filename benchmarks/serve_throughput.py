@@ -36,8 +36,16 @@ from ochat.utils.net import free_port
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-TOPICS = ["the history of tea", "how a compiler works", "why the sky is blue", "a recipe for bread",
-          "sorting algorithms", "the rules of chess", "how vaccines work", "a poem about autumn"]
+TOPICS = [
+    "the history of tea",
+    "how a compiler works",
+    "why the sky is blue",
+    "a recipe for bread",
+    "sorting algorithms",
+    "the rules of chess",
+    "how vaccines work",
+    "a poem about autumn",
+]
 
 
 def fixed_prompts(count: int) -> list[str]:
@@ -81,9 +89,13 @@ def run_baseline_server(model_type: str, model_path: str, port: int, device: str
             def generate():
                 with torch.inference_mode():
                     output["ids"] = model.generate(
-                        torch.tensor([prompt_ids], device=device), max_new_tokens=body["max_tokens"],
-                        do_sample=False, eos_token_id=tokenizer.stop_token_ids, streamer=streamer,
-                        pad_token_id=tokenizer.hf_tokenizer.pad_token_id)
+                        torch.tensor([prompt_ids], device=device),
+                        max_new_tokens=body["max_tokens"],
+                        do_sample=False,
+                        eos_token_id=tokenizer.stop_token_ids,
+                        streamer=streamer,
+                        pad_token_id=tokenizer.hf_tokenizer.pad_token_id,
+                    )
 
             thread = threading.Thread(target=generate)
             thread.start()
@@ -98,7 +110,9 @@ def run_baseline_server(model_type: str, model_path: str, port: int, device: str
                     await response.write(chunk(0, {"content": text}))
             thread.join()
             completion_tokens = output["ids"].shape[1] - len(prompt_ids)
-        await response.write(f"data: {json.dumps(usage_chunk(completion_id, created, model_name, len(prompt_ids), completion_tokens))}\n\ndata: [DONE]\n\n".encode())
+        await response.write(
+            f"data: {json.dumps(usage_chunk(completion_id, created, model_name, len(prompt_ids), completion_tokens))}\n\ndata: [DONE]\n\n".encode()
+        )
         return response
 
     async def health(request):
@@ -114,8 +128,14 @@ def run_baseline_server(model_type: str, model_path: str, port: int, device: str
 
 
 async def one_stream(session, url: str, model: str, prompt: str, max_tokens: int) -> dict:
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     started = time.perf_counter()
     arrivals: list[tuple[float, int]] = []  # (time, characters) of each content chunk
     completion_tokens = 0
@@ -152,8 +172,9 @@ async def drive(base_url: str, model: str, prompts: list[str], concurrency: int,
 
     async def client(session):
         while not queue.empty():
-            results.append(await one_stream(session, base_url + "/v1/chat/completions", model, queue.get_nowait(),
-                                            max_tokens))
+            results.append(
+                await one_stream(session, base_url + "/v1/chat/completions", model, queue.get_nowait(), max_tokens)
+            )
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=3600)) as session:
@@ -163,9 +184,16 @@ async def drive(base_url: str, model: str, prompts: list[str], concurrency: int,
     ttfts = sorted(r["ttft"] for r in results)
     gaps = sorted(g for r in results for g in r["gaps"])
     tokens = sum(r["completion_tokens"] for r in results)
-    return {"requests": len(results), "tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall,
-            "ttft_p50": percentile(ttfts, 50), "ttft_p99": percentile(ttfts, 99),
-            "itl_p50": percentile(gaps, 50), "itl_p99": percentile(gaps, 99)}
+    return {
+        "requests": len(results),
+        "tokens": tokens,
+        "wall_s": wall,
+        "tokens_per_s": tokens / wall,
+        "ttft_p50": percentile(ttfts, 50),
+        "ttft_p99": percentile(ttfts, 99),
+        "itl_p50": percentile(gaps, 50),
+        "itl_p99": percentile(gaps, 99),
+    }
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -246,8 +274,10 @@ def compare_ray_transports(streams: int, tokens: int, step_s: float = 0.003) -> 
         cpu_started, wall_started = time.process_time(), time.perf_counter()
         latencies = sorted(asyncio.run(method()))
         wall, cpu = time.perf_counter() - wall_started, time.process_time() - cpu_started
-        print(f"| {name} | {streams} | {tokens} | {wall:.2f} | {cpu:.2f} | {percentile(latencies, 50) * 1000:.2f} "
-              f"| {percentile(latencies, 99) * 1000:.2f} |")
+        print(
+            f"| {name} | {streams} | {tokens} | {wall:.2f} | {cpu:.2f} | {percentile(latencies, 50) * 1000:.2f} "
+            f"| {percentile(latencies, 99) * 1000:.2f} |"
+        )
     ray.shutdown()
 
 
@@ -290,9 +320,10 @@ def budget_tokens_needed(model_type: str, model_path: str, clients: int, max_tok
 
     config = get_model_config(model_type)
     tokenizer = load_tokenizer(config, model_path)
-    longest = max(len(render_conversation(config, tokenizer, [{"from": "human", "value": prompt}],
-                                          add_generation_prompt=True)[0])
-                  for prompt in fixed_prompts(clients))
+    longest = max(
+        len(render_conversation(config, tokenizer, [{"from": "human", "value": prompt}], add_generation_prompt=True)[0])
+        for prompt in fixed_prompts(clients)
+    )
     return clients * (longest + max_tokens)
 
 
@@ -305,12 +336,14 @@ def preemptions(base_url: str) -> float | None:
             text = response.read().decode()
     except OSError:
         return None
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("ochat_preemptions_total"))
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("ochat_preemptions_total")
+    )
 
 
-def measure(name: str, command: list[str], port: int, model: str, args, log_dir: str,
-            concurrencies: list[int] | None = None) -> list[dict]:
+def measure(
+    name: str, command: list[str], port: int, model: str, args, log_dir: str, concurrencies: list[int] | None = None
+) -> list[dict]:
     process = start_server(command, port, os.path.join(log_dir, f"{name}.log"))
     rows = []
     try:
@@ -328,13 +361,17 @@ def measure(name: str, command: list[str], port: int, model: str, args, log_dir:
 
 
 def print_table(rows: list[dict]) -> None:
-    header = f"| {'server':<10} | clients | requests | output tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |"
+    header = (
+        f"| {'server':<10} | clients | requests | output tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |"
+    )
     print(header)
     print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
     for row in rows:
-        print(f"| {row['server']:<10} | {row['concurrency']:>7} | {row['requests']:>8} | {row['tokens_per_s']:>12.1f} "
-              f"| {row['ttft_p50'] * 1000:>11.1f} | {row['ttft_p99'] * 1000:>11.1f} | {row['itl_p50'] * 1000:>10.2f} "
-              f"| {row['itl_p99'] * 1000:>10.2f} |")
+        print(
+            f"| {row['server']:<10} | {row['concurrency']:>7} | {row['requests']:>8} | {row['tokens_per_s']:>12.1f} "
+            f"| {row['ttft_p50'] * 1000:>11.1f} | {row['ttft_p99'] * 1000:>11.1f} | {row['itl_p50'] * 1000:>10.2f} "
+            f"| {row['itl_p99'] * 1000:>10.2f} |"
+        )
     by_key = {(row["server"], row["concurrency"]): row for row in rows}
     for concurrency in sorted({row["concurrency"] for row in rows}):
         if ("ochat", concurrency) in by_key and ("baseline", concurrency) in by_key:
@@ -343,9 +380,11 @@ def print_table(rows: list[dict]) -> None:
         if ("ochat_kv25", concurrency) in by_key and ("ochat", concurrency) in by_key:
             budget = by_key[("ochat_kv25", concurrency)]
             ratio = budget["tokens_per_s"] / by_key[("ochat", concurrency)]["tokens_per_s"]
-            print(f"clients={concurrency}: with the KV budget at {budget['budget_fraction']:.0%} of what they need "
-                  f"({budget['kv_cache_tokens']} tokens): {budget['tokens_per_s']:.1f} tok/s, {ratio:.2f}x the "
-                  f"unlimited server's, preemptions {budget['preemptions']}")
+            print(
+                f"clients={concurrency}: with the KV budget at {budget['budget_fraction']:.0%} of what they need "
+                f"({budget['kv_cache_tokens']} tokens): {budget['tokens_per_s']:.1f} tok/s, {ratio:.2f}x the "
+                f"unlimited server's, preemptions {budget['preemptions']}"
+            )
 
 
 def main(argv=None) -> None:
@@ -357,23 +396,42 @@ def main(argv=None) -> None:
     parser.add_argument("--max_tokens", type=int, default=128, help="tokens asked per request (default 128)")
     parser.add_argument("--rounds", type=int, default=2, help="requests per client at each concurrency (default 2)")
     parser.add_argument("--min_requests", type=int, default=8, help="fewest requests per measurement (default 8)")
-    parser.add_argument("--servers", nargs="+", default=["ochat", "ochat_kv25", "baseline"],
-                        choices=["ochat", "ochat_kv25", "baseline"],
-                        help="ochat_kv25: ochat with the KV budget cut, at the largest client count only")
-    parser.add_argument("--budget_fraction", type=float, default=0.25,
-                        help="ochat_kv25's KV budget as a fraction of what the clients need (default 0.25)")
-    parser.add_argument("--work_dir", default=os.path.join(REPO_ROOT, "benchmarks", "_work"),
-                        help="where the tiny model and server logs go")
-    parser.add_argument("--torch_threads", type=int, default=1,
-                        help="CPU threads of the baseline's torch, as a replica gets from Ray (default 1)")
-    parser.add_argument("--ray_transport", action="store_true",
-                        help="instead: compare batched polling with Ray streaming generators for moving tokens")
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=["ochat", "ochat_kv25", "baseline"],
+        choices=["ochat", "ochat_kv25", "baseline"],
+        help="ochat_kv25: ochat with the KV budget cut, at the largest client count only",
+    )
+    parser.add_argument(
+        "--budget_fraction",
+        type=float,
+        default=0.25,
+        help="ochat_kv25's KV budget as a fraction of what the clients need (default 0.25)",
+    )
+    parser.add_argument(
+        "--work_dir",
+        default=os.path.join(REPO_ROOT, "benchmarks", "_work"),
+        help="where the tiny model and server logs go",
+    )
+    parser.add_argument(
+        "--torch_threads",
+        type=int,
+        default=1,
+        help="CPU threads of the baseline's torch, as a replica gets from Ray (default 1)",
+    )
+    parser.add_argument(
+        "--ray_transport",
+        action="store_true",
+        help="instead: compare batched polling with Ray streaming generators for moving tokens",
+    )
     parser.add_argument("--baseline_server_port", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.baseline_server_port:
-        run_baseline_server(args.model_type, args.model_path, args.baseline_server_port, args.device,
-                            args.torch_threads)
+        run_baseline_server(
+            args.model_type, args.model_path, args.baseline_server_port, args.device, args.torch_threads
+        )
         return
     if args.ray_transport:
         print("| transport | streams | tokens each | wall s | front CPU s | latency p50 ms | latency p99 ms |")
@@ -389,9 +447,21 @@ def main(argv=None) -> None:
         port = free_port()
         concurrencies = None
         if name.startswith("ochat"):
-            command = [sys.executable, "-m", "ochat.serving.openai_api_server", "--model_type", args.model_type,
-                       "--model_path", model_path, "--port", str(port), "--device", args.device,
-                       "--logfile", os.path.join(args.work_dir, f"{name}_requests.log")]
+            command = [
+                sys.executable,
+                "-m",
+                "ochat.serving.openai_api_server",
+                "--model_type",
+                args.model_type,
+                "--model_path",
+                model_path,
+                "--port",
+                str(port),
+                "--device",
+                args.device,
+                "--logfile",
+                os.path.join(args.work_dir, f"{name}_requests.log"),
+            ]
             if name == "ochat_kv25":
                 concurrencies = [max(args.concurrency)]
                 needed = budget_tokens_needed(args.model_type, model_path, concurrencies[0], args.max_tokens)
@@ -399,9 +469,20 @@ def main(argv=None) -> None:
                 command += ["--kv_cache_tokens", str(budget)]
                 print(f"ochat_kv25: {concurrencies[0]} clients need {needed} KV tokens; budget {budget}", flush=True)
         else:
-            command = [sys.executable, os.path.abspath(__file__), "--model_type", args.model_type, "--model_path",
-                       model_path, "--device", args.device, "--torch_threads", str(args.torch_threads),
-                       "--baseline_server_port", str(port)]
+            command = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--model_type",
+                args.model_type,
+                "--model_path",
+                model_path,
+                "--device",
+                args.device,
+                "--torch_threads",
+                str(args.torch_threads),
+                "--baseline_server_port",
+                str(port),
+            ]
         measured = measure(name, command, port, args.model_type, args, args.work_dir, concurrencies)
         if name == "ochat_kv25":
             for row in measured:

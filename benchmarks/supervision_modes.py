@@ -20,8 +20,10 @@ from ochat.config import get_model_config, load_tokenizer
 from ochat.utils.cli import ArgumentParser
 
 MODES = [("tail-cut", "tail", False), ("turn-cut", "turn", False), ("split", "turn", True)]
-WORDS = ("model data token answer question python function river mountain history energy music garden "
-         "market science planet recipe travel language memory network").split()
+WORDS = (
+    "model data token answer question python function river mountain history energy music garden "
+    "market science planet recipe travel language memory network"
+).split()
 
 
 def long_corpus(count: int, seed: int) -> list[dict]:
@@ -42,16 +44,18 @@ def measure(config, tokenizer, conversations) -> list[dict]:
     for label, truncation, split_long in MODES:
         stats = ConversionStats()
         samples = convert_conversations(config, tokenizer, conversations, truncation, split_long, stats)
-        rows.append({
-            "mode": label,
-            "samples": len(samples),
-            "tokens_kept": stats.tokens_kept,
-            "tokens_total": stats.tokens_total,
-            "supervised_kept": stats.supervised_kept,
-            "supervised_total": stats.supervised_total,
-            "answers_without_eot": sum(ids[-1] != tokenizer.eot_token_id and mask[-1] for ids, mask in samples),
-            "dropped_nothing_supervised": stats.dropped_no_supervised_tokens,
-        })
+        rows.append(
+            {
+                "mode": label,
+                "samples": len(samples),
+                "tokens_kept": stats.tokens_kept,
+                "tokens_total": stats.tokens_total,
+                "supervised_kept": stats.supervised_kept,
+                "supervised_total": stats.supervised_total,
+                "answers_without_eot": sum(ids[-1] != tokenizer.eot_token_id and mask[-1] for ids, mask in samples),
+                "dropped_nothing_supervised": stats.dropped_no_supervised_tokens,
+            }
+        )
     return rows
 
 
@@ -62,9 +66,11 @@ def print_table(title: str, rows: list[dict]) -> None:
     print("-" * len(header))
     for row in rows:
         share = row["supervised_kept"] / max(row["supervised_total"], 1)
-        print(f"{row['mode']:<10} {row['samples']:>8} {row['tokens_kept']:>9}/{row['tokens_total']:<8} "
-              f"{row['supervised_kept']:>11}/{row['supervised_total']:<10} {share:>7.1%} "
-              f"{row['answers_without_eot']:>15} {row['dropped_nothing_supervised']:>10}")
+        print(
+            f"{row['mode']:<10} {row['samples']:>8} {row['tokens_kept']:>9}/{row['tokens_total']:<8} "
+            f"{row['supervised_kept']:>11}/{row['supervised_total']:<10} {share:>7.1%} "
+            f"{row['answers_without_eot']:>15} {row['dropped_nothing_supervised']:>10}"
+        )
 
 
 def main(argv=None):
@@ -80,8 +86,10 @@ def main(argv=None):
         bundled = json.load(handle)
     print(f"model type {config.name}, context {config.max_context}")
     print_table(f"{args.in_file} ({len(bundled)} conversations)", measure(config, tokenizer, bundled))
-    print_table(f"generated long corpus ({args.long_count} conversations)",
-                measure(config, tokenizer, long_corpus(args.long_count, seed=0)))
+    print_table(
+        f"generated long corpus ({args.long_count} conversations)",
+        measure(config, tokenizer, long_corpus(args.long_count, seed=0)),
+    )
 
 
 if __name__ == "__main__":

@@ -48,11 +48,24 @@ def build_tiny_inputs(model_type: str) -> tuple[str, str]:
     _, model = prepare_tiny_chat_model(model_type, os.path.join(WORK_DIR, "tiny"))
     data = os.path.join(WORK_DIR, "data")
     if not os.path.exists(os.path.join(data, f"{model_type}.train.json")):
-        env = {**os.environ, "PYTHON": sys.executable, "MODEL_TYPES": model_type, "MODEL_PATHS": model,
-               "GENERATE_ARGS": "--eval_ratio 0.1"}
-        subprocess.run(["bash", os.path.join(REPO_ROOT, "run_data_pipeline.sh"),
-                        os.path.join(REPO_ROOT, "data_pipeline", "examples"), data],
-                       env=env, check=True, stdout=subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "PYTHON": sys.executable,
+            "MODEL_TYPES": model_type,
+            "MODEL_PATHS": model,
+            "GENERATE_ARGS": "--eval_ratio 0.1",
+        }
+        subprocess.run(
+            [
+                "bash",
+                os.path.join(REPO_ROOT, "run_data_pipeline.sh"),
+                os.path.join(REPO_ROOT, "data_pipeline", "examples"),
+                data,
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     return model, data
 
 
@@ -65,9 +78,18 @@ def build_llama_1b(tiny_model_dir: str) -> str:
     if os.path.exists(os.path.join(out, "config.json")):
         return out
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=2048, intermediate_size=5504, num_hidden_layers=20,
-                         num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=2048,
-                         bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=2048,
+        intermediate_size=5504,
+        num_hidden_layers=20,
+        num_attention_heads=16,
+        num_key_value_heads=16,
+        max_position_embeddings=2048,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(out)
     for name in os.listdir(tiny_model_dir):
@@ -91,13 +113,32 @@ def model_shape(model_path: str) -> tuple[int, int, int]:
 def measure(mode_flags: list[str], args, model_path: str, data_path: str, save_path: str) -> list[dict]:
     shutil.rmtree(save_path, ignore_errors=True)
     command = [
-        os.path.join(os.path.dirname(sys.executable), "deepspeed"), f"--num_gpus={args.num_gpus}",
-        "--master_port", str(free_port()),
-        "--module", "ochat.training_deepspeed.train",
-        "--model_type", args.model_type, "--model_path", model_path, "--data_path", data_path,
-        "--save_path", save_path, *mode_flags, "--epochs", "1", "--max_steps", str(args.steps),
-        "--train_batch_size", str(args.train_batch_size), "--micro_batch_size", str(args.micro_batch_size),
-        "--deepspeed", "--deepspeed_config", os.path.join("ochat", "training_deepspeed", "deepspeed_config.json"),
+        os.path.join(os.path.dirname(sys.executable), "deepspeed"),
+        f"--num_gpus={args.num_gpus}",
+        "--master_port",
+        str(free_port()),
+        "--module",
+        "ochat.training_deepspeed.train",
+        "--model_type",
+        args.model_type,
+        "--model_path",
+        model_path,
+        "--data_path",
+        data_path,
+        "--save_path",
+        save_path,
+        *mode_flags,
+        "--epochs",
+        "1",
+        "--max_steps",
+        str(args.steps),
+        "--train_batch_size",
+        str(args.train_batch_size),
+        "--micro_batch_size",
+        str(args.micro_batch_size),
+        "--deepspeed",
+        "--deepspeed_config",
+        os.path.join("ochat", "training_deepspeed", "deepspeed_config.json"),
     ]
     if args.no_gradient_checkpointing:
         command.append("--no_gradient_checkpointing")
@@ -176,16 +217,20 @@ def cpu_time_comparison(model_type: str, model_path: str, data_path: str, train_
     samples = load_samples(os.path.join(data_path, f"{model_type}.train.json"), 1 << 30, 1 << 30)
     lengths = [len(ids) for ids, _ in samples]
     supervised = [supervised_target_count(mask) for _, mask in samples]
-    variants = [("length grouping", "length", "sdpa"),
-                ("packing", "packing", choose_attn_implementation(packing=True, on_cuda=False)),
-                ("packing, dense mask", "packing", "sdpa"),
-                ("no grouping", "none", "sdpa")]
+    variants = [
+        ("length grouping", "length", "sdpa"),
+        ("packing", "packing", choose_attn_implementation(packing=True, on_cuda=False)),
+        ("packing, dense mask", "packing", "sdpa"),
+        ("no grouping", "none", "sdpa"),
+    ]
     rows = []
     for label, grouping, attn in variants:
         model = load_model(config, model_path, dtype=torch.float32, attn_implementation=attn)
         enable_activation_checkpointing(model)
         model.train()
-        plan = plan_epoch(lengths, supervised, 0, 42, train_batch_size, grouping, 2, train_batch_size // (2 * micro), micro)
+        plan = plan_epoch(
+            lengths, supervised, 0, 42, train_batch_size, grouping, 2, train_batch_size // (2 * micro), micro
+        )
         seconds, tokens = 0.0, 0
         for step in plan[:2]:
             for rank in range(len(step.micro_batches)):
@@ -209,10 +254,15 @@ def main(argv=None):
     parser.add_argument("--model_path", default=None, help="model folder (default: the tiny model, built here)")
     parser.add_argument("--data_path", default=None, help="tokenized data folder (default: the bundled corpus)")
     parser.add_argument("--llama_1b", action="store_true", help="random ~1B LLaMA with the tiny tokenizer (for a GPU)")
-    parser.add_argument("--peak_tflops", type=float, default=None, help="device peak (e.g. 989 for H100 bf16) to report MFU")
+    parser.add_argument(
+        "--peak_tflops", type=float, default=None, help="device peak (e.g. 989 for H100 bf16) to report MFU"
+    )
     parser.add_argument("--no_gradient_checkpointing", action="store_true", help="passed on to training")
-    parser.add_argument("--cpu_time_check", action="store_true",
-                        help="also time the modes in-process in CPU seconds, with transformers' dense packed mask")
+    parser.add_argument(
+        "--cpu_time_check",
+        action="store_true",
+        help="also time the modes in-process in CPU seconds, with transformers' dense packed mask",
+    )
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES), help="which modes to run")
     args = parser.parse_args(argv)
 
@@ -232,22 +282,27 @@ def main(argv=None):
             save_path = os.path.join(WORK_DIR, "runs", mode.replace(" ", "_"))
             runs[mode].append(measure(MODES[mode], args, model_path, data_path, save_path))
     rows = {
-        mode: summarise([min(same_step, key=lambda r: r["step_seconds"]) for same_step in zip(*repeats)],
-                        shape, args.peak_tflops)
+        mode: summarise(
+            [min(same_step, key=lambda r: r["step_seconds"]) for same_step in zip(*repeats)], shape, args.peak_tflops
+        )
         for mode, repeats in runs.items()
     }
 
-    print(f"model {model_path}, data {data_path}, {args.num_gpus} rank(s), global batch {args.train_batch_size}, "
-          f"micro-batch {args.micro_batch_size}, {args.steps} steps per mode (first not counted), "
-          f"fastest of {args.repeats} runs per step")
+    print(
+        f"model {model_path}, data {data_path}, {args.num_gpus} rank(s), global batch {args.train_batch_size}, "
+        f"micro-batch {args.micro_batch_size}, {args.steps} steps per mode (first not counted), "
+        f"fastest of {args.repeats} runs per step"
+    )
     header = f"| {'mode':<16} | {'supervised tok/s':>16} | {'tok/s':>9} | {'padding':>7} | {'median step s':>13} |"
     if args.peak_tflops:
         header += f" {'MFU':>6} |"
     print(header)
     print("|" + "|".join("-" * (len(cell) + 0) for cell in header.split("|")[1:-1]) + "|")
     for mode, row in rows.items():
-        line = (f"| {mode:<16} | {row['supervised_tokens_per_s']:>16.0f} | {row['tokens_per_s']:>9.0f} | "
-                f"{row['padding_ratio']:>7.1%} | {row['median_step_s']:>13.2f} |")
+        line = (
+            f"| {mode:<16} | {row['supervised_tokens_per_s']:>16.0f} | {row['tokens_per_s']:>9.0f} | "
+            f"{row['padding_ratio']:>7.1%} | {row['median_step_s']:>13.2f} |"
+        )
         if args.peak_tflops:
             line += f" {row['mfu']:>6.1%} |"
         print(line)
@@ -260,8 +315,9 @@ def main(argv=None):
 
     if args.cpu_time_check:
         print("\nin-process, 1 thread, forward + backward of 2 global batches, tokens per CPU second")
-        for label, attn, rate in cpu_time_comparison(args.model_type, model_path, data_path,
-                                                     args.train_batch_size, args.micro_batch_size):
+        for label, attn, rate in cpu_time_comparison(
+            args.model_type, model_path, data_path, args.train_batch_size, args.micro_batch_size
+        ):
             print(f"  {label:<20} {attn:<18} {rate:>7.0f}")
 
 

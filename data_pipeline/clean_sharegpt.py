@@ -128,10 +128,29 @@ TIMEOUT = "timeout"
 WORKER_CRASHED = "worker_crashed"
 UNFORESEEN_ERROR = "error:"  # + the exception's type name: a failure no rule above foresaw
 BAD_JSON = "bad_json"  # a dump record that cannot be read, or where a dump breaks off
-DROP_REASONS = (UNREADABLE_FILE, NOT_REGULAR_FILE, PAGE_TOO_LARGE, UNDECODABLE_BYTES, NO_NEXT_DATA, INVALID_JSON,
-                NO_CONTENT, INVALID_ITEMS, INVALID_ID, INVALID_VIEWS, UNKNOWN_ROLE, TOO_FEW_TURNS,
-                ROLES_NOT_ALTERNATING, UNPARSEABLE_MARKUP, EMPTY_TURN, BLOCKED_WORD, INVALID_UNICODE, TIMEOUT,
-                WORKER_CRASHED, UNFORESEEN_ERROR, BAD_JSON)
+DROP_REASONS = (
+    UNREADABLE_FILE,
+    NOT_REGULAR_FILE,
+    PAGE_TOO_LARGE,
+    UNDECODABLE_BYTES,
+    NO_NEXT_DATA,
+    INVALID_JSON,
+    NO_CONTENT,
+    INVALID_ITEMS,
+    INVALID_ID,
+    INVALID_VIEWS,
+    UNKNOWN_ROLE,
+    TOO_FEW_TURNS,
+    ROLES_NOT_ALTERNATING,
+    UNPARSEABLE_MARKUP,
+    EMPTY_TURN,
+    BLOCKED_WORD,
+    INVALID_UNICODE,
+    TIMEOUT,
+    WORKER_CRASHED,
+    UNFORESEEN_ERROR,
+    BAD_JSON,
+)
 NOT_HTML = "not_html"  # status "skipped": a folder entry that is neither a *.html page nor a *.json dump
 DUMP_BATCH = 1024  # dump records cleaned (and held) at a time
 MARKDOWN_CACHE_SIZE = 2048  # answers remembered per worker (a few MiB)
@@ -159,8 +178,10 @@ CODE_OPEN = re.compile(r"<code\b[^<>]*>", re.I)
 CODE_CLOSE = re.compile(r"</code\s*>", re.I)
 SPAN_TAG = re.compile(r"</?span\b[^<>]*>", re.I)
 # A text-less icon, written without whitespace (whitespace there would be text inside <pre>).
-SVG_ICON = (r"<svg\b[^<>]*>(?:<(?:path|rect|line|polyline|polygon|circle)\b[^<>]*>"
-            r"(?:</(?:path|rect|line|polyline|polygon|circle)>)?)*</svg>")
+SVG_ICON = (
+    r"<svg\b[^<>]*>(?:<(?:path|rect|line|polyline|polygon|circle)\b[^<>]*>"
+    r"(?:</(?:path|rect|line|polyline|polygon|circle)>)?)*</svg>"
+)
 COPY_BUTTON_ICON = re.compile(r"(<button\b[^<>]*>)" + SVG_ICON, re.I)
 # ChatGPT's code block, exactly as the site writes it (no whitespace between tags):
 # <pre><div><div><span>LANG</span><button><svg/>Copy code</button></div><div><code>CODE</code></div></div></pre>
@@ -224,14 +245,25 @@ def main():
         connect(args.ray_address)
     try:
         with JsonListWriter(args.out_file) as conversations:
-            _, report = clean_pages(page_paths, blocked_words, args.num_workers, show_progress=True,
-                                    page_timeout=args.page_timeout, max_page_bytes=args.max_page_bytes,
-                                    skipped_names=skipped_names, filters=filters, ray=bool(args.ray_address),
-                                    sink=conversations)
+            _, report = clean_pages(
+                page_paths,
+                blocked_words,
+                args.num_workers,
+                show_progress=True,
+                page_timeout=args.page_timeout,
+                max_page_bytes=args.max_page_bytes,
+                skipped_names=skipped_names,
+                filters=filters,
+                ray=bool(args.ray_address),
+                sink=conversations,
+            )
     except OSError as error:
         sys.exit(f"error: cannot write {args.out_file}: {error.strerror or error}")
-    source = ({"in_file": display_name(str(args.in_file))} if args.in_file is not None
-              else {"in_dir": display_name(str(args.in_dir))})
+    source = (
+        {"in_file": display_name(str(args.in_file))}
+        if args.in_file is not None
+        else {"in_dir": display_name(str(args.in_dir))}
+    )
     report = {**source, "blocked_words": list(blocked_words), **report}
     write_outputs([(report_path, report)], written=[args.out_file])
     print(format_summary(report, args.out_file, report_path))
@@ -247,28 +279,47 @@ def parse_args(argv=None):
     source.add_argument("--in_dir", type=Path, help="folder of ShareGPT *.html pages and/or *.json dumps")
     source.add_argument("--in_file", type=Path, help="one ShareGPT JSON dump (or one page) instead of a folder")
     parser.add_argument("--out_file", type=Path, required=True, help="output JSON, e.g. sharegpt_clean.json")
-    parser.add_argument("--blocked_words", type=Path, default=None,
+    parser.add_argument(
+        "--blocked_words",
+        type=Path,
+        default=None,
         help="file with one blocked word per line (# comments allowed); default: openai",
     )
-    parser.add_argument("--num_workers", type=int, default=available_cores(),
+    parser.add_argument(
+        "--num_workers",
+        type=int,
+        default=available_cores(),
         help="worker processes (default: all cores); the output is identical for any count",
     )
-    parser.add_argument("--page_timeout", type=float, default=DEFAULT_PAGE_TIMEOUT,
+    parser.add_argument(
+        "--page_timeout",
+        type=float,
+        default=DEFAULT_PAGE_TIMEOUT,
         help=f"seconds one page may take before its worker is replaced and the page dropped as `timeout` "
         f"(default: {DEFAULT_PAGE_TIMEOUT:g})",
     )
-    parser.add_argument("--max_page_bytes", type=int, default=DEFAULT_MAX_PAGE_BYTES,
+    parser.add_argument(
+        "--max_page_bytes",
+        type=int,
+        default=DEFAULT_MAX_PAGE_BYTES,
         help=f"larger page files are dropped as `page_too_large` unread (default: {DEFAULT_MAX_PAGE_BYTES})",
     )
-    parser.add_argument("--languages", default=None,
+    parser.add_argument(
+        "--languages",
+        default=None,
         help="keep only conversations whose dominant language is listed, e.g. en,zh (ISO 639-1; default: all)",
     )
-    parser.add_argument("--near_dup_threshold", type=float, default=None,
+    parser.add_argument(
+        "--near_dup_threshold",
+        type=float,
+        default=None,
         help="drop a conversation whose MinHash Jaccard similarity (word 5-grams) to an earlier kept one "
         "reaches this, e.g. 0.8 (default: off)",
     )
     parser.add_argument("--near_dup_seed", type=int, default=1, help="MinHash seed (default: 1)")
-    parser.add_argument("--ray_address", default=None,
+    parser.add_argument(
+        "--ray_address",
+        default=None,
         help="run the per-page work as Ray tasks: auto, HOST:PORT, or local (a private local cluster); "
         "default: a local process pool",
     )
@@ -296,6 +347,7 @@ def parse_args(argv=None):
 
 
 # ----------------------------------------------------------------------------- one page
+
 
 def clean_page(source, blocked_words=DEFAULT_BLOCKED_WORDS, max_page_bytes=DEFAULT_MAX_PAGE_BYTES):
     """Clean one page (a path or the page's bytes).
@@ -422,9 +474,17 @@ def drop_inert_markup(html):
     parse and conversion get much cheaper; tests compare against plain
     markdownify.
     """
-    html = CHATGPT_CODE_BLOCK.sub(lambda block: (
-        block["pre"] + block["code_open"] + (block["language"] or "") + "Copy code"
-        + SPAN_TAG.sub("", block["code"]) + "</code></pre>"), html)
+    html = CHATGPT_CODE_BLOCK.sub(
+        lambda block: (
+            block["pre"]
+            + block["code_open"]
+            + (block["language"] or "")
+            + "Copy code"
+            + SPAN_TAG.sub("", block["code"])
+            + "</code></pre>"
+        ),
+        html,
+    )
     html = COPY_BUTTON_ICON.sub(r"\1", html)
     return escape_unclosed_tail(strip_spans_in_code(html))
 
@@ -453,8 +513,8 @@ def strip_spans_in_code(html):
     pieces, position = [], 0
     for pre_open, pre_close in tag_blocks(html, PRE_OPEN, PRE_CLOSE, 0, len(html)):
         for code_open, code_close in tag_blocks(html, CODE_OPEN, CODE_CLOSE, pre_open.start(), pre_close.end()):
-            pieces.append(html[position:code_open.end()])
-            pieces.append(SPAN_TAG.sub("", html[code_open.end():code_close.start()]))
+            pieces.append(html[position : code_open.end()])
+            pieces.append(SPAN_TAG.sub("", html[code_open.end() : code_close.start()]))
             position = code_close.start()
     pieces.append(html[position:])
     return "".join(pieces)
@@ -483,7 +543,7 @@ def clean_markdown(text):
     """Remove ShareGPT page noise from a turn's Markdown and normalise code fences."""
     counter = REGENERATION_COUNTER.match(text)
     if counter is not None:
-        text = text[counter.end():]
+        text = text[counter.end() :]
     text = COPY_CHARS_NOISE.sub("", text)
     text = remove_empty_code_blocks(text)
     text = CODE_BLOCK_HEADER.sub(lambda match: "```" + match.group(1).strip() + "\n", text)
@@ -501,7 +561,7 @@ def remove_empty_code_blocks(text):
     """
     pieces, position = [], 0
     for block in EMPTY_CODE_BLOCK.finditer(text):
-        pieces += [text[position:block.start()].rstrip("\n"), "\n\n"]
+        pieces += [text[position : block.start()].rstrip("\n"), "\n\n"]
         position = block.end()
     if not pieces:
         return text
@@ -518,8 +578,7 @@ def compile_blocked_words(blocked_words):
 
 def conversation_hash(items):
     """sha256 of the cleaned turns: stable across processes and runs, unlike hash()."""
-    canonical = json.dumps([[item["from"], item["value"]] for item in items], ensure_ascii=False,
-                           separators=(",", ":"))
+    canonical = json.dumps([[item["from"], item["value"]] for item in items], ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -528,6 +587,7 @@ def conversation_hash(items):
 # (a FIFO, a device, a folder), be huge, hide its data in comments, hold JSON that
 # Python refuses (integers over its digit limit, nesting past the recursion limit),
 # text that UTF-8 cannot encode (lone surrogates), or metadata of the wrong type.
+
 
 def read_page_bytes(source, max_page_bytes=DEFAULT_MAX_PAGE_BYTES):
     """A page's bytes, read only from a regular file and only up to `max_page_bytes`.
@@ -569,8 +629,12 @@ def read_page_bytes(source, max_page_bytes=DEFAULT_MAX_PAGE_BYTES):
 
 
 def file_kind(mode):
-    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return kind
     return "not a regular file"
@@ -668,9 +732,19 @@ def printable(text, limit=300):
 
 # ----------------------------------------------------------------------------- many pages
 
-def clean_pages(page_paths, blocked_words=DEFAULT_BLOCKED_WORDS, num_workers=1, show_progress=False,
-                page_timeout=DEFAULT_PAGE_TIMEOUT, max_page_bytes=DEFAULT_MAX_PAGE_BYTES, skipped_names=(),
-                filters=None, ray=False, sink=None):
+
+def clean_pages(
+    page_paths,
+    blocked_words=DEFAULT_BLOCKED_WORDS,
+    num_workers=1,
+    show_progress=False,
+    page_timeout=DEFAULT_PAGE_TIMEOUT,
+    max_page_bytes=DEFAULT_MAX_PAGE_BYTES,
+    skipped_names=(),
+    filters=None,
+    ray=False,
+    sink=None,
+):
     """Clean pages and dumps in worker processes (or Ray tasks) and deduplicate in the given order.
 
     Returns (conversations, report). Results are gathered in input order, so
@@ -734,8 +808,14 @@ def dump_items(path):
         yield path.name, (None, UNREADABLE_FILE, error.strerror or str(error))
         return
     if not stat.S_ISREG(mode):  # a FIFO named x.json would block the open
-        yield path.name, (None, UNREADABLE_FILE if stat.S_ISDIR(mode) else NOT_REGULAR_FILE,
-                          os.strerror(errno.EISDIR) if stat.S_ISDIR(mode) else file_kind(mode))
+        yield (
+            path.name,
+            (
+                None,
+                UNREADABLE_FILE if stat.S_ISDIR(mode) else NOT_REGULAR_FILE,
+                os.strerror(errno.EISDIR) if stat.S_ISDIR(mode) else file_kind(mode),
+            ),
+        )
         return
     try:
         for entry in iter_dump(path):
@@ -761,10 +841,23 @@ def map_pages(items, options, num_workers, page_timeout, ray=False):
         from data_pipeline import clean_sharegpt
         from data_pipeline.ray_backend import map_with_ray
 
-        return map_with_ray(clean_sharegpt.inspect_page_in_worker, items, page_timeout, **failures,
-                            initializer=clean_sharegpt.set_worker_options, initargs=(options,))
-    return map_with_deadline(inspect_page_in_worker, items, num_workers, page_timeout, **failures,
-                             initializer=set_worker_options, initargs=(options,))
+        return map_with_ray(
+            clean_sharegpt.inspect_page_in_worker,
+            items,
+            page_timeout,
+            **failures,
+            initializer=clean_sharegpt.set_worker_options,
+            initargs=(options,),
+        )
+    return map_with_deadline(
+        inspect_page_in_worker,
+        items,
+        num_workers,
+        page_timeout,
+        **failures,
+        initializer=set_worker_options,
+        initargs=(options,),
+    )
 
 
 class PageProgress(tqdm):
@@ -809,10 +902,13 @@ def account(labelled_results, skipped_names=(), filters=None, sink=None):
         name = display_name(label.name if isinstance(label, Path) else label)
         if conversation is None:
             dropped[reason] += 1
-            files.append({"file": name, "status": "dropped", "reason": reason, **({"detail": detail} if detail else {})})
+            files.append(
+                {"file": name, "status": "dropped", "reason": reason, **({"detail": detail} if detail else {})}
+            )
         elif (digest := bytes.fromhex(conversation["hash"])) in first_file_by_hash:  # bytes: half a hex str's size
-            files.append({"file": name, "status": "duplicate", "reason": DUPLICATE,
-                          "duplicate_of": first_file_by_hash[digest]})
+            files.append(
+                {"file": name, "status": "duplicate", "reason": DUPLICATE, "duplicate_of": first_file_by_hash[digest]}
+            )
         else:
             first_file_by_hash[digest] = name
             verdict = filters.check(conversation, name) if filters is not None and filters.active else None
@@ -848,6 +944,7 @@ def entry_order(name):
 
 # ----------------------------------------------------------------------------- input and output
 
+
 def list_folder(in_dir):
     """The `*.html` pages and `*.json` dumps of a folder (sorted by name) and the names of its other entries."""
     in_dir = Path(in_dir)
@@ -860,7 +957,9 @@ def list_folder(in_dir):
     page_paths = [in_dir / name for name in names if name.endswith((".html", DUMP_SUFFIX))]
     skipped_names = [name for name in names if not name.endswith((".html", DUMP_SUFFIX))]
     if not page_paths:
-        others = f" ({len(skipped_names)} other entries, e.g. {display_name(skipped_names[0])})" if skipped_names else ""
+        others = (
+            f" ({len(skipped_names)} other entries, e.g. {display_name(skipped_names[0])})" if skipped_names else ""
+        )
         sys.exit(f"error: no *.html pages or *.json dumps in {in_dir}{others}")
     return page_paths, skipped_names
 

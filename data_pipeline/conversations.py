@@ -38,17 +38,18 @@ def detect_format(path: str) -> str:
         return "sharegpt_json"
     if head.startswith("{"):
         return "conversation_jsonl"
-    raise ValueError(
-        f"{path} is neither clean ShareGPT JSON (a list) nor conversation JSONL (one object a line)"
-    )
+    raise ValueError(f"{path} is neither clean ShareGPT JSON (a list) nor conversation JSONL (one object a line)")
 
 
 def to_conversation_record(conversation: dict, condition: str, reward: float) -> dict:
     """A clean ShareGPT conversation as a conversation JSONL record: assistant items weigh `reward`, user items 0."""
     system = "\n\n".join(item["value"] for item in conversation["items"] if item["from"] == "system")
     items = [
-        {"role": "user" if item["from"] == "human" else "assistant", "content": item["value"],
-         "weight": reward if item["from"] == "gpt" else 0.0}
+        {
+            "role": "user" if item["from"] == "human" else "assistant",
+            "content": item["value"],
+            "weight": reward if item["from"] == "gpt" else 0.0,
+        }
         for item in conversation["items"]
         if item["from"] != "system"
     ]

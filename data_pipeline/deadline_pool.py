@@ -39,8 +39,9 @@ class _Worker:
 
     def __init__(self, context, function, initializer, initargs):
         self.connection, child_connection = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child_connection, function, initializer, initargs),
-                                       daemon=True)
+        self.process = context.Process(
+            target=_serve, args=(child_connection, function, initializer, initargs), daemon=True
+        )
         self.process.start()
         child_connection.close()
         self.held: collections.deque[int] = collections.deque()

@@ -65,18 +65,26 @@ def parse_args(argv=None):
     )
     parser.add_argument("--in_file", type=Path, required=True, help="clean conversations, e.g. sharegpt_clean.json")
     parser.add_argument("--out_file", type=Path, required=True, help="output JSON, e.g. sharegpt_gpt4.json")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f'model label to keep in the default mode (default: "{DEFAULT_MODEL}")')
-    parser.add_argument("--mode", choices=MODES, default="model",
-                        help="model: keep one model label, write clean JSON (default); c-rlft: keep every mapped "
-                             "label, write conversation JSONL with a condition and a reward per conversation. "
-                             'By default "Model: GPT-4" becomes condition GPT4 with reward 1.0, and '
-                             '"Model: Default (GPT-3.5)", "Model: Legacy (GPT-3.5)" and pages with no model label '
-                             "count as GPT-3.5: condition GPT3 with reward 0.1")
-    parser.add_argument("--conditions", default=None,
-                        help='c-rlft mapping "LABEL=CONDITION:REWARD,..." replacing the default, e.g. '
-                             '"Model: GPT-4=GPT4:1.0,Model: Default (GPT-3.5)=GPT3:0.1"; '
-                             f'"{NO_LABEL}" names pages without a label; unmapped labels are dropped and counted')
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f'model label to keep in the default mode (default: "{DEFAULT_MODEL}")'
+    )
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="model",
+        help="model: keep one model label, write clean JSON (default); c-rlft: keep every mapped "
+        "label, write conversation JSONL with a condition and a reward per conversation. "
+        'By default "Model: GPT-4" becomes condition GPT4 with reward 1.0, and '
+        '"Model: Default (GPT-3.5)", "Model: Legacy (GPT-3.5)" and pages with no model label '
+        "count as GPT-3.5: condition GPT3 with reward 0.1",
+    )
+    parser.add_argument(
+        "--conditions",
+        default=None,
+        help='c-rlft mapping "LABEL=CONDITION:REWARD,..." replacing the default, e.g. '
+        '"Model: GPT-4=GPT4:1.0,Model: Default (GPT-3.5)=GPT3:0.1"; '
+        f'"{NO_LABEL}" names pages without a label; unmapped labels are dropped and counted',
+    )
     return parser.parse_args(argv)
 
 
@@ -115,12 +123,15 @@ def format_condition_counts(conversations, records, conditions, out_file):
     by_condition = collections.Counter(record["condition"] for record in records)
     rewards = {condition: reward for condition, reward in conditions.values()}
     dropped = collections.Counter(
-        conversation.get("model") or NO_LABEL for conversation in conversations
+        conversation.get("model") or NO_LABEL
+        for conversation in conversations
         if (conversation.get("model") or NO_LABEL) not in conditions
     )
     lines = [f"conversations {len(conversations):>8}", f"kept          {len(records):>8}   (c-rlft) -> {out_file}"]
-    lines += [f"  condition {condition:<20}{by_condition[condition]:>6}   reward {reward:g}"
-              for condition, reward in rewards.items()]
+    lines += [
+        f"  condition {condition:<20}{by_condition[condition]:>6}   reward {reward:g}"
+        for condition, reward in rewards.items()
+    ]
     lines += [f"  dropped {label:<22}{count:>6}   (label not in the mapping)" for label, count in dropped.most_common()]
     return "\n".join(lines)
 

@@ -196,9 +196,15 @@ def convert_conversations(
     valid, conditions = [], []
     for conversation in conversations:
         items = conversation.get("items") if isinstance(conversation, dict) else None
-        if not isinstance(items, list) or not items or any(
-            not isinstance(item, dict) or item.get("from") not in config.role_prefix or not isinstance(item.get("value"), str)
-            for item in items
+        if (
+            not isinstance(items, list)
+            or not items
+            or any(
+                not isinstance(item, dict)
+                or item.get("from") not in config.role_prefix
+                or not isinstance(item.get("value"), str)
+                for item in items
+            )
         ):
             stats.invalid.append(conversation.get("id") if isinstance(conversation, dict) else None)
             continue
@@ -262,20 +268,52 @@ def generate_dataset(
     outputs = output_paths(out_dir, model_type)
     remove_files(outputs)  # the last run's files must not outlive a failure of this one
     try:
-        report = _convert_and_write(config, tokenizer, conversations, out_dir, model_type, model_path, in_file,
-                                    eval_ratio, seed, truncation, split_long, in_format)
+        report = _convert_and_write(
+            config,
+            tokenizer,
+            conversations,
+            out_dir,
+            model_type,
+            model_path,
+            in_file,
+            eval_ratio,
+            seed,
+            truncation,
+            split_long,
+            in_format,
+        )
     except BaseException:
         remove_files(outputs)
         raise
     return report
 
 
-def _convert_and_write(config, tokenizer, conversations, out_dir, model_type, model_path, in_file,
-                       eval_ratio, seed, truncation, split_long, in_format="sharegpt_json") -> dict:
-    report = {"model_type": model_type, "model_path": model_path, "in_file": in_file,
-              "max_context": config.max_context, "truncation": truncation, "split_long": split_long,
-              "eval_ratio": eval_ratio, "seed": seed, "in_format": in_format,
-              "conditions": condition_counts(config, conversations)}
+def _convert_and_write(
+    config,
+    tokenizer,
+    conversations,
+    out_dir,
+    model_type,
+    model_path,
+    in_file,
+    eval_ratio,
+    seed,
+    truncation,
+    split_long,
+    in_format="sharegpt_json",
+) -> dict:
+    report = {
+        "model_type": model_type,
+        "model_path": model_path,
+        "in_file": in_file,
+        "max_context": config.max_context,
+        "truncation": truncation,
+        "split_long": split_long,
+        "eval_ratio": eval_ratio,
+        "seed": seed,
+        "in_format": in_format,
+        "conditions": condition_counts(config, conversations),
+    }
     for split_name, split_conversations in zip(("train", "eval"), split_train_eval(conversations, eval_ratio, seed)):
         stats = ConversionStats()
         samples = convert_conversations(config, tokenizer, split_conversations, truncation, split_long, stats)
@@ -371,18 +409,30 @@ def main(argv=None):
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_type", required=True, help="registry model type, e.g. openchat or openchat_tiny")
     parser.add_argument("--model_path", help="model folder whose tokenizer has <|end_of_turn|> (required to convert)")
-    parser.add_argument("--in_file",
-                        help="clean conversations JSON (e.g. sharegpt_gpt4.json) or conversation JSONL "
-                             "(e.g. sharegpt_crlft.jsonl from filter_sharegpt --mode c-rlft)")
+    parser.add_argument(
+        "--in_file",
+        help="clean conversations JSON (e.g. sharegpt_gpt4.json) or conversation JSONL "
+        "(e.g. sharegpt_crlft.jsonl from filter_sharegpt --mode c-rlft)",
+    )
     parser.add_argument("--out_dir", help="folder for T.{train,eval}[.text].json and T.report.json")
-    parser.add_argument("--check_only", action="store_true",
-                        help="only check the model type and model folder (architecture, tokenizer, EOT); write nothing")
+    parser.add_argument(
+        "--check_only",
+        action="store_true",
+        help="only check the model type and model folder (architecture, tokenizer, EOT); write nothing",
+    )
     parser.add_argument("--eval_ratio", type=float, default=0.01, help="share of conversations held out (default 0.01)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the train/eval split")
-    parser.add_argument("--truncation", choices=TRUNCATION_MODES, default="turn",
-                        help="turn: cut at the last whole assistant turn (default); tail: the original's raw cut")
-    parser.add_argument("--split_long", action="store_true",
-                        help="split conversations longer than the context into several samples of whole rounds")
+    parser.add_argument(
+        "--truncation",
+        choices=TRUNCATION_MODES,
+        default="turn",
+        help="turn: cut at the last whole assistant turn (default); tail: the original's raw cut",
+    )
+    parser.add_argument(
+        "--split_long",
+        action="store_true",
+        help="split conversations longer than the context into several samples of whole rounds",
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.eval_ratio < 1:
         parser.error("--eval_ratio must be in [0, 1)")
@@ -399,8 +449,16 @@ def main(argv=None):
     if missing:
         parser.error("the following arguments are required: " + ", ".join("--" + name for name in missing))
     try:
-        report = generate_dataset(args.model_type, args.model_path, args.in_file, args.out_dir,
-                                  args.eval_ratio, args.seed, args.truncation, args.split_long)
+        report = generate_dataset(
+            args.model_type,
+            args.model_path,
+            args.in_file,
+            args.out_dir,
+            args.eval_ratio,
+            args.seed,
+            args.truncation,
+            args.split_long,
+        )
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"generate_dataset: {error}")
     except OSError as error:

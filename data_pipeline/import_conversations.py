@@ -90,13 +90,20 @@ def parse_args(argv=None):
     parser = ArgumentParser(
         prog="python -m data_pipeline.import_conversations",
         description="Import ShareGPT JSON, Alpaca, Anthropic HH, OpenAI chat messages or OpenChat conversation "
-                    "JSONL into clean conversations; bad records are dropped with reasons in a report.")
-    parser.add_argument("--format", required=True, type=lambda name: name.replace("-", "_"),
-                        choices=FORMATS, help="input format: " + ", ".join(FORMATS))
+        "JSONL into clean conversations; bad records are dropped with reasons in a report.",
+    )
+    parser.add_argument(
+        "--format",
+        required=True,
+        type=lambda name: name.replace("-", "_"),
+        choices=FORMATS,
+        help="input format: " + ", ".join(FORMATS),
+    )
     parser.add_argument("--in_file", type=Path, required=True, help="input JSON list or JSONL file")
     parser.add_argument("--out_file", type=Path, required=True, help="output JSON, e.g. alpaca_clean.json")
-    parser.add_argument("--source", default=None,
-                        help="name written in each conversation's `source` field (default: the format name)")
+    parser.add_argument(
+        "--source", default=None, help="name written in each conversation's `source` field (default: the format name)"
+    )
     args = parser.parse_args(argv)
     if not args.in_file.is_file():
         parser.error(f"--in_file {args.in_file} is not a file")
@@ -113,8 +120,9 @@ def import_file(in_file, format_name, source=None, show_progress=False):
     total = duplicates = system_prompts = 0
     try:
         entries = iter_dump(in_file)
-        for entry in tqdm(entries, desc=f"importing {format_name}", unit="record", disable=not show_progress,
-                          file=sys.stderr):
+        for entry in tqdm(
+            entries, desc=f"importing {format_name}", unit="record", disable=not show_progress, file=sys.stderr
+        ):
             total += 1
             index = int(entry.label.rsplit("#", 1)[1])
             try:
@@ -131,23 +139,39 @@ def import_file(in_file, format_name, source=None, show_progress=False):
             digest = conversation_hash(items)
             if digest in first_id_by_hash:
                 duplicates += 1
-                records.append({"record": entry.label, "status": "duplicate", "reason": DUPLICATE,
-                                "duplicate_of": first_id_by_hash[digest]})
+                records.append(
+                    {
+                        "record": entry.label,
+                        "status": "duplicate",
+                        "reason": DUPLICATE,
+                        "duplicate_of": first_id_by_hash[digest],
+                    }
+                )
                 continue
             first_id_by_hash[digest] = conversation_id
-            conversations.append({"id": conversation_id, "model": model, "views": None, "source": source,
-                                  "items": items, "hash": digest})
+            conversations.append(
+                {"id": conversation_id, "model": model, "views": None, "source": source, "items": items, "hash": digest}
+            )
     except OSError as error:
         sys.exit(f"error: cannot read {in_file}: {error.strerror or error}")
-    report = {"format": format_name, "in_file": str(in_file), "source": source, "total_records": total,
-              "kept": len(conversations), "duplicates": duplicates, "dropped": dict(sorted(dropped.items())),
-              "system_prompts_dropped": system_prompts, "records": records}
+    report = {
+        "format": format_name,
+        "in_file": str(in_file),
+        "source": source,
+        "total_records": total,
+        "kept": len(conversations),
+        "duplicates": duplicates,
+        "dropped": dict(sorted(dropped.items())),
+        "system_prompts_dropped": system_prompts,
+        "records": records,
+    }
     return conversations, report
 
 
 # ----------------------------------------------------------------------------- one record per format
 # Each reader returns (id, model, [(role, text)], system prompt) with role "human" | "gpt" | "system",
 # or raises RecordError.
+
 
 def sharegpt_turns(record):
     parts = record_turns(record)
@@ -218,8 +242,9 @@ def message_text(content):
     """A message's text: a string, or the text parts of a content list (any other part drops the record)."""
     if isinstance(content, str):
         return content
-    if isinstance(content, list) and all(isinstance(part, dict) and part.get("type") == "text"
-                                         and isinstance(part.get("text"), str) for part in content):
+    if isinstance(content, list) and all(
+        isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str) for part in content
+    ):
         return "".join(part["text"] for part in content)
     raise RecordError(INVALID_RECORD)
 
@@ -230,8 +255,13 @@ def split_system_prompt(turns):
     return "", turns
 
 
-TURN_READERS = {"sharegpt_json": sharegpt_turns, "alpaca": alpaca_turns, "hh": hh_turns,
-                "openai_messages": openai_turns, "openchat": openchat_turns}
+TURN_READERS = {
+    "sharegpt_json": sharegpt_turns,
+    "alpaca": alpaca_turns,
+    "hh": hh_turns,
+    "openai_messages": openai_turns,
+    "openchat": openchat_turns,
+}
 
 
 def shape_turns(turns):
@@ -252,10 +282,12 @@ def shape_turns(turns):
 
 
 def format_summary(report, out_file, report_path):
-    lines = [f"records     {report['total_records']:>8}",
-             f"kept        {report['kept']:>8}   -> {out_file}",
-             f"duplicates  {report['duplicates']:>8}",
-             f"dropped     {sum(report['dropped'].values()):>8}"]
+    lines = [
+        f"records     {report['total_records']:>8}",
+        f"kept        {report['kept']:>8}   -> {out_file}",
+        f"duplicates  {report['duplicates']:>8}",
+        f"dropped     {sum(report['dropped'].values()):>8}",
+    ]
     lines += [f"  {reason:<22}{count:>6}" for reason, count in report["dropped"].items()]
     if report["system_prompts_dropped"]:
         lines.append(f"system prompts dropped {report['system_prompts_dropped']}")

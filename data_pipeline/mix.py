@@ -65,9 +65,17 @@ def parse_args(argv=None):
     parser = ArgumentParser(
         prog="python -m data_pipeline.mix",
         description="Mix clean-conversation files by ratio or count into one shuffled training set, "
-                    "with a per-source report.")
-    parser.add_argument("--in", dest="sources", nargs="+", required=True, type=parse_source, metavar="NAME=FILE[:AMOUNT]",
-                        help="a source: NAME=FILE takes all, NAME=FILE:0.5 a weight (x size), NAME=FILE:5000 a count")
+        "with a per-source report.",
+    )
+    parser.add_argument(
+        "--in",
+        dest="sources",
+        nargs="+",
+        required=True,
+        type=parse_source,
+        metavar="NAME=FILE[:AMOUNT]",
+        help="a source: NAME=FILE takes all, NAME=FILE:0.5 a weight (x size), NAME=FILE:5000 a count",
+    )
     parser.add_argument("--out_file", type=Path, required=True, help="output JSON, e.g. mixed.json")
     parser.add_argument("--seed", type=int, default=0, help="seed for sampling and shuffling (default %(default)s)")
     args = parser.parse_args(argv)
@@ -100,7 +108,8 @@ def load_conversations(path):
     except json.JSONDecodeError as error:
         sys.exit(f"error: {path} is not JSON ({error.msg} at line {error.lineno})")
     if not isinstance(conversations, list) or not all(
-            isinstance(c, dict) and isinstance(c.get("items"), list) for c in conversations):
+        isinstance(c, dict) and isinstance(c.get("items"), list) for c in conversations
+    ):
         sys.exit(f"error: {path} is not a list of clean conversations (objects with `items`)")
     return conversations
 
@@ -115,9 +124,16 @@ def mix(sources, seed):
             sys.exit(f"error: source {spec.name} ({spec.path}) is empty but {spec.describe()} was asked")
         taken = draw(conversations, wanted, rng)
         mixed.extend({**conversation, "source": spec.name} for conversation in taken)
-        rows.append({"name": spec.name, "file": str(spec.path), "available": len(conversations),
-                     "asked": spec.describe(), "taken": len(taken),
-                     "repeated": max(0, len(taken) - len(conversations))})
+        rows.append(
+            {
+                "name": spec.name,
+                "file": str(spec.path),
+                "available": len(conversations),
+                "asked": spec.describe(),
+                "taken": len(taken),
+                "repeated": max(0, len(taken) - len(conversations)),
+            }
+        )
     rng.shuffle(mixed)
     for row in rows:
         row["share"] = round(row["taken"] / len(mixed), 4) if mixed else 0.0
@@ -134,8 +150,10 @@ def draw(conversations, wanted, rng):
 
 def format_table(report, out_file):
     lines = [f"{'source':<16}{'available':>10}{'asked':>16}{'taken':>8}{'share':>8}"]
-    lines += [f"{row['name']:<16}{row['available']:>10}{row['asked']:>16}{row['taken']:>8}{row['share']:>8.1%}"
-              for row in report["sources"]]
+    lines += [
+        f"{row['name']:<16}{row['available']:>10}{row['asked']:>16}{row['taken']:>8}{row['share']:>8.1%}"
+        for row in report["sources"]
+    ]
     lines.append(f"{'total':<16}{'':>10}{'':>16}{report['total']:>8}   -> {out_file}")
     return "\n".join(lines)
 

@@ -41,7 +41,7 @@ def shingles(items, size=SHINGLE_WORDS):
     words = " ".join(item["value"] for item in items).lower().split()
     if len(words) <= size:
         return {" ".join(words).encode("utf-8")}
-    return {" ".join(words[start:start + size]).encode("utf-8") for start in range(len(words) - size + 1)}
+    return {" ".join(words[start : start + size]).encode("utf-8") for start in range(len(words) - size + 1)}
 
 
 def conversation_signature(items, num_perm=DEFAULT_NUM_PERM, seed=DEFAULT_SEED):
@@ -49,8 +49,9 @@ def conversation_signature(items, num_perm=DEFAULT_NUM_PERM, seed=DEFAULT_SEED):
     key = (num_perm, seed)
     if key not in _permutations_by_seed:  # drawing permutations costs more than hashing a short chat
         _permutations_by_seed[key] = MinHash(num_perm=num_perm, seed=seed).permutations
-    minhash = MinHash(num_perm=num_perm, seed=seed, permutations=_permutations_by_seed[key], scheme=SCHEME,
-                      hashfunc=zlib.crc32)
+    minhash = MinHash(
+        num_perm=num_perm, seed=seed, permutations=_permutations_by_seed[key], scheme=SCHEME, hashfunc=zlib.crc32
+    )
     minhash.update_batch(list(shingles(items)))
     return minhash.hashvalues
 

@@ -63,7 +63,7 @@ def map_with_ray(function, items, timeout, timed_out, crashed, initializer=None,
     if _remote_function is None:
         _remote_function = ray.remote(run_chunk)
     items = list(items)
-    chunks = [items[start:start + CHUNK_SIZE] for start in range(0, len(items), CHUNK_SIZE)]
+    chunks = [items[start : start + CHUNK_SIZE] for start in range(0, len(items), CHUNK_SIZE)]
     submitted = []
 
     def submit(chunk):

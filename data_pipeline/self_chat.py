@@ -60,12 +60,14 @@ TRANSCRIPT_PROMPT = (
     "Human statements start with [Human] and AI assistant statements start with [AI]. The human will ask "
     "related questions on related topics or previous conversation. The human will stop the conversation "
     "when they have no question. The AI assistant tries not to ask questions. Write at most {rounds} rounds. "
-    "Complete the transcript in exactly that format, starting with the human's question.\n[Human] {seed}\n[AI] ")
+    "Complete the transcript in exactly that format, starting with the human's question.\n[Human] {seed}\n[AI] "
+)
 ASSISTANT_SYSTEM = "You are a helpful, knowledgeable AI assistant."
 HUMAN_ROLEPLAY_SYSTEM = (
     "You are playing a curious human who is chatting with an AI assistant about: '{seed}'. Write only the "
     "human's next message: a follow-up question on the topic or on the assistant's last answer. If you have "
-    "no more questions, reply with " + END_MARKER + " alone.")
+    "no more questions, reply with " + END_MARKER + " alone."
+)
 MARKER = re.compile(r"\[(Human|AI)\]")
 
 
@@ -82,19 +84,27 @@ def parse_args(argv=None):
     parser = ArgumentParser(
         prog="python -m data_pipeline.self_chat",
         description="Generate multi-turn dialogues from seed questions with an OpenAI-compatible chat model "
-                    "(Baize's self-chat); writes a ShareGPT JSON dump labelled with the model.")
+        "(Baize's self-chat); writes a ShareGPT JSON dump labelled with the model.",
+    )
     parser.add_argument("--seeds", type=Path, required=True, help="questions: one a line, or JSONL with `text`")
     parser.add_argument("--model", required=True, help="the model name the endpoint serves")
     parser.add_argument("--out_file", type=Path, required=True, help="output ShareGPT JSON, e.g. self_chat.json")
-    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
-                        help="roleplay: alternating calls; transcript: one [Human]/[AI] transcript per seed "
-                             "(default %(default)s)")
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default=DEFAULT_METHOD,
+        help="roleplay: alternating calls; transcript: one [Human]/[AI] transcript per seed (default %(default)s)",
+    )
     parser.add_argument("--max_rounds", type=int, default=3, help="most human/AI rounds a dialogue keeps (default 3)")
     parser.add_argument("--max_tokens", type=int, default=512, help="longest reply per request (default 512)")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
     parser.add_argument("--seed", type=int, default=0, help="request seed, for endpoints that honour it (default 0)")
-    parser.add_argument("--continue", dest="resume", action="store_true",
-                        help="resume an interrupted run: keep finished seeds from the log, ask the rest")
+    parser.add_argument(
+        "--continue",
+        dest="resume",
+        action="store_true",
+        help="resume an interrupted run: keep finished seeds from the log, ask the rest",
+    )
     parser.add_argument("--overwrite", action="store_true", help="discard an earlier run's log and start again")
     add_client_args(parser, default_parallel=8)
     args = parser.parse_args(argv)
@@ -132,6 +142,7 @@ def load_seeds(path):
 
 # ----------------------------------------------------------------------------- parsing a transcript
 
+
 def parse_transcript(text, seed, max_rounds):
     """[(role, text)] from a `[Human]`/`[AI]` transcript, or None when it is unparseable.
 
@@ -144,8 +155,10 @@ def parse_transcript(text, seed, max_rounds):
     statement is dropped and the dialogue cut to `max_rounds` rounds.
     """
     pieces = MARKER.split(text)
-    statements = [("human" if marker == "Human" else "gpt", statement.strip())
-                  for marker, statement in zip(pieces[1::2], pieces[2::2])]
+    statements = [
+        ("human" if marker == "Human" else "gpt", statement.strip())
+        for marker, statement in zip(pieces[1::2], pieces[2::2])
+    ]
     while statements and not statements[-1][1]:  # a reply cut off right after a marker
         statements.pop()
     first_answer = pieces[0].strip()
@@ -162,13 +175,14 @@ def parse_transcript(text, seed, max_rounds):
         return None
     if turns[-1][0] == "human":
         turns = turns[:-1]
-    turns = turns[:2 * max_rounds]
+    turns = turns[: 2 * max_rounds]
     if any(not statement for _, statement in turns):
         return None
     return turns
 
 
 # ----------------------------------------------------------------------------- the run
+
 
 class SelfChatRun:
     """Dialogues for every seed, with the append-only log that makes a run resumable."""
@@ -185,16 +199,22 @@ class SelfChatRun:
             sys.exit(f"error: {self.log_path} holds an earlier run; pass --continue to resume or --overwrite")
         if self.log_path.exists():
             for entry in read_append_log(self.log_path):
-                if entry.get("seed_index") is not None and entry["seed_index"] < len(seeds) \
-                        and entry.get("seed") == seeds[entry["seed_index"]]:
+                if (
+                    entry.get("seed_index") is not None
+                    and entry["seed_index"] < len(seeds)
+                    and entry.get("seed") == seeds[entry["seed_index"]]
+                ):
                     self.results[entry["seed_index"]] = entry
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "a", encoding="utf-8")
         self._last_fsync = time.monotonic()
 
     def pending(self):
-        return [index for index in range(len(self.seeds))
-                if index not in self.results or self.results[index]["status"] == "failed"]
+        return [
+            index
+            for index in range(len(self.seeds))
+            if index not in self.results or self.results[index]["status"] == "failed"
+        ]
 
     async def generate(self):
         pending = self.pending()
@@ -210,8 +230,9 @@ class SelfChatRun:
         entry = {"seed_index": index, "seed": seed, "method": self.args.method, "model": self.args.model}
         try:
             turns, raw, requests = await method(client, seed, self.args)
-            entry.update(status="valid" if turns else "unparseable", conversation=turns, raw=raw, error=None,
-                         requests=requests)
+            entry.update(
+                status="valid" if turns else "unparseable", conversation=turns, raw=raw, error=None, requests=requests
+            )
         except ChatRequestError as error:
             print(f"self-chat failed for seed {index}: {error}", file=sys.stderr)
             entry.update(status="failed", conversation=None, raw=None, error=str(error), requests=None)
@@ -234,9 +255,16 @@ class SelfChatRun:
             entry = self.results.get(index)
             if entry is None or entry["status"] != "valid":
                 continue
-            dump.append({"id": f"self_chat-{index}", "model": entry["model"], "source": "self_chat",
-                         "method": entry["method"], "seed": entry["seed"],
-                         "conversations": [{"from": role, "value": text} for role, text in entry["conversation"]]})
+            dump.append(
+                {
+                    "id": f"self_chat-{index}",
+                    "model": entry["model"],
+                    "source": "self_chat",
+                    "method": entry["method"],
+                    "seed": entry["seed"],
+                    "conversations": [{"from": role, "value": text} for role, text in entry["conversation"]],
+                }
+            )
         write_json_atomic(self.out_file, dump)
 
     def counts(self):
@@ -258,8 +286,13 @@ class SelfChatRun:
 async def transcript_dialogue(client, seed, args):
     """Baize: one request for the whole transcript, then parse it."""
     prompt = TRANSCRIPT_PROMPT.format(seed=seed, rounds=args.max_rounds)
-    reply = await client.chat(args.model, [{"role": "user", "content": prompt}], temperature=args.temperature,
-                              max_tokens=args.max_tokens, seed=args.seed)
+    reply = await client.chat(
+        args.model,
+        [{"role": "user", "content": prompt}],
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+    )
     return parse_transcript(reply, seed, args.max_rounds), reply, 1
 
 
@@ -268,9 +301,13 @@ async def roleplay_dialogue(client, seed, args):
     turns, requests = [("human", seed)], 0
     for round_index in range(args.max_rounds):
         answer_messages = [{"role": "system", "content": ASSISTANT_SYSTEM}] + [
-            {"role": "user" if role == "human" else "assistant", "content": text} for role, text in turns]
-        answer = (await client.chat(args.model, answer_messages, temperature=args.temperature,
-                                    max_tokens=args.max_tokens, seed=args.seed)).strip()
+            {"role": "user" if role == "human" else "assistant", "content": text} for role, text in turns
+        ]
+        answer = (
+            await client.chat(
+                args.model, answer_messages, temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed
+            )
+        ).strip()
         requests += 1
         if not answer:
             break
@@ -279,9 +316,13 @@ async def roleplay_dialogue(client, seed, args):
             break
         # Seen from the role-played human, the assistant's words are the other party's (user) turns.
         human_messages = [{"role": "system", "content": HUMAN_ROLEPLAY_SYSTEM.format(seed=seed)}] + [
-            {"role": "assistant" if role == "human" else "user", "content": text} for role, text in turns]
-        question = (await client.chat(args.model, human_messages, temperature=args.temperature,
-                                      max_tokens=args.max_tokens, seed=args.seed)).strip()
+            {"role": "assistant" if role == "human" else "user", "content": text} for role, text in turns
+        ]
+        question = (
+            await client.chat(
+                args.model, human_messages, temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed
+            )
+        ).strip()
         requests += 1
         if not question or END_MARKER in question:
             break

@@ -38,13 +38,21 @@ INVALID_RECORD = "invalid_record"
 BAD_JSON = "bad_json"
 MAX_RECORD_DEPTH = 64  # a ShareGPT record nests 4 deep; deeper ones are skipped (and reported), not built
 
-ROLE_ALIASES = {"human": "human", "user": "human", "gpt": "gpt", "assistant": "gpt", "chatgpt": "gpt",
-                "system": "system"}
+ROLE_ALIASES = {
+    "human": "human",
+    "user": "human",
+    "gpt": "gpt",
+    "assistant": "gpt",
+    "chatgpt": "gpt",
+    "system": "system",
+}
 
 # Tags an HTML answer is made of; Markdown mentions them only inside code, which is looked past.
 HTML_TAG = re.compile(
     r"<(?:p|div|pre|code|ol|ul|li|h[1-6]|table|thead|tbody|tr|td|th|blockquote|br|hr|strong|em|b|i|a|span|img)"
-    r"\b[^<>]*>", re.I)
+    r"\b[^<>]*>",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -170,17 +178,20 @@ def record_turns(record):
         return None
     turns = record.get("conversations", record.get("items"))
     if not isinstance(turns, list) or not all(
-            isinstance(turn, dict) and isinstance(turn.get("from"), str) and isinstance(turn.get("value"), str)
-            for turn in turns):
+        isinstance(turn, dict) and isinstance(turn.get("from"), str) and isinstance(turn.get("value"), str)
+        for turn in turns
+    ):
         return None
     items = [{"from": ROLE_ALIASES.get(turn["from"].lower(), turn["from"]), "value": turn["value"]} for turn in turns]
     record_id = record.get("id")
     model = record.get("model")
     views = record.get("views")
-    return (record_id if isinstance(record_id, str) and record_id else None,
-            model if isinstance(model, str) else None,
-            views if isinstance(views, int) and not isinstance(views, bool) else None,
-            items)
+    return (
+        record_id if isinstance(record_id, str) and record_id else None,
+        model if isinstance(model, str) else None,
+        views if isinstance(views, int) and not isinstance(views, bool) else None,
+        items,
+    )
 
 
 def value_holds_html(text):
@@ -215,8 +226,9 @@ def build_record_conversation(clean, dump_record, blocked_words, max_page_bytes)
     record = dump_record.record
     turns = record.get("conversations", record.get("items")) if isinstance(record, dict) else None
     if not isinstance(turns, list) or not all(
-            isinstance(turn, dict) and isinstance(turn.get("from"), str) and isinstance(turn.get("value"), str)
-            for turn in turns):
+        isinstance(turn, dict) and isinstance(turn.get("from"), str) and isinstance(turn.get("value"), str)
+        for turn in turns
+    ):
         raise clean.PageError(clean.INVALID_ITEMS)
     size = sum(len(turn["value"]) for turn in turns)
     if size > max_page_bytes:

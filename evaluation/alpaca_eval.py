@@ -44,19 +44,27 @@ PROMPT_TEMPLATE = (
     "do not let the order or the length of the outputs sway you.\n\n"
     "## Instruction\n{instruction}\n\n## Output (a)\n{output_a}\n\n## Output (b)\n{output_b}\n\n"
     "Explain your reasoning briefly, then end with exactly one verdict on its own line: [[a]] if output (a) is "
-    "better, [[b]] if output (b) is better, or [[tie]] if they are equally good.")
+    "better, [[b]] if output (b) is better, or [[tie]] if they are equally good."
+)
 ORDERS = ("reference_first", "model_first")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m evaluation.alpaca_eval",
-                            description="AlpacaEval-style judging: how often the judge prefers the model's "
-                                        "output to the reference output, both orders.")
+    parser = ArgumentParser(
+        prog="python -m evaluation.alpaca_eval",
+        description="AlpacaEval-style judging: how often the judge prefers the model's "
+        "output to the reference output, both orders.",
+    )
     parser.add_argument("--model_outputs", required=True, help="JSON list / JSONL of {instruction, output, generator}")
     parser.add_argument("--reference_outputs", required=True, help="the reference outputs, same format")
     parser.add_argument("--output_path", required=True, help="folder for the annotations file")
-    parser.add_argument("--judge_model", "--model", dest="judge_model", default="gpt-4",
-                        help="judge model id at the endpoint (default %(default)s)")
+    parser.add_argument(
+        "--judge_model",
+        "--model",
+        dest="judge_model",
+        default="gpt-4",
+        help="judge model id at the endpoint (default %(default)s)",
+    )
     parser.add_argument("--max_tokens", type=int, default=512, help="judge reply length (default %(default)s)")
     add_judge_args(parser)
     add_client_args(parser, default_parallel=16)
@@ -75,16 +83,21 @@ def main(argv=None) -> None:
         raise SystemExit(f"{len(missing)} instructions have no reference output, e.g. {missing[:3]}")
     model = model_outputs[0].get("generator", Path(args.model_outputs).stem)
     target = Path(args.output_path) / f"alpaca_eval_{model}_annotations.json"
-    requests = [request for record in model_outputs
-                for request in judge_requests(record, reference_outputs[record["instruction"]], args.judge_model,
-                                              args.max_tokens)]
+    requests = [
+        request
+        for record in model_outputs
+        for request in judge_requests(
+            record, reference_outputs[record["instruction"]], args.judge_model, args.max_tokens
+        )
+    ]
     log = CallLog(target.with_suffix(".calls.jsonl"), resume=args.resume, overwrite=args.overwrite)
     try:
         asyncio.run(judge_all(args, requests, log))
     finally:
         log.close()
-    annotations = [annotation(record, reference_outputs[record["instruction"]], log, args.judge_model)
-                   for record in model_outputs]
+    annotations = [
+        annotation(record, reference_outputs[record["instruction"]], log, args.judge_model) for record in model_outputs
+    ]
     write_json_atomic(target, annotations)
     print(f"annotations: {target}", file=sys.stderr)
     report_outcome([log.get(request.key) for request in requests if log.get(request.key) is not None])
@@ -94,15 +107,21 @@ def main(argv=None) -> None:
 def load_outputs(path) -> list[dict]:
     text = Path(path).read_text(encoding="utf-8")
     try:
-        records = (json.loads(text) if text.lstrip().startswith("[")
-                   else [json.loads(line) for line in text.splitlines() if line.strip()])
+        records = (
+            json.loads(text)
+            if text.lstrip().startswith("[")
+            else [json.loads(line) for line in text.splitlines() if line.strip()]
+        )
     except json.JSONDecodeError as error:
         raise SystemExit(f"{path}: not JSON or JSON lines ({error})") from None
     if not records:
         raise SystemExit(f"{path}: no outputs")
     for record in records:
-        if not isinstance(record, dict) or not isinstance(record.get("instruction"), str) \
-                or not isinstance(record.get("output"), str):
+        if (
+            not isinstance(record, dict)
+            or not isinstance(record.get("instruction"), str)
+            or not isinstance(record.get("output"), str)
+        ):
             raise SystemExit(f"{path}: every record needs text 'instruction' and 'output': {str(record)[:200]}")
     instructions = [record["instruction"] for record in records]
     if len(set(instructions)) != len(instructions):
@@ -115,11 +134,25 @@ def judge_requests(record: dict, reference: dict, judge_model: str, max_tokens: 
     requests = []
     for order in ORDERS:
         first, second = (reference, record) if order == "reference_first" else (record, reference)
-        messages = [{"role": "system", "content": SYSTEM_PROMPT},
-                    {"role": "user", "content": PROMPT_TEMPLATE.format(
-                        instruction=record["instruction"], output_a=first["output"], output_b=second["output"])}]
-        requests.append(JudgeRequest((record["instruction"], order), messages, "preference_ab", judge_model,
-                                     temperature=0, max_tokens=max_tokens))
+        messages = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {
+                "role": "user",
+                "content": PROMPT_TEMPLATE.format(
+                    instruction=record["instruction"], output_a=first["output"], output_b=second["output"]
+                ),
+            },
+        ]
+        requests.append(
+            JudgeRequest(
+                (record["instruction"], order),
+                messages,
+                "preference_ab",
+                judge_model,
+                temperature=0,
+                max_tokens=max_tokens,
+            )
+        )
     return requests
 
 
@@ -143,11 +176,17 @@ def annotation(record: dict, reference: dict, log: CallLog, judge_model: str) ->
         texts[order] = call["text"] if call.get("error") is None else f"$ERROR$ {call['error']}"
         preferences[order] = order_preference(order, call["verdict"])
     valid = [p for p in preferences.values() if p is not None]
-    return {"instruction": record["instruction"], "output_1": reference["output"],
-            "generator_1": reference.get("generator", "reference"), "output_2": record["output"],
-            "generator_2": record.get("generator", "model"), "annotator": judge_model,
-            "raw_completion": texts, "order_preference": preferences,
-            "preference": mean(valid) if valid else None}
+    return {
+        "instruction": record["instruction"],
+        "output_1": reference["output"],
+        "generator_1": reference.get("generator", "reference"),
+        "output_2": record["output"],
+        "generator_2": record.get("generator", "model"),
+        "annotator": judge_model,
+        "raw_completion": texts,
+        "order_preference": preferences,
+        "preference": mean(valid) if valid else None,
+    }
 
 
 async def judge_all(args, requests: list[JudgeRequest], log: CallLog) -> None:

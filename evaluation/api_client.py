@@ -44,20 +44,39 @@ class MalformedReply(ValueError):
 def add_client_args(parser: argparse.ArgumentParser, default_parallel: int = 8) -> None:
     """Adds the endpoint flags shared by every evaluation stage."""
     group = parser.add_argument_group("OpenAI-compatible endpoint")
-    group.add_argument("--api_base", dest="api_base", default=None,
-                       help=f"endpoint base URL, e.g. http://127.0.0.1:18888/v1 (default {DEFAULT_API_BASE})")
-    group.add_argument("--api_key", dest="api_key", default=None,
-                       help="API key (default: the OPENAI_API_KEY environment variable)")
-    group.add_argument("--parallel", type=int, default=default_parallel,
-                       help="most requests in flight at once (default %(default)s)")
-    group.add_argument("--max_retries", type=int, default=6,
-                       help="retries of a request on 429, 5xx, timeouts and connection errors (default %(default)s)")
-    group.add_argument("--retry_base_delay", type=float, default=1.0,
-                       help="first backoff delay in seconds; doubles each retry, plus jitter (default %(default)s)")
-    group.add_argument("--max_retry_delay", type=float, default=60.0,
-                       help="longest backoff delay in seconds (default %(default)s)")
-    group.add_argument("--request_timeout", type=float, default=600.0,
-                       help="seconds before one request is abandoned and retried (default %(default)s)")
+    group.add_argument(
+        "--api_base",
+        dest="api_base",
+        default=None,
+        help=f"endpoint base URL, e.g. http://127.0.0.1:18888/v1 (default {DEFAULT_API_BASE})",
+    )
+    group.add_argument(
+        "--api_key", dest="api_key", default=None, help="API key (default: the OPENAI_API_KEY environment variable)"
+    )
+    group.add_argument(
+        "--parallel", type=int, default=default_parallel, help="most requests in flight at once (default %(default)s)"
+    )
+    group.add_argument(
+        "--max_retries",
+        type=int,
+        default=6,
+        help="retries of a request on 429, 5xx, timeouts and connection errors (default %(default)s)",
+    )
+    group.add_argument(
+        "--retry_base_delay",
+        type=float,
+        default=1.0,
+        help="first backoff delay in seconds; doubles each retry, plus jitter (default %(default)s)",
+    )
+    group.add_argument(
+        "--max_retry_delay", type=float, default=60.0, help="longest backoff delay in seconds (default %(default)s)"
+    )
+    group.add_argument(
+        "--request_timeout",
+        type=float,
+        default=600.0,
+        help="seconds before one request is abandoned and retried (default %(default)s)",
+    )
 
 
 @dataclass
@@ -74,11 +93,15 @@ class ChatClient:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, api_base: Optional[str] = None) -> ChatClient:
-        return cls(api_base=api_base or args.api_base or DEFAULT_API_BASE,
-                   api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
-                   parallel=args.parallel, max_retries=args.max_retries,
-                   retry_base_delay=args.retry_base_delay, max_retry_delay=args.max_retry_delay,
-                   request_timeout=args.request_timeout)
+        return cls(
+            api_base=api_base or args.api_base or DEFAULT_API_BASE,
+            api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
+            parallel=args.parallel,
+            max_retries=args.max_retries,
+            retry_base_delay=args.retry_base_delay,
+            max_retry_delay=args.max_retry_delay,
+            request_timeout=args.request_timeout,
+        )
 
     def __post_init__(self):
         if self.parallel < 1:
@@ -100,8 +123,9 @@ class ChatClient:
     async def list_models(self) -> list[str]:
         """Model ids the endpoint serves (`GET /models`)."""
         async with self._slots:
-            async with self._session.get(f"{self.api_base}/models",
-                                         timeout=aiohttp.ClientTimeout(total=self.request_timeout)) as response:
+            async with self._session.get(
+                f"{self.api_base}/models", timeout=aiohttp.ClientTimeout(total=self.request_timeout)
+            ) as response:
                 response.raise_for_status()
                 body = await response.json()
         return [entry["id"] for entry in body.get("data", [])]
@@ -115,15 +139,18 @@ class ChatClient:
             async with self._slots:
                 try:
                     async with self._session.post(
-                            f"{self.api_base}/chat/completions", json=payload,
-                            timeout=aiohttp.ClientTimeout(total=self.request_timeout)) as response:
+                        f"{self.api_base}/chat/completions",
+                        json=payload,
+                        timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+                    ) as response:
                         raw = await response.read()
                         if response.status == 200:
                             return completion_text(raw)
                         detail = raw[:500].decode("utf-8", "replace")
                         if response.status not in RETRYABLE_STATUS:
-                            raise ChatRequestError(f"HTTP {response.status} from {self.api_base}: {detail}",
-                                                   status=response.status)
+                            raise ChatRequestError(
+                                f"HTTP {response.status} from {self.api_base}: {detail}", status=response.status
+                            )
                         retry_after = _parse_retry_after(response.headers.get("Retry-After"))
                         failure = f"HTTP {response.status}: {detail}"
                 except MalformedReply as error:
@@ -137,7 +164,7 @@ class ChatClient:
 
     def backoff_delay(self, attempt: int, retry_after: Optional[float] = None) -> float:
         """Full-jitter exponential backoff; a server's Retry-After is a floor, not a suggestion."""
-        exponential = min(self.max_retry_delay, self.retry_base_delay * (2 ** attempt))
+        exponential = min(self.max_retry_delay, self.retry_base_delay * (2**attempt))
         delay = random.uniform(exponential / 2, exponential)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.max_retry_delay))

@@ -85,8 +85,10 @@ def load_questions(data_path: str | Path) -> list[Question]:
         if not isinstance(record, dict):
             raise SystemExit(f"{path}: question {number} is not a JSON object")
         if ANSWER_KEYS & record.keys():
-            raise SystemExit(f"{path}: question {number} has answer fields {sorted(ANSWER_KEYS & record.keys())}; "
-                             "is this an answer file?")
+            raise SystemExit(
+                f"{path}: question {number} has answer fields {sorted(ANSWER_KEYS & record.keys())}; "
+                "is this an answer file?"
+            )
         formats.add(detect_format(record, QUESTION_FORMATS, f"{path}: question {number}"))
     if len(formats) > 1:
         raise SystemExit(f"{path}: mixed question formats {sorted(formats)}; one file holds one format")
@@ -96,8 +98,15 @@ def load_questions(data_path: str | Path) -> list[Question]:
         if not turns or not all(isinstance(turn, str) for turn in turns):
             raise SystemExit(f"{path}: question {record['question_id']} needs text turns, got {str(turns)[:80]}")
         known = {"question_id", "category", "turns", "text", "reference"}
-        questions.append(Question(record["question_id"], record.get("category", "general"), turns,
-                                  record.get("reference"), {k: v for k, v in record.items() if k not in known}))
+        questions.append(
+            Question(
+                record["question_id"],
+                record.get("category", "general"),
+                turns,
+                record.get("reference"),
+                {k: v for k, v in record.items() if k not in known},
+            )
+        )
     check_unique_ids([question.question_id for question in questions], path)
     print(f"{path}: {len(questions)} questions ({formats.pop()} format)", file=sys.stderr)
     return questions
@@ -107,8 +116,11 @@ def detect_format(record: dict, formats: dict[str, set], where: str) -> str:
     """The one format whose required keys the record holds; refuses none or several."""
     matching = [name for name, required in formats.items() if required <= record.keys()]
     if not matching:
-        raise SystemExit(f"{where} fits no known format (keys {sorted(record)}; expected one of "
-                         + "; ".join(f"{name}: {sorted(required)}" for name, required in formats.items()) + ")")
+        raise SystemExit(
+            f"{where} fits no known format (keys {sorted(record)}; expected one of "
+            + "; ".join(f"{name}: {sorted(required)}" for name, required in formats.items())
+            + ")"
+        )
     if len(matching) > 1:
         raise SystemExit(f"{where} is ambiguous: its keys {sorted(record)} fit {matching}; refusing to guess")
     return matching[0]
@@ -142,8 +154,9 @@ class Reviewer:
     kwargs: dict
 
     def render(self, question: str, answer_1: str, answer_2: str) -> list[dict]:
-        user = self.prompt_template.format(question=question, answer_1=answer_1, answer_2=answer_2,
-                                           prompt=self.instructions)
+        user = self.prompt_template.format(
+            question=question, answer_1=answer_1, answer_2=answer_2, prompt=self.instructions
+        )
         return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": user}]
 
 
@@ -153,8 +166,10 @@ def load_reviewers(data_path: str | Path) -> dict[str, Reviewer]:
     folder = data_path if data_path.is_dir() else data_path.parent
     for name in ("reviewer.jsonl", "prompt.jsonl"):
         if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name} is missing; a Vicuna-style data folder holds "
-                                    "question.jsonl, reviewer.jsonl and prompt.jsonl")
+            raise FileNotFoundError(
+                f"{folder / name} is missing; a Vicuna-style data folder holds "
+                "question.jsonl, reviewer.jsonl and prompt.jsonl"
+            )
     prompt_records = read_jsonl(folder / "prompt.jsonl")
     reviewer_records = read_jsonl(folder / "reviewer.jsonl")
     check_records(prompt_records, PROMPT_KEYS, folder / "prompt.jsonl", "a Vicuna judge prompt")
@@ -164,17 +179,26 @@ def load_reviewers(data_path: str | Path) -> dict[str, Reviewer]:
         try:
             prompt["prompt_template"].format(question="", answer_1="", answer_2="", prompt="")
         except (KeyError, IndexError, ValueError) as error:
-            raise SystemExit(f"{folder}/prompt.jsonl: prompt {prompt['prompt_id']}'s template has a placeholder "
-                             f"other than {{question}} {{answer_1}} {{answer_2}} {{prompt}}: {error}") from None
+            raise SystemExit(
+                f"{folder}/prompt.jsonl: prompt {prompt['prompt_id']}'s template has a placeholder "
+                f"other than {{question}} {{answer_1}} {{answer_2}} {{prompt}}: {error}"
+            ) from None
     reviewers = {}
     for record in reviewer_records:
         prompt = prompts.get(record["prompt_id"])
         if prompt is None:
-            raise SystemExit(f"{folder}/reviewer.jsonl: reviewer {record['reviewer_id']} names "
-                             f"prompt_id {record['prompt_id']}, which prompt.jsonl lacks")
+            raise SystemExit(
+                f"{folder}/reviewer.jsonl: reviewer {record['reviewer_id']} names "
+                f"prompt_id {record['prompt_id']}, which prompt.jsonl lacks"
+            )
         reviewers[record["category"]] = Reviewer(
-            record["reviewer_id"], record["category"], prompt["system_prompt"], prompt["prompt_template"],
-            prompt.get("defaults", {}).get("prompt", ""), dict(record.get("kwargs", {})))
+            record["reviewer_id"],
+            record["category"],
+            prompt["system_prompt"],
+            prompt["prompt_template"],
+            prompt.get("defaults", {}).get("prompt", ""),
+            dict(record.get("kwargs", {})),
+        )
     if "general" not in reviewers:
         raise SystemExit(f"{folder}/reviewer.jsonl has no reviewer for the 'general' category")
     print(f"{folder}: Vicuna judge prompts for {sorted(reviewers)}", file=sys.stderr)
@@ -240,15 +264,19 @@ def detect_answer_format(record: dict, where: str) -> str:
         raise SystemExit(f"{where} is not a JSON object")
     matching = [name for name, (required, _) in ANSWER_FORMATS.items() if required <= record.keys()]
     if not matching:
-        raise SystemExit(f"{where} fits no known answer format (keys {sorted(record)}; expected "
-                         + "; ".join(f"{name}: {sorted(required)}" for name, (required, _) in ANSWER_FORMATS.items())
-                         + ")")
+        raise SystemExit(
+            f"{where} fits no known answer format (keys {sorted(record)}; expected "
+            + "; ".join(f"{name}: {sorted(required)}" for name, (required, _) in ANSWER_FORMATS.items())
+            + ")"
+        )
     if len(matching) > 1:
         raise SystemExit(f"{where} is ambiguous: its keys {sorted(record)} fit {matching}; refusing to guess")
     clashing = sorted(ANSWER_FORMATS[matching[0]][1] & record.keys())
     if clashing:
-        raise SystemExit(f"{where} is ambiguous: {matching[0]} format but it also holds {clashing}; "
-                         "refusing to guess which field is the answer")
+        raise SystemExit(
+            f"{where} is ambiguous: {matching[0]} format but it also holds {clashing}; "
+            "refusing to guess which field is the answer"
+        )
     return matching[0]
 
 
@@ -298,7 +326,7 @@ def read_append_log(path: Path) -> list[dict]:
     """Records of an append-only JSONL log; a last line cut short by a kill is dropped from the file
     (so later appends stay clean), any other broken line is refused with its line number."""
     data = path.read_bytes()
-    complete = data[:data.rfind(b"\n") + 1]
+    complete = data[: data.rfind(b"\n") + 1]
     if len(complete) < len(data):
         print(f"{path}: dropping a partly written last line", file=sys.stderr)
         with open(path, "r+b") as handle:
@@ -317,5 +345,5 @@ def answer_files(input_path: str | Path, bench: str) -> dict[str, Path]:
     prefix = f"{bench}_"
     found = {}
     for path in sorted(Path(input_path).glob(f"{prefix}*.jsonl")):
-        found[path.stem[len(prefix):]] = path
+        found[path.stem[len(prefix) :]] = path
     return found

@@ -58,28 +58,42 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = ArgumentParser(
         prog="python -m evaluation.get_model_answer",
         description="Answer every question with every checkpoint, through the ochat serving engine "
-                    "(one server per checkpoint) or through a running OpenAI-compatible server (--api-base).")
-    parser.add_argument("--model_type", default=None,
-                        help="ochat model type of the checkpoints (e.g. openchat); needed to start the server")
-    parser.add_argument("--models_path", default=None,
-                        help="a checkpoint folder (with config.json) or a folder of checkpoint folders")
+        "(one server per checkpoint) or through a running OpenAI-compatible server (--api-base).",
+    )
+    parser.add_argument(
+        "--model_type",
+        default=None,
+        help="ochat model type of the checkpoints (e.g. openchat); needed to start the server",
+    )
+    parser.add_argument(
+        "--models_path", default=None, help="a checkpoint folder (with config.json) or a folder of checkpoint folders"
+    )
     parser.add_argument("--data_path", default=DEFAULT_DATA_PATH, help="question set folder (default: %(default)s)")
     parser.add_argument("--output_path", default="eval_results", help="where answer files go (default %(default)s)")
     parser.add_argument("--bench", default=None, help="benchmark name in file names (default: data folder name)")
-    parser.add_argument("--model", default=None,
-                        help="with --api-base: model id to request (default: the first one GET /models lists)")
-    parser.add_argument("--model_name", default=None,
-                        help="with --api-base: name in the output file (default: the requested model id)")
+    parser.add_argument(
+        "--model", default=None, help="with --api-base: model id to request (default: the first one GET /models lists)"
+    )
+    parser.add_argument(
+        "--model_name", default=None, help="with --api-base: name in the output file (default: the requested model id)"
+    )
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default %(default)s)")
     parser.add_argument("--max_tokens", type=int, default=1024, help="answer length limit (default %(default)s)")
-    parser.add_argument("--condition", default=None,
-                        help="C-RLFT condition to answer under, e.g. GPT4 or GPT3 (conditioned model types such as "
-                             "openchat_v3.2 only); default: the server's")
+    parser.add_argument(
+        "--condition",
+        default=None,
+        help="C-RLFT condition to answer under, e.g. GPT4 or GPT3 (conditioned model types such as "
+        "openchat_v3.2 only); default: the server's",
+    )
     parser.add_argument("--seed", type=int, default=42, help="base seed; question i uses SEED+i (default %(default)s)")
     add_answer_file_args(parser)
     parser.add_argument("--num_replicas", type=int, default=None, help="engine replicas of each server")
-    parser.add_argument("--server_start_timeout", type=float, default=900.0,
-                        help="seconds to wait for a started server's /health (default %(default)s)")
+    parser.add_argument(
+        "--server_start_timeout",
+        type=float,
+        default=900.0,
+        help="seconds to wait for a started server's /health (default %(default)s)",
+    )
     add_client_args(parser, default_parallel=64)
     args = parser.parse_args(argv)
     if args.api_base is None and (args.model_type is None or args.models_path is None):
@@ -100,8 +114,9 @@ def main(argv=None) -> None:
         if not needs_answers(answer_path(output_path, bench, checkpoint.name), args):
             continue
         log_path = output_path / "logs" / f"server_{checkpoint.name}.log"
-        with serving_checkpoint(args.model_type, checkpoint, log_path, args.num_replicas,
-                                args.server_start_timeout) as api_base:
+        with serving_checkpoint(
+            args.model_type, checkpoint, log_path, args.num_replicas, args.server_start_timeout
+        ) as api_base:
             asyncio.run(answer_through_endpoint(args, api_base, questions, bench, None, checkpoint.name))
 
 
@@ -119,8 +134,12 @@ def find_checkpoints(models_path) -> list[Path]:
 
 
 def add_answer_file_args(parser) -> None:
-    parser.add_argument("--continue", dest="resume", action="store_true",
-                        help="resume an interrupted run: keep the answers already written, ask only the missing ones")
+    parser.add_argument(
+        "--continue",
+        dest="resume",
+        action="store_true",
+        help="resume an interrupted run: keep the answers already written, ask only the missing ones",
+    )
     parser.add_argument("--overwrite", action="store_true", help="answer again even where an answer file exists")
 
 
@@ -137,8 +156,9 @@ def needs_answers(target: Path, args) -> bool:
         print(f"{target} exists; skipping (use --overwrite to answer again)", file=sys.stderr)
         return False
     if partial.exists() and partial.stat().st_size and not args.resume:
-        raise SystemExit(f"{partial} holds answers from an interrupted run; pass --continue to resume "
-                         "or --overwrite to answer again")
+        raise SystemExit(
+            f"{partial} holds answers from an interrupted run; pass --continue to resume or --overwrite to answer again"
+        )
     return True
 
 
@@ -146,8 +166,9 @@ def partial_path(target: Path) -> Path:
     return target.with_name(target.name + ".partial")
 
 
-async def answer_through_endpoint(args, api_base: str, questions: list[Question], bench: str,
-                                  model: Optional[str], model_name: Optional[str]) -> None:
+async def answer_through_endpoint(
+    args, api_base: str, questions: list[Question], bench: str, model: Optional[str], model_name: Optional[str]
+) -> None:
     client = ChatClient.from_args(args, api_base=api_base)
     async with client:
         if model is None:
@@ -163,8 +184,9 @@ async def answer_through_endpoint(args, api_base: str, questions: list[Question]
             await answer_to_file(client, model, model_name, questions, target, args)
 
 
-async def answer_to_file(client: ChatClient, model: str, model_name: str, questions: list[Question],
-                         target: Path, args) -> None:
+async def answer_to_file(
+    client: ChatClient, model: str, model_name: str, questions: list[Question], target: Path, args
+) -> None:
     """Answers the questions the partial file lacks, appending each as it arrives; then writes the answer file."""
     partial = partial_path(target)
     earlier = {record["question_id"]: record for record in read_append_log(partial)} if partial.exists() else {}
@@ -174,11 +196,21 @@ async def answer_to_file(client: ChatClient, model: str, model_name: str, questi
     partial.parent.mkdir(parents=True, exist_ok=True)
     failures = []
     with open(partial, "a", encoding="utf-8") as sink:
+
         async def answer_and_append(index: int, question: Question) -> None:
             try:
-                record = await answer_question(client, model, model_name, question, index, args.temperature,
-                                               args.max_tokens, args.seed, any(len(q.turns) > 1 for q in questions),
-                                               getattr(args, "condition", None))  # baselines take no condition
+                record = await answer_question(
+                    client,
+                    model,
+                    model_name,
+                    question,
+                    index,
+                    args.temperature,
+                    args.max_tokens,
+                    args.seed,
+                    any(len(q.turns) > 1 for q in questions),
+                    getattr(args, "condition", None),
+                )  # baselines take no condition
             except ChatRequestError as error:
                 failures.append(question.question_id)
                 print(f"question {question.question_id} failed: {str(error)[:300]}", file=sys.stderr)
@@ -190,38 +222,59 @@ async def answer_to_file(client: ChatClient, model: str, model_name: str, questi
         await gather_with_progress([answer_and_append(i, q) for i, q in pending], f"answering ({model_name})")
         os.fsync(sink.fileno())
     if failures:
-        raise SystemExit(f"{len(failures)} of {len(questions)} questions got no answer (ids {failures[:20]}); "
-                         f"the others are kept in {partial}; run again with --continue")
+        raise SystemExit(
+            f"{len(failures)} of {len(questions)} questions got no answer (ids {failures[:20]}); "
+            f"the others are kept in {partial}; run again with --continue"
+        )
     write_jsonl_atomic(target, [earlier[question.question_id] for question in questions])
     partial.unlink()
     print(f"answers: {target}", file=sys.stderr)
 
 
-async def answer_question(client: ChatClient, model: str, model_name: str, question: Question, index: int,
-                          temperature: float, max_tokens: int, seed: int, multi_turn: bool,
-                          condition: Optional[str] = None) -> dict:
+async def answer_question(
+    client: ChatClient,
+    model: str,
+    model_name: str,
+    question: Question,
+    index: int,
+    temperature: float,
+    max_tokens: int,
+    seed: int,
+    multi_turn: bool,
+    condition: Optional[str] = None,
+) -> dict:
     """One question's turns in sequence, each seeing the model's own earlier answers."""
     messages, replies = [], []
     for turn in question.turns:
         messages.append({"role": "user", "content": turn})
-        reply = await client.chat(model, messages, temperature=temperature, max_tokens=max_tokens, seed=seed + index,
-                                  condition=condition)
+        reply = await client.chat(
+            model, messages, temperature=temperature, max_tokens=max_tokens, seed=seed + index, condition=condition
+        )
         messages.append({"role": "assistant", "content": reply})
         replies.append(reply)
     digest = hashlib.sha1("\x00".join(replies).encode("utf-8")).hexdigest()[:12]
     record = {"question_id": question.question_id, "model": model_name}
     record.update({"turns": replies} if multi_turn else {"text": replies[0]})
-    record.update({"answer_id": f"{question.question_id}-{digest}",
-                   "metadata": {"api_model": model, "temperature": temperature, "max_tokens": max_tokens,
-                                "seed": seed + index}})
+    record.update(
+        {
+            "answer_id": f"{question.question_id}-{digest}",
+            "metadata": {
+                "api_model": model,
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+                "seed": seed + index,
+            },
+        }
+    )
     if condition is not None:
         record["metadata"]["condition"] = condition
     return record
 
 
 @contextlib.contextmanager
-def serving_checkpoint(model_type: str, checkpoint: Path, log_path: Path, num_replicas: Optional[int],
-                       start_timeout: float):
+def serving_checkpoint(
+    model_type: str, checkpoint: Path, log_path: Path, num_replicas: Optional[int], start_timeout: float
+):
     """Runs `ochat.serving.openai_api_server` for one checkpoint; yields its /v1 base URL; SIGTERM at the end."""
     extra = ["--num_replicas", str(num_replicas)] if num_replicas is not None else []
     print(f"starting server for {checkpoint} (log: {log_path})", file=sys.stderr)

@@ -21,11 +21,16 @@ from ochat.utils.cli import ArgumentParser
 def parse_args(argv=None) -> argparse.Namespace:
     parser = ArgumentParser(
         prog="python -m evaluation.get_openai_answer",
-        description="Answer every question with one or more models of an OpenAI-compatible endpoint (baselines).")
+        description="Answer every question with one or more models of an OpenAI-compatible endpoint (baselines).",
+    )
     parser.add_argument("--data_path", default=DEFAULT_DATA_PATH, help="question set folder (default: %(default)s)")
     parser.add_argument("--output_path", default="eval_baselines", help="where answer files go (default %(default)s)")
-    parser.add_argument("--model_types", nargs="+", default=["gpt-3.5-turbo"],
-                        help="model ids to ask, one answer file each (default %(default)s)")
+    parser.add_argument(
+        "--model_types",
+        nargs="+",
+        default=["gpt-3.5-turbo"],
+        help="model ids to ask, one answer file each (default %(default)s)",
+    )
     parser.add_argument("--bench", default=None, help="benchmark name in file names (default: data folder name)")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default %(default)s)")
     parser.add_argument("--max_tokens", type=int, default=1024, help="answer length limit (default %(default)s)")

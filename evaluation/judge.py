@@ -59,16 +59,31 @@ class JudgeRequest:
 def add_judge_args(parser: argparse.ArgumentParser, parse_retries: int = 2) -> None:
     """The flags every judging mode shares."""
     group = parser.add_argument_group("judging")
-    group.add_argument("--parse_retries", type=int, default=parse_retries,
-                       help="times an unreadable verdict is asked again before it counts as failed (default %(default)s)")
-    group.add_argument("--structured", action="store_true",
-                       help="ask for the verdict as JSON through response_format json_schema, explanation first; "
-                            "a server that refuses response_format (HTTP 400) falls back to free text")
-    group.add_argument("--max_explanation_chars", type=int, default=None,
-                       help="with --structured: longest explanation the schema allows (maxLength), so a model that "
-                            "rambles still reaches its verdict within --max_tokens (default: unbounded)")
-    group.add_argument("--continue", dest="resume", action="store_true",
-                       help="resume an interrupted run: keep the calls in the call log, ask only the missing ones")
+    group.add_argument(
+        "--parse_retries",
+        type=int,
+        default=parse_retries,
+        help="times an unreadable verdict is asked again before it counts as failed (default %(default)s)",
+    )
+    group.add_argument(
+        "--structured",
+        action="store_true",
+        help="ask for the verdict as JSON through response_format json_schema, explanation first; "
+        "a server that refuses response_format (HTTP 400) falls back to free text",
+    )
+    group.add_argument(
+        "--max_explanation_chars",
+        type=int,
+        default=None,
+        help="with --structured: longest explanation the schema allows (maxLength), so a model that "
+        "rambles still reaches its verdict within --max_tokens (default: unbounded)",
+    )
+    group.add_argument(
+        "--continue",
+        dest="resume",
+        action="store_true",
+        help="resume an interrupted run: keep the calls in the call log, ask only the missing ones",
+    )
     group.add_argument("--overwrite", action="store_true", help="discard the call log and judge again")
 
 
@@ -82,8 +97,9 @@ class CallLog:
         if overwrite:
             self.path.unlink(missing_ok=True)
         elif self.path.exists() and self.path.stat().st_size and not resume:
-            raise SystemExit(f"{self.path} already holds judged calls; pass --continue to resume "
-                             "or --overwrite to judge again")
+            raise SystemExit(
+                f"{self.path} already holds judged calls; pass --continue to resume or --overwrite to judge again"
+            )
         self.calls: dict[tuple, dict] = {}
         if self.path.exists():
             self.calls = {tuple(call["key"]): call for call in read_call_log(self.path)}
@@ -121,15 +137,20 @@ def read_call_log(path: Path) -> list[dict]:
     calls = read_append_log(path)
     for number, call in enumerate(calls, 1):
         if not isinstance(call, dict) or not isinstance(call.get("key"), list):
-            raise SystemExit(f"{path}:{number}: not a call-log line (no \"key\"); pass --overwrite to start again")
+            raise SystemExit(f'{path}:{number}: not a call-log line (no "key"); pass --overwrite to start again')
     return calls
 
 
 class Judge:
     """Asks the judge, parses, re-asks unreadable replies; structured output with a one-time fallback."""
 
-    def __init__(self, client: ChatClient, parse_retries: int = 2, structured: bool = False,
-                 max_explanation_chars: Optional[int] = None):
+    def __init__(
+        self,
+        client: ChatClient,
+        parse_retries: int = 2,
+        structured: bool = False,
+        max_explanation_chars: Optional[int] = None,
+    ):
         self.client, self.parse_retries, self.structured = client, parse_retries, structured
         self.max_explanation_chars = max_explanation_chars
         self._structured_confirmed = False
@@ -147,9 +168,18 @@ class Judge:
                     break
         except ChatRequestError as failure:
             error = str(failure)
-        return {"key": list(request.key), "kind": request.kind, "text": reply, "verdict": _jsonable(verdict),
-                "failed": verdict is None, "error": error, "judge": request.model, "attempts": attempts,
-                "structured": structured, "tstamp": time.time()}
+        return {
+            "key": list(request.key),
+            "kind": request.kind,
+            "text": reply,
+            "verdict": _jsonable(verdict),
+            "failed": verdict is None,
+            "error": error,
+            "judge": request.model,
+            "attempts": attempts,
+            "structured": structured,
+            "tstamp": time.time(),
+        }
 
     async def _chat(self, request: JudgeRequest, kind: VerdictKind) -> tuple[str, bool]:
         if self.structured and not self._structured_confirmed:
@@ -168,8 +198,11 @@ class Judge:
             if error.status != 400:
                 raise
             self.structured = False
-            print(f"warning: the judge refused response_format (HTTP 400: {str(error)[:200]}); "
-                  "falling back to free-text verdicts for the rest of the run", file=sys.stderr)
+            print(
+                f"warning: the judge refused response_format (HTTP 400: {str(error)[:200]}); "
+                "falling back to free-text verdicts for the rest of the run",
+                file=sys.stderr,
+            )
             return await self._send(request, kind, structured=False), False
         self._structured_confirmed = True
         return reply, True
@@ -177,21 +210,31 @@ class Judge:
     async def _send(self, request: JudgeRequest, kind: VerdictKind, structured: bool) -> str:
         params = {"temperature": request.temperature, "max_tokens": request.max_tokens, "seed": request.seed}
         if structured:
-            return await self.client.chat(request.model, with_instruction(request.messages, kind.instruction),
-                                          response_format=kind.response_format(self.max_explanation_chars), **params)
+            return await self.client.chat(
+                request.model,
+                with_instruction(request.messages, kind.instruction),
+                response_format=kind.response_format(self.max_explanation_chars),
+                **params,
+            )
         return await self.client.chat(request.model, request.messages, **params)
 
 
 def judge_from_args(client: ChatClient, args) -> Judge:
-    return Judge(client, parse_retries=args.parse_retries, structured=args.structured,
-                 max_explanation_chars=args.max_explanation_chars)
+    return Judge(
+        client,
+        parse_retries=args.parse_retries,
+        structured=args.structured,
+        max_explanation_chars=args.max_explanation_chars,
+    )
 
 
 def with_instruction(messages: list[dict], instruction: str) -> list[dict]:
     """The messages with the JSON instruction appended to the last user message."""
     last_user = max(index for index, message in enumerate(messages) if message["role"] == "user")
-    return [dict(message, content=message["content"] + "\n\n" + instruction) if index == last_user else message
-            for index, message in enumerate(messages)]
+    return [
+        dict(message, content=message["content"] + "\n\n" + instruction) if index == last_user else message
+        for index, message in enumerate(messages)
+    ]
 
 
 def _jsonable(verdict: Any) -> Any:
@@ -219,10 +262,15 @@ def report_outcome(calls: list[dict]) -> None:
     failed = sum(call["failed"] for call in calls)
     transport = sum(bool(call.get("error")) for call in calls)
     if calls and failed == len(calls):
-        raise SystemExit(f"error: none of {len(calls)} judge calls gave a verdict ({transport} never got a reply, "
-                         f"{failed - transport} unreadable); check the endpoint and --model, then run again "
-                         "with --continue")
+        raise SystemExit(
+            f"error: none of {len(calls)} judge calls gave a verdict ({transport} never got a reply, "
+            f"{failed - transport} unreadable); check the endpoint and --model, then run again "
+            "with --continue"
+        )
     if failed:
-        print(f"warning: {failed} of {len(calls)} judge calls failed ({100 * failed / len(calls):.1f}%; "
-              f"{transport} without a reply, {failed - transport} unreadable) and are left out"
-              + ("; run again with --continue to ask the unanswered ones" if transport else ""), file=sys.stderr)
+        print(
+            f"warning: {failed} of {len(calls)} judge calls failed ({100 * failed / len(calls):.1f}%; "
+            f"{transport} without a reply, {failed - transport} unreadable) and are left out"
+            + ("; run again with --continue to ask the unanswered ones" if transport else ""),
+            file=sys.stderr,
+        )

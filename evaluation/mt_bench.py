@@ -56,23 +56,41 @@ NEED_REFERENCE = {"math", "reasoning", "coding"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m evaluation.mt_bench",
-                            description="Judge MT-bench answers: single 1-10 grading or pairwise "
-                                        "against a baseline (both orders), in FastChat's formats.")
-    parser.add_argument("--data_path", required=True,
-                        help="MT-bench folder with question.jsonl, judge_prompts.jsonl, reference_answer/ "
-                             "(FastChat's llm_judge/data/mt_bench, or evaluation/mt_bench_sample)")
-    parser.add_argument("--answer_path", required=True,
-                        help="folder of answers: mt_bench_{model}.jsonl, or FastChat's model_answer/{model}.jsonl")
+    parser = ArgumentParser(
+        prog="python -m evaluation.mt_bench",
+        description="Judge MT-bench answers: single 1-10 grading or pairwise "
+        "against a baseline (both orders), in FastChat's formats.",
+    )
+    parser.add_argument(
+        "--data_path",
+        required=True,
+        help="MT-bench folder with question.jsonl, judge_prompts.jsonl, reference_answer/ "
+        "(FastChat's llm_judge/data/mt_bench, or evaluation/mt_bench_sample)",
+    )
+    parser.add_argument(
+        "--answer_path",
+        required=True,
+        help="folder of answers: mt_bench_{model}.jsonl, or FastChat's model_answer/{model}.jsonl",
+    )
     parser.add_argument("--output_path", required=True, help="folder for the judgment files")
     parser.add_argument("--mode", choices=["single", "pairwise-baseline"], default="single")
-    parser.add_argument("--baseline", default="gpt-3.5-turbo", help="pairwise: the baseline model (default %(default)s)")
+    parser.add_argument(
+        "--baseline", default="gpt-3.5-turbo", help="pairwise: the baseline model (default %(default)s)"
+    )
     parser.add_argument("--models", nargs="*", default=None, help="judge only these models (default: all found)")
-    parser.add_argument("--judge_model", "--model", dest="judge_model", default="gpt-4",
-                        help="judge model id at the endpoint (default %(default)s)")
-    parser.add_argument("--reference_path", default=None,
-                        help="reference answers (default DATA_PATH/reference_answer/gpt-4.jsonl or the one file "
-                             "there, else the questions' own 'reference' field)")
+    parser.add_argument(
+        "--judge_model",
+        "--model",
+        dest="judge_model",
+        default="gpt-4",
+        help="judge model id at the endpoint (default %(default)s)",
+    )
+    parser.add_argument(
+        "--reference_path",
+        default=None,
+        help="reference answers (default DATA_PATH/reference_answer/gpt-4.jsonl or the one file "
+        "there, else the questions' own 'reference' field)",
+    )
     parser.add_argument("--max_tokens", type=int, default=2048, help="judge reply length (default %(default)s)")
     add_judge_args(parser)
     add_client_args(parser, default_parallel=16)
@@ -99,7 +117,9 @@ def main(argv=None) -> None:
         missing = [q.question_id for q in questions if q.question_id not in answers[model]]
         if missing:
             raise SystemExit(f"model {model} has no answers for question ids {missing[:20]}")
-    unreferenced = [q.question_id for q in questions if q.category in NEED_REFERENCE and not references.get(q.question_id)]
+    unreferenced = [
+        q.question_id for q in questions if q.category in NEED_REFERENCE and not references.get(q.question_id)
+    ]
     if unreferenced:
         raise SystemExit(f"questions {unreferenced[:20]} need a reference answer; pass --reference_path")
 
@@ -139,19 +159,30 @@ def load_model_answers(answer_path, bench: str) -> dict[str, dict]:
 
 
 def prompt_name(kind: str, question: Question, turn: int) -> str:
-    base = {("single", False): "single-v1", ("single", True): "single-math-v1",
-            ("pair", False): "pair-v2", ("pair", True): "pair-math-v1"}[kind, question.category in NEED_REFERENCE]
+    base = {
+        ("single", False): "single-v1",
+        ("single", True): "single-math-v1",
+        ("pair", False): "pair-v2",
+        ("pair", True): "pair-math-v1",
+    }[kind, question.category in NEED_REFERENCE]
     return base + ("-multi-turn" if turn == 2 else "")
 
 
-def render(prompt: dict, question: Question, reference: Optional[list[str]],
-           answer: Optional[list[str]] = None, answer_a: Optional[list[str]] = None,
-           answer_b: Optional[list[str]] = None) -> list[dict]:
+def render(
+    prompt: dict,
+    question: Question,
+    reference: Optional[list[str]],
+    answer: Optional[list[str]] = None,
+    answer_a: Optional[list[str]] = None,
+    answer_b: Optional[list[str]] = None,
+) -> list[dict]:
     """FastChat's judge messages for one turn (the multi-turn prompts show the whole conversation)."""
-    fields = {"question": question.turns[0], "question_1": question.turns[0],
-              "question_2": question.turns[1] if len(question.turns) > 1 else ""}
-    for name, turns in (("answer", answer), ("answer_a", answer_a), ("answer_b", answer_b),
-                        ("ref_answer", reference)):
+    fields = {
+        "question": question.turns[0],
+        "question_1": question.turns[0],
+        "question_2": question.turns[1] if len(question.turns) > 1 else "",
+    }
+    for name, turns in (("answer", answer), ("answer_a", answer_a), ("answer_b", answer_b), ("ref_answer", reference)):
         if turns:
             fields[name] = turns[0]
             fields[f"{name}_1"] = turns[0]
@@ -183,12 +214,24 @@ class SingleGrading:
             for question in questions:
                 for turn in range(1, len(question.turns) + 1):
                     name = prompt_name("single", question, turn)
-                    messages = render(named_prompt(prompts, name), question, references.get(question.question_id),
-                                      answer=answers[model][question.question_id]["turns"])
+                    messages = render(
+                        named_prompt(prompts, name),
+                        question,
+                        references.get(question.question_id),
+                        answer=answers[model][question.question_id]["turns"],
+                    )
                     key = (model, question.question_id, turn)
                     self.prompts_used[key] = (name, messages[1]["content"])
-                    requests.append(JudgeRequest(key, messages, "rating", self.args.judge_model, temperature=0,
-                                                 max_tokens=self.args.max_tokens))
+                    requests.append(
+                        JudgeRequest(
+                            key,
+                            messages,
+                            "rating",
+                            self.args.judge_model,
+                            temperature=0,
+                            max_tokens=self.args.max_tokens,
+                        )
+                    )
         return requests
 
     def rows(self, questions, log: CallLog) -> list[dict]:
@@ -200,11 +243,19 @@ class SingleGrading:
                     if call is None:
                         continue
                     name, user_prompt = self.prompts_used[(model, question.question_id, turn)]
-                    rows.append({"question_id": question.question_id, "model": model,
-                                 "judge": [self.args.judge_model, name], "user_prompt": user_prompt,
-                                 "judgment": judgment_text(call),
-                                 "score": call["verdict"] if call["verdict"] is not None else -1, "turn": turn,
-                                 "tstamp": call.get("tstamp", 0.0), "category": question.category})
+                    rows.append(
+                        {
+                            "question_id": question.question_id,
+                            "model": model,
+                            "judge": [self.args.judge_model, name],
+                            "user_prompt": user_prompt,
+                            "judgment": judgment_text(call),
+                            "score": call["verdict"] if call["verdict"] is not None else -1,
+                            "turn": turn,
+                            "tstamp": call.get("tstamp", 0.0),
+                            "category": question.category,
+                        }
+                    )
         return rows
 
 
@@ -228,8 +279,16 @@ class PairwiseGames:
                         messages = render(prompt, question, reference, answer_a=a, answer_b=b)
                         key = (model, self.baseline, question.question_id, turn, game)
                         self.prompts_used[key] = (name, messages[1]["content"])
-                        requests.append(JudgeRequest(key, messages, "verdict_abc", self.args.judge_model,
-                                                     temperature=0, max_tokens=self.args.max_tokens))
+                        requests.append(
+                            JudgeRequest(
+                                key,
+                                messages,
+                                "verdict_abc",
+                                self.args.judge_model,
+                                temperature=0,
+                                max_tokens=self.args.max_tokens,
+                            )
+                        )
         return requests
 
     def rows(self, questions, log: CallLog) -> list[dict]:

@@ -58,24 +58,42 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = ArgumentParser(
         prog="python -m evaluation.openai_eval",
         description="Judge every model's answers against a baseline's with an LLM, in both answer orders "
-                    "(balanced position calibration), explanation before scores (evidence calibration).")
-    parser.add_argument("--data_path", required=True,
-                        help="question set folder with question.jsonl, reviewer.jsonl and prompt.jsonl "
-                             "(OpenChat's / Vicuna's published files work as they are)")
-    parser.add_argument("--baseline_path", required=True,
-                        help="the baseline's answer file, e.g. eval_baselines/vicuna_gpt-3.5-turbo.jsonl")
-    parser.add_argument("--input_path", required=True,
-                        help="folder of model answer files named {bench}_{model}.jsonl (ochat, OpenChat or FastChat "
-                             "answer format, detected per file)")
+        "(balanced position calibration), explanation before scores (evidence calibration).",
+    )
+    parser.add_argument(
+        "--data_path",
+        required=True,
+        help="question set folder with question.jsonl, reviewer.jsonl and prompt.jsonl "
+        "(OpenChat's / Vicuna's published files work as they are)",
+    )
+    parser.add_argument(
+        "--baseline_path",
+        required=True,
+        help="the baseline's answer file, e.g. eval_baselines/vicuna_gpt-3.5-turbo.jsonl",
+    )
+    parser.add_argument(
+        "--input_path",
+        required=True,
+        help="folder of model answer files named {bench}_{model}.jsonl (ochat, OpenChat or FastChat "
+        "answer format, detected per file)",
+    )
     parser.add_argument("--output_path", default=None, help="where reviews go (default INPUT_PATH/reviews)")
     parser.add_argument("--models", nargs="*", default=None, help="judge only these models (default: all found)")
     parser.add_argument("--bench", default=None, help="benchmark name in file names (default: data folder name)")
     parser.add_argument("--model", default=None, help="judge model (default: the reviewer file's, e.g. gpt-4)")
-    parser.add_argument("--temperature", type=float, default=None,
-                        help="judge sampling temperature (default: the reviewer file's, 0.2 in the original)")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="judge sampling temperature (default: the reviewer file's, 0.2 in the original)",
+    )
     parser.add_argument("--max_tokens", type=int, default=None, help="judge reply length (default: reviewer file's)")
-    parser.add_argument("--num_samples", type=int, default=1,
-                        help="reviews drawn per order and averaged (multiple-evidence calibration; default 1)")
+    parser.add_argument(
+        "--num_samples",
+        type=int,
+        default=1,
+        help="reviews drawn per order and averaged (multiple-evidence calibration; default 1)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="sample k is requested with seed SEED+k (default 0)")
     add_judge_args(parser)
     add_client_args(parser, default_parallel=16)
@@ -90,8 +108,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     if data_folder_kind(args.data_path) == "mt_bench":
-        raise SystemExit(f"{args.data_path} is an MT-bench folder (judge_prompts.jsonl); judge it with "
-                         "python -m evaluation.mt_bench")
+        raise SystemExit(
+            f"{args.data_path} is an MT-bench folder (judge_prompts.jsonl); judge it with python -m evaluation.mt_bench"
+        )
     questions = load_questions(args.data_path)
     reviewers = load_reviewers(args.data_path)
     bench = args.bench or benchmark_name(args.data_path)
@@ -105,8 +124,18 @@ def main(argv=None) -> None:
     for model, path in models.items():
         model_answers = load_answers(path)
         check_answers_cover(questions, model_answers, path)
-        jobs.append(PairJudging(bench, model, baseline, questions, model_answers, baseline_answers,
-                                output_path / f"{bench}_{model}_vs_{baseline}", args))
+        jobs.append(
+            PairJudging(
+                bench,
+                model,
+                baseline,
+                questions,
+                model_answers,
+                baseline_answers,
+                output_path / f"{bench}_{model}_vs_{baseline}",
+                args,
+            )
+        )
 
     asyncio.run(judge_all(jobs, reviewers, args))
     for job in jobs:
@@ -118,7 +147,7 @@ def main(argv=None) -> None:
 
 def baseline_model_name(path, answers: dict, bench: str) -> str:
     stem = Path(path).stem
-    return stem[len(bench) + 1:] if stem.startswith(bench + "_") else next(iter(answers.values()))["model"]
+    return stem[len(bench) + 1 :] if stem.startswith(bench + "_") else next(iter(answers.values()))["model"]
 
 
 def select_models(input_path, bench: str, baseline: str, wanted: Optional[list[str]]) -> dict[str, Path]:
@@ -158,14 +187,19 @@ class PairJudging:
             reviewer = reviewer_for(reviewers, question.category)
             for order in ORDERS:
                 for sample in range(self.num_samples):
-                    requests.append(JudgeRequest(
-                        key=(question.question_id, order, sample),
-                        messages=reviewer.render(question.text, *self.answers_in_order(question, order)),
-                        kind="score_pair", model=args.model or reviewer.kwargs.get("model", "gpt-4"),
-                        temperature=args.temperature if args.temperature is not None
-                        else reviewer.kwargs.get("temperature", 0.2),
-                        max_tokens=args.max_tokens or reviewer.kwargs.get("max_tokens", 1024),
-                        seed=args.seed + sample))
+                    requests.append(
+                        JudgeRequest(
+                            key=(question.question_id, order, sample),
+                            messages=reviewer.render(question.text, *self.answers_in_order(question, order)),
+                            kind="score_pair",
+                            model=args.model or reviewer.kwargs.get("model", "gpt-4"),
+                            temperature=args.temperature
+                            if args.temperature is not None
+                            else reviewer.kwargs.get("temperature", 0.2),
+                            max_tokens=args.max_tokens or reviewer.kwargs.get("max_tokens", 1024),
+                            seed=args.seed + sample,
+                        )
+                    )
         return requests
 
     def answers_in_order(self, question: Question, order: str) -> tuple[str, str]:
@@ -183,25 +217,39 @@ class PairJudging:
                     continue
                 pair = call["verdict"]
                 scores = None if pair is None else (list(pair) if order == "model_first" else [pair[1], pair[0]])
-                calls.append({"order": order, "sample": sample, "text": call["text"], "scores": scores,
-                              "failed": call["failed"]})
+                calls.append(
+                    {"order": order, "sample": sample, "text": call["text"], "scores": scores, "failed": call["failed"]}
+                )
         return calls
 
     def current_calls(self) -> list[dict]:
-        return [call for question in self.questions for order in ORDERS for sample in range(self.num_samples)
-                if (call := self.log.get((question.question_id, order, sample))) is not None]
+        return [
+            call
+            for question in self.questions
+            for order in ORDERS
+            for sample in range(self.num_samples)
+            if (call := self.log.get((question.question_id, order, sample))) is not None
+        ]
 
     def write_reviews(self) -> None:
         self.log.close()
         records = []
         for question in self.questions:
             reviews = self.question_calls(question)
-            records.append({
-                "question_id": question.question_id, "category": question.category, "question": question.text,
-                "model": self.model, "baseline": self.baseline, "benchmark": self.bench,
-                "answer_model": self.model_answers[question.question_id]["turns"][0],
-                "answer_baseline": self.baseline_answers[question.question_id]["turns"][0],
-                "reviews": reviews, **aggregate_reviews(reviews)})
+            records.append(
+                {
+                    "question_id": question.question_id,
+                    "category": question.category,
+                    "question": question.text,
+                    "model": self.model,
+                    "baseline": self.baseline,
+                    "benchmark": self.bench,
+                    "answer_model": self.model_answers[question.question_id]["turns"][0],
+                    "answer_baseline": self.baseline_answers[question.question_id]["turns"][0],
+                    "reviews": reviews,
+                    **aggregate_reviews(reviews),
+                }
+            )
         write_jsonl_atomic(self.reviews_path, records)
 
 
@@ -217,9 +265,12 @@ def aggregate_reviews(reviews: list[dict]) -> dict:
     score_model = mean(m for m, _ in order_means.values())
     score_baseline = mean(b for _, b in order_means.values())
     order_verdicts = {verdict_of(m, b) for m, b in order_means.values()}
-    return {"score_model": score_model, "score_baseline": score_baseline,
-            "verdict": verdict_of(score_model, score_baseline),
-            "conflict": len(order_means) == 2 and len(order_verdicts) > 1}
+    return {
+        "score_model": score_model,
+        "score_baseline": score_baseline,
+        "verdict": verdict_of(score_model, score_baseline),
+        "conflict": len(order_means) == 2 and len(order_verdicts) > 1,
+    }
 
 
 def verdict_of(score_model: float, score_baseline: float) -> str:

@@ -53,28 +53,46 @@ from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_json_atomic
 
 MODES = ("vicuna", "mt_bench", "alpaca_eval")
-SUMMARY_FILES = {"vicuna": "summary.json", "mt_bench": "summary_mt_bench.json",
-                 "alpaca_eval": "summary_alpaca_eval.json"}
+SUMMARY_FILES = {
+    "vicuna": "summary.json",
+    "mt_bench": "summary_mt_bench.json",
+    "alpaca_eval": "summary_alpaca_eval.json",
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m evaluation.summarize",
-                            description="Summarize judge results into a table and a JSON file, with bootstrap "
-                                        "95% confidence intervals over questions.")
-    parser.add_argument("--input_path", required=True,
-                        help="folder with judge results (reviews/, *_vs_*.jsonl, *_single.jsonl, *_pair.jsonl, "
-                             "*_annotations.json)")
+    parser = ArgumentParser(
+        prog="python -m evaluation.summarize",
+        description="Summarize judge results into a table and a JSON file, with bootstrap "
+        "95% confidence intervals over questions.",
+    )
+    parser.add_argument(
+        "--input_path",
+        required=True,
+        help="folder with judge results (reviews/, *_vs_*.jsonl, *_single.jsonl, *_pair.jsonl, *_annotations.json)",
+    )
     parser.add_argument("--output_path", default=None, help="folder for the summary JSON (default INPUT_PATH)")
-    parser.add_argument("--mode", choices=["auto", *MODES], default="auto",
-                        help="which kind of results to read (default: every kind found)")
-    parser.add_argument("--baseline", default=None, help="vicuna / MT-bench pairwise: the baseline to summarize "
-                                                         "when results against several exist")
+    parser.add_argument(
+        "--mode",
+        choices=["auto", *MODES],
+        default="auto",
+        help="which kind of results to read (default: every kind found)",
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="vicuna / MT-bench pairwise: the baseline to summarize when results against several exist",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default %(default)s)")
-    parser.add_argument("--bootstrap_resamples", type=int, default=2000,
-                        help="bootstrap resamples per interval (default %(default)s)")
-    parser.add_argument("--min_judged", type=int, default=20,
-                        help="fewer judged questions than this and a figure is marked not meaningful "
-                             "(default %(default)s)")
+    parser.add_argument(
+        "--bootstrap_resamples", type=int, default=2000, help="bootstrap resamples per interval (default %(default)s)"
+    )
+    parser.add_argument(
+        "--min_judged",
+        type=int,
+        default=20,
+        help="fewer judged questions than this and a figure is marked not meaningful (default %(default)s)",
+    )
     return parser.parse_args(argv)
 
 
@@ -109,8 +127,11 @@ def main(argv=None) -> None:
     if judged == 0:
         raise SystemExit(f"error: nothing could be judged in {input_path}: all {calls} judge calls failed")
     if failed:
-        print(f"warning: {failed} of {calls} judge calls failed ({100 * failed / calls:.1f}%) and are left out of "
-              "every figure", file=sys.stderr)
+        print(
+            f"warning: {failed} of {calls} judge calls failed ({100 * failed / calls:.1f}%) and are left out of "
+            "every figure",
+            file=sys.stderr,
+        )
 
 
 def detect_modes(input_path: Path) -> list[str]:
@@ -122,8 +143,10 @@ def detect_modes(input_path: Path) -> list[str]:
     if list(input_path.glob("*_annotations.json")):
         modes.append("alpaca_eval")
     if not modes:
-        raise SystemExit(f"no judge results in {input_path}: expected reviews (*_vs_*.jsonl), MT-bench judgments "
-                         "(*_single.jsonl / *_pair.jsonl) or AlpacaEval annotations (*_annotations.json)")
+        raise SystemExit(
+            f"no judge results in {input_path}: expected reviews (*_vs_*.jsonl), MT-bench judgments "
+            "(*_single.jsonl / *_pair.jsonl) or AlpacaEval annotations (*_annotations.json)"
+        )
     return modes
 
 
@@ -148,9 +171,16 @@ class Statistics:
             return None
         numerators, denominators = np.asarray(numerators, float), np.asarray(denominators, float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            result = bootstrap((numerators, denominators), lambda n, d, axis: n.sum(axis) / d.sum(axis),
-                               paired=True, vectorized=True, method="percentile", confidence_level=0.95,
-                               n_resamples=self.resamples, rng=np.random.default_rng(self.seed))
+            result = bootstrap(
+                (numerators, denominators),
+                lambda n, d, axis: n.sum(axis) / d.sum(axis),
+                paired=True,
+                vectorized=True,
+                method="percentile",
+                confidence_level=0.95,
+                n_resamples=self.resamples,
+                rng=np.random.default_rng(self.seed),
+            )
         low, high = result.confidence_interval
         if not (math.isfinite(low) and math.isfinite(high)):
             return None
@@ -158,17 +188,26 @@ class Statistics:
 
     def reliability(self, judged: int) -> dict:
         meaningful = judged >= self.min_judged
-        return {"meaningful": meaningful,
-                "note": None if meaningful else f"only {judged} judged questions (fewer than {self.min_judged}): "
-                                                "the figure is not meaningful"}
+        return {
+            "meaningful": meaningful,
+            "note": None
+            if meaningful
+            else f"only {judged} judged questions (fewer than {self.min_judged}): the figure is not meaningful",
+        }
 
 
 # ---------------------------------------------------------------- Vicuna-style pairwise reviews
 
+
 def review_files(input_path: Path) -> list[Path]:
     folders = [input_path, input_path / "reviews"]
-    return sorted(path for folder in folders if folder.is_dir() for path in folder.glob("*_vs_*.jsonl")
-                  if not path.name.endswith(".calls.jsonl"))
+    return sorted(
+        path
+        for folder in folders
+        if folder.is_dir()
+        for path in folder.glob("*_vs_*.jsonl")
+        if not path.name.endswith(".calls.jsonl")
+    )
 
 
 def load_review_files(input_path: Path, baseline: Optional[str]) -> list[list[dict]]:
@@ -190,8 +229,11 @@ def summarize_pairwise_reviews(per_model_records: list[list[dict]], statistics: 
     """The contract's summary.json from one reviews file per model."""
     models = [summarize_model_reviews(records, statistics) for records in per_model_records]
     first = per_model_records[0][0]
-    return {"benchmark": first.get("benchmark", "vicuna"), "baseline": first["baseline"],
-            "models": sorted(models, key=lambda entry: -(entry["score_pct"] or 0))}
+    return {
+        "benchmark": first.get("benchmark", "vicuna"),
+        "baseline": first["baseline"],
+        "models": sorted(models, key=lambda entry: -(entry["score_pct"] or 0)),
+    }
 
 
 def summarize_model_reviews(records: list[dict], statistics: Statistics) -> dict:
@@ -199,18 +241,25 @@ def summarize_model_reviews(records: list[dict], statistics: Statistics) -> dict
     both_orders = [record for record in records if judged_in_both_orders(record)]
     counts = score_counts(judged)
     wins = [1.0 if r["verdict"] == "win" else 0.5 if r["verdict"] == "tie" else 0.0 for r in judged]
-    entry = {"model": records[0]["model"], **counts,
-             "score_pct_ci95": statistics.ratio_ci([r["score_model"] for r in judged],
-                                                   [r["score_baseline"] for r in judged], 100.0),
-             "win_rate": 100.0 * mean(wins) if wins else None,
-             "win_rate_ci95": statistics.ratio_ci(wins, [1.0] * len(wins), 100.0),
-             "failed": sum(review["failed"] for record in records for review in record["reviews"]),
-             "calls": sum(len(record["reviews"]) for record in records),
-             "judged": len(judged), "failed_questions": len(records) - len(judged),
-             **statistics.reliability(len(judged)),
-             "conflict_rate": (sum(record["conflict"] for record in both_orders) / len(both_orders)
-                               if both_orders else None),
-             "position_checked": len(both_orders), "categories": {}}
+    entry = {
+        "model": records[0]["model"],
+        **counts,
+        "score_pct_ci95": statistics.ratio_ci(
+            [r["score_model"] for r in judged], [r["score_baseline"] for r in judged], 100.0
+        ),
+        "win_rate": 100.0 * mean(wins) if wins else None,
+        "win_rate_ci95": statistics.ratio_ci(wins, [1.0] * len(wins), 100.0),
+        "failed": sum(review["failed"] for record in records for review in record["reviews"]),
+        "calls": sum(len(record["reviews"]) for record in records),
+        "judged": len(judged),
+        "failed_questions": len(records) - len(judged),
+        **statistics.reliability(len(judged)),
+        "conflict_rate": (
+            sum(record["conflict"] for record in both_orders) / len(both_orders) if both_orders else None
+        ),
+        "position_checked": len(both_orders),
+        "categories": {},
+    }
     by_category = defaultdict(list)
     for record in judged:
         by_category[record["category"]].append(record)
@@ -225,9 +274,14 @@ def score_counts(judged: list[dict]) -> dict:
     total_model = sum(record["score_model"] for record in judged)
     total_baseline = sum(record["score_baseline"] for record in judged)
     verdicts = [record["verdict"] for record in judged]
-    return {"score_pct": 100.0 * total_model / total_baseline if total_baseline else None,
-            "total_model": total_model, "total_baseline": total_baseline,
-            "wins": verdicts.count("win"), "ties": verdicts.count("tie"), "losses": verdicts.count("loss")}
+    return {
+        "score_pct": 100.0 * total_model / total_baseline if total_baseline else None,
+        "total_model": total_model,
+        "total_baseline": total_baseline,
+        "wins": verdicts.count("win"),
+        "ties": verdicts.count("tie"),
+        "losses": verdicts.count("loss"),
+    }
 
 
 def judged_in_both_orders(record: dict) -> bool:
@@ -235,23 +289,51 @@ def judged_in_both_orders(record: dict) -> bool:
 
 
 def format_vicuna_table(summary: dict) -> str:
-    rows = [[entry["model"], _pct(entry["score_pct"]), _ci(entry["score_pct_ci95"]), _pct(entry["win_rate"]),
-             _ci(entry["win_rate_ci95"]), f"{entry['wins']}/{entry['ties']}/{entry['losses']}",
-             str(entry["judged"]), f"{entry['failed']}/{entry['calls']}", _pct(_times100(entry["conflict_rate"])),
-             "" if entry["meaningful"] else "not meaningful"]
-            for entry in summary["models"]]
-    lines = [f"{summary['benchmark']}: score as % of {summary['baseline']} (95% bootstrap CI over questions)",
-             format_table(["model", "score %", "95% CI", "win rate", "95% CI", "win/tie/loss", "judged",
-                           "failed calls", "conflicts", ""], rows)]
+    rows = [
+        [
+            entry["model"],
+            _pct(entry["score_pct"]),
+            _ci(entry["score_pct_ci95"]),
+            _pct(entry["win_rate"]),
+            _ci(entry["win_rate_ci95"]),
+            f"{entry['wins']}/{entry['ties']}/{entry['losses']}",
+            str(entry["judged"]),
+            f"{entry['failed']}/{entry['calls']}",
+            _pct(_times100(entry["conflict_rate"])),
+            "" if entry["meaningful"] else "not meaningful",
+        ]
+        for entry in summary["models"]
+    ]
+    lines = [
+        f"{summary['benchmark']}: score as % of {summary['baseline']} (95% bootstrap CI over questions)",
+        format_table(
+            [
+                "model",
+                "score %",
+                "95% CI",
+                "win rate",
+                "95% CI",
+                "win/tie/loss",
+                "judged",
+                "failed calls",
+                "conflicts",
+                "",
+            ],
+            rows,
+        ),
+    ]
     categories = sorted({category for entry in summary["models"] for category in entry["categories"]})
     if categories:
-        rows = [[entry["model"]] + [_category_cell(entry["categories"].get(category)) for category in categories]
-                for entry in summary["models"]]
+        rows = [
+            [entry["model"]] + [_category_cell(entry["categories"].get(category)) for category in categories]
+            for entry in summary["models"]
+        ]
         lines += ["", "per category, score % (judged questions)", format_table(["model"] + categories, rows)]
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- MT-bench (FastChat judgments)
+
 
 def summarize_mt_bench(input_path: Path, baseline: Optional[str], statistics: Statistics) -> dict:
     summary = {"benchmark": "mt_bench", "single": None, "pairwise": None}
@@ -277,20 +359,30 @@ def summarize_single_ratings(rows: list[dict], statistics: Statistics) -> dict:
         per_question = defaultdict(list)
         for row in scored:
             per_question[row["question_id"]].append(row["score"])
-        entry = {"model": model, "mean": _mean([row["score"] for row in scored]),
-                 "mean_ci95": statistics.ratio_ci([sum(v) for v in per_question.values()],
-                                                  [len(v) for v in per_question.values()]),
-                 "scored": len(scored), "failed": len(model_rows) - len(scored), "calls": len(model_rows),
-                 "judged": len(per_question), **statistics.reliability(len(per_question)),
-                 "turns": {}, "categories": {}}
+        entry = {
+            "model": model,
+            "mean": _mean([row["score"] for row in scored]),
+            "mean_ci95": statistics.ratio_ci(
+                [sum(v) for v in per_question.values()], [len(v) for v in per_question.values()]
+            ),
+            "scored": len(scored),
+            "failed": len(model_rows) - len(scored),
+            "calls": len(model_rows),
+            "judged": len(per_question),
+            **statistics.reliability(len(per_question)),
+            "turns": {},
+            "categories": {},
+        }
         for turn in sorted({row["turn"] for row in model_rows}):
             entry["turns"][str(turn)] = _mean([row["score"] for row in scored if row["turn"] == turn])
         for category in sorted({row.get("category") for row in scored if row.get("category")}):
             entry["categories"][category] = _mean([row["score"] for row in scored if row.get("category") == category])
         models.append(entry)
     judges = sorted({tuple(row["judge"])[0] for row in rows})
-    return {"judge": judges[0] if len(judges) == 1 else judges,
-            "models": sorted(models, key=lambda entry: -(entry["mean"] or 0))}
+    return {
+        "judge": judges[0] if len(judges) == 1 else judges,
+        "models": sorted(models, key=lambda entry: -(entry["mean"] or 0)),
+    }
 
 
 def summarize_pairwise_games(rows: list[dict], baseline: Optional[str], statistics: Statistics) -> dict:
@@ -322,13 +414,21 @@ def summarize_pairwise_games(rows: list[dict], baseline: Optional[str], statisti
     for model, counts in by_model.items():
         total = counts["wins"] + counts["ties"] + counts["losses"]
         per_question = points[model]
-        models.append({"model": model, **counts, "games": total,
-                       "win_rate": counts["wins"] / total if total else None,
-                       "loss_rate": counts["losses"] / total if total else None,
-                       "win_rate_adjusted": (counts["wins"] + 0.5 * counts["ties"]) / total if total else None,
-                       "win_rate_adjusted_ci95": statistics.ratio_ci([sum(v) for v in per_question.values()],
-                                                                     [len(v) for v in per_question.values()]),
-                       "judged": len(per_question), **statistics.reliability(len(per_question))})
+        models.append(
+            {
+                "model": model,
+                **counts,
+                "games": total,
+                "win_rate": counts["wins"] / total if total else None,
+                "loss_rate": counts["losses"] / total if total else None,
+                "win_rate_adjusted": (counts["wins"] + 0.5 * counts["ties"]) / total if total else None,
+                "win_rate_adjusted_ci95": statistics.ratio_ci(
+                    [sum(v) for v in per_question.values()], [len(v) for v in per_question.values()]
+                ),
+                "judged": len(per_question),
+                **statistics.reliability(len(per_question)),
+            }
+        )
     return {"baseline": baseline, "models": sorted(models, key=lambda entry: -(entry["win_rate_adjusted"] or 0))}
 
 
@@ -336,26 +436,66 @@ def format_mt_bench_tables(summary: dict) -> str:
     lines = []
     if summary["single"]:
         turn_names = sorted({turn for entry in summary["single"]["models"] for turn in entry["turns"]})
-        rows = [[entry["model"]] + [_num(entry["turns"].get(turn)) for turn in turn_names]
-                + [_num(entry["mean"]), _ci(entry["mean_ci95"], 2), str(entry["judged"]),
-                   f"{entry['failed']}/{entry['calls']}", "" if entry["meaningful"] else "not meaningful"]
-                for entry in summary["single"]["models"]]
-        lines += ["MT-bench single-answer grading (1-10; 95% bootstrap CI over questions)",
-                  format_table(["model"] + [f"turn {turn}" for turn in turn_names]
-                               + ["mean", "95% CI", "judged", "failed calls", ""], rows)]
+        rows = [
+            [entry["model"]]
+            + [_num(entry["turns"].get(turn)) for turn in turn_names]
+            + [
+                _num(entry["mean"]),
+                _ci(entry["mean_ci95"], 2),
+                str(entry["judged"]),
+                f"{entry['failed']}/{entry['calls']}",
+                "" if entry["meaningful"] else "not meaningful",
+            ]
+            for entry in summary["single"]["models"]
+        ]
+        lines += [
+            "MT-bench single-answer grading (1-10; 95% bootstrap CI over questions)",
+            format_table(
+                ["model"] + [f"turn {turn}" for turn in turn_names] + ["mean", "95% CI", "judged", "failed calls", ""],
+                rows,
+            ),
+        ]
     if summary["pairwise"]:
-        rows = [[entry["model"], str(entry["wins"]), str(entry["ties"]), str(entry["losses"]),
-                 str(entry["inconsistent"]), _pct(_times100(entry["win_rate"])),
-                 _pct(_times100(entry["win_rate_adjusted"])), _ci(_times100_pair(entry["win_rate_adjusted_ci95"])),
-                 str(entry["judged"]), f"{entry['failed']}/{entry['calls']}",
-                 "" if entry["meaningful"] else "not meaningful"] for entry in summary["pairwise"]["models"]]
-        lines += ([""] if lines else []) + [f"MT-bench pairwise against {summary['pairwise']['baseline']}",
-                  format_table(["model", "win", "tie", "loss", "inconsistent", "win %", "adjusted %", "95% CI",
-                                "judged", "failed calls", ""], rows)]
+        rows = [
+            [
+                entry["model"],
+                str(entry["wins"]),
+                str(entry["ties"]),
+                str(entry["losses"]),
+                str(entry["inconsistent"]),
+                _pct(_times100(entry["win_rate"])),
+                _pct(_times100(entry["win_rate_adjusted"])),
+                _ci(_times100_pair(entry["win_rate_adjusted_ci95"])),
+                str(entry["judged"]),
+                f"{entry['failed']}/{entry['calls']}",
+                "" if entry["meaningful"] else "not meaningful",
+            ]
+            for entry in summary["pairwise"]["models"]
+        ]
+        lines += ([""] if lines else []) + [
+            f"MT-bench pairwise against {summary['pairwise']['baseline']}",
+            format_table(
+                [
+                    "model",
+                    "win",
+                    "tie",
+                    "loss",
+                    "inconsistent",
+                    "win %",
+                    "adjusted %",
+                    "95% CI",
+                    "judged",
+                    "failed calls",
+                    "",
+                ],
+                rows,
+            ),
+        ]
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- AlpacaEval-style preferences
+
 
 def summarize_alpaca_eval(input_path: Path, statistics: Statistics) -> dict:
     models = []
@@ -368,8 +508,11 @@ def summarize_alpaca_eval(input_path: Path, statistics: Statistics) -> dict:
             models.append(alpaca_win_rate(annotations, statistics))
     if not models:
         raise SystemExit(f"no annotations in {input_path}")
-    return {"benchmark": "alpaca_eval", "reference": models[0]["reference"],
-            "models": sorted(models, key=lambda entry: -(entry["win_rate"] or 0))}
+    return {
+        "benchmark": "alpaca_eval",
+        "reference": models[0]["reference"],
+        "models": sorted(models, key=lambda entry: -(entry["win_rate"] or 0)),
+    }
 
 
 def alpaca_win_rate(annotations: list[dict], statistics: Statistics) -> dict:
@@ -377,34 +520,58 @@ def alpaca_win_rate(annotations: list[dict], statistics: Statistics) -> dict:
     preferences = [a["preference"] for a in annotations if a["preference"] is not None]
     wins = [preference - 1.0 for preference in preferences]
     calls = sum(len(a.get("order_preference") or {}) for a in annotations)
-    return {"model": annotations[0]["generator_2"], "reference": annotations[0]["generator_1"],
-            "win_rate": 100.0 * mean(wins) if wins else None,
-            "win_rate_ci95": statistics.ratio_ci(wins, [1.0] * len(wins), 100.0),
-            "standard_error": 100.0 * stdev(wins) / math.sqrt(len(wins)) if len(wins) > 1 else None,
-            "n_wins": sum(p > 1.5 for p in preferences), "n_draws": sum(p == 1.5 for p in preferences),
-            "n_losses": sum(p < 1.5 for p in preferences), "n_total": len(preferences),
-            "judged": len(preferences), "failed_questions": len(annotations) - len(preferences),
-            "failed": sum(value is None for a in annotations for value in (a.get("order_preference") or {}).values()),
-            "calls": calls, **statistics.reliability(len(preferences))}
+    return {
+        "model": annotations[0]["generator_2"],
+        "reference": annotations[0]["generator_1"],
+        "win_rate": 100.0 * mean(wins) if wins else None,
+        "win_rate_ci95": statistics.ratio_ci(wins, [1.0] * len(wins), 100.0),
+        "standard_error": 100.0 * stdev(wins) / math.sqrt(len(wins)) if len(wins) > 1 else None,
+        "n_wins": sum(p > 1.5 for p in preferences),
+        "n_draws": sum(p == 1.5 for p in preferences),
+        "n_losses": sum(p < 1.5 for p in preferences),
+        "n_total": len(preferences),
+        "judged": len(preferences),
+        "failed_questions": len(annotations) - len(preferences),
+        "failed": sum(value is None for a in annotations for value in (a.get("order_preference") or {}).values()),
+        "calls": calls,
+        **statistics.reliability(len(preferences)),
+    }
 
 
 def format_alpaca_table(summary: dict) -> str:
-    rows = [[entry["model"], _num(entry["win_rate"]), _ci(entry["win_rate_ci95"]), _num(entry["standard_error"]),
-             f"{entry['n_wins']}/{entry['n_draws']}/{entry['n_losses']}", str(entry["judged"]),
-             f"{entry['failed']}/{entry['calls']}", "" if entry["meaningful"] else "not meaningful"]
-            for entry in summary["models"]]
-    return "\n".join([f"AlpacaEval-style win rate against {summary['reference']} (95% bootstrap CI over instructions)",
-                      format_table(["model", "win rate %", "95% CI", "std. error", "win/draw/loss", "judged",
-                                    "failed calls", ""], rows)])
+    rows = [
+        [
+            entry["model"],
+            _num(entry["win_rate"]),
+            _ci(entry["win_rate_ci95"]),
+            _num(entry["standard_error"]),
+            f"{entry['n_wins']}/{entry['n_draws']}/{entry['n_losses']}",
+            str(entry["judged"]),
+            f"{entry['failed']}/{entry['calls']}",
+            "" if entry["meaningful"] else "not meaningful",
+        ]
+        for entry in summary["models"]
+    ]
+    return "\n".join(
+        [
+            f"AlpacaEval-style win rate against {summary['reference']} (95% bootstrap CI over instructions)",
+            format_table(
+                ["model", "win rate %", "95% CI", "std. error", "win/draw/loss", "judged", "failed calls", ""], rows
+            ),
+        ]
+    )
 
 
 # ---------------------------------------------------------------- helpers
 
+
 def format_table(header: list[str], rows: list[list[str]]) -> str:
     """A plain aligned text table; small enough not to need a dependency."""
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+
     def line(cells):
         return "  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip()
+
     return "\n".join([line(header), line(["-" * width for width in widths])] + [line(row) for row in rows])
 
 

@@ -33,6 +33,7 @@ _BRACKETED = re.compile(r"\[\[\s*([A-Za-z]+)\s*\]\]")
 
 # ---------------------------------------------------------------- free text
 
+
 def _score_pair_in(text: str, strict: bool) -> Optional[tuple[float, float]]:
     """Two numbers in 0..10 in `text`; when strict, the line must hold nothing but them and score words."""
     text = _OUT_OF_TEN.sub(r"\1", text)
@@ -94,6 +95,7 @@ def parse_preference(reply: str) -> Optional[str]:
 
 
 # ---------------------------------------------------------------- structured (JSON) replies
+
 
 def _json_object(reply: str) -> Optional[dict]:
     """The reply as a JSON object; tolerates a ```json fence some servers add around it."""
@@ -160,19 +162,38 @@ class VerdictKind:
 
 # Whole-number scores: a JSON number has no length bound, and a constrained model can emit digits forever.
 _SCORE = {"type": "integer", "minimum": 0, "maximum": 10}
-VERDICT_KINDS = {kind.name: kind for kind in (
-    VerdictKind("score_pair", parse_score_pair, _schema({"score_1": _SCORE, "score_2": _SCORE}), _read_score_pair,
-                'Reply with a JSON object: {"explanation": "...", "score_1": <score of Assistant 1>, '
-                '"score_2": <score of Assistant 2>}, the explanation first.'),
-    VerdictKind("rating", parse_rating, _schema({"rating": {"type": "integer", "minimum": 1, "maximum": 10}}),
-                _read_rating, 'Reply with a JSON object: {"explanation": "...", "rating": <1 to 10>}, '
-                              'the explanation first.'),
-    VerdictKind("verdict_abc", parse_pairwise_verdict, _schema({"verdict": {"enum": ["A", "B", "C"]}}),
-                _read_choice(("A", "B", "C")),
-                'Reply with a JSON object: {"explanation": "...", "verdict": "A" | "B" | "C"} (C for a tie), '
-                'the explanation first.'),
-    VerdictKind("preference_ab", parse_preference, _schema({"verdict": {"enum": ["a", "b", "tie"]}}),
-                _read_choice(("a", "b", "tie")),
-                'Reply with a JSON object: {"explanation": "...", "verdict": "a" | "b" | "tie"}, '
-                'the explanation first.'),
-)}
+VERDICT_KINDS = {
+    kind.name: kind
+    for kind in (
+        VerdictKind(
+            "score_pair",
+            parse_score_pair,
+            _schema({"score_1": _SCORE, "score_2": _SCORE}),
+            _read_score_pair,
+            'Reply with a JSON object: {"explanation": "...", "score_1": <score of Assistant 1>, '
+            '"score_2": <score of Assistant 2>}, the explanation first.',
+        ),
+        VerdictKind(
+            "rating",
+            parse_rating,
+            _schema({"rating": {"type": "integer", "minimum": 1, "maximum": 10}}),
+            _read_rating,
+            'Reply with a JSON object: {"explanation": "...", "rating": <1 to 10>}, the explanation first.',
+        ),
+        VerdictKind(
+            "verdict_abc",
+            parse_pairwise_verdict,
+            _schema({"verdict": {"enum": ["A", "B", "C"]}}),
+            _read_choice(("A", "B", "C")),
+            'Reply with a JSON object: {"explanation": "...", "verdict": "A" | "B" | "C"} (C for a tie), '
+            "the explanation first.",
+        ),
+        VerdictKind(
+            "preference_ab",
+            parse_preference,
+            _schema({"verdict": {"enum": ["a", "b", "tie"]}}),
+            _read_choice(("a", "b", "tie")),
+            'Reply with a JSON object: {"explanation": "...", "verdict": "a" | "b" | "tie"}, the explanation first.',
+        ),
+    )
+}

@@ -61,27 +61,52 @@ def main(argv=None):
 
 def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "demo_output"), help="output folder (default demo_output/)")
-    parser.add_argument("--fresh", action="store_true", help="delete --out and start over instead of reusing finished steps")
-    parser.add_argument("--input", default=EXAMPLES_DIR, help="folder with ShareGPT/*.html (default: the bundled pages)")
+    parser.add_argument(
+        "--out", default=os.path.join(REPO_ROOT, "demo_output"), help="output folder (default demo_output/)"
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="delete --out and start over instead of reusing finished steps"
+    )
+    parser.add_argument(
+        "--input", default=EXAMPLES_DIR, help="folder with ShareGPT/*.html (default: the bundled pages)"
+    )
     parser.add_argument("--model_type", default="openchat_tiny", help="registry model type (default openchat_tiny)")
-    parser.add_argument("--model_path", default=None,
-                        help="base model folder without the EOT token, e.g. LLaMA-13B (default: build the tiny twin)")
-    parser.add_argument("--num_gpus", type=int, default=2, help="deepspeed ranks (CPU ranks when there is no GPU; default 2)")
+    parser.add_argument(
+        "--model_path",
+        default=None,
+        help="base model folder without the EOT token, e.g. LLaMA-13B (default: build the tiny twin)",
+    )
+    parser.add_argument(
+        "--num_gpus", type=int, default=2, help="deepspeed ranks (CPU ranks when there is no GPU; default 2)"
+    )
     parser.add_argument("--epochs", type=int, default=2, help="training epochs (default 2; the original: 5)")
-    parser.add_argument("--lr", type=float, default=2e-3,
-                        help="peak learning rate (default 2e-3 for the tiny random model; the original 2e-5 for LLaMA)")
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=2e-3,
+        help="peak learning rate (default 2e-3 for the tiny random model; the original 2e-5 for LLaMA)",
+    )
     parser.add_argument("--train_batch_size", type=int, default=16, help="global batch (default 16; the original: 128)")
     parser.add_argument("--micro_batch_size", type=int, default=4, help="samples per rank per micro-step (default 4)")
     parser.add_argument("--max_steps", type=int, default=None, help="stop training after this many optimizer steps")
-    parser.add_argument("--quick", action="store_true",
-                        help="shortest schedule that still shows every step (CI): 6 steps, 8 questions, short answers")
-    parser.add_argument("--questions", type=int, default=None, help="evaluate on the first N questions (default all 80)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="shortest schedule that still shows every step (CI): 6 steps, 8 questions, short answers",
+    )
+    parser.add_argument(
+        "--questions", type=int, default=None, help="evaluate on the first N questions (default all 80)"
+    )
     parser.add_argument("--answer_max_tokens", type=int, default=128, help="answer length limit (default 128)")
     parser.add_argument("--port", type=int, default=18888, help="server port (default 18888; 0 picks a free one)")
-    parser.add_argument("--judge_api_base", default=None,
-                        help="OpenAI-compatible judge endpoint (default: the demo's own server with the trained model)")
-    parser.add_argument("--judge_model", default=None, help="judge model name (default: what the judge endpoint lists first)")
+    parser.add_argument(
+        "--judge_api_base",
+        default=None,
+        help="OpenAI-compatible judge endpoint (default: the demo's own server with the trained model)",
+    )
+    parser.add_argument(
+        "--judge_model", default=None, help="judge model name (default: what the judge endpoint lists first)"
+    )
     parser.add_argument("--judge_api_key", default=None, help="judge API key (default $OPENAI_API_KEY)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -148,8 +173,13 @@ class Demo:
         print(f"   $ {' '.join(command)}", flush=True)
         with open(log_path, "a", encoding="utf-8") as log:
             process = subprocess.Popen(
-                command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                env=dict(os.environ, **(env or {})), start_new_session=True,
+                command,
+                cwd=REPO_ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=dict(os.environ, **(env or {})),
+                start_new_session=True,
             )
             tail: list[str] = []
             for line in process.stdout:
@@ -159,8 +189,10 @@ class Demo:
                     print("   | " + line.rstrip()[-200:], flush=True)
             code = process.wait()
         if code != 0:
-            raise StepFailed(f"{command[0]} {' '.join(command[1:3])} ... exited with {code}; "
-                             f"log: {log_path}\n" + "\n".join("   | " + line for line in tail))
+            raise StepFailed(
+                f"{command[0]} {' '.join(command[1:3])} ... exited with {code}; "
+                f"log: {log_path}\n" + "\n".join("   | " + line for line in tail)
+            )
 
     def python(self, module: str, *args: str) -> list[str]:
         return [sys.executable, "-m", module, *args]
@@ -178,19 +210,32 @@ class Demo:
             return f"tiny {self.model_type} base {base} + <|end_of_turn|> -> {self.model_dir}"
         if not os.path.isdir(base):
             raise StepFailed(f"--model_path {base!r} is not a folder")
-        self.run(self.python("ochat.models.add_eot_token", "--model_type", self.model_type,
-                             "--in", base, "--out", self.model_dir), "model")
+        self.run(
+            self.python(
+                "ochat.models.add_eot_token", "--model_type", self.model_type, "--in", base, "--out", self.model_dir
+            ),
+            "model",
+        )
         return f"{self.model_type} base {base} + <|end_of_turn|> -> {self.model_dir}"
 
     def step_data(self) -> str:
         data_dir = self.path("data")
-        self.run(["bash", os.path.join(REPO_ROOT, "run_data_pipeline.sh"), self.args.input, data_dir], "data",
-                 env={"MODEL_TYPES": self.model_type, "MODEL_PATHS": self.model_dir, "PYTHON": sys.executable,
-                      "GENERATE_ARGS": "--eval-ratio 0.05"})
+        self.run(
+            ["bash", os.path.join(REPO_ROOT, "run_data_pipeline.sh"), self.args.input, data_dir],
+            "data",
+            env={
+                "MODEL_TYPES": self.model_type,
+                "MODEL_PATHS": self.model_dir,
+                "PYTHON": sys.executable,
+                "GENERATE_ARGS": "--eval-ratio 0.05",
+            },
+        )
         with open(os.path.join(data_dir, f"{self.model_type}.report.json"), encoding="utf-8") as handle:
             report = json.load(handle)
-        return (f"{report['train']['samples']} train / {report['eval']['samples']} eval samples in "
-                f"{data_dir}/{self.model_type}.{{train,eval}}.json (report: {data_dir}/sharegpt_clean.report.json)")
+        return (
+            f"{report['train']['samples']} train / {report['eval']['samples']} eval samples in "
+            f"{data_dir}/{self.model_type}.{{train,eval}}.json (report: {data_dir}/sharegpt_clean.report.json)"
+        )
 
     def step_train(self) -> str:
         args = self.args
@@ -198,20 +243,40 @@ class Demo:
         launcher = os.path.join(os.path.dirname(sys.executable), "deepspeed")
         launcher = [launcher] if os.path.exists(launcher) else [sys.executable, "-m", "deepspeed.launcher.runner"]
         command = [
-            *launcher, f"--num_gpus={args.num_gpus}", f"--master_port={free_port()}",
-            "--module", "ochat.training_deepspeed.train",
-            "--model_type", self.model_type, "--model_path", self.model_dir, "--save_path", self.checkpoint_dir,
-            "--length_grouping", "--epochs", str(args.epochs), "--data_path", self.path("data"),
-            "--lr", str(args.lr), "--train_batch_size", str(args.train_batch_size),
-            "--micro_batch_size", str(args.micro_batch_size),
-            "--deepspeed", "--deepspeed_config", DEEPSPEED_CONFIG,
+            *launcher,
+            f"--num_gpus={args.num_gpus}",
+            f"--master_port={free_port()}",
+            "--module",
+            "ochat.training_deepspeed.train",
+            "--model_type",
+            self.model_type,
+            "--model_path",
+            self.model_dir,
+            "--save_path",
+            self.checkpoint_dir,
+            "--length_grouping",
+            "--epochs",
+            str(args.epochs),
+            "--data_path",
+            self.path("data"),
+            "--lr",
+            str(args.lr),
+            "--train_batch_size",
+            str(args.train_batch_size),
+            "--micro_batch_size",
+            str(args.micro_batch_size),
+            "--deepspeed",
+            "--deepspeed_config",
+            DEEPSPEED_CONFIG,
         ]
         if args.max_steps:
             command += ["--max_steps", str(args.max_steps)]
         self.run(command, "train", env={"OMP_NUM_THREADS": "1"})
         losses = self.eval_losses()
-        return (f"checkpoint {self.checkpoint_dir}; eval loss {losses['base']:.3f} (base) -> "
-                f"{losses['trained']:.3f} (trained); metrics {self.checkpoint_dir}/metrics.jsonl")
+        return (
+            f"checkpoint {self.checkpoint_dir}; eval loss {losses['base']:.3f} (base) -> "
+            f"{losses['trained']:.3f} (trained); metrics {self.checkpoint_dir}/metrics.jsonl"
+        )
 
     def eval_losses(self) -> dict:
         """Token-mean eval loss of the base and the trained model, the figure that says training worked."""
@@ -230,11 +295,20 @@ class Demo:
         port = self.args.port or free_port()
         if port_in_use(port):
             raise StepFailed(f"port {port} is already in use; stop what listens there or pass --port 0")
-        print(f"   $ python -m ochat.serving.openai_api_server --model_type {self.model_type} "
-              f"--model_path {self.checkpoint_dir} --host 127.0.0.1 --port {port}", flush=True)
+        print(
+            f"   $ python -m ochat.serving.openai_api_server --model_type {self.model_type} "
+            f"--model_path {self.checkpoint_dir} --host 127.0.0.1 --port {port}",
+            flush=True,
+        )
         try:
-            self.server = ServerProcess.start(self.model_type, self.checkpoint_dir, port=port, cwd=REPO_ROOT,
-                                              log_path=self.path("logs", "server.log"), timeout=300)
+            self.server = ServerProcess.start(
+                self.model_type,
+                self.checkpoint_dir,
+                port=port,
+                cwd=REPO_ROOT,
+                log_path=self.path("logs", "server.log"),
+                timeout=300,
+            )
         except ServerStartError as error:
             raise StepFailed(str(error)) from None
         self.server_url = self.server.base_url
@@ -245,8 +319,12 @@ class Demo:
         question = "What is the capital of France?"
         print(f"   user> {question}\n   assistant> ", end="", flush=True)
         stream = client.chat.completions.create(
-            model=self.model_type, messages=[{"role": "user", "content": question}],
-            stream=True, max_tokens=48, temperature=0.7, seed=0,
+            model=self.model_type,
+            messages=[{"role": "user", "content": question}],
+            stream=True,
+            max_tokens=48,
+            temperature=0.7,
+            seed=0,
         )
         pieces = []
         for chunk in stream:
@@ -261,12 +339,44 @@ class Demo:
         eval_dir, baseline_dir = self.path("eval", "answers"), self.path("eval", "baselines")
         data_path = self.question_subset()
         bench = "vicuna"
-        common = ["--data_path", data_path, "--bench", bench, "--max_tokens", str(args.answer_max_tokens), "--seed", "0"]
-        self.run(self.python("evaluation.get_model_answer", "--api-base", self.server_url + "/v1",
-                             "--model", self.model_type, "--model_name", "trained", "--output_path", eval_dir, *common),
-                 "evaluate")
-        self.run(self.python("evaluation.get_model_answer", "--model_type", self.model_type, "--models_path", self.model_dir,
-                             "--output_path", baseline_dir, *common), "evaluate")
+        common = [
+            "--data_path",
+            data_path,
+            "--bench",
+            bench,
+            "--max_tokens",
+            str(args.answer_max_tokens),
+            "--seed",
+            "0",
+        ]
+        self.run(
+            self.python(
+                "evaluation.get_model_answer",
+                "--api-base",
+                self.server_url + "/v1",
+                "--model",
+                self.model_type,
+                "--model_name",
+                "trained",
+                "--output_path",
+                eval_dir,
+                *common,
+            ),
+            "evaluate",
+        )
+        self.run(
+            self.python(
+                "evaluation.get_model_answer",
+                "--model_type",
+                self.model_type,
+                "--models_path",
+                self.model_dir,
+                "--output_path",
+                baseline_dir,
+                *common,
+            ),
+            "evaluate",
+        )
         baseline_files = [name for name in os.listdir(baseline_dir) if name.endswith(".jsonl")]
         if len(baseline_files) != 1:
             raise StepFailed(f"expected one baseline answer file in {baseline_dir}, found {baseline_files}")
@@ -278,20 +388,44 @@ class Demo:
         if args.judge_api_key:
             judge += ["--api-key", args.judge_api_key]
         if local_judge:  # a random tiny model: bounded JSON verdicts through response_format, asked once
-            judge += ["--structured", "--max_explanation_chars", "120", "--parse_retries", "0",
-                      "--max_tokens", str(max(args.answer_max_tokens, 192))]
+            judge += [
+                "--structured",
+                "--max_explanation_chars",
+                "120",
+                "--parse_retries",
+                "0",
+                "--max_tokens",
+                str(max(args.answer_max_tokens, 192)),
+            ]
         else:
             judge += ["--max_tokens", str(args.answer_max_tokens)]
         env = {} if args.judge_api_key or os.environ.get("OPENAI_API_KEY") else {"OPENAI_API_KEY": "none"}
         reviews_dir = os.path.join(eval_dir, "reviews")
         try:
-            self.run(self.python("evaluation.openai_eval", "--data_path", data_path, "--bench", bench,
-                                 "--baseline_path", os.path.join(baseline_dir, baseline_files[0]),
-                                 "--input_path", eval_dir, "--continue", *judge), "evaluate", env=env)
+            self.run(
+                self.python(
+                    "evaluation.openai_eval",
+                    "--data_path",
+                    data_path,
+                    "--bench",
+                    bench,
+                    "--baseline_path",
+                    os.path.join(baseline_dir, baseline_files[0]),
+                    "--input_path",
+                    eval_dir,
+                    "--continue",
+                    *judge,
+                ),
+                "evaluate",
+                env=env,
+            )
         except StepFailed:
             # The judge answered but no reply held a verdict (a tiny judge may do that): say so and go on.
-            call_logs = [name for name in os.listdir(reviews_dir) if name.endswith(".calls.jsonl")] \
-                if os.path.isdir(reviews_dir) else []
+            call_logs = (
+                [name for name in os.listdir(reviews_dir) if name.endswith(".calls.jsonl")]
+                if os.path.isdir(reviews_dir)
+                else []
+            )
             if not (local_judge and call_logs):
                 raise
         try:
@@ -302,13 +436,16 @@ class Demo:
         with open(os.path.join(eval_dir, "summary.json"), encoding="utf-8") as handle:
             judged = sum(model.get("judged", 0) for model in json.load(handle)["models"])
         if local_judge:
-            print("   note: the judge is the demo's own tiny model, so these numbers check the evaluation plumbing "
-                  "(answers -> structured judge calls -> summary), not the quality of any model. Pass "
-                  "--judge_api_base (and --judge_model, --judge_api_key) for a real judge, e.g. GPT-4.")
+            print(
+                "   note: the judge is the demo's own tiny model, so these numbers check the evaluation plumbing "
+                "(answers -> structured judge calls -> summary), not the quality of any model. Pass "
+                "--judge_api_base (and --judge_model, --judge_api_key) for a real judge, e.g. GPT-4."
+            )
         if judged == 0:
             print("   note: no review could be read as scores; the summary counts every call as failed.")
-        return (f"answers, reviews and summary.json in {eval_dir} (baseline: the base model, {baseline_dir})"
-                + ("; a plumbing check, not a quality figure" if local_judge else ""))
+        return f"answers, reviews and summary.json in {eval_dir} (baseline: the base model, {baseline_dir})" + (
+            "; a plumbing check, not a quality figure" if local_judge else ""
+        )
 
     def question_subset(self) -> str:
         """The bundled question set, cut to --questions when asked (same files, fewer lines)."""
@@ -339,11 +476,30 @@ class Demo:
         embeddings = os.path.join(vis_dir, f"{self.model_type}.train.embeddings.json")
         points = os.path.join(vis_dir, f"{self.model_type}.visualizer.json")
         self.run(self.python("visualization.embed", "--in-file", texts, "--out-file", embeddings), "visualize")
-        self.run(self.python("visualization.dim_reduction", "--embeddings", embeddings, "--texts", texts,
-                             "--out-file", points, "--html", os.path.join(vis_dir, "visualizer_standalone.html")),
-                 "visualize")
-        self.run(self.python("visualization.eval_report", "--results-dir", self.path("eval", "answers"),
-                             "--html", os.path.join(vis_dir, "eval_report.html")), "visualize")
+        self.run(
+            self.python(
+                "visualization.dim_reduction",
+                "--embeddings",
+                embeddings,
+                "--texts",
+                texts,
+                "--out-file",
+                points,
+                "--html",
+                os.path.join(vis_dir, "visualizer_standalone.html"),
+            ),
+            "visualize",
+        )
+        self.run(
+            self.python(
+                "visualization.eval_report",
+                "--results-dir",
+                self.path("eval", "answers"),
+                "--html",
+                os.path.join(vis_dir, "eval_report.html"),
+            ),
+            "visualize",
+        )
         return f"{points}; self-contained pages visualizer_standalone.html and eval_report.html beside it"
 
     # ---- the end -------------------------------------------------------------------------------
@@ -356,13 +512,21 @@ class Demo:
         summary_path = self.path("eval", "answers", "summary.json")
         print("\n== the loop is done")
         print(f"   data:        {self.path('data')}")
-        print(f"   checkpoint:  {self.checkpoint_dir}  (serve it: python -m ochat.serving.openai_api_server "
-              f"--model_type {self.model_type} --model_path {self.checkpoint_dir})")
+        print(
+            f"   checkpoint:  {self.checkpoint_dir}  (serve it: python -m ochat.serving.openai_api_server "
+            f"--model_type {self.model_type} --model_path {self.checkpoint_dir})"
+        )
         print(f"   evaluation:  {summary_path}")
-        print(f"   open {VISUALIZER_PAGE}\n      and drop {self.path('visualization', self.model_type + '.visualizer.json')} on it")
-        print(f"   open {EVAL_PAGE}\n      and pick {summary_path} and the files in {self.path('eval', 'answers', 'reviews')}")
-        print(f"   or open the self-contained copies in {self.path('visualization')}: "
-              "visualizer_standalone.html, eval_report.html")
+        print(
+            f"   open {VISUALIZER_PAGE}\n      and drop {self.path('visualization', self.model_type + '.visualizer.json')} on it"
+        )
+        print(
+            f"   open {EVAL_PAGE}\n      and pick {summary_path} and the files in {self.path('eval', 'answers', 'reviews')}"
+        )
+        print(
+            f"   or open the self-contained copies in {self.path('visualization')}: "
+            "visualizer_standalone.html, eval_report.html"
+        )
 
 
 def eval_loss_of_checkpoint(model_type: str, model_path: str, data_file: str) -> float:

@@ -21,7 +21,9 @@ def run_module(module: str, *args: str, **kwargs) -> subprocess.CompletedProcess
         [sys.executable, "-m", module, *args], cwd=REPO_ROOT, capture_output=True, text=True, **kwargs
     )
     if result.returncode != 0:
-        pytest.fail(f"python -m {module} {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        pytest.fail(
+            f"python -m {module} {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -47,8 +49,11 @@ def tiny_model_dir(tiny_model_dirs) -> str:
 def tiny_data_dir(tiny_model_dir, tmp_path_factory) -> str:
     """The bundled corpus through `run_data_pipeline.sh` for the tiny model (eval ratio 0.1)."""
     out = str(tmp_path_factory.mktemp("tiny_data"))
-    run_data_pipeline(EXAMPLES_DIR, out, {"MODEL_TYPES": TINY_MODEL_TYPE, "MODEL_PATHS": tiny_model_dir,
-                                          "GENERATE_ARGS": "--eval_ratio 0.1"})
+    run_data_pipeline(
+        EXAMPLES_DIR,
+        out,
+        {"MODEL_TYPES": TINY_MODEL_TYPE, "MODEL_PATHS": tiny_model_dir, "GENERATE_ARGS": "--eval_ratio 0.1"},
+    )
     return out
 
 
@@ -65,8 +70,12 @@ def tiny_crlft_model_dir(tiny_base_dir, tmp_path_factory) -> str:
 
 def run_data_pipeline(input_dir: str, output_dir: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`./run_data_pipeline.sh INPUT OUTPUT` with this interpreter; fails the test with its output if it fails."""
-    result = subprocess.run(["bash", os.path.join(REPO_ROOT, "run_data_pipeline.sh"), input_dir, output_dir],
-                            capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable, **(env or {})})
+    result = subprocess.run(
+        ["bash", os.path.join(REPO_ROOT, "run_data_pipeline.sh"), input_dir, output_dir],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": sys.executable, **(env or {})},
+    )
     if result.returncode != 0:
         pytest.fail(f"run_data_pipeline.sh failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

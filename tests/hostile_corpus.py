@@ -23,9 +23,10 @@ BUNDLED_CORPUS = REPO_ROOT / "data_pipeline" / "examples" / "ShareGPT"
 
 def next_data_page(json_text: str, before: str = "", after: str = "") -> bytes:
     """A page whose `__NEXT_DATA__` script holds `json_text` as is."""
-    return (f"<!DOCTYPE html><html><head><title>t</title></head><body>{before}"
-            f'<script id="__NEXT_DATA__" type="application/json">{json_text}</script>{after}</body></html>'
-            ).encode("utf-8", "surrogatepass")
+    return (
+        f"<!DOCTYPE html><html><head><title>t</title></head><body>{before}"
+        f'<script id="__NEXT_DATA__" type="application/json">{json_text}</script>{after}</body></html>'
+    ).encode("utf-8", "surrogatepass")
 
 
 def conversation_json(items, page_id="p1", views=3, model="Model: GPT-4", raw_views=None, raw_id=None) -> str:
@@ -72,22 +73,51 @@ def hostile_pages() -> dict[str, tuple[str, bytes]]:
         "unclosed_comment": next_data_page(ok, before="<!--" * 16_000),
         "next_data_in_comment": f'<html><!-- <script id="__NEXT_DATA__">{ok}</script> --></html>'.encode(),
         "truncated": next_data_page(ok)[: len(next_data_page(ok)) * 2 // 3],
-        "unknown_roles": next_data_page(conversation_json([{"from": "user", "value": "q"},
-                                                           {"from": "assistant", "value": "a"}])),
+        "unknown_roles": next_data_page(
+            conversation_json([{"from": "user", "value": "q"}, {"from": "assistant", "value": "a"}])
+        ),
         "empty_file": b"",
         "not_utf8": b"\xff\xfe" + next_data_page(ok),
         "markup_too_deep": next_data_page(conversation_json(turns("<b>" * 5000 + "x"))),
         # markdownify re-quotes the whole text at every level: depth x size, minutes for this page
-        "slow_nested_quotes": next_data_page(conversation_json(turns("<blockquote>" * 200 + "<p>"
-                                                                     + "x<br>" * 100_000 + "</p>"))),
+        "slow_nested_quotes": next_data_page(
+            conversation_json(turns("<blockquote>" * 200 + "<p>" + "x<br>" * 100_000 + "</p>"))
+        ),
     }
     return {f"hostile_{kind}.html": (kind, page) for kind, page in pages.items()}
 
 
 MUTATION_SNIPPETS = [
-    "<!--", "-->", "<pre>", "</pre>", "<code>", "<span", "<script>", "</script>", "NaN", "Infinity", "-1e999",
-    '"props":[1],', "\\ud800", "\\udfff", "[[[[[[[[", "]]]]", "{", "}", '"', "\\", "\x00", "\n" * 500,
-    '"from":"system",', '"views":"many",', '"id":null,', "9" * 400, "<![CDATA[", "&#0;", "&lt;", "\u2028",
+    "<!--",
+    "-->",
+    "<pre>",
+    "</pre>",
+    "<code>",
+    "<span",
+    "<script>",
+    "</script>",
+    "NaN",
+    "Infinity",
+    "-1e999",
+    '"props":[1],',
+    "\\ud800",
+    "\\udfff",
+    "[[[[[[[[",
+    "]]]]",
+    "{",
+    "}",
+    '"',
+    "\\",
+    "\x00",
+    "\n" * 500,
+    '"from":"system",',
+    '"views":"many",',
+    '"id":null,',
+    "9" * 400,
+    "<![CDATA[",
+    "&#0;",
+    "&lt;",
+    "\u2028",
 ]
 
 
@@ -149,11 +179,21 @@ def write_hostile_corpus(folder: str | os.PathLike, seed: int = 0, mutations: in
     large = bundled[2].read_bytes()
     (folder / "large.html").write_bytes(large + b"<!-- padding -->" * (3_000_000 // 16))
     (folder / os.fsdecode(b"name_\xff.html")).write_bytes(bundled[3].read_bytes())
-    kinds.update({"PAGE.HTML": "upper_case_suffix", "page.htm": "htm_suffix", "notes.txt": "other_file",
-                  "subfolder": "folder", "folder.html": "folder_named_html", "p.html": "fifo",
-                  "zero.html": "symlink_to_device", "dangling.html": "dangling_symlink",
-                  "loop.html": "symlink_loop", "large.html": "too_large",
-                  os.fsdecode(b"name_\xff.html"): "undecodable_name"})
+    kinds.update(
+        {
+            "PAGE.HTML": "upper_case_suffix",
+            "page.htm": "htm_suffix",
+            "notes.txt": "other_file",
+            "subfolder": "folder",
+            "folder.html": "folder_named_html",
+            "p.html": "fifo",
+            "zero.html": "symlink_to_device",
+            "dangling.html": "dangling_symlink",
+            "loop.html": "symlink_loop",
+            "large.html": "too_large",
+            os.fsdecode(b"name_\xff.html"): "undecodable_name",
+        }
+    )
     return kinds
 
 

@@ -96,11 +96,26 @@ class ScriptedJudge:
             self.requests.append((model, rule, "answer", body.get("seed"), step_kind(step)))
             return await self.serve_step(model, step, body)
         if self.reject_response_format and "response_format" in body:
-            self.requests.append((model, None, self.order_of("\n".join(m.get("content", "") for m in messages)),
-                                  body.get("seed"), "status"))
-            return web.json_response({"error": {"message": "response_format is not supported", "type":
-                                                "invalid_request_error", "param": "response_format", "code": None}},
-                                     status=400)
+            self.requests.append(
+                (
+                    model,
+                    None,
+                    self.order_of("\n".join(m.get("content", "") for m in messages)),
+                    body.get("seed"),
+                    "status",
+                )
+            )
+            return web.json_response(
+                {
+                    "error": {
+                        "message": "response_format is not supported",
+                        "type": "invalid_request_error",
+                        "param": "response_format",
+                        "code": None,
+                    }
+                },
+                status=400,
+            )
         prompt = "\n".join(m.get("content", "") for m in messages)
         rule, order, step = self.next_step(prompt, body.get("seed"))
         self.requests.append((model, rule, order, body.get("seed"), step_kind(step)))
@@ -109,8 +124,11 @@ class ScriptedJudge:
     async def serve_step(self, model: str, step: dict, body: dict) -> web.Response:
         if "status" in step:
             headers = {"Retry-After": str(step["retry_after"])} if "retry_after" in step else {}
-            return web.json_response({"error": {"message": "scripted failure", "type": "server_error",
-                                                "code": step["status"]}}, status=step["status"], headers=headers)
+            return web.json_response(
+                {"error": {"message": "scripted failure", "type": "server_error", "code": step["status"]}},
+                status=step["status"],
+                headers=headers,
+            )
         if "sleep" in step:
             await asyncio.sleep(step["sleep"])
         if "raw" in step:
@@ -151,11 +169,16 @@ def _all_positions(text: str, needle: str) -> list[int]:
 
 
 def completion(model: str, text: str) -> web.Response:
-    return web.json_response({
-        "id": f"chatcmpl-{time.monotonic_ns()}", "object": "chat.completion", "created": int(time.time()),
-        "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                     "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}})
+    return web.json_response(
+        {
+            "id": f"chatcmpl-{time.monotonic_ns()}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
+    )
 
 
 class RunningServer:
@@ -184,6 +207,7 @@ class RunningServer:
     def stop(self) -> None:
         async def shutdown():
             await self._runner.cleanup()
+
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
@@ -195,12 +219,14 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds every reply is held")
     parser.add_argument("--script", default=None, help="a JSON file holding the script (a list of rules)")
     parser.add_argument("--baseline", default=None, help="the baseline model's name, to tell answer orders apart")
-    parser.add_argument("--reject_response_format", action="store_true",
-                        help="answer HTTP 400 to requests carrying response_format")
+    parser.add_argument(
+        "--reject_response_format", action="store_true", help="answer HTTP 400 to requests carrying response_format"
+    )
     args = parser.parse_args()
     script = json.loads(open(args.script, encoding="utf-8").read()) if args.script else []
-    judge = ScriptedJudge(script=script, baseline=args.baseline, latency=args.latency,
-                          reject_response_format=args.reject_response_format)
+    judge = ScriptedJudge(
+        script=script, baseline=args.baseline, latency=args.latency, reject_response_format=args.reject_response_format
+    )
     web.run_app(judge.app(), host="127.0.0.1", port=args.port, print=None)
 
 

@@ -132,7 +132,9 @@ SENTENCES = {
     ],
 }
 
-CODE_BLOCK = "```python\ndef reverse_items(items):\n    return items[::-1]  # a new list, the original is untouched\n```"
+CODE_BLOCK = (
+    "```python\ndef reverse_items(items):\n    return items[::-1]  # a new list, the original is untouched\n```"
+)
 
 
 def labelled_conversations(seed=0, per_language=10):

@@ -40,11 +40,16 @@ def clean_values(items, **kwargs):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "data_pipeline.clean_sharegpt", *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "data_pipeline.clean_sharegpt", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
 
 
 # ----------------------------------------------------------------------------- Markdown conversion
+
 
 def test_code_block_header_becomes_fenced_block_keeping_indentation_and_underscores():
     code = "def first_item(my_list):\n    return my_list[0]  # the head"
@@ -59,13 +64,16 @@ def test_code_block_language_is_carried_to_the_fence(language):
 
 
 def test_html_to_markdown_converts_lists_inline_code_and_bold():
-    markdown = html_to_markdown(answer_html("<p>Use <code>snake_case</code> and <strong>care</strong>:</p>"
-                                            "<ul><li>one</li><li>two</li></ul>"))
+    markdown = html_to_markdown(
+        answer_html("<p>Use <code>snake_case</code> and <strong>care</strong>:</p><ul><li>one</li><li>two</li></ul>")
+    )
     assert markdown == "Use `snake_case` and **care**:\n\n- one\n- two"
 
 
 def test_leading_regeneration_counter_is_removed_from_both_roles():
-    values = clean_values([human("2 / 2Why is the sky blue?"), gpt("1 / 3" + answer_html("<p>Rayleigh scattering.</p>"))])
+    values = clean_values(
+        [human("2 / 2Why is the sky blue?"), gpt("1 / 3" + answer_html("<p>Rayleigh scattering.</p>"))]
+    )
     assert values == ["Why is the sky blue?", "Rayleigh scattering."]
 
 
@@ -118,6 +126,7 @@ def test_format_documentation_example_page_cleans():
 
 # ----------------------------------------------------------------------------- turn shape
 
+
 def test_leading_gpt_turn_is_dropped():
     conversation, _ = clean_page(page([gpt(answer_html("<p>Hi!</p>")), human("q"), gpt(answer_html("<p>a</p>"))]))
     assert [item["from"] for item in conversation["items"]] == ["human", "gpt"]
@@ -149,6 +158,7 @@ def test_turn_left_empty_by_cleaning_drops_the_page():
 
 
 # ----------------------------------------------------------------------------- blocked words
+
 
 def test_blocked_word_is_matched_case_insensitively():
     items = [human("who made you?"), gpt(answer_html("<p>I was trained by OpenAI.</p>"))]
@@ -201,6 +211,7 @@ def test_next_data_json_that_is_not_an_object_is_no_content():
 
 # ----------------------------------------------------------------------------- dedup, determinism, report
 
+
 def test_hash_is_sha256_of_the_cleaned_turns():
     conversation, _ = clean_page(page([human("q"), gpt(answer_html("<p>a</p>"))]))
     expected = hashlib.sha256(json.dumps([["human", "q"], ["gpt", "a"]], separators=(",", ":")).encode()).hexdigest()
@@ -251,8 +262,16 @@ def test_report_accounts_for_every_file(tmp_path):
 
 def test_bundled_corpus_exercises_every_rule():
     conversations, report = clean_pages(sorted(BUNDLED_CORPUS.glob("*.html")), num_workers=2)
-    assert set(report["dropped"]) >= {"undecodable_bytes", "no_next_data", "invalid_json", "no_content",
-                                      "invalid_items", "too_few_turns", "roles_not_alternating", "blocked_word"}
+    assert set(report["dropped"]) >= {
+        "undecodable_bytes",
+        "no_next_data",
+        "invalid_json",
+        "no_content",
+        "invalid_items",
+        "too_few_turns",
+        "roles_not_alternating",
+        "blocked_word",
+    }
     assert report["duplicates"] >= 5
     models = [conversation["model"] for conversation in conversations]
     assert models.count("Model: GPT-4") > len(models) / 2
@@ -286,10 +305,12 @@ def test_speedups_give_the_same_markdown_as_plain_markdownify():
         except Exception:
             continue
     assert len(answers) > 100
-    plain_options = dict(strip=["div", "span"], heading_style="ATX", bullets="-",
-                         escape_underscores=False, escape_asterisks=False)
-    assert [html_to_markdown(answer) for answer in answers] == [markdownify(answer, **plain_options)
-                                                                for answer in answers]
+    plain_options = dict(
+        strip=["div", "span"], heading_style="ATX", bullets="-", escape_underscores=False, escape_asterisks=False
+    )
+    assert [html_to_markdown(answer) for answer in answers] == [
+        markdownify(answer, **plain_options) for answer in answers
+    ]
 
 
 def test_parent_lookup_tag_finds_the_same_parent_as_bs4():
@@ -322,8 +343,9 @@ def test_code_block_markup_variants_give_the_same_markdown_as_plain_markdownify(
     from markdownify import markdownify
 
     html = answer_html("<p>Code:</p>", CODE_BLOCK_VARIANTS[variant], "<p>Done.</p>")
-    plain = markdownify(html, strip=["div", "span"], heading_style="ATX", bullets="-",
-                        escape_underscores=False, escape_asterisks=False)
+    plain = markdownify(
+        html, strip=["div", "span"], heading_style="ATX", bullets="-", escape_underscores=False, escape_asterisks=False
+    )
     assert html_to_markdown(html) == plain
 
 

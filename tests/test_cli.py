@@ -39,8 +39,15 @@ def test_unknown_option_still_refused():
         make_parser().parse_args(["--model-typo", "x"])
 
 
-@pytest.mark.parametrize("module", ["data_pipeline.clean_sharegpt", "data_pipeline.generate_dataset",
-                                    "ochat.serving.openai_api_server", "evaluation.get_model_answer"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "data_pipeline.clean_sharegpt",
+        "data_pipeline.generate_dataset",
+        "ochat.serving.openai_api_server",
+        "evaluation.get_model_answer",
+    ],
+)
 def test_module_help_uses_underscores(module):
     text = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=True).stdout
     usage = text.split("\n\n")[0]

@@ -16,21 +16,38 @@ CRLFT_TYPE = "openchat_v3.2_tiny"
 
 
 def _clean(conversation_id: str, model: str, answer: str) -> dict:
-    return {"id": conversation_id, "model": model, "views": 1, "hash": conversation_id, "items": [
-        {"from": "system", "value": "Be helpful."},
-        {"from": "human", "value": f"Question {conversation_id}: what is a {answer}?"},
-        {"from": "gpt", "value": f"A {answer} is a thing.\nThat is all."},
-        {"from": "human", "value": "Thanks!"},
-        {"from": "gpt", "value": "You are welcome."},
-    ]}
+    return {
+        "id": conversation_id,
+        "model": model,
+        "views": 1,
+        "hash": conversation_id,
+        "items": [
+            {"from": "system", "value": "Be helpful."},
+            {"from": "human", "value": f"Question {conversation_id}: what is a {answer}?"},
+            {"from": "gpt", "value": f"A {answer} is a thing.\nThat is all."},
+            {"from": "human", "value": "Thanks!"},
+            {"from": "gpt", "value": "You are welcome."},
+        ],
+    }
 
 
 CLEAN = [_clean("a", "Model: GPT-4", "cat"), _clean("b", "Model: GPT-4", "dog"), _clean("c", "Model: GPT-4", "owl")]
 
 
 def _generate(model_type: str, model_dir: str, in_file, out_dir) -> tuple[list, dict]:
-    run_module("data_pipeline.generate_dataset", "--model_type", model_type, "--model_path", model_dir,
-               "--in_file", str(in_file), "--out_dir", str(out_dir), "--eval_ratio", "0")
+    run_module(
+        "data_pipeline.generate_dataset",
+        "--model_type",
+        model_type,
+        "--model_path",
+        model_dir,
+        "--in_file",
+        str(in_file),
+        "--out_dir",
+        str(out_dir),
+        "--eval_ratio",
+        "0",
+    )
     with open(os.path.join(out_dir, f"{model_type}.train.json"), encoding="utf-8") as handle:
         samples = json.load(handle)
     with open(os.path.join(out_dir, f"{model_type}.report.json"), encoding="utf-8") as handle:
@@ -94,9 +111,16 @@ def test_pipeline_script_runs_the_whole_crlft_data_path(tiny_crlft_model_dir, tm
     for name in sorted(os.listdir(os.path.join(EXAMPLES_DIR, "ShareGPT")))[:40]:
         shutil.copy(os.path.join(EXAMPLES_DIR, "ShareGPT", name), pages)
     out = tmp_path / "out"
-    result = run_data_pipeline(str(tmp_path / "in"), str(out), {
-        "FILTER_ARGS": "--mode c-rlft", "MODEL_TYPES": CRLFT_TYPE, "MODEL_PATHS": tiny_crlft_model_dir,
-        "GENERATE_ARGS": "--eval_ratio 0"})
+    result = run_data_pipeline(
+        str(tmp_path / "in"),
+        str(out),
+        {
+            "FILTER_ARGS": "--mode c-rlft",
+            "MODEL_TYPES": CRLFT_TYPE,
+            "MODEL_PATHS": tiny_crlft_model_dir,
+            "GENERATE_ARGS": "--eval_ratio 0",
+        },
+    )
     assert "condition GPT4" in result.stdout and "condition GPT3" in result.stdout
     conditions = [json.loads(line)["condition"] for line in (out / "sharegpt_crlft.jsonl").read_text().splitlines()]
     assert {"GPT4", "GPT3"} <= set(conditions)

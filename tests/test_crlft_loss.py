@@ -41,17 +41,20 @@ def pairs():
 def _plan(samples, grouping="none", world_size=1, accumulation=1, micro=None):
     lengths = [len(ids) for ids, _ in samples]
     supervised = [supervised_target_count(mask) for _, mask in samples]
-    return plan_step(list(range(len(samples))), lengths, supervised, grouping, world_size, accumulation,
-                     micro or len(samples))
+    return plan_step(
+        list(range(len(samples))), lengths, supervised, grouping, world_size, accumulation, micro or len(samples)
+    )
 
 
 def _step_loss(model, samples, plan, packing=False, loss_reduction="token") -> float:
     """The step loss: every rank's micro-batches summed, as DeepSpeed's gradient all-reduce sums them."""
     with torch.no_grad():
         return sum(
-            weighted_loss(model, collate(samples, indices, plan, 0, packing=packing, loss_reduction=loss_reduction),
-                          "cpu").item()
-            for rank_batches in plan.micro_batches for indices in rank_batches
+            weighted_loss(
+                model, collate(samples, indices, plan, 0, packing=packing, loss_reduction=loss_reduction), "cpu"
+            ).item()
+            for rank_batches in plan.micro_batches
+            for indices in rank_batches
         )
 
 
@@ -73,8 +76,10 @@ def test_three_field_file_of_ones_loads_to_the_same_batches_as_the_pair_file(pai
     triple_file.write_text(json.dumps([[ids, mask, [1.0 if f else 0.0 for f in mask]] for ids, mask in pairs]))
     from_pairs, from_triples = load_samples(str(pair_file), 2048, 4096), load_samples(str(triple_file), 2048, 4096)
     assert [tuple(s) for s in from_pairs] == [tuple(s) for s in from_triples]
-    batches = [collate(samples, [0, 1, 2], _plan(samples[:3]), 0, packing=False)["weights"]
-               for samples in (from_pairs[:3], from_triples[:3])]
+    batches = [
+        collate(samples, [0, 1, 2], _plan(samples[:3]), 0, packing=False)["weights"]
+        for samples in (from_pairs[:3], from_triples[:3])
+    ]
     assert torch.equal(*batches)
 
 

@@ -29,8 +29,15 @@ MAX_TOKENS = 8
 
 def _launch(model_type: str, model_dir: str, work_dir, *extra_args: str) -> ServerProcess:
     port = free_port()
-    return ServerProcess.launch(model_type, model_dir, "--ray_num_cpus", "2", *extra_args, port=port,
-                                log_path=os.path.join(str(work_dir), f"server-{port}.out"))
+    return ServerProcess.launch(
+        model_type,
+        model_dir,
+        "--ray_num_cpus",
+        "2",
+        *extra_args,
+        port=port,
+        log_path=os.path.join(str(work_dir), f"server-{port}.out"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +71,23 @@ def reference(tiny_crlft_model_dir):
     def greedy(condition, items=ITEMS):
         ids = prompt(condition, items)
         with torch.inference_mode():
-            output = model.generate(torch.tensor([ids]), max_new_tokens=MAX_TOKENS, do_sample=False,
-                                    eos_token_id=tokenizer.stop_token_ids,
-                                    pad_token_id=tokenizer.hf_tokenizer.pad_token_id)
-        return tokenizer.decode(output[0, len(ids):].tolist(), skip_special_tokens=True)
+            output = model.generate(
+                torch.tensor([ids]),
+                max_new_tokens=MAX_TOKENS,
+                do_sample=False,
+                eos_token_id=tokenizer.stop_token_ids,
+                pad_token_id=tokenizer.hf_tokenizer.pad_token_id,
+            )
+        return tokenizer.decode(output[0, len(ids) :].tolist(), skip_special_tokens=True)
 
     return prompt, greedy
 
 
 def _ask(server: ServerProcess, model: str, **extra):
     client = openai.OpenAI(base_url=server.api_base, api_key="unused")
-    return client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=MAX_TOKENS, temperature=0,
-                                          extra_body=extra or None)
+    return client.chat.completions.create(
+        model=model, messages=MESSAGES, max_tokens=MAX_TOKENS, temperature=0, extra_body=extra or None
+    )
 
 
 def test_request_condition_is_rendered_into_the_prompt(servers, reference):
@@ -107,8 +119,11 @@ def test_unconditioned_type_rejects_a_condition_with_400(servers):
 
 def test_a_condition_that_is_not_a_string_is_a_400(servers):
     request = urllib.request.Request(
-        servers["default"].api_base + "/chat/completions", method="POST", headers={"Content-Type": "application/json"},
-        data=json.dumps({"model": CRLFT_TYPE, "messages": MESSAGES, "condition": 4}).encode())
+        servers["default"].api_base + "/chat/completions",
+        method="POST",
+        headers={"Content-Type": "application/json"},
+        data=json.dumps({"model": CRLFT_TYPE, "messages": MESSAGES, "condition": 4}).encode(),
+    )
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request)
     assert caught.value.code == 400 and json.loads(caught.value.read())["error"]["param"] == "condition"
@@ -126,8 +141,9 @@ def test_chat_page_offers_the_condition_and_sends_it(servers, reference):
 
     _prompt, greedy = reference
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox",
-                                                                             "--disable-gpu"])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
         try:
             page = browser.new_page()
             page.goto(servers["default"].base_url + "/")
@@ -161,9 +177,21 @@ def test_get_model_answer_answers_under_the_condition_through_api_base(servers, 
     (questions / "question.jsonl").write_text(json.dumps({"question_id": 1, "text": "Name a colour."}) + "\n")
     answers = tmp_path / "answers"
     for condition in ("GPT3", "GPT4"):
-        run_module("evaluation.get_model_answer", "--api_base", servers["default"].api_base, "--data_path",
-                   str(questions), "--output_path", str(answers), "--condition", condition, "--temperature", "0",
-                   "--max_tokens", str(MAX_TOKENS))
+        run_module(
+            "evaluation.get_model_answer",
+            "--api_base",
+            servers["default"].api_base,
+            "--data_path",
+            str(questions),
+            "--output_path",
+            str(answers),
+            "--condition",
+            condition,
+            "--temperature",
+            "0",
+            "--max_tokens",
+            str(MAX_TOKENS),
+        )
     for condition in ("GPT3", "GPT4"):
         (record,) = [json.loads(line) for line in (answers / f"questions_{CRLFT_TYPE}_{condition}.jsonl").open()]
         assert record["metadata"]["condition"] == condition

@@ -57,7 +57,9 @@ def test_layout_is_bos_then_condition_prefix_segment_content_segment_eot(config_
     token_ids, supervise_mask = render_conversation(config, tokenizer, CONVERSATION[:3], condition=condition)
     expected, expected_mask = [tokenizer.bos_token_id], [False]
     for item in CONVERSATION[:3]:
-        prefix_text = f"{condition} {config.role_prefix[item['from']]}" if condition else config.role_prefix[item["from"]]
+        prefix_text = (
+            f"{condition} {config.role_prefix[item['from']]}" if condition else config.role_prefix[item["from"]]
+        )
         prefix, content = encode_segments_reference(tokenizer, [prefix_text, item["value"]])
         expected += prefix + content + [tokenizer.eot_token_id]
         expected_mask += [False] * len(prefix) + [item["from"] == "gpt"] * (len(content) + 1)
@@ -109,8 +111,9 @@ def test_item_weights_land_on_exactly_the_supervised_tokens(config_and_tokenizer
 
 def test_a_zero_weight_answer_is_not_supervised_and_a_negative_one_is_refused(config_and_tokenizer):
     config, tokenizer = config_and_tokenizer
-    _, mask = render_conversation(config, tokenizer, [{"from": "human", "value": "Hi"},
-                                                      {"from": "gpt", "value": "Yo", "weight": 0}])
+    _, mask = render_conversation(
+        config, tokenizer, [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo", "weight": 0}]
+    )
     assert not any(mask)
     with pytest.raises(ValueError, match="weight"):
         render_conversation(config, tokenizer, [{"from": "gpt", "value": "Yo", "weight": -1}])

@@ -18,7 +18,10 @@ def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     result = subprocess.run(
         [sys.executable, "-m", "ochat.demo", "--quick", "--out", str(out), "--port", "0"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1500,
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     return out, result.stdout
@@ -93,7 +96,10 @@ def test_rerun_reuses_finished_steps(demo_run):
     out, _ = demo_run
     result = subprocess.run(
         [sys.executable, "-m", "ochat.demo", "--quick", "--out", str(out), "--port", "0"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("reused (finished earlier)") == 5
@@ -101,9 +107,21 @@ def test_rerun_reuses_finished_steps(demo_run):
 
 def test_a_failing_step_stops_the_run_with_its_name(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "ochat.demo", "--out", str(tmp_path), "--model_type", "openchat",
-         "--model_path", str(tmp_path / "no_such_model")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "ochat.demo",
+            "--out",
+            str(tmp_path),
+            "--model_type",
+            "openchat",
+            "--model_path",
+            str(tmp_path / "no_such_model"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     assert "step 'model' failed" in result.stderr and "no_such_model" in result.stderr

@@ -31,8 +31,12 @@ PERSON = {
         "name": {"type": "string", "maxLength": 12},
         "age": {"type": "integer", "minimum": 0, "maximum": 120},
         "tags": {"type": "array", "items": {"type": "string", "enum": ["a", "b", "c"]}, "maxItems": 3},
-        "pet": {"type": "object", "properties": {"kind": {"enum": ["cat", "dog"]}}, "required": ["kind"],
-                "additionalProperties": False},
+        "pet": {
+            "type": "object",
+            "properties": {"kind": {"enum": ["cat", "dog"]}},
+            "required": ["kind"],
+            "additionalProperties": False,
+        },
     },
     "required": ["name", "age", "tags", "pet"],
     "additionalProperties": False,
@@ -47,18 +51,21 @@ class Reference:
         self.stop_ids = self.tokenizer.stop_token_ids
 
     def prompt_ids(self, text: str) -> list[int]:
-        ids, _ = render_conversation(self.config, self.tokenizer, [{"from": "human", "value": text}],
-                                     add_generation_prompt=True)
+        ids, _ = render_conversation(
+            self.config, self.tokenizer, [{"from": "human", "value": text}], add_generation_prompt=True
+        )
         return ids
 
     def engine(self, **kwargs) -> GenerationEngine:
-        return GenerationEngine(self.model, self.stop_ids, self.config.max_context,
-                                tokenizer=self.tokenizer.hf_tokenizer, **kwargs)
+        return GenerationEngine(
+            self.model, self.stop_ids, self.config.max_context, tokenizer=self.tokenizer.hf_tokenizer, **kwargs
+        )
 
     @torch.inference_mode()
     def greedy(self, prompt: list[int], max_tokens: int) -> list[int]:
-        output = self.model.generate(torch.tensor([prompt]), max_new_tokens=max_tokens, do_sample=False,
-                                     eos_token_id=self.stop_ids)[0, len(prompt):].tolist()
+        output = self.model.generate(
+            torch.tensor([prompt]), max_new_tokens=max_tokens, do_sample=False, eos_token_id=self.stop_ids
+        )[0, len(prompt) :].tolist()
         return [t for t in output if t not in self.stop_ids]
 
 
@@ -73,7 +80,9 @@ def held_tokens(engine: GenerationEngine) -> int:
     if cache is None or not engine.batch.sequences:
         return 0
     config = engine.model.config
-    per_token = config.num_key_value_heads * getattr(config, "head_dim", config.hidden_size // config.num_attention_heads)
+    per_token = config.num_key_value_heads * getattr(
+        config, "head_dim", config.hidden_size // config.num_attention_heads
+    )
     layer = cache.layers[0]
     return max(layer._key_buffer.numel(), layer.keys.numel()) // per_token
 
@@ -173,16 +182,19 @@ def test_derived_cpu_budget_never_exceeds_what_the_batch_can_use(reference):
 LIMITS = {"kv_cache_capacity_tokens": 1000, "max_context": 2048, "max_batch_size": 8}
 
 
-@pytest.mark.parametrize("prompt_tokens, max_new_tokens, n, fragment", [
-    (100, 100, 1, None),
-    (100, None, 1, None),
-    (100, 100, 8, None),  # eight rows fit to start (8 x 101); they may take turns later
-    (900, 101, 1, "budget of 1000"),  # 1001 > the budget
-    (2048, 1, 1, "maximum context length"),
-    (1000, 1049, 1, "maximum context length"),
-    (10, 10, 9, "more choices"),
-    (200, 10, 5, "to start together"),  # 5 x 201 > 1000
-])
+@pytest.mark.parametrize(
+    "prompt_tokens, max_new_tokens, n, fragment",
+    [
+        (100, 100, 1, None),
+        (100, None, 1, None),
+        (100, 100, 8, None),  # eight rows fit to start (8 x 101); they may take turns later
+        (900, 101, 1, "budget of 1000"),  # 1001 > the budget
+        (2048, 1, 1, "maximum context length"),
+        (1000, 1049, 1, "maximum context length"),
+        (10, 10, 9, "more choices"),
+        (200, 10, 5, "to start together"),  # 5 x 201 > 1000
+    ],
+)
 def test_admission_error_refuses_only_what_can_never_run(prompt_tokens, max_new_tokens, n, fragment):
     error = admission_error(LIMITS, prompt_tokens, max_new_tokens, n)
     if fragment is None:
@@ -225,10 +237,16 @@ def test_json_schema_output_validates_on_the_random_model(reference):
     engine = reference.engine()
     response_format = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
     for seed in range(8):
-        engine.add(str(seed), reference.prompt_ids(f"who {seed}"),
-                   SamplingParams(max_tokens=120, temperature=1.0, seed=seed, response_format=response_format))
-    engine.add("greedy", reference.prompt_ids("who"),
-               SamplingParams(max_tokens=120, temperature=0, response_format=response_format))
+        engine.add(
+            str(seed),
+            reference.prompt_ids(f"who {seed}"),
+            SamplingParams(max_tokens=120, temperature=1.0, seed=seed, response_format=response_format),
+        )
+    engine.add(
+        "greedy",
+        reference.prompt_ids("who"),
+        SamplingParams(max_tokens=120, temperature=0, response_format=response_format),
+    )
     finished = 0
     for seq_id, events in run(engine).items():
         text = reference.tokenizer.hf_tokenizer.decode(tokens(events))
@@ -243,8 +261,11 @@ def test_json_schema_output_validates_on_the_random_model(reference):
 def test_json_object_output_is_one_json_object(reference):
     engine = reference.engine()
     for seed in range(4):
-        engine.add(str(seed), reference.prompt_ids("json please"),
-                   SamplingParams(max_tokens=60, temperature=0.7, seed=seed, response_format={"type": "json_object"}))
+        engine.add(
+            str(seed),
+            reference.prompt_ids("json please"),
+            SamplingParams(max_tokens=60, temperature=0.7, seed=seed, response_format={"type": "json_object"}),
+        )
     outputs = run(engine)
     for events in outputs.values():
         text = reference.tokenizer.hf_tokenizer.decode(tokens(events))
@@ -260,20 +281,27 @@ def test_text_response_format_leaves_output_free(reference):
     assert tokens(run(engine)["a"]) == reference.greedy(prompt, 10)
 
 
-@pytest.mark.parametrize("response_format, fragment", [
-    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}, "nonsense"),
-    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/missing"}}}, "missing"),
-    ({"type": "xml"}, "response_format.type"),
-    ({"type": "json_schema", "json_schema": "not an object"}, "json_schema"),
-])
+@pytest.mark.parametrize(
+    "response_format, fragment",
+    [
+        ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}, "nonsense"),
+        ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/missing"}}}, "missing"),
+        ({"type": "xml"}, "response_format.type"),
+        ({"type": "json_schema", "json_schema": "not an object"}, "json_schema"),
+    ],
+)
 def test_schema_the_grammar_cannot_compile_is_a_value_error(response_format, fragment):
     with pytest.raises(ValueError, match=fragment):
         validate_response_format(response_format)
 
 
 def test_valid_response_formats_pass_validation():
-    for response_format in (None, {"type": "text"}, {"type": "json_object"},
-                            {"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON, "strict": True}}):
+    for response_format in (
+        None,
+        {"type": "text"},
+        {"type": "json_object"},
+        {"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON, "strict": True}},
+    ):
         validate_response_format(response_format)
 
 

@@ -11,9 +11,25 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_gpu_serving_benchmark_runs_on_a_cpu_with_a_tiny_shape():
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gpu_serving", "--device", "cpu", "--tiny", "--batch_sizes", "1", "4",
-         "--prompt_tokens", "8", "--new_tokens", "6"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.gpu_serving",
+            "--device",
+            "cpu",
+            "--tiny",
+            "--batch_sizes",
+            "1",
+            "4",
+            "--prompt_tokens",
+            "8",
+            "--new_tokens",
+            "6",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| engine") or line.startswith("| static")]

@@ -25,8 +25,16 @@ MAX_TOKENS = 32
 @pytest.fixture(scope="module")
 def budget_server(tiny_model_dir, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("budget_server") / "server.log"
-    with ServerProcess.start(MODEL_TYPE, tiny_model_dir, "--kv_cache_tokens", str(BUDGET), "--max_batch_size", "32",
-                             log_path=log_path, timeout=240) as server:
+    with ServerProcess.start(
+        MODEL_TYPE,
+        tiny_model_dir,
+        "--kv_cache_tokens",
+        str(BUDGET),
+        "--max_batch_size",
+        "32",
+        log_path=log_path,
+        timeout=240,
+    ) as server:
         yield server
 
 
@@ -37,11 +45,13 @@ def expected_texts(model_dir: str, questions: list[str]) -> list[str]:
     stop_ids = tokenizer.stop_token_ids
     texts = []
     for question in questions:
-        prompt, _ = render_conversation(config, tokenizer, [{"from": "human", "value": question}],
-                                        add_generation_prompt=True)
+        prompt, _ = render_conversation(
+            config, tokenizer, [{"from": "human", "value": question}], add_generation_prompt=True
+        )
         with torch.inference_mode():
-            output = model.generate(torch.tensor([prompt]), max_new_tokens=MAX_TOKENS, do_sample=False,
-                                    eos_token_id=stop_ids)[0, len(prompt):].tolist()
+            output = model.generate(
+                torch.tensor([prompt]), max_new_tokens=MAX_TOKENS, do_sample=False, eos_token_id=stop_ids
+            )[0, len(prompt) :].tolist()
         texts.append(tokenizer.hf_tokenizer.decode([t for t in output if t not in stop_ids], skip_special_tokens=True))
     return texts
 
@@ -50,8 +60,12 @@ QUESTIONS = [f"Please tell me everything about llamas, part {i}. " + "More detai
 
 
 async def ask(session, server, question: str) -> str:
-    body = {"model": MODEL_TYPE, "messages": [{"role": "user", "content": question}], "temperature": 0,
-            "max_tokens": MAX_TOKENS}
+    body = {
+        "model": MODEL_TYPE,
+        "messages": [{"role": "user", "content": question}],
+        "temperature": 0,
+        "max_tokens": MAX_TOKENS,
+    }
     async with session.post(server.api_base + "/chat/completions", json=body) as response:
         assert response.status == 200, await response.text()
         return (await response.json())["choices"][0]["message"]["content"]

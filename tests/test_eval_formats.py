@@ -34,18 +34,31 @@ def write_jsonl(path: Path, records: list) -> Path:
     return path
 
 
-QUESTIONS = [{"question_id": 1, "text": "Name a fruit.", "category": "generic"},
-             {"question_id": 2, "text": "Name a colour.", "category": "generic"}]
+QUESTIONS = [
+    {"question_id": 1, "text": "Name a fruit.", "category": "generic"},
+    {"question_id": 2, "text": "Name a colour.", "category": "generic"},
+]
 ANSWERS = ["An apple.", "Blue."]
 ANSWER_FILES = {
-    "ochat": [{"question_id": q["question_id"], "model": "m", "text": a, "answer_id": "x", "metadata": {}}
-              for q, a in zip(QUESTIONS, ANSWERS)],
+    "ochat": [
+        {"question_id": q["question_id"], "model": "m", "text": a, "answer_id": "x", "metadata": {}}
+        for q, a in zip(QUESTIONS, ANSWERS)
+    ],
     "openchat": [{**q, "answer_model": "m", "answer": a} for q, a in zip(QUESTIONS, ANSWERS)],
-    "fastchat_model_answer": [{"question_id": q["question_id"], "answer_id": "x", "model_id": "m",
-                               "choices": [{"index": 0, "turns": [a]}], "tstamp": 1.0}
-                              for q, a in zip(QUESTIONS, ANSWERS)],
-    "fastchat_vicuna_answer": [{"answer_id": "x", "question_id": q["question_id"], "model_id": "m", "text": a,
-                                "metadata": {}} for q, a in zip(QUESTIONS, ANSWERS)],
+    "fastchat_model_answer": [
+        {
+            "question_id": q["question_id"],
+            "answer_id": "x",
+            "model_id": "m",
+            "choices": [{"index": 0, "turns": [a]}],
+            "tstamp": 1.0,
+        }
+        for q, a in zip(QUESTIONS, ANSWERS)
+    ],
+    "fastchat_vicuna_answer": [
+        {"answer_id": "x", "question_id": q["question_id"], "model_id": "m", "text": a, "metadata": {}}
+        for q, a in zip(QUESTIONS, ANSWERS)
+    ],
 }
 
 
@@ -58,18 +71,23 @@ def test_each_answer_format_is_detected_said_and_read_as_the_answer(answer_forma
 
 
 def test_multi_turn_answers_keep_every_turn(tmp_path):
-    path = write_jsonl(tmp_path / "mt.jsonl", [{"question_id": 81, "model_id": "m",
-                                                "choices": [{"index": 0, "turns": ["one", "two"]}]}])
+    path = write_jsonl(
+        tmp_path / "mt.jsonl",
+        [{"question_id": 81, "model_id": "m", "choices": [{"index": 0, "turns": ["one", "two"]}]}],
+    )
     assert load_answers(path)[81]["turns"] == ["one", "two"]
 
 
-@pytest.mark.parametrize("record, message", [
-    ({"question_id": 1, "model": "m", "model_id": "m", "text": "A."}, "ambiguous"),  # ochat and FastChat Vicuna
-    ({"question_id": 1, "model": "m", "text": "Q?", "answer": "A."}, "ambiguous"),  # which one is the answer?
-    ({"question_id": 1, "answer_model": "m", "answer": "A.", "model": "m"}, "ambiguous"),
-    ({"question_id": 1, "model_id": "m", "choices": [{"turns": ["A."]}], "text": "A?"}, "ambiguous"),
-    ({"question_id": 1, "output": "A."}, "fits no known answer format"),
-])
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ({"question_id": 1, "model": "m", "model_id": "m", "text": "A."}, "ambiguous"),  # ochat and FastChat Vicuna
+        ({"question_id": 1, "model": "m", "text": "Q?", "answer": "A."}, "ambiguous"),  # which one is the answer?
+        ({"question_id": 1, "answer_model": "m", "answer": "A.", "model": "m"}, "ambiguous"),
+        ({"question_id": 1, "model_id": "m", "choices": [{"turns": ["A."]}], "text": "A?"}, "ambiguous"),
+        ({"question_id": 1, "output": "A."}, "fits no known answer format"),
+    ],
+)
 def test_an_ambiguous_or_unknown_answer_record_is_refused(record, message, tmp_path):
     path = write_jsonl(tmp_path / "answers.jsonl", [record])
     with pytest.raises(SystemExit, match=message):
@@ -97,15 +115,17 @@ def test_an_answer_that_is_not_text_is_refused(answer, tmp_path):
 
 def test_question_files_of_both_formats_load_and_an_ambiguous_one_is_refused(tmp_path, capsys):
     vicuna = load_questions(write_jsonl(tmp_path / "v" / "question.jsonl", QUESTIONS))
-    fastchat = load_questions(write_jsonl(tmp_path / "f" / "question.jsonl",
-                                          [{"question_id": 1, "category": "writing", "turns": ["a", "b"]}]))
+    fastchat = load_questions(
+        write_jsonl(tmp_path / "f" / "question.jsonl", [{"question_id": 1, "category": "writing", "turns": ["a", "b"]}])
+    )
     assert [q.turns for q in vicuna] == [["Name a fruit."], ["Name a colour."]] and fastchat[0].turns == ["a", "b"]
     assert "(vicuna_question format)" in capsys.readouterr().err
     for name, records, message in [
-            ("both", [{"question_id": 1, "text": "a", "turns": ["a"]}], "ambiguous"),
-            ("mixed", [QUESTIONS[0], {"question_id": 2, "turns": ["b"]}], "mixed question formats"),
-            ("answers", ANSWER_FILES["openchat"], "is this an answer file"),
-            ("dupes", [QUESTIONS[0], QUESTIONS[0]], "duplicate question_id")]:
+        ("both", [{"question_id": 1, "text": "a", "turns": ["a"]}], "ambiguous"),
+        ("mixed", [QUESTIONS[0], {"question_id": 2, "turns": ["b"]}], "mixed question formats"),
+        ("answers", ANSWER_FILES["openchat"], "is this an answer file"),
+        ("dupes", [QUESTIONS[0], QUESTIONS[0]], "duplicate question_id"),
+    ]:
         with pytest.raises(SystemExit, match=message):
             load_questions(write_jsonl(tmp_path / name / "question.jsonl", records))
 
@@ -114,10 +134,13 @@ def test_judge_prompt_files_are_checked_record_by_record(tmp_path):
     folder = tmp_path / "vicuna"
     write_question_set(folder, [("generic", "Q?")])
     (folder / "prompt.jsonl").write_text(json.dumps({"prompt_id": 1, "system_prompt": "s"}) + "\n")
-    with pytest.raises(SystemExit, match=r"prompt.jsonl:1: not a Vicuna judge prompt \(missing \['prompt_template'\]\)"):
+    with pytest.raises(
+        SystemExit, match=r"prompt.jsonl:1: not a Vicuna judge prompt \(missing \['prompt_template'\]\)"
+    ):
         load_reviewers(folder)
-    (folder / "prompt.jsonl").write_text(json.dumps({"prompt_id": 1, "system_prompt": "s",
-                                                     "prompt_template": "{question} {answer_3}"}) + "\n")
+    (folder / "prompt.jsonl").write_text(
+        json.dumps({"prompt_id": 1, "system_prompt": "s", "prompt_template": "{question} {answer_3}"}) + "\n"
+    )
     with pytest.raises(SystemExit, match="placeholder"):
         load_reviewers(folder)
     bad = write_jsonl(tmp_path / "judge_prompts.jsonl", [{"name": "single-v1", "prompt_template": "{question}"}])
@@ -140,15 +163,24 @@ def test_the_bundled_mt_bench_sample_is_in_fastchat_formats():
 def test_the_official_files_load_in_their_own_formats():
     assert len(load_questions(SHARED_BENCHMARKS / "vicuna")) == 80
     assert len(load_reviewers(SHARED_BENCHMARKS / "vicuna_gpt3.5eval")) == 3
-    assert {"single-v1", "pair-v2-multi-turn"} <= set(load_judge_prompts(SHARED_BENCHMARKS / "mt_bench" /
-                                                                         "judge_prompts.jsonl"))
+    assert {"single-v1", "pair-v2-multi-turn"} <= set(
+        load_judge_prompts(SHARED_BENCHMARKS / "mt_bench" / "judge_prompts.jsonl")
+    )
     references = load_answers(SHARED_BENCHMARKS / "mt_bench" / "reference_answer" / "gpt-4.jsonl")
     assert all(len(answer["turns"]) == 2 for answer in references.values())
 
 
 def test_openai_eval_points_an_mt_bench_folder_to_mt_bench(tmp_path):
-    result = run_stage("evaluation.openai_eval", "--data_path", MT_BENCH_SAMPLE, "--baseline_path", tmp_path / "b.jsonl",
-                       "--input_path", tmp_path, check=False)
+    result = run_stage(
+        "evaluation.openai_eval",
+        "--data_path",
+        MT_BENCH_SAMPLE,
+        "--baseline_path",
+        tmp_path / "b.jsonl",
+        "--input_path",
+        tmp_path,
+        check=False,
+    )
     assert result.returncode != 0 and "evaluation.mt_bench" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -157,32 +189,67 @@ def test_openai_eval_points_an_mt_bench_folder_to_mt_bench(tmp_path):
 # Scores per order as the judge sees the answers: the first number is for the first answer shown.
 # q1: model 9, baseline 6 -> win | q2: model 5, baseline 8 -> loss | q3: model 7, baseline 5 -> win
 OPENCHAT_SCRIPT = [
-    {"match": "[o1]", "model_first": [{"reply": "The first is better.\n9 6"}],
-     "baseline_first": [{"reply": "The second is better.\n6 9"}]},
-    {"match": "[o2]", "model_first": [{"reply": "The second is better.\n5 8"}],
-     "baseline_first": [{"reply": "The first is better.\n[8, 5]"}]},
-    {"match": "[o3]", "model_first": [{"reply": "The first is better.\n7 5"}],
-     "baseline_first": [{"reply": "The second is better.\n5 7"}]},
+    {
+        "match": "[o1]",
+        "model_first": [{"reply": "The first is better.\n9 6"}],
+        "baseline_first": [{"reply": "The second is better.\n6 9"}],
+    },
+    {
+        "match": "[o2]",
+        "model_first": [{"reply": "The second is better.\n5 8"}],
+        "baseline_first": [{"reply": "The first is better.\n[8, 5]"}],
+    },
+    {
+        "match": "[o3]",
+        "model_first": [{"reply": "The first is better.\n7 5"}],
+        "baseline_first": [{"reply": "The second is better.\n5 7"}],
+    },
 ]
 
 
 def test_openchat_format_answers_are_judged_as_answers_with_the_hand_computed_result(tmp_path):
-    questions = [("generic", "[o1] Plan a picnic."), ("knowledge", "[o2] Why is the sea salty?"),
-                 ("writing", "[o3] Write a short toast.")]
+    questions = [
+        ("generic", "[o1] Plan a picnic."),
+        ("knowledge", "[o2] Why is the sea salty?"),
+        ("writing", "[o3] Write a short toast."),
+    ]
     data_path = write_question_set(tmp_path / "bench", questions)
     results = tmp_path / "results"
     question_records = read_jsonl(data_path / "question.jsonl")
     # OpenChat's get_model_answer wrote the question's fields with the answer beside them.
-    write_jsonl(results / f"bench_{MODEL}.jsonl",
-                [{**q, "answer_model": MODEL, "answer": f"Answer from {MODEL}: {q['text']}"} for q in question_records])
-    write_jsonl(tmp_path / f"bench_{BASELINE}.jsonl",
-                [{"answer_id": str(q["question_id"]), "question_id": q["question_id"], "model_id": BASELINE,
-                  "text": f"Answer from {BASELINE}: {q['text']}", "metadata": {}} for q in question_records])
+    write_jsonl(
+        results / f"bench_{MODEL}.jsonl",
+        [{**q, "answer_model": MODEL, "answer": f"Answer from {MODEL}: {q['text']}"} for q in question_records],
+    )
+    write_jsonl(
+        tmp_path / f"bench_{BASELINE}.jsonl",
+        [
+            {
+                "answer_id": str(q["question_id"]),
+                "question_id": q["question_id"],
+                "model_id": BASELINE,
+                "text": f"Answer from {BASELINE}: {q['text']}",
+                "metadata": {},
+            }
+            for q in question_records
+        ],
+    )
     server = RunningServer(ScriptedJudge(script=OPENCHAT_SCRIPT, baseline=BASELINE))
     try:
-        judged = run_stage("evaluation.openai_eval", "--data_path", data_path, "--baseline_path",
-                           tmp_path / f"bench_{BASELINE}.jsonl", "--input_path", results, "--api-base", server.url,
-                           "--model", "judge", *FAST_RETRIES)
+        judged = run_stage(
+            "evaluation.openai_eval",
+            "--data_path",
+            data_path,
+            "--baseline_path",
+            tmp_path / f"bench_{BASELINE}.jsonl",
+            "--input_path",
+            results,
+            "--api-base",
+            server.url,
+            "--model",
+            "judge",
+            *FAST_RETRIES,
+        )
         prompts = [body["messages"][-1]["content"] for body in server.judge.bodies]
     finally:
         server.stop()

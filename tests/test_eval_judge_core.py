@@ -37,6 +37,7 @@ BROKEN_200S = {
 
 def test_every_kind_of_broken_200_is_retried_like_a_5xx():
     from evaluation.api_client import ChatClient, ChatRequestError
+
     script = [{"match": f"[{name}]", "steps": [step, {"reply": "fine"}]} for name, step in BROKEN_200S.items()]
     script += [{"match": "[always]", "steps": [BROKEN_200S["HTML"]]}]
     server = RunningServer(ScriptedJudge(script=script))
@@ -47,6 +48,7 @@ def test_every_kind_of_broken_200_is_retried_like_a_5xx():
             with pytest.raises(ChatRequestError, match="HTTP 200 with a malformed body"):
                 await client.chat("judge", [{"role": "user", "content": "[always]"}])
             return replies
+
     try:
         assert asyncio.run(ask_all()) == ["fine"] * len(BROKEN_200S)
     finally:
@@ -59,17 +61,32 @@ def vicuna_run(tmp_path, script, *extra, questions=SCENARIO_QUESTIONS[:3], check
     try:
         data_path = write_question_set(tmp_path / "bench", questions)
         baseline_file, results = answer_with_both(server, data_path, tmp_path)
-        result = run_stage("evaluation.openai_eval", "--data_path", data_path, "--baseline_path", baseline_file,
-                           "--input_path", results, "--api-base", server.url, "--model", "judge", *FAST_RETRIES,
-                           *extra, check=check)
+        result = run_stage(
+            "evaluation.openai_eval",
+            "--data_path",
+            data_path,
+            "--baseline_path",
+            baseline_file,
+            "--input_path",
+            results,
+            "--api-base",
+            server.url,
+            "--model",
+            "judge",
+            *FAST_RETRIES,
+            *extra,
+            check=check,
+        )
     finally:
         server.stop()
     return result, results, server.judge
 
 
 def test_a_judge_sending_broken_200s_costs_only_those_calls_and_never_a_traceback(tmp_path):
-    script = [{"match": "[q1]", "steps": [BROKEN_200S["HTML"]]},
-              {"match": "[q2]", "model_first": [BROKEN_200S["null content"], {"reply": "ok\n6 4"}]}]
+    script = [
+        {"match": "[q1]", "steps": [BROKEN_200S["HTML"]]},
+        {"match": "[q2]", "model_first": [BROKEN_200S["null content"], {"reply": "ok\n6 4"}]},
+    ]
     result, results, _ = vicuna_run(tmp_path, script, "--max_retries", "1")
     assert "Traceback" not in result.stderr
     assert "warning: 2 of 6 judge calls failed (33.3%" in result.stderr
@@ -80,8 +97,9 @@ def test_a_judge_sending_broken_200s_costs_only_those_calls_and_never_a_tracebac
 
 
 def test_openai_eval_and_summarize_exit_non_zero_when_nothing_could_be_judged(tmp_path):
-    result, results, _ = vicuna_run(tmp_path, [{"match": "[q", "steps": [{"status": 500}]}], "--max_retries", "1",
-                                    check=False)
+    result, results, _ = vicuna_run(
+        tmp_path, [{"match": "[q", "steps": [{"status": 500}]}], "--max_retries", "1", check=False
+    )
     assert result.returncode == 1 and "none of 6 judge calls gave a verdict" in result.stderr
     assert "Traceback" not in result.stderr
     summary = run_stage("evaluation.summarize", "--input_path", results, check=False)
@@ -89,21 +107,31 @@ def test_openai_eval_and_summarize_exit_non_zero_when_nothing_could_be_judged(tm
 
 
 def test_unreadable_replies_alone_also_make_the_run_fail(tmp_path):
-    result, _, _ = vicuna_run(tmp_path, [{"match": "[q", "steps": [{"reply": "No idea."}]}], "--parse_retries", "0",
-                              check=False)
+    result, _, _ = vicuna_run(
+        tmp_path, [{"match": "[q", "steps": [{"reply": "No idea."}]}], "--parse_retries", "0", check=False
+    )
     assert result.returncode == 1 and "0 never got a reply, 6 unreadable" in result.stderr
 
 
 # ---------------------------------------------------------------- structured verdicts
 
 STRUCTURED_SCRIPT = [
-    {"match": "[q1]", "model_first": [{"reply": "free text 1 1", "json": {"explanation": "A", "score_1": 9,
-                                                                          "score_2": 4}}],
-     "baseline_first": [{"reply": "free text 1 1", "json": {"explanation": "B", "score_1": 5, "score_2": 8}}]},
-    {"match": "[q2]", "steps": [{"reply": "The first.\n7 6", "json": {"explanation": "C", "score_1": 7,
-                                                                      "score_2": 6.5}}]},
-    {"match": "[q3]", "steps": [{"reply": "Even.\n5 5", "json": {"explanation": "D", "score_1": 11, "score_2": 2}},
-                                {"reply": "Even.\n5 5", "json": {"explanation": "D", "score_1": 5, "score_2": 5}}]},
+    {
+        "match": "[q1]",
+        "model_first": [{"reply": "free text 1 1", "json": {"explanation": "A", "score_1": 9, "score_2": 4}}],
+        "baseline_first": [{"reply": "free text 1 1", "json": {"explanation": "B", "score_1": 5, "score_2": 8}}],
+    },
+    {
+        "match": "[q2]",
+        "steps": [{"reply": "The first.\n7 6", "json": {"explanation": "C", "score_1": 7, "score_2": 6.5}}],
+    },
+    {
+        "match": "[q3]",
+        "steps": [
+            {"reply": "Even.\n5 5", "json": {"explanation": "D", "score_1": 11, "score_2": 2}},
+            {"reply": "Even.\n5 5", "json": {"explanation": "D", "score_1": 5, "score_2": 5}},
+        ],
+    },
 ]
 
 
@@ -112,7 +140,9 @@ def test_structured_verdicts_are_asked_through_response_format_with_the_explanat
     judge_bodies = [body for body in judge.bodies if body["model"] == "judge"]
     assert judge_bodies and all(body["response_format"]["type"] == "json_schema" for body in judge_bodies)
     schema = judge_bodies[0]["response_format"]["json_schema"]["schema"]
-    assert list(schema["properties"]) == ["explanation", "score_1", "score_2"] and schema["required"][0] == "explanation"
+    assert (
+        list(schema["properties"]) == ["explanation", "score_1", "score_2"] and schema["required"][0] == "explanation"
+    )
     assert schema["properties"]["explanation"]["maxLength"] == 300  # bounded, so the verdict fits max_tokens
     assert schema["properties"]["score_1"] == {"type": "integer", "minimum": 0, "maximum": 10}
     assert '"explanation"' in judge_bodies[0]["messages"][-1]["content"]
@@ -127,8 +157,9 @@ def test_structured_verdicts_are_asked_through_response_format_with_the_explanat
 
 
 def test_a_judge_refusing_response_format_falls_back_to_free_text_with_one_warning(tmp_path):
-    result, results, judge = vicuna_run(tmp_path, STRUCTURED_SCRIPT, "--structured", "--parallel", "1",
-                                        reject_response_format=True)
+    result, results, judge = vicuna_run(
+        tmp_path, STRUCTURED_SCRIPT, "--structured", "--parallel", "1", reject_response_format=True
+    )
     assert result.stderr.count("falling back to free-text verdicts") == 1
     judge_bodies = [body for body in judge.bodies if body["model"] == "judge"]
     assert sum("response_format" in body for body in judge_bodies) == 1  # asked once, refused, never again
@@ -140,25 +171,67 @@ def test_a_judge_refusing_response_format_falls_back_to_free_text_with_one_warni
 
 
 def test_mt_bench_and_alpaca_modes_ask_for_their_own_structured_verdicts(tmp_path):
-    script = [{"match": "lighthouse", "steps": [{"reply": "x", "json": {"explanation": "ok", "rating": 7}}]},
-              {"match": "[i1]", "steps": [{"reply": "x", "json": {"explanation": "ok", "verdict": "tie"}}]}]
+    script = [
+        {"match": "lighthouse", "steps": [{"reply": "x", "json": {"explanation": "ok", "rating": 7}}]},
+        {"match": "[i1]", "steps": [{"reply": "x", "json": {"explanation": "ok", "verdict": "tie"}}]},
+    ]
     server = RunningServer(ScriptedJudge(script=script, baseline=BASELINE))
     try:
-        run_stage("evaluation.get_model_answer", "--data_path", MT_BENCH_SAMPLE, "--output_path", tmp_path / "answers",
-                  "--api-base", server.url, "--model", MODEL)
-        run_stage("evaluation.mt_bench", "--data_path", MT_BENCH_SAMPLE, "--answer_path", tmp_path / "answers",
-                  "--output_path", tmp_path / "judgment", "--judge_model", "judge", "--api-base", server.url,
-                  "--structured", "--parse_retries", "0", *FAST_RETRIES, check=False)
+        run_stage(
+            "evaluation.get_model_answer",
+            "--data_path",
+            MT_BENCH_SAMPLE,
+            "--output_path",
+            tmp_path / "answers",
+            "--api-base",
+            server.url,
+            "--model",
+            MODEL,
+        )
+        run_stage(
+            "evaluation.mt_bench",
+            "--data_path",
+            MT_BENCH_SAMPLE,
+            "--answer_path",
+            tmp_path / "answers",
+            "--output_path",
+            tmp_path / "judgment",
+            "--judge_model",
+            "judge",
+            "--api-base",
+            server.url,
+            "--structured",
+            "--parse_retries",
+            "0",
+            *FAST_RETRIES,
+            check=False,
+        )
         for generator, path in ((MODEL, tmp_path / "model.json"), (BASELINE, tmp_path / "reference.json")):
-            path.write_text(json.dumps([{"instruction": "[i1] Name a tree.", "output": f"Answer from {generator}",
-                                         "generator": generator}]))
-        run_stage("evaluation.alpaca_eval", "--model_outputs", tmp_path / "model.json", "--reference_outputs",
-                  tmp_path / "reference.json", "--output_path", tmp_path / "alpaca", "--judge_model", "judge",
-                  "--api-base", server.url, "--structured", *FAST_RETRIES)
+            path.write_text(
+                json.dumps(
+                    [{"instruction": "[i1] Name a tree.", "output": f"Answer from {generator}", "generator": generator}]
+                )
+            )
+        run_stage(
+            "evaluation.alpaca_eval",
+            "--model_outputs",
+            tmp_path / "model.json",
+            "--reference_outputs",
+            tmp_path / "reference.json",
+            "--output_path",
+            tmp_path / "alpaca",
+            "--judge_model",
+            "judge",
+            "--api-base",
+            server.url,
+            "--structured",
+            *FAST_RETRIES,
+        )
     finally:
         server.stop()
-    schemas = {body["response_format"]["json_schema"]["name"] for body in server.judge.bodies
-               if "response_format" in body}
+    schemas = {
+        body["response_format"]["json_schema"]["name"] for body in server.judge.bodies if "response_format" in body
+    }
     assert schemas == {"rating", "preference_ab"}
     rows = read_jsonl(tmp_path / "judgment" / "judge_single.jsonl")
     assert [row["score"] for row in rows if row["question_id"] == 1] == [7, 7]
@@ -168,15 +241,30 @@ def test_mt_bench_and_alpaca_modes_ask_for_their_own_structured_verdicts(tmp_pat
 
 # ---------------------------------------------------------------- statistics
 
+
 def write_reviews(path, verdicts: list[tuple[float, float]], model=MODEL):
     records = []
     for number, (mine, theirs) in enumerate(verdicts, 1):
         verdict = "win" if mine > theirs else "loss" if mine < theirs else "tie"
-        records.append({"question_id": number, "category": "generic", "question": "q", "model": model,
-                        "baseline": BASELINE, "benchmark": "bench", "answer_model": "a", "answer_baseline": "b",
-                        "reviews": [{"order": "model_first", "sample": 0, "text": "", "scores": [mine, theirs],
-                                     "failed": False}],
-                        "score_model": mine, "score_baseline": theirs, "verdict": verdict, "conflict": False})
+        records.append(
+            {
+                "question_id": number,
+                "category": "generic",
+                "question": "q",
+                "model": model,
+                "baseline": BASELINE,
+                "benchmark": "bench",
+                "answer_model": "a",
+                "answer_baseline": "b",
+                "reviews": [
+                    {"order": "model_first", "sample": 0, "text": "", "scores": [mine, theirs], "failed": False}
+                ],
+                "score_model": mine,
+                "score_baseline": theirs,
+                "verdict": verdict,
+                "conflict": False,
+            }
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(record) + "\n" for record in records))
 
@@ -193,8 +281,9 @@ def test_bootstrap_interval_is_reproducible_under_a_seed_and_brackets_the_figure
 def test_summary_carries_intervals_counts_and_says_when_a_figure_is_not_meaningful(tmp_path):
     few, many = tmp_path / "few", tmp_path / "many"
     write_reviews(few / "reviews" / f"bench_{MODEL}_vs_{BASELINE}.jsonl", [(8, 6), (5, 7), (6, 6)])
-    write_reviews(many / "reviews" / f"bench_{MODEL}_vs_{BASELINE}.jsonl",
-                  [(5 + number % 4, 6) for number in range(24)])
+    write_reviews(
+        many / "reviews" / f"bench_{MODEL}_vs_{BASELINE}.jsonl", [(5 + number % 4, 6) for number in range(24)]
+    )
     table = run_stage("evaluation.summarize", "--input_path", few, "--seed", "1").stdout
     (entry,) = json.loads((few / "summary.json").read_text())["models"]
     assert entry["judged"] == 3 and entry["failed"] == 0 and entry["meaningful"] is False
@@ -212,15 +301,25 @@ def test_summary_carries_intervals_counts_and_says_when_a_figure_is_not_meaningf
 
 # ---------------------------------------------------------------- answers
 
+
 def test_duplicate_question_ids_in_an_answer_file_stop_openai_eval(tmp_path):
     data_path = write_question_set(tmp_path / "bench", SCENARIO_QUESTIONS[:2])
     results = tmp_path / "results"
     results.mkdir()
     record = {"question_id": 1, "model": MODEL, "text": "a"}
-    (results / f"bench_{MODEL}.jsonl").write_text("\n".join(json.dumps(r) for r in (record, record, {
-        **record, "question_id": 2})) + "\n")
-    result = run_stage("evaluation.openai_eval", "--data_path", data_path, "--baseline_path",
-                       results / f"bench_{MODEL}.jsonl", "--input_path", results, check=False)
+    (results / f"bench_{MODEL}.jsonl").write_text(
+        "\n".join(json.dumps(r) for r in (record, record, {**record, "question_id": 2})) + "\n"
+    )
+    result = run_stage(
+        "evaluation.openai_eval",
+        "--data_path",
+        data_path,
+        "--baseline_path",
+        results / f"bench_{MODEL}.jsonl",
+        "--input_path",
+        results,
+        check=False,
+    )
     assert result.returncode == 1 and "duplicate question_id values [1]" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -230,8 +329,19 @@ def test_get_model_answer_keeps_answers_after_a_failure_and_continue_asks_only_t
     server = RunningServer(ScriptedJudge(script=script))
     try:
         data_path = write_question_set(tmp_path / "bench", SCENARIO_QUESTIONS[:4])
-        arguments = ["--data_path", data_path, "--output_path", tmp_path / "out", "--api-base", server.url,
-                     "--model", MODEL, "--max_retries", "1", *FAST_RETRIES[:4]]
+        arguments = [
+            "--data_path",
+            data_path,
+            "--output_path",
+            tmp_path / "out",
+            "--api-base",
+            server.url,
+            "--model",
+            MODEL,
+            "--max_retries",
+            "1",
+            *FAST_RETRIES[:4],
+        ]
         first = run_stage("evaluation.get_model_answer", *arguments, check=False)
         assert first.returncode == 1 and "--continue" in first.stderr and "Traceback" not in first.stderr
         partial = tmp_path / "out" / f"bench_{MODEL}.jsonl.partial"
@@ -251,6 +361,7 @@ def test_get_model_answer_keeps_answers_after_a_failure_and_continue_asks_only_t
 
 # ---------------------------------------------------------------- the ochat server as a structured judge
 
+
 def test_the_ochat_server_as_structured_judge_gives_json_verdicts_or_one_clean_fallback(tiny_model_dir, tmp_path):
     """Slow (starts the real server with the tiny model). A server with response_format must give a verdict on
     every call (grammar-constrained JSON); one without it must be probed once and fall back to free text."""
@@ -262,13 +373,33 @@ def test_the_ochat_server_as_structured_judge_gives_json_verdicts_or_one_clean_f
         baseline_file, results = answer_with_both(server, data_path, tmp_path)
     finally:
         server.stop()
-    with ServerProcess.start("openchat_tiny", tiny_model_dir, "--num_replicas", "1",
-                             log_path=tmp_path / "server.log") as ochat:
-        result = run_stage("evaluation.openai_eval", "--data_path", data_path, "--baseline_path", baseline_file,
-                           "--input_path", results, "--api-base", ochat.api_base, "--model", "openchat_tiny",
-                           "--structured", "--max_explanation_chars", "120", "--parse_retries", "0",
-                           "--max_tokens", "192", "--temperature", "0",
-                           check=False, timeout=300)
+    with ServerProcess.start(
+        "openchat_tiny", tiny_model_dir, "--num_replicas", "1", log_path=tmp_path / "server.log"
+    ) as ochat:
+        result = run_stage(
+            "evaluation.openai_eval",
+            "--data_path",
+            data_path,
+            "--baseline_path",
+            baseline_file,
+            "--input_path",
+            results,
+            "--api-base",
+            ochat.api_base,
+            "--model",
+            "openchat_tiny",
+            "--structured",
+            "--max_explanation_chars",
+            "120",
+            "--parse_retries",
+            "0",
+            "--max_tokens",
+            "192",
+            "--temperature",
+            "0",
+            check=False,
+            timeout=300,
+        )
     calls = read_jsonl(results / "reviews" / f"bench_{MODEL}_vs_{BASELINE}.calls.jsonl")
     assert len(calls) == 6 and not any(call["error"] for call in calls) and "Traceback" not in result.stderr
     if "falling back to free-text verdicts" in result.stderr:

@@ -28,8 +28,9 @@ FAST_RETRIES = ["--retry_base_delay", "0.01", "--max_retry_delay", "0.2", "--req
 
 
 def run_stage(module: str, *args, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+    )
     if check and result.returncode != 0:
         pytest.fail(f"{module} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -54,25 +55,50 @@ def write_question_set(folder: Path, questions: list[tuple[str, str]]) -> Path:
 # q1 8:7 win | q2 (8+6)/2 : (7+9)/2 = 7:8 loss, orders disagree | q3 6:6 tie after 429/500/timeout
 # q4 5:9 loss | q5 model_first never parses (failed), baseline_first 10:4 win | q6 every review fails
 # q7 first reply unparseable, retry gives 7:7, tie.
-SCENARIO_QUESTIONS = [("generic", "[q1] How do I plan a week?"), ("knowledge", "[q2] Why do tides happen?"),
-                      ("coding", "[q3] Reverse a list in Python."), ("math", "[q4] What is 6 times 7?"),
-                      ("writing", "[q5] Write a haiku about rain."), ("roleplay", "[q6] Be a pirate and greet me."),
-                      ("fermi", "[q7] How many cups of tea are drunk daily?")]
+SCENARIO_QUESTIONS = [
+    ("generic", "[q1] How do I plan a week?"),
+    ("knowledge", "[q2] Why do tides happen?"),
+    ("coding", "[q3] Reverse a list in Python."),
+    ("math", "[q4] What is 6 times 7?"),
+    ("writing", "[q5] Write a haiku about rain."),
+    ("roleplay", "[q6] Be a pirate and greet me."),
+    ("fermi", "[q7] How many cups of tea are drunk daily?"),
+]
 SCENARIO_SCRIPT = [
-    {"match": "[q1]", "model_first": [{"reply": "Both are fine; the first is more specific.\n8 7"}],
-     "baseline_first": [{"reply": "The second covers more ground.\nAssistant 1: 7\nAssistant 2: 8"}]},
-    {"match": "[q2]", "model_first": [{"status": 429, "retry_after": 0.05},
-                                      {"reply": "The first explains the Moon's pull.\n8/10 and 7/10"}],
-     "baseline_first": [{"reply": "Scores: 9 6\nThe first answer covers 3 points and the second 2."}]},
-    {"match": "[q3]", "model_first": [{"status": 500}, {"reply": "Both use slicing correctly.\n[6, 6]"}],
-     "baseline_first": [{"sleep": 2}, {"reply": "Equivalent solutions.\n6, 6"}]},
-    {"match": "[q4]", "model_first": [{"reply": "Assistant 2 is right, Assistant 1 says 40.\n5 9"}],
-     "baseline_first": [{"reply": "9 5\nThe first answer is correct."}]},
-    {"match": "[q5]", "model_first": [{"reply": "I cannot decide between them."}],
-     "baseline_first": [{"reply": "Assistant 1 receives a score of 4, while Assistant 2 receives 10."}]},
+    {
+        "match": "[q1]",
+        "model_first": [{"reply": "Both are fine; the first is more specific.\n8 7"}],
+        "baseline_first": [{"reply": "The second covers more ground.\nAssistant 1: 7\nAssistant 2: 8"}],
+    },
+    {
+        "match": "[q2]",
+        "model_first": [
+            {"status": 429, "retry_after": 0.05},
+            {"reply": "The first explains the Moon's pull.\n8/10 and 7/10"},
+        ],
+        "baseline_first": [{"reply": "Scores: 9 6\nThe first answer covers 3 points and the second 2."}],
+    },
+    {
+        "match": "[q3]",
+        "model_first": [{"status": 500}, {"reply": "Both use slicing correctly.\n[6, 6]"}],
+        "baseline_first": [{"sleep": 2}, {"reply": "Equivalent solutions.\n6, 6"}],
+    },
+    {
+        "match": "[q4]",
+        "model_first": [{"reply": "Assistant 2 is right, Assistant 1 says 40.\n5 9"}],
+        "baseline_first": [{"reply": "9 5\nThe first answer is correct."}],
+    },
+    {
+        "match": "[q5]",
+        "model_first": [{"reply": "I cannot decide between them."}],
+        "baseline_first": [{"reply": "Assistant 1 receives a score of 4, while Assistant 2 receives 10."}],
+    },
     {"match": "[q6]", "steps": [{"reply": "No scores from me today."}]},
-    {"match": "[q7]", "model_first": [{"reply": "Hmm, hard to say."}, {"reply": "Similar estimates.\n7 7"}],
-     "baseline_first": [{"reply": "Both reason the same way.\n7, 7"}]},
+    {
+        "match": "[q7]",
+        "model_first": [{"reply": "Hmm, hard to say."}, {"reply": "Similar estimates.\n7 7"}],
+        "baseline_first": [{"reply": "Both reason the same way.\n7, 7"}],
+    },
 ]
 
 
@@ -86,10 +112,30 @@ def judge():
 def answer_with_both(server: RunningServer, data_path: Path, tmp_path: Path) -> tuple[Path, Path]:
     """Baseline answers via get_openai_answer, the model's via get_model_answer --api-base; both from the server."""
     baselines, results = tmp_path / "eval_baselines", tmp_path / "eval_results"
-    run_stage("evaluation.get_openai_answer", "--data_path", data_path, "--output_path", baselines,
-              "--model_types", BASELINE, "--api-base", server.url, *FAST_RETRIES)
-    run_stage("evaluation.get_model_answer", "--data_path", data_path, "--output_path", results,
-              "--api-base", server.url, "--model", MODEL, *FAST_RETRIES)
+    run_stage(
+        "evaluation.get_openai_answer",
+        "--data_path",
+        data_path,
+        "--output_path",
+        baselines,
+        "--model_types",
+        BASELINE,
+        "--api-base",
+        server.url,
+        *FAST_RETRIES,
+    )
+    run_stage(
+        "evaluation.get_model_answer",
+        "--data_path",
+        data_path,
+        "--output_path",
+        results,
+        "--api-base",
+        server.url,
+        "--model",
+        MODEL,
+        *FAST_RETRIES,
+    )
     bench = data_path.name
     return baselines / f"{bench}_{BASELINE}.jsonl", results
 
@@ -102,64 +148,103 @@ def judged_scenario(tmp_path_factory):
     try:
         data_path = write_question_set(tmp_path / "scenario", SCENARIO_QUESTIONS)
         baseline_file, results = answer_with_both(judge, data_path, tmp_path)
-        run_stage("evaluation.openai_eval", "--data_path", data_path, "--baseline_path", baseline_file,
-                  "--input_path", results, "--api-base", judge.url, "--model", "judge", *FAST_RETRIES)
+        run_stage(
+            "evaluation.openai_eval",
+            "--data_path",
+            data_path,
+            "--baseline_path",
+            baseline_file,
+            "--input_path",
+            results,
+            "--api-base",
+            judge.url,
+            "--model",
+            "judge",
+            *FAST_RETRIES,
+        )
         summary_run = run_stage("evaluation.summarize", "--input_path", results)
     finally:
         judge.stop()
-    reviews = {record["question_id"]: record
-               for record in read_jsonl(results / "reviews" / f"scenario_{MODEL}_vs_{BASELINE}.jsonl")}
+    reviews = {
+        record["question_id"]: record
+        for record in read_jsonl(results / "reviews" / f"scenario_{MODEL}_vs_{BASELINE}.jsonl")
+    }
     summary = json.loads((results / "summary.json").read_text())
     return {"reviews": reviews, "summary": summary, "table": summary_run.stdout, "judge": judge.judge}
 
 
 # ---------------------------------------------------------------- score parsing
 
-@pytest.mark.parametrize("reply, expected", [
-    ("8 7", (8, 7)),
-    ("8, 7", (8, 7)),
-    ("The first is better.\n[8, 7]", (8, 7)),
-    ("Reasons...\n8/10 and 7/10", (8, 7)),
-    ("Reasons...\nAssistant 1: 8\nAssistant 2: 7", (8, 7)),
-    ("Scores: 8.5 7\nThe first answer covers 3 points and the second 2.", (8.5, 7)),
-    ("**Assistant 1**: 9/10, **Assistant 2**: 6/10", (9, 6)),
-    ("Assistant 1 receives a score of 4, while Assistant 2 receives 10.", (4, 10)),
-    ("8 out of 10 and 7 out of 10", (8, 7)),
-])
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("8 7", (8, 7)),
+        ("8, 7", (8, 7)),
+        ("The first is better.\n[8, 7]", (8, 7)),
+        ("Reasons...\n8/10 and 7/10", (8, 7)),
+        ("Reasons...\nAssistant 1: 8\nAssistant 2: 7", (8, 7)),
+        ("Scores: 8.5 7\nThe first answer covers 3 points and the second 2.", (8.5, 7)),
+        ("**Assistant 1**: 9/10, **Assistant 2**: 6/10", (9, 6)),
+        ("Assistant 1 receives a score of 4, while Assistant 2 receives 10.", (4, 10)),
+        ("8 out of 10 and 7 out of 10", (8, 7)),
+    ],
+)
 def test_score_parser_reads_common_formats(reply, expected):
     from evaluation.verdicts import parse_score_pair
+
     assert parse_score_pair(reply) == expected
 
 
 @pytest.mark.parametrize("reply", ["I cannot decide.", "", "Scores: 8", "Scores: 80 70", "1 2 3"])
 def test_score_parser_returns_none_rather_than_guessing(reply):
     from evaluation.verdicts import parse_score_pair
+
     assert parse_score_pair(reply) is None
 
 
 # ---------------------------------------------------------------- loaders
 
+
 def test_own_question_set_has_the_original_category_counts():
     from evaluation.benchmark_data import load_questions, load_reviewers
+
     questions = load_questions(VICUNA_DATA)
     counts = {}
     for question in questions:
         counts[question.category] = counts.get(question.category, 0) + 1
-    assert counts == {"generic": 10, "knowledge": 10, "roleplay": 10, "common-sense": 10, "fermi": 10,
-                      "counterfactual": 10, "coding": 7, "math": 3, "writing": 10}
+    assert counts == {
+        "generic": 10,
+        "knowledge": 10,
+        "roleplay": 10,
+        "common-sense": 10,
+        "fermi": 10,
+        "counterfactual": 10,
+        "coding": 7,
+        "math": 3,
+        "writing": 10,
+    }
     assert [question.question_id for question in questions] == list(range(1, 81))
     assert set(load_reviewers(VICUNA_DATA)) == {"general", "coding", "math"}
 
 
-SHARED_BENCHMARKS = next((folder / "shared" / "benchmarks" for folder in (REPO_ROOT.parent, REPO_ROOT.parent.parent)
-                          if (folder / "shared" / "benchmarks").is_dir()), REPO_ROOT.parent / "shared" / "benchmarks")
-needs_shared = pytest.mark.skipif(not SHARED_BENCHMARKS.is_dir(),
-                                  reason="published benchmark copies (../shared/benchmarks) are not on this machine")
+SHARED_BENCHMARKS = next(
+    (
+        folder / "shared" / "benchmarks"
+        for folder in (REPO_ROOT.parent, REPO_ROOT.parent.parent)
+        if (folder / "shared" / "benchmarks").is_dir()
+    ),
+    REPO_ROOT.parent / "shared" / "benchmarks",
+)
+needs_shared = pytest.mark.skipif(
+    not SHARED_BENCHMARKS.is_dir(), reason="published benchmark copies (../shared/benchmarks) are not on this machine"
+)
 
 
 @needs_shared
 def test_loaders_read_the_official_vicuna_and_fastchat_files():
     from evaluation.benchmark_data import load_questions, load_reviewers, reviewer_for
+
     official = load_questions(SHARED_BENCHMARKS / "vicuna")
     fastchat = load_questions(SHARED_BENCHMARKS / "vicuna_bench_fastchat")
     assert len(official) == 80 and [q.text for q in official] == [q.text for q in fastchat]
@@ -174,16 +259,21 @@ def test_loaders_read_the_official_vicuna_and_fastchat_files():
 
 # ---------------------------------------------------------------- client
 
+
 def test_client_waits_at_least_retry_after_on_429():
     from evaluation.api_client import ChatClient
-    server = RunningServer(ScriptedJudge(script=[{"match": "ping", "steps": [
-        {"status": 429, "retry_after": 0.4}, {"reply": "pong"}]}]))
+
+    server = RunningServer(
+        ScriptedJudge(script=[{"match": "ping", "steps": [{"status": 429, "retry_after": 0.4}, {"reply": "pong"}]}])
+    )
     try:
+
         async def ask():
             async with ChatClient(api_base=server.url, retry_base_delay=0.001, max_retries=3) as client:
                 started = time.monotonic()
                 reply = await client.chat("judge", [{"role": "user", "content": "ping"}])
                 return reply, time.monotonic() - started
+
         reply, elapsed = asyncio.run(ask())
     finally:
         server.stop()
@@ -192,11 +282,14 @@ def test_client_waits_at_least_retry_after_on_429():
 
 def test_client_gives_up_after_max_retries_with_a_clear_error():
     from evaluation.api_client import ChatClient, ChatRequestError
+
     server = RunningServer(ScriptedJudge(script=[{"match": "ping", "steps": [{"status": 503}]}]))
     try:
+
         async def ask():
             async with ChatClient(api_base=server.url, retry_base_delay=0.001, max_retries=2) as client:
                 await client.chat("judge", [{"role": "user", "content": "ping"}])
+
         with pytest.raises(ChatRequestError, match="3 attempts.*HTTP 503"):
             asyncio.run(ask())
     finally:
@@ -206,6 +299,7 @@ def test_client_gives_up_after_max_retries_with_a_clear_error():
 
 # ---------------------------------------------------------------- answering
 
+
 def test_answer_stages_write_one_answer_per_question_and_skip_existing_files(judge, tmp_path):
     data_path = write_question_set(tmp_path / "tiny", SCENARIO_QUESTIONS[:3])
     baseline_file, results = answer_with_both(judge, data_path, tmp_path)
@@ -214,23 +308,43 @@ def test_answer_stages_write_one_answer_per_question_and_skip_existing_files(jud
     assert answers[0]["model"] == MODEL and answers[0]["text"] == f"Answer from {MODEL}: [q1] How do I plan a week?"
     assert read_jsonl(baseline_file)[2]["text"].startswith(f"Answer from {BASELINE}: [q3]")
     answered = len(judge.judge.requests)
-    rerun = run_stage("evaluation.get_model_answer", "--data_path", data_path, "--output_path", results,
-                      "--api-base", judge.url, "--model", MODEL)
+    rerun = run_stage(
+        "evaluation.get_model_answer",
+        "--data_path",
+        data_path,
+        "--output_path",
+        results,
+        "--api-base",
+        judge.url,
+        "--model",
+        MODEL,
+    )
     assert "exists; skipping" in rerun.stderr and len(judge.judge.requests) == answered
 
 
 def test_multi_turn_questions_are_answered_turn_by_turn(judge, tmp_path):
     data_path = tmp_path / "two_turns"
     data_path.mkdir()
-    (data_path / "question.jsonl").write_text(json.dumps(
-        {"question_id": 7, "category": "writing", "turns": ["Write a line.", "Now shorten it."]}) + "\n")
-    run_stage("evaluation.get_model_answer", "--data_path", data_path, "--output_path", tmp_path / "out",
-              "--api-base", judge.url, "--model", MODEL)
+    (data_path / "question.jsonl").write_text(
+        json.dumps({"question_id": 7, "category": "writing", "turns": ["Write a line.", "Now shorten it."]}) + "\n"
+    )
+    run_stage(
+        "evaluation.get_model_answer",
+        "--data_path",
+        data_path,
+        "--output_path",
+        tmp_path / "out",
+        "--api-base",
+        judge.url,
+        "--model",
+        MODEL,
+    )
     (answer,) = read_jsonl(tmp_path / "out" / f"two_turns_{MODEL}.jsonl")
     assert answer["turns"] == [f"Answer from {MODEL}: Write a line.", f"Answer from {MODEL}: Now shorten it."]
 
 
 # ---------------------------------------------------------------- judging and summary
+
 
 def test_summary_matches_hand_computed_scores(judged_scenario):
     (entry,) = judged_scenario["summary"]["models"]
@@ -252,8 +366,13 @@ def test_position_conflict_rate_counts_pairs_judged_in_both_orders(judged_scenar
 
 def test_per_category_breakdown(judged_scenario):
     categories = judged_scenario["summary"]["models"][0]["categories"]
-    assert categories["generic"] == {"score_pct": pytest.approx(100 * 8 / 7), "wins": 1, "ties": 0, "losses": 0,
-                                     "judged": 1}
+    assert categories["generic"] == {
+        "score_pct": pytest.approx(100 * 8 / 7),
+        "wins": 1,
+        "ties": 0,
+        "losses": 0,
+        "judged": 1,
+    }
     assert categories["knowledge"]["score_pct"] == pytest.approx(100 * 7 / 8)
     assert categories["writing"]["score_pct"] == pytest.approx(250.0)
     assert "roleplay" not in categories  # its only question has no verdict
@@ -292,15 +411,32 @@ def test_summary_table_is_printed(judged_scenario):
 
 
 def test_num_samples_draws_reviews_per_order_and_averages_them(tmp_path):
-    script = [{"match": "[q1]", "seed": 0, "steps": [{"reply": "8 6"}]},
-              {"match": "[q1]", "seed": 1, "steps": [{"reply": "6 6"}]}]
+    script = [
+        {"match": "[q1]", "seed": 0, "steps": [{"reply": "8 6"}]},
+        {"match": "[q1]", "seed": 1, "steps": [{"reply": "6 6"}]},
+    ]
     server = RunningServer(ScriptedJudge(script=script, baseline=BASELINE))
     try:
         data_path = write_question_set(tmp_path / "sampled", SCENARIO_QUESTIONS[:1])
         baseline_file, results = answer_with_both(server, data_path, tmp_path)
-        run_stage("evaluation.openai_eval", "--data_path", data_path, "--baseline_path", baseline_file,
-                  "--input_path", results, "--api-base", server.url, "--model", "judge", "--num_samples", "2",
-                  "--temperature", "1.0", *FAST_RETRIES)
+        run_stage(
+            "evaluation.openai_eval",
+            "--data_path",
+            data_path,
+            "--baseline_path",
+            baseline_file,
+            "--input_path",
+            results,
+            "--api-base",
+            server.url,
+            "--model",
+            "judge",
+            "--num_samples",
+            "2",
+            "--temperature",
+            "1.0",
+            *FAST_RETRIES,
+        )
     finally:
         server.stop()
     (record,) = read_jsonl(results / "reviews" / f"sampled_{MODEL}_vs_{BASELINE}.jsonl")
@@ -313,8 +449,18 @@ def test_num_samples_draws_reviews_per_order_and_averages_them(tmp_path):
 def test_existing_reviews_are_not_overwritten_without_continue(judge, tmp_path):
     data_path = write_question_set(tmp_path / "again", SCENARIO_QUESTIONS[:1])
     baseline_file, results = answer_with_both(judge, data_path, tmp_path)
-    arguments = ["--data_path", data_path, "--baseline_path", baseline_file, "--input_path", results,
-                 "--api-base", judge.url, "--model", "judge"]
+    arguments = [
+        "--data_path",
+        data_path,
+        "--baseline_path",
+        baseline_file,
+        "--input_path",
+        results,
+        "--api-base",
+        judge.url,
+        "--model",
+        "judge",
+    ]
     run_stage("evaluation.openai_eval", *arguments)
     second = run_stage("evaluation.openai_eval", *arguments, check=False)
     assert second.returncode != 0 and "--continue" in second.stderr
@@ -326,8 +472,21 @@ def test_calls_lost_to_transport_errors_are_recorded_failed_and_asked_again_on_c
     try:
         data_path = write_question_set(tmp_path / "flaky", SCENARIO_QUESTIONS[:2])
         baseline_file, results = answer_with_both(server, data_path, tmp_path)
-        arguments = ["--data_path", data_path, "--baseline_path", baseline_file, "--input_path", results,
-                     "--api-base", server.url, "--model", "judge", "--max_retries", "1", *FAST_RETRIES[:4]]
+        arguments = [
+            "--data_path",
+            data_path,
+            "--baseline_path",
+            baseline_file,
+            "--input_path",
+            results,
+            "--api-base",
+            server.url,
+            "--model",
+            "judge",
+            "--max_retries",
+            "1",
+            *FAST_RETRIES[:4],
+        ]
         first = run_stage("evaluation.openai_eval", *arguments)
         reviews_file = results / "reviews" / f"flaky_{MODEL}_vs_{BASELINE}.jsonl"
         q1 = read_jsonl(reviews_file)[0]
@@ -345,28 +504,47 @@ def test_calls_lost_to_transport_errors_are_recorded_failed_and_asked_again_on_c
 
 # ---------------------------------------------------------------- crash and resume
 
+
 def crash_script() -> list[dict]:
     """Order-dependent scores that vary by question, so a wrong resume would show in the results."""
     rules = []
     for number in range(1, 81):
         tag = f"[c{number}]"
         first, second = 3 + number % 7, 2 + number % 5
-        rules.append({"match": tag, "model_first": [{"reply": f"Explanation.\n{first} {second}"}],
-                      "baseline_first": [{"reply": f"Explanation.\n[{second + number % 2}, {first}]"}]})
+        rules.append(
+            {
+                "match": tag,
+                "model_first": [{"reply": f"Explanation.\n{first} {second}"}],
+                "baseline_first": [{"reply": f"Explanation.\n[{second + number % 2}, {first}]"}],
+            }
+        )
     return rules
 
 
 def test_killed_run_resumes_with_continue_to_the_same_results(tmp_path):
-    questions = [(category, f"[c{number}] question {number}?")
-                 for number, category in enumerate(["generic", "coding", "math", "writing"] * 20, 1)]
+    questions = [
+        (category, f"[c{number}] question {number}?")
+        for number, category in enumerate(["generic", "coding", "math", "writing"] * 20, 1)
+    ]
     data_path = write_question_set(tmp_path / "crash", questions)
     server = RunningServer(ScriptedJudge(script=crash_script(), baseline=BASELINE, latency=0.02))
     try:
         baseline_file, results = answer_with_both(server, data_path, tmp_path)
         uninterrupted = tmp_path / "uninterrupted"
         shutil.copytree(results, uninterrupted)
-        base_arguments = ["--data_path", data_path, "--baseline_path", baseline_file, "--api-base", server.url,
-                          "--model", "judge", "--parallel", "2", *FAST_RETRIES]
+        base_arguments = [
+            "--data_path",
+            data_path,
+            "--baseline_path",
+            baseline_file,
+            "--api-base",
+            server.url,
+            "--model",
+            "judge",
+            "--parallel",
+            "2",
+            *FAST_RETRIES,
+        ]
         run_stage("evaluation.openai_eval", *base_arguments, "--input_path", uninterrupted)
         asked_before = len(server.judge.judge_requests())
 
@@ -395,8 +573,18 @@ def test_killed_run_resumes_with_continue_to_the_same_results(tmp_path):
 def test_continue_drops_a_half_written_last_log_line_and_asks_that_call_again(judge, tmp_path):
     data_path = write_question_set(tmp_path / "torn", SCENARIO_QUESTIONS[:1])
     baseline_file, results = answer_with_both(judge, data_path, tmp_path)
-    arguments = ["--data_path", data_path, "--baseline_path", baseline_file, "--input_path", results,
-                 "--api-base", judge.url, "--model", "judge"]
+    arguments = [
+        "--data_path",
+        data_path,
+        "--baseline_path",
+        baseline_file,
+        "--input_path",
+        results,
+        "--api-base",
+        judge.url,
+        "--model",
+        "judge",
+    ]
     run_stage("evaluation.openai_eval", *arguments)
     reviews_file = results / "reviews" / f"torn_{MODEL}_vs_{BASELINE}.jsonl"
     complete = read_jsonl(reviews_file)
@@ -427,9 +615,22 @@ def test_whole_chain_with_the_ochat_server_answering_and_a_scripted_judge(tiny_m
     (checkpoints / "notes").mkdir()  # a folder without config.json is not a checkpoint
     data_path = write_question_set(tmp_path / "served", SCENARIO_QUESTIONS[:3])
     results = tmp_path / "results"
-    run_stage("evaluation.get_model_answer", "--model_type", "openchat_tiny", "--models_path", checkpoints,
-              "--data_path", data_path, "--output_path", results, "--max_tokens", "8", "--num_replicas", "1",
-              timeout=540)
+    run_stage(
+        "evaluation.get_model_answer",
+        "--model_type",
+        "openchat_tiny",
+        "--models_path",
+        checkpoints,
+        "--data_path",
+        data_path,
+        "--output_path",
+        results,
+        "--max_tokens",
+        "8",
+        "--num_replicas",
+        "1",
+        timeout=540,
+    )
     answers = read_jsonl(results / "served_tiny_a.jsonl")
     assert [a["question_id"] for a in answers] == [1, 2, 3]
     assert all(isinstance(a["text"], str) and a["model"] == "tiny_a" for a in answers)
@@ -439,10 +640,30 @@ def test_whole_chain_with_the_ochat_server_answering_and_a_scripted_judge(tiny_m
     # 8 for whichever answer it saw first. Both orders average to 7.5 : 7.5, a tie with a position conflict.
     server = RunningServer(ScriptedJudge(baseline=BASELINE))
     try:
-        run_stage("evaluation.get_openai_answer", "--data_path", data_path, "--output_path", tmp_path / "baselines",
-                  "--model_types", BASELINE, "--api-base", server.url)
-        run_stage("evaluation.openai_eval", "--data_path", data_path, "--input_path", results, "--baseline_path",
-                  tmp_path / "baselines" / f"served_{BASELINE}.jsonl", "--api-base", server.url, "--model", "judge")
+        run_stage(
+            "evaluation.get_openai_answer",
+            "--data_path",
+            data_path,
+            "--output_path",
+            tmp_path / "baselines",
+            "--model_types",
+            BASELINE,
+            "--api-base",
+            server.url,
+        )
+        run_stage(
+            "evaluation.openai_eval",
+            "--data_path",
+            data_path,
+            "--input_path",
+            results,
+            "--baseline_path",
+            tmp_path / "baselines" / f"served_{BASELINE}.jsonl",
+            "--api-base",
+            server.url,
+            "--model",
+            "judge",
+        )
     finally:
         server.stop()
     run_stage("evaluation.summarize", "--input_path", results)
@@ -452,6 +673,7 @@ def test_whole_chain_with_the_ochat_server_answering_and_a_scripted_judge(tiny_m
 
 
 # ---------------------------------------------------------------- MT-bench
+
 
 def mt_bench_data(folder: Path, questions: list[dict]) -> Path:
     """A FastChat-format MT-bench folder: the given questions with the official judge prompts."""
@@ -465,24 +687,50 @@ def mt_bench_data(folder: Path, questions: list[dict]) -> Path:
 
 MT_QUESTIONS = [
     {"question_id": 1, "category": "writing", "turns": ["[w1] Write a limerick.", "[w2] Make it sadder."]},
-    {"question_id": 2, "category": "math", "turns": ["[m1] What is 2+3?", "[m2] And times 4?"],
-     "reference": ["REFERENCE-5", "REFERENCE-20"]},
+    {
+        "question_id": 2,
+        "category": "math",
+        "turns": ["[m1] What is 2+3?", "[m2] And times 4?"],
+        "reference": ["REFERENCE-5", "REFERENCE-20"],
+    },
 ]
 
 
 def test_mt_bench_single_grading_scores_per_turn_and_leaves_out_unreadable_ratings(tmp_path):
-    script = [{"match": "[w2]", "steps": [{"reply": "Good follow-up. Rating: [[6]]"}]},
-              {"match": "[w1]", "steps": [{"reply": "Lively. Rating: [[8]]"}]},
-              {"match": "[m2]", "steps": [{"reply": "Correct, matches the reference. [[4]]"}]},
-              {"match": "[m1]", "steps": [{"reply": "I would rate it highly."}]}]
+    script = [
+        {"match": "[w2]", "steps": [{"reply": "Good follow-up. Rating: [[6]]"}]},
+        {"match": "[w1]", "steps": [{"reply": "Lively. Rating: [[8]]"}]},
+        {"match": "[m2]", "steps": [{"reply": "Correct, matches the reference. [[4]]"}]},
+        {"match": "[m1]", "steps": [{"reply": "I would rate it highly."}]},
+    ]
     server = RunningServer(ScriptedJudge(script=script))
     try:
         data_path = mt_bench_data(tmp_path / "mt_bench", MT_QUESTIONS)
-        run_stage("evaluation.get_model_answer", "--data_path", data_path, "--output_path", tmp_path / "answers",
-                  "--api-base", server.url, "--model", MODEL)
-        run_stage("evaluation.mt_bench", "--data_path", data_path, "--answer_path", tmp_path / "answers",
-                  "--output_path", tmp_path / "judgment", "--judge_model", "judge", "--api-base", server.url,
-                  *FAST_RETRIES)
+        run_stage(
+            "evaluation.get_model_answer",
+            "--data_path",
+            data_path,
+            "--output_path",
+            tmp_path / "answers",
+            "--api-base",
+            server.url,
+            "--model",
+            MODEL,
+        )
+        run_stage(
+            "evaluation.mt_bench",
+            "--data_path",
+            data_path,
+            "--answer_path",
+            tmp_path / "answers",
+            "--output_path",
+            tmp_path / "judgment",
+            "--judge_model",
+            "judge",
+            "--api-base",
+            server.url,
+            *FAST_RETRIES,
+        )
     finally:
         server.stop()
     rows = {(row["question_id"], row["turn"]): row for row in read_jsonl(tmp_path / "judgment" / "judge_single.jsonl")}
@@ -497,26 +745,61 @@ def test_mt_bench_single_grading_scores_per_turn_and_leaves_out_unreadable_ratin
 
 
 def test_mt_bench_pairwise_counts_swapped_order_disagreement_as_a_tie(tmp_path):
-    script = [{"match": "[w2]", "model_first": [{"reply": "[[A]]"}], "baseline_first": [{"reply": "[[A]]"}]},
-              {"match": "[w1]", "model_first": [{"reply": "A is better. [[A]]"}],
-               "baseline_first": [{"reply": "B is better. [[B]]"}]},
-              {"match": "[m2]", "model_first": [{"reply": "no verdict"}], "baseline_first": [{"reply": "[[C]]"}]},
-              {"match": "[m1]", "steps": [{"reply": "Equal. [[C]]"}]}]
+    script = [
+        {"match": "[w2]", "model_first": [{"reply": "[[A]]"}], "baseline_first": [{"reply": "[[A]]"}]},
+        {
+            "match": "[w1]",
+            "model_first": [{"reply": "A is better. [[A]]"}],
+            "baseline_first": [{"reply": "B is better. [[B]]"}],
+        },
+        {"match": "[m2]", "model_first": [{"reply": "no verdict"}], "baseline_first": [{"reply": "[[C]]"}]},
+        {"match": "[m1]", "steps": [{"reply": "Equal. [[C]]"}]},
+    ]
     server = RunningServer(ScriptedJudge(script=script, baseline=BASELINE))
     try:
         data_path = mt_bench_data(tmp_path / "mt_bench", MT_QUESTIONS)
         for model in (MODEL, BASELINE):
-            run_stage("evaluation.get_model_answer", "--data_path", data_path, "--output_path", tmp_path / "answers",
-                      "--api-base", server.url, "--model", model)
-        run_stage("evaluation.mt_bench", "--data_path", data_path, "--answer_path", tmp_path / "answers",
-                  "--output_path", tmp_path / "judgment", "--judge_model", "judge", "--mode", "pairwise-baseline",
-                  "--baseline", BASELINE, "--api-base", server.url, *FAST_RETRIES)
+            run_stage(
+                "evaluation.get_model_answer",
+                "--data_path",
+                data_path,
+                "--output_path",
+                tmp_path / "answers",
+                "--api-base",
+                server.url,
+                "--model",
+                model,
+            )
+        run_stage(
+            "evaluation.mt_bench",
+            "--data_path",
+            data_path,
+            "--answer_path",
+            tmp_path / "answers",
+            "--output_path",
+            tmp_path / "judgment",
+            "--judge_model",
+            "judge",
+            "--mode",
+            "pairwise-baseline",
+            "--baseline",
+            BASELINE,
+            "--api-base",
+            server.url,
+            *FAST_RETRIES,
+        )
     finally:
         server.stop()
-    games = {(row["question_id"], row["turn"]): (row["g1_winner"], row["g2_winner"])
-             for row in read_jsonl(tmp_path / "judgment" / "judge_pair.jsonl")}
-    assert games == {(1, 1): ("model_1", "model_1"), (1, 2): ("model_1", "model_2"),
-                     (2, 1): ("tie", "tie"), (2, 2): ("error", "tie")}
+    games = {
+        (row["question_id"], row["turn"]): (row["g1_winner"], row["g2_winner"])
+        for row in read_jsonl(tmp_path / "judgment" / "judge_pair.jsonl")
+    }
+    assert games == {
+        (1, 1): ("model_1", "model_1"),
+        (1, 2): ("model_1", "model_2"),
+        (2, 1): ("tie", "tie"),
+        (2, 2): ("error", "tie"),
+    }
     run_stage("evaluation.summarize", "--input_path", tmp_path / "judgment", "--mode", "mt_bench")
     (entry,) = json.loads((tmp_path / "judgment" / "summary_mt_bench.json").read_text())["pairwise"]["models"]
     assert (entry["wins"], entry["ties"], entry["losses"], entry["inconsistent"], entry["failed"]) == (1, 2, 0, 1, 1)
@@ -525,23 +808,48 @@ def test_mt_bench_pairwise_counts_swapped_order_disagreement_as_a_tie(tmp_path):
 
 # ---------------------------------------------------------------- AlpacaEval-style
 
+
 def test_alpaca_eval_win_rate_counts_draws_half_with_standard_error(tmp_path):
-    instructions = ["[i1] Name a fruit.", "[i2] Name a color.", "[i3] Name a planet.", "[i4] Name a tree.",
-                    "[i5] Name a river."]
+    instructions = [
+        "[i1] Name a fruit.",
+        "[i2] Name a color.",
+        "[i3] Name a planet.",
+        "[i4] Name a tree.",
+        "[i5] Name a river.",
+    ]
     for generator, path in ((MODEL, tmp_path / "model.json"), (BASELINE, tmp_path / "reference.json")):
-        path.write_text(json.dumps([{"instruction": text, "output": f"Answer from {generator}: {text}",
-                                     "generator": generator} for text in instructions]))
+        path.write_text(
+            json.dumps(
+                [
+                    {"instruction": text, "output": f"Answer from {generator}: {text}", "generator": generator}
+                    for text in instructions
+                ]
+            )
+        )
     # (model_first verdict, reference_first verdict) -> model preference per order
-    script = [{"match": "[i1]", "model_first": [{"reply": "[[a]]"}], "baseline_first": [{"reply": "[[b]]"}]},  # 2, 2
-              {"match": "[i2]", "model_first": [{"reply": "[[b]]"}], "baseline_first": [{"reply": "[[a]]"}]},  # 1, 1
-              {"match": "[i3]", "model_first": [{"reply": "[[a]]"}], "baseline_first": [{"reply": "[[a]]"}]},  # 2, 1
-              {"match": "[i4]", "steps": [{"reply": "Equal. [[tie]]"}]},                                      # 1.5
-              {"match": "[i5]", "steps": [{"reply": "Cannot tell."}]}]                                        # failed
+    script = [
+        {"match": "[i1]", "model_first": [{"reply": "[[a]]"}], "baseline_first": [{"reply": "[[b]]"}]},  # 2, 2
+        {"match": "[i2]", "model_first": [{"reply": "[[b]]"}], "baseline_first": [{"reply": "[[a]]"}]},  # 1, 1
+        {"match": "[i3]", "model_first": [{"reply": "[[a]]"}], "baseline_first": [{"reply": "[[a]]"}]},  # 2, 1
+        {"match": "[i4]", "steps": [{"reply": "Equal. [[tie]]"}]},  # 1.5
+        {"match": "[i5]", "steps": [{"reply": "Cannot tell."}]},
+    ]  # failed
     server = RunningServer(ScriptedJudge(script=script, baseline=BASELINE))
     try:
-        run_stage("evaluation.alpaca_eval", "--model_outputs", tmp_path / "model.json", "--reference_outputs",
-                  tmp_path / "reference.json", "--output_path", tmp_path / "alpaca", "--judge_model", "judge",
-                  "--api-base", server.url, *FAST_RETRIES)
+        run_stage(
+            "evaluation.alpaca_eval",
+            "--model_outputs",
+            tmp_path / "model.json",
+            "--reference_outputs",
+            tmp_path / "reference.json",
+            "--output_path",
+            tmp_path / "alpaca",
+            "--judge_model",
+            "judge",
+            "--api-base",
+            server.url,
+            *FAST_RETRIES,
+        )
     finally:
         server.stop()
     annotations = json.loads((tmp_path / "alpaca" / f"alpaca_eval_{MODEL}_annotations.json").read_text())
@@ -551,4 +859,10 @@ def test_alpaca_eval_win_rate_counts_draws_half_with_standard_error(tmp_path):
     wins = [1.0, 0.0, 0.5, 0.5]
     standard_error = 100 * (sum((w - 0.5) ** 2 for w in wins) / 3) ** 0.5 / 2
     assert entry["win_rate"] == pytest.approx(50.0) and entry["standard_error"] == pytest.approx(standard_error)
-    assert (entry["n_wins"], entry["n_draws"], entry["n_losses"], entry["failed_questions"], entry["failed"]) == (1, 2, 1, 1, 2)
+    assert (entry["n_wins"], entry["n_draws"], entry["n_losses"], entry["failed_questions"], entry["failed"]) == (
+        1,
+        2,
+        1,
+        1,
+        2,
+    )

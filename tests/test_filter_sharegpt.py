@@ -11,8 +11,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def conversation(conversation_id, model):
-    return {"id": conversation_id, "model": model, "views": 1, "hash": conversation_id,
-            "items": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
+    return {
+        "id": conversation_id,
+        "model": model,
+        "views": 1,
+        "hash": conversation_id,
+        "items": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}],
+    }
 
 
 CONVERSATIONS = [
@@ -25,8 +30,12 @@ CONVERSATIONS = [
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "data_pipeline.filter_sharegpt", *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "data_pipeline.filter_sharegpt", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
 
 
 def test_default_keeps_exactly_gpt4_in_order():
@@ -70,9 +79,16 @@ def test_c_rlft_maps_gpt4_to_the_expert_and_gpt35_or_no_label_to_the_suboptimal_
 
     records = label_conditions(MIXED)
     assert [(r["id"], r["condition"]) for r in records] == [
-        ("a", "GPT4"), ("b", "GPT3"), ("c", "GPT3"), ("d", "GPT4"), ("f", "GPT3")]
-    assert records[0]["items"] == [{"role": "user", "content": "q", "weight": 0.0},
-                                   {"role": "assistant", "content": "a", "weight": 1.0}]
+        ("a", "GPT4"),
+        ("b", "GPT3"),
+        ("c", "GPT3"),
+        ("d", "GPT4"),
+        ("f", "GPT3"),
+    ]
+    assert records[0]["items"] == [
+        {"role": "user", "content": "q", "weight": 0.0},
+        {"role": "assistant", "content": "a", "weight": 1.0},
+    ]
     assert [item["weight"] for item in records[1]["items"]] == [0.0, 0.1]
     assert records[0]["system"] == ""
 
@@ -94,12 +110,23 @@ def test_conditions_option_overrides_the_mapping(tmp_path):
     in_file = tmp_path / "clean.json"
     in_file.write_text(json.dumps(MIXED))
     out_file = tmp_path / "crlft.jsonl"
-    result = run_cli("--mode", "c-rlft", "--in_file", in_file, "--out_file", out_file,
-                     "--conditions", "Model: GPT-4=GPT4:1.0,Model: Default (GPT-3.5)=GPT3:0.25")
+    result = run_cli(
+        "--mode",
+        "c-rlft",
+        "--in_file",
+        in_file,
+        "--out_file",
+        out_file,
+        "--conditions",
+        "Model: GPT-4=GPT4:1.0,Model: Default (GPT-3.5)=GPT3:0.25",
+    )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in out_file.read_text().splitlines()]
     assert [(r["id"], r["condition"], r["items"][1]["weight"]) for r in records] == [
-        ("a", "GPT4", 1.0), ("b", "GPT3", 0.25), ("d", "GPT4", 1.0)]
+        ("a", "GPT4", 1.0),
+        ("b", "GPT3", 0.25),
+        ("d", "GPT4", 1.0),
+    ]
     assert "dropped (no model label)" in result.stdout  # no longer mapped
 
 
@@ -107,8 +134,14 @@ def test_bad_conditions_are_one_line_errors(tmp_path):
     in_file = tmp_path / "clean.json"
     in_file.write_text(json.dumps(MIXED))
     for bad in ("Model: GPT-4", "Model: GPT-4=GPT4:lots", "Model: GPT-4=GPT4:0"):
-        result = run_cli("--mode", "c-rlft", "--in_file", in_file, "--out_file", tmp_path / "o.jsonl", "--conditions", bad)
-        assert result.returncode != 0 and result.stderr.startswith("error: --conditions") and "Traceback" not in result.stderr
+        result = run_cli(
+            "--mode", "c-rlft", "--in_file", in_file, "--out_file", tmp_path / "o.jsonl", "--conditions", bad
+        )
+        assert (
+            result.returncode != 0
+            and result.stderr.startswith("error: --conditions")
+            and "Traceback" not in result.stderr
+        )
 
 
 def test_help_says_how_gpt35_and_unlabelled_pages_count():

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO_ROOT
+
 from data_pipeline.generate_dataset import ConversionStats, convert_conversations, split_train_eval
 from ochat.config import get_model_config, load_tokenizer, render_conversation
 
@@ -63,7 +63,9 @@ def test_cut_inside_an_assistant_turn_keeps_whole_turns_only(small_context):
 def test_first_exchange_longer_than_context_is_dropped_and_counted(small_context):
     config, tokenizer = small_context
     stats = ConversionStats()
-    samples = convert_conversations(config, tokenizer, [_conversation(_round(80, 3)), _conversation(_round(2, 2))], stats=stats)
+    samples = convert_conversations(
+        config, tokenizer, [_conversation(_round(80, 3)), _conversation(_round(2, 2))], stats=stats
+    )
     assert len(samples) == 1
     assert stats.dropped_first_exchange_too_long == 1
     assert stats.conversations == 2 and stats.samples == 1
@@ -114,7 +116,10 @@ def test_malformed_conversations_are_reported_not_raised(small_context):
     config, tokenizer = small_context
     stats = ConversionStats()
     samples = convert_conversations(
-        config, tokenizer, [{"id": "bad", "items": [{"from": "robot", "value": "x"}]}, _conversation(_round(1, 1))], stats=stats
+        config,
+        tokenizer,
+        [{"id": "bad", "items": [{"from": "robot", "value": "x"}]}, _conversation(_round(1, 1))],
+        stats=stats,
     )
     assert len(samples) == 1 and stats.invalid == ["bad"]
 
@@ -150,19 +155,44 @@ def test_bundled_corpus_converts_into_sane_files(tiny_data_dir, tiny_model_dir):
 
 def test_model_without_eot_token_is_a_clear_error(tiny_base_dir, tiny_data_dir, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "data_pipeline.generate_dataset", "--model-type", "openchat_tiny",
-         "--model-path", tiny_base_dir, "--in-file", os.path.join(tiny_data_dir, "sharegpt_gpt4.json"),
-         "--out-dir", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "data_pipeline.generate_dataset",
+            "--model-type",
+            "openchat_tiny",
+            "--model-path",
+            tiny_base_dir,
+            "--in-file",
+            os.path.join(tiny_data_dir, "sharegpt_gpt4.json"),
+            "--out-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode != 0 and "add_eot_token" in result.stderr
 
 
 def test_missing_input_is_a_clear_error(tiny_model_dir, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "data_pipeline.generate_dataset", "--model-type", "openchat_tiny",
-         "--model-path", tiny_model_dir, "--in-file", str(tmp_path / "nope.json"), "--out-dir", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "data_pipeline.generate_dataset",
+            "--model-type",
+            "openchat_tiny",
+            "--model-path",
+            tiny_model_dir,
+            "--in-file",
+            str(tmp_path / "nope.json"),
+            "--out-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode != 0 and "does not exist" in result.stderr
 
@@ -170,7 +200,8 @@ def test_missing_input_is_a_clear_error(tiny_model_dir, tmp_path):
 def test_run_data_pipeline_fails_loudly_on_a_missing_folder(tmp_path):
     result = subprocess.run(
         [os.path.join(REPO_ROOT, "run_data_pipeline.sh"), str(tmp_path / "missing"), str(tmp_path / "out")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode != 0 and "does not exist" in result.stderr
 
@@ -186,9 +217,18 @@ def test_run_data_pipeline_end_to_end_on_a_small_folder(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
         [os.path.join(REPO_ROOT, "run_data_pipeline.sh"), str(tmp_path / "in"), str(out)],
-        capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable, GENERATE_ARGS="--eval-ratio 0.1"),
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHON=sys.executable, GENERATE_ARGS="--eval-ratio 0.1"),
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("sharegpt_clean.json", "sharegpt_gpt4.json", "openchat_tiny.train.json", "openchat_tiny.eval.json",
-                 "openchat_tiny.train.text.json", "openchat_tiny.report.json", "models/openchat_tiny/eot/config.json"):
+    for name in (
+        "sharegpt_clean.json",
+        "sharegpt_gpt4.json",
+        "openchat_tiny.train.json",
+        "openchat_tiny.eval.json",
+        "openchat_tiny.train.text.json",
+        "openchat_tiny.report.json",
+        "models/openchat_tiny/eot/config.json",
+    ):
         assert (out / name).exists(), name

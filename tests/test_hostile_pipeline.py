@@ -30,20 +30,32 @@ from tests.hostile_corpus import conversation_json, hostile_pages, next_data_pag
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_CORPUS = REPO_ROOT / "data_pipeline" / "examples" / "ShareGPT"
-PIPELINE_OUTPUTS = ("sharegpt_clean.json", "sharegpt_clean.report.json", "sharegpt_gpt4.json",
-                    "openchat_tiny.train.json", "openchat_tiny.eval.json", "openchat_tiny.train.text.json",
-                    "openchat_tiny.eval.text.json", "openchat_tiny.report.json")
+PIPELINE_OUTPUTS = (
+    "sharegpt_clean.json",
+    "sharegpt_clean.report.json",
+    "sharegpt_gpt4.json",
+    "openchat_tiny.train.json",
+    "openchat_tiny.eval.json",
+    "openchat_tiny.train.text.json",
+    "openchat_tiny.eval.text.json",
+    "openchat_tiny.report.json",
+)
 
 
 def run_pipeline(input_dir, output_dir, **env):
-    return subprocess.run(["bash", str(REPO_ROOT / "run_data_pipeline.sh"), str(input_dir), str(output_dir)],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHON": sys.executable, **env})
+    return subprocess.run(
+        ["bash", str(REPO_ROOT / "run_data_pipeline.sh"), str(input_dir), str(output_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHON": sys.executable, **env},
+    )
 
 
 def run_module(module, *args):
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
-                          cwd=REPO_ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300
+    )
 
 
 def assert_one_line_error(result, *fragments):
@@ -55,8 +67,10 @@ def assert_one_line_error(result, *fragments):
 
 def strict_json(path):
     """JSON as the standard defines it: NaN and Infinity refused."""
+
     def refuse(name):
         raise ValueError(f"{path} holds {name}")
+
     return json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=refuse)
 
 
@@ -72,19 +86,43 @@ def small_input(folder, count=6):
 
 # What the cleaner must make of each hostile kind (kinds not listed are kept).
 EXPECTED_REASONS = {
-    "props_list": "no_content", "page_props_list": "no_content", "content_string": "no_content",
-    "items_dict": "invalid_items", "huge_integer": "invalid_json", "huge_integer_elsewhere": "invalid_json",
-    "deep_json": "invalid_json", "lone_surrogate": "invalid_unicode", "lone_surrogate_escaped": "invalid_unicode",
-    "lone_surrogate_id": "invalid_unicode", "nan_views": "invalid_views", "infinity_views": "invalid_views",
-    "float_views": "invalid_views", "negative_views": "invalid_views", "list_id": "invalid_id",
-    "bool_id": "invalid_id", "unclosed_pre": "unparseable_markup", "unclosed_code": "unparseable_markup",
-    "repeated_next_data": "invalid_json", "unclosed_comment": "no_next_data",
-    "next_data_in_comment": "no_next_data", "truncated": "invalid_json", "unknown_roles": "unknown_role",
-    "empty_file": "no_next_data", "not_utf8": "undecodable_bytes", "markup_too_deep": "unparseable_markup",
-    "fifo": "not_regular_file", "symlink_to_device": "not_regular_file", "dangling_symlink": "unreadable_file",
-    "symlink_loop": "unreadable_file", "folder_named_html": "unreadable_file", "too_large": "page_too_large",
+    "props_list": "no_content",
+    "page_props_list": "no_content",
+    "content_string": "no_content",
+    "items_dict": "invalid_items",
+    "huge_integer": "invalid_json",
+    "huge_integer_elsewhere": "invalid_json",
+    "deep_json": "invalid_json",
+    "lone_surrogate": "invalid_unicode",
+    "lone_surrogate_escaped": "invalid_unicode",
+    "lone_surrogate_id": "invalid_unicode",
+    "nan_views": "invalid_views",
+    "infinity_views": "invalid_views",
+    "float_views": "invalid_views",
+    "negative_views": "invalid_views",
+    "list_id": "invalid_id",
+    "bool_id": "invalid_id",
+    "unclosed_pre": "unparseable_markup",
+    "unclosed_code": "unparseable_markup",
+    "repeated_next_data": "invalid_json",
+    "unclosed_comment": "no_next_data",
+    "next_data_in_comment": "no_next_data",
+    "truncated": "invalid_json",
+    "unknown_roles": "unknown_role",
+    "empty_file": "no_next_data",
+    "not_utf8": "undecodable_bytes",
+    "markup_too_deep": "unparseable_markup",
+    "fifo": "not_regular_file",
+    "symlink_to_device": "not_regular_file",
+    "dangling_symlink": "unreadable_file",
+    "symlink_loop": "unreadable_file",
+    "folder_named_html": "unreadable_file",
+    "too_large": "page_too_large",
     "slow_nested_quotes": "timeout",
-    "upper_case_suffix": "not_html", "htm_suffix": "not_html", "other_file": "not_html", "folder": "not_html",
+    "upper_case_suffix": "not_html",
+    "htm_suffix": "not_html",
+    "other_file": "not_html",
+    "folder": "not_html",
 }
 
 
@@ -96,8 +134,13 @@ def test_hostile_corpus_runs_through_the_pipeline_fully_accounted_and_determinis
     outputs = {}
     for workers in ("2", "1"):  # the same folder twice: the re-run also replaces every output
         started = time.monotonic()
-        result = run_pipeline(tmp_path / "in", out, MODEL_PATHS=tiny_model_dir, NUM_WORKERS=workers,
-                              CLEAN_ARGS="--max_page_bytes 2000000 --page_timeout 5")
+        result = run_pipeline(
+            tmp_path / "in",
+            out,
+            MODEL_PATHS=tiny_model_dir,
+            NUM_WORKERS=workers,
+            CLEAN_ARGS="--max_page_bytes 2000000 --page_timeout 5",
+        )
         elapsed = time.monotonic() - started
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Traceback" not in result.stderr
@@ -127,10 +170,17 @@ def test_hostile_corpus_runs_through_the_pipeline_fully_accounted_and_determinis
 
 # ----------------------------------------------------------------------------- a bad page is a drop, not a crash
 
-@pytest.mark.parametrize("kind, reason", [
-    ("props_list", "no_content"), ("huge_integer", "invalid_json"), ("deep_json", "invalid_json"),
-    ("lone_surrogate", "invalid_unicode"), ("lone_surrogate_id", "invalid_unicode"),
-])
+
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("props_list", "no_content"),
+        ("huge_integer", "invalid_json"),
+        ("deep_json", "invalid_json"),
+        ("lone_surrogate", "invalid_unicode"),
+        ("lone_surrogate_id", "invalid_unicode"),
+    ],
+)
 def test_pages_python_refuses_are_dropped_with_a_reason(kind, reason):
     pages = {page_kind: page for page_kind, page in hostile_pages().values()}
     assert clean_page(pages[kind]) == (None, reason)
@@ -152,26 +202,36 @@ def test_a_kept_page_never_holds_text_utf8_cannot_write(tmp_path):
 
 # ----------------------------------------------------------------------------- linear patterns, page deadline
 
+
 def seconds(function, *args):
     started = time.perf_counter()
     function(*args)
     return time.perf_counter() - started
 
 
-@pytest.mark.parametrize("text", [
-    "a```\n" + "\n" * 200_000 + "b",  # empty-code-block pattern entered at every newline
-    "\n" * 200_000 + "```\nx",
-    "```\n" + "x" * 200_000,  # an unclosed fence
-    "Copy" + "9" * 200_000,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a```\n" + "\n" * 200_000 + "b",  # empty-code-block pattern entered at every newline
+        "\n" * 200_000 + "```\nx",
+        "```\n" + "x" * 200_000,  # an unclosed fence
+        "Copy" + "9" * 200_000,
+    ],
+)
 def test_markdown_cleanup_is_linear_on_long_runs(text):
     assert seconds(clean_markdown, text) < 2
 
 
-@pytest.mark.parametrize("html", [
-    "<pre" * 32_000, "<pre><code>" + "<code" * 32_000 + "</pre>", "<p>x</p>" + "<span" * 32_000,
-    "<pre><div><div><span>py</span><button>" * 8_000, "<!--" * 32_000,
-])
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<pre" * 32_000,
+        "<pre><code>" + "<code" * 32_000 + "</pre>",
+        "<p>x</p>" + "<span" * 32_000,
+        "<pre><div><div><span>py</span><button>" * 8_000,
+        "<!--" * 32_000,
+    ],
+)
 def test_markup_with_unclosed_tags_cleans_in_linear_time(html):
     assert seconds(clean_page, next_data_page(conversation_json(turns(html)))) < 5  # quadratic: 10-45 s
 
@@ -196,8 +256,9 @@ def hang_on_negative(number):
 def test_pool_replaces_a_stuck_or_dead_worker_and_keeps_order():
     items = [1, -1, 2, 3, 13, 4, -2, 5, 6]
     started = time.monotonic()
-    results = list(map_with_deadline(hang_on_negative, items, num_workers=2, timeout=2.0,
-                                     timed_out="timeout", crashed="crashed"))
+    results = list(
+        map_with_deadline(hang_on_negative, items, num_workers=2, timeout=2.0, timed_out="timeout", crashed="crashed")
+    )
     assert results == [2, "timeout", 4, 6, "crashed", 8, "timeout", 10, 12]
     assert time.monotonic() - started < 30
 
@@ -209,8 +270,17 @@ def test_a_page_over_the_time_budget_is_dropped_as_timeout_and_the_run_goes_on(t
     (pages / "b.html").write_bytes(next_data_page(conversation_json(turns("<p><b>x</b></p>" * 200_000))))
     (pages / "c.html").write_bytes(next_data_page(conversation_json(turns(question="third"))))
     out_file = tmp_path / "clean.json"
-    result = run_module("data_pipeline.clean_sharegpt", "--in_dir", pages, "--out_file", out_file,
-                        "--page_timeout", "1", "--num_workers", "1")
+    result = run_module(
+        "data_pipeline.clean_sharegpt",
+        "--in_dir",
+        pages,
+        "--out_file",
+        out_file,
+        "--page_timeout",
+        "1",
+        "--num_workers",
+        "1",
+    )
     assert result.returncode == 0, result.stderr
     report = strict_json(tmp_path / "clean.report.json")
     assert report["dropped"] == {"timeout": 1}
@@ -219,6 +289,7 @@ def test_a_page_over_the_time_budget_is_dropped_as_timeout_and_the_run_goes_on(t
 
 # ----------------------------------------------------------------------------- only regular files, size cap
 
+
 def test_fifo_device_and_oversized_pages_are_dropped_unread(tmp_path):
     os.mkfifo(tmp_path / "p.html")
     os.symlink("/dev/zero", tmp_path / "zero.html")
@@ -226,11 +297,14 @@ def test_fifo_device_and_oversized_pages_are_dropped_unread(tmp_path):
     paths = [tmp_path / name for name in ("big.html", "p.html", "zero.html")]
     _, report = clean_pages(paths, page_timeout=20, max_page_bytes=4000)
     assert [(entry["reason"], entry["detail"]) for entry in report["files"]] == [
-        ("page_too_large", "5000 bytes, limit 4000"), ("not_regular_file", "a FIFO"),
-        ("not_regular_file", "a character device")]
+        ("page_too_large", "5000 bytes, limit 4000"),
+        ("not_regular_file", "a FIFO"),
+        ("not_regular_file", "a character device"),
+    ]
 
 
 # ----------------------------------------------------------------------------- accounting
+
 
 def test_every_folder_entry_is_accounted_for_in_the_report(tmp_path):
     pages = tmp_path / "ShareGPT"
@@ -243,8 +317,12 @@ def test_every_folder_entry_is_accounted_for_in_the_report(tmp_path):
     assert result.returncode == 0, result.stderr
     report = strict_json(tmp_path / "c.report.json")
     assert [(entry["file"], entry["status"], entry.get("reason")) for entry in report["files"]] == [
-        ("PAGE.HTML", "skipped", "not_html"), ("dir.html", "dropped", "unreadable_file"),
-        ("keep.html", "kept", None), ("notes", "skipped", "not_html"), ("page.htm", "skipped", "not_html")]
+        ("PAGE.HTML", "skipped", "not_html"),
+        ("dir.html", "dropped", "unreadable_file"),
+        ("keep.html", "kept", None),
+        ("notes", "skipped", "not_html"),
+        ("page.htm", "skipped", "not_html"),
+    ]
     assert report["files"][1]["detail"] == "Is a directory"
     assert (report["entries"], report["kept"], report["skipped"]) == (5, 1, 3)
 
@@ -257,26 +335,46 @@ def test_permission_denied_is_kept_in_the_detail(tmp_path):
     assert inspect_page(page)[1:] == ("unreadable_file", "Permission denied")
 
 
-@pytest.mark.parametrize("page, reason", [
-    (next_data_page(conversation_json(turns()))[:-40], "invalid_json"),  # saved half-way: the script never closes
-    (next_data_page(conversation_json([{"from": "user", "value": "q"}, {"from": "assistant", "value": "a"}])),
-     "unknown_role"),
-    (b'<html><!-- <script id="__NEXT_DATA__">' + conversation_json(turns()).encode() + b"</script> --></html>",
-     "no_next_data"),
-])
+@pytest.mark.parametrize(
+    "page, reason",
+    [
+        (next_data_page(conversation_json(turns()))[:-40], "invalid_json"),  # saved half-way: the script never closes
+        (
+            next_data_page(conversation_json([{"from": "user", "value": "q"}, {"from": "assistant", "value": "a"}])),
+            "unknown_role",
+        ),
+        (
+            b'<html><!-- <script id="__NEXT_DATA__">' + conversation_json(turns()).encode() + b"</script> --></html>",
+            "no_next_data",
+        ),
+    ],
+)
 def test_drop_reasons_name_the_real_fault(page, reason):
     assert clean_page(page) == (None, reason)
 
 
 # ----------------------------------------------------------------------------- metadata types
 
-@pytest.mark.parametrize("raw_id, raw_views, expected", [
-    ('"abc"', "42", ("abc", 42)), ("123", "42.0", ("123", 42)), ('"abc"', '"17"', ("abc", 17)),
-    ('"abc"', "null", ("abc", None)), ("null", "1", ("page", 1)),
-    ('"abc"', "NaN", "invalid_views"), ('"abc"', "Infinity", "invalid_views"), ('"abc"', "-1", "invalid_views"),
-    ('"abc"', "true", "invalid_views"), ('"abc"', "[1]", "invalid_views"), ('"abc"', "1.5", "invalid_views"),
-    ("{}", "1", "invalid_id"), ("1.5", "1", "invalid_id"), ("false", "1", "invalid_id"),
-])
+
+@pytest.mark.parametrize(
+    "raw_id, raw_views, expected",
+    [
+        ('"abc"', "42", ("abc", 42)),
+        ("123", "42.0", ("123", 42)),
+        ('"abc"', '"17"', ("abc", 17)),
+        ('"abc"', "null", ("abc", None)),
+        ("null", "1", ("page", 1)),
+        ('"abc"', "NaN", "invalid_views"),
+        ('"abc"', "Infinity", "invalid_views"),
+        ('"abc"', "-1", "invalid_views"),
+        ('"abc"', "true", "invalid_views"),
+        ('"abc"', "[1]", "invalid_views"),
+        ('"abc"', "1.5", "invalid_views"),
+        ("{}", "1", "invalid_id"),
+        ("1.5", "1", "invalid_id"),
+        ("false", "1", "invalid_id"),
+    ],
+)
 def test_ids_and_views_are_normalised_or_the_page_dropped(tmp_path, raw_id, raw_views, expected):
     path = tmp_path / "page.html"
     path.write_bytes(next_data_page(conversation_json(turns(), raw_id=raw_id, raw_views=raw_views)))
@@ -297,6 +395,7 @@ def test_filter_refuses_nan_in_its_input_instead_of_passing_it_on(tmp_path):
 
 # ----------------------------------------------------------------------------- model folders checked first
 
+
 @pytest.mark.parametrize("case", ["wrong_architecture", "no_eot", "unknown_type"])
 def test_model_problems_stop_the_pipeline_before_cleaning(tmp_path, tiny_model_dir, tiny_base_dir, case):
     model_type, model_path, message = {
@@ -310,12 +409,16 @@ def test_model_problems_stop_the_pipeline_before_cleaning(tmp_path, tiny_model_d
     assert not (tmp_path / "out" / "sharegpt_clean.json").exists()  # found before the clean stage ran
 
 
-@pytest.mark.parametrize("tokenizer_files, message", [
-    ({}, "has no tokenizer"),
-    ({"tokenizer.model": b"not a sentencepiece model"}, "unreadable or incomplete"),
-])
+@pytest.mark.parametrize(
+    "tokenizer_files, message",
+    [
+        ({}, "has no tokenizer"),
+        ({"tokenizer.model": b"not a sentencepiece model"}, "unreadable or incomplete"),
+    ],
+)
 def test_a_folder_without_a_usable_tokenizer_is_named_not_blamed_on_a_library(
-        tmp_path, tiny_model_dir, tokenizer_files, message):
+    tmp_path, tiny_model_dir, tokenizer_files, message
+):
     from data_pipeline.generate_dataset import check_model_path
     from ochat.config import get_model_config
 
@@ -328,6 +431,7 @@ def test_a_folder_without_a_usable_tokenizer_is_named_not_blamed_on_a_library(
 
 
 # ----------------------------------------------------------------------------- no stale outputs
+
 
 def test_a_failed_rerun_leaves_no_output_of_the_previous_run(tmp_path, tiny_model_dir):
     small_input(tmp_path / "in")
@@ -345,18 +449,36 @@ def test_a_failed_rerun_leaves_no_output_of_the_previous_run(tmp_path, tiny_mode
 
 # ----------------------------------------------------------------------------- one-line errors
 
+
 @pytest.mark.parametrize("stage", ["clean", "filter", "convert"])
 def test_an_unwritable_output_is_one_line_error(tmp_path, tiny_data_dir, tiny_model_dir, stage):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a folder should be")
     gpt4 = os.path.join(tiny_data_dir, "sharegpt_gpt4.json")
     result = {
-        "clean": lambda: run_module("data_pipeline.clean_sharegpt", "--in_dir", BUNDLED_CORPUS,
-                                    "--out_file", blocker / "clean.json", "--num_workers", "1"),
-        "filter": lambda: run_module("data_pipeline.filter_sharegpt", "--in_file", gpt4,
-                                     "--out_file", blocker / "gpt4.json"),
-        "convert": lambda: run_module("data_pipeline.generate_dataset", "--model_type", "openchat_tiny",
-                                      "--model_path", tiny_model_dir, "--in_file", gpt4, "--out_dir", blocker),
+        "clean": lambda: run_module(
+            "data_pipeline.clean_sharegpt",
+            "--in_dir",
+            BUNDLED_CORPUS,
+            "--out_file",
+            blocker / "clean.json",
+            "--num_workers",
+            "1",
+        ),
+        "filter": lambda: run_module(
+            "data_pipeline.filter_sharegpt", "--in_file", gpt4, "--out_file", blocker / "gpt4.json"
+        ),
+        "convert": lambda: run_module(
+            "data_pipeline.generate_dataset",
+            "--model_type",
+            "openchat_tiny",
+            "--model_path",
+            tiny_model_dir,
+            "--in_file",
+            gpt4,
+            "--out_dir",
+            blocker,
+        ),
     }[stage]()
     assert_one_line_error(result, str(blocker))
 
@@ -383,13 +505,19 @@ def test_readme_explains_every_drop_reason_in_one_line():
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     for reason in DROP_REASONS + ("duplicate", "not_html"):
         shown = "error:<ExceptionType>" if reason == "error:" else reason
-        assert len(re.findall(rf"^\| `{re.escape(shown)}` \| .+ \|$", readme, re.M)) == 1 or f"`{shown}` (status" in readme
+        assert (
+            len(re.findall(rf"^\| `{re.escape(shown)}` \| .+ \|$", readme, re.M)) == 1 or f"`{shown}` (status" in readme
+        )
 
 
 def test_hostile_corpus_is_the_same_for_the_same_seed(tmp_path):
     def regular_files(folder):
-        return {path.name: path.read_bytes() for path in sorted(folder.iterdir())
-                if path.is_file() and not path.is_symlink() and path.name != "p.html"}
+        return {
+            path.name: path.read_bytes()
+            for path in sorted(folder.iterdir())
+            if path.is_file() and not path.is_symlink() and path.name != "p.html"
+        }
+
     write_hostile_corpus(tmp_path / "a", seed=3, mutations=20)
     write_hostile_corpus(tmp_path / "b", seed=3, mutations=20)
     write_hostile_corpus(tmp_path / "c", seed=4, mutations=20)

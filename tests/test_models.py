@@ -121,10 +121,21 @@ def test_loading_the_wrong_architecture_is_a_clear_error(tiny_base_dir):
 
 def test_build_tiny_trains_its_tokenizer_on_the_text_it_is_handed(tmp_path):
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(f"zebra quokka number {i} walks past the axolotl" for i in range(300)), encoding="utf-8")
+    corpus.write_text(
+        "\n".join(f"zebra quokka number {i} walks past the axolotl" for i in range(300)), encoding="utf-8"
+    )
     out = str(tmp_path / "own_corpus")
-    run_module("ochat.models.build_tiny", "--model_type", "openchat_tiny", "--out", out,
-               "--corpus_text", str(corpus), "--vocab_size", "340")
+    run_module(
+        "ochat.models.build_tiny",
+        "--model_type",
+        "openchat_tiny",
+        "--out",
+        out,
+        "--corpus_text",
+        str(corpus),
+        "--vocab_size",
+        "340",
+    )
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert len(tokenizer) == 340
     assert tokenizer.tokenize("quokka") == ["▁quokka"]  # a whole piece: learned from the given text
@@ -136,7 +147,8 @@ def test_build_tiny_reports_a_missing_corpus_in_one_line(tmp_path):
 
     result = subprocess.run(
         [sys.executable, "-m", "ochat.models.build_tiny", "--out", str(tmp_path / "x"), "--corpus_text", "nope.txt"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2 and "nope.txt" in result.stderr and "Traceback" not in result.stderr
 
@@ -145,8 +157,9 @@ def test_openchat_3_5_tiny_is_a_mistral_twin_with_eot(tiny_base_dir, tmp_path):
     base, extended = str(tmp_path / "mistral_base"), str(tmp_path / "mistral_eot")
     run_module("ochat.models.build_tiny", "--model_type", "openchat_3.5_tiny", "--out", base)
     run_module("ochat.models.add_eot_token", "--model_type", "openchat_3.5_tiny", "--in", base, "--out", extended)
-    assert filecmp.cmp(os.path.join(base, "tokenizer.model"), os.path.join(tiny_base_dir, "tokenizer.model"),
-                       shallow=False)  # same shipped corpus, same tokenizer
+    assert filecmp.cmp(
+        os.path.join(base, "tokenizer.model"), os.path.join(tiny_base_dir, "tokenizer.model"), shallow=False
+    )  # same shipped corpus, same tokenizer
     config = get_model_config("openchat_3.5_tiny")
     model = load_model(config, extended).eval()
     assert model.config.model_type == "mistral" and model.config.max_position_embeddings == 8192
@@ -155,4 +168,5 @@ def test_openchat_3_5_tiny_is_a_mistral_twin_with_eot(tiny_base_dir, tmp_path):
         logits = model(torch.tensor([[tokenizer.bos_token_id, 5, 6, tokenizer.eot_token_id]])).logits
     assert logits.shape == (1, 4, len(tokenizer)) and torch.isfinite(logits).all()
     assert "GPT4 Correct User:" in tokenizer.hf_tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
+        [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
+    )

@@ -11,8 +11,10 @@ VOCABULARY = [f"w{index}" for index in range(3000)]
 
 def conversation(rng, words=200, turns=4):
     per_turn = words // turns
-    return [{"from": "human" if turn % 2 == 0 else "gpt", "value": " ".join(rng.choices(VOCABULARY, k=per_turn))}
-            for turn in range(turns)]
+    return [
+        {"from": "human" if turn % 2 == 0 else "gpt", "value": " ".join(rng.choices(VOCABULARY, k=per_turn))}
+        for turn in range(turns)
+    ]
 
 
 def word_changed(items, rng):
@@ -45,14 +47,18 @@ def test_planted_edit_is_a_near_duplicate_of_the_original(edit):
     for number, items in enumerate(originals):
         assert index.add_unless_near_duplicate(f"c{number}", conversation_signature(items)) is None
     for number, items in enumerate(originals):
-        assert index.add_unless_near_duplicate(f"edit{number}", conversation_signature(edit(items, rng))) == f"c{number}"
+        assert (
+            index.add_unless_near_duplicate(f"edit{number}", conversation_signature(edit(items, rng))) == f"c{number}"
+        )
 
 
 def test_unrelated_conversations_on_shared_vocabulary_are_all_kept():
     rng = random.Random(1)
     index = NearDuplicateIndex(threshold=0.8)
-    kept = [index.add_unless_near_duplicate(number, conversation_signature(conversation(rng, words=80)))
-            for number in range(300)]
+    kept = [
+        index.add_unless_near_duplicate(number, conversation_signature(conversation(rng, words=80)))
+        for number in range(300)
+    ]
     assert kept == [None] * 300
 
 
@@ -85,14 +91,16 @@ def test_clean_sharegpt_drops_near_duplicates_naming_the_kept_id_only_when_asked
     rng = random.Random(4)
     originals = [conversation(rng) for _ in range(12)]
     records = [{"id": f"orig{number}", "conversations": items} for number, items in enumerate(originals)]
-    records += [{"id": f"edit{number}", "conversations": word_changed(items, rng)}
-                for number, items in enumerate(originals[:4])]
+    records += [
+        {"id": f"edit{number}", "conversations": word_changed(items, rng)} for number, items in enumerate(originals[:4])
+    ]
     (tmp_path / "dump.json").write_text(json.dumps(records))
 
     def clean(*extra):
         out = tmp_path / f"clean{len(extra)}.json"
-        run_module("data_pipeline.clean_sharegpt", "--in_file", str(tmp_path / "dump.json"), "--out_file", str(out),
-                   *extra)
+        run_module(
+            "data_pipeline.clean_sharegpt", "--in_file", str(tmp_path / "dump.json"), "--out_file", str(out), *extra
+        )
         return json.loads(out.read_text()), json.loads(out.with_name(out.stem + ".report.json").read_text())
 
     plain, _ = clean()
@@ -101,5 +109,6 @@ def test_clean_sharegpt_drops_near_duplicates_naming_the_kept_id_only_when_asked
     assert [c["id"] for c in kept] == [f"orig{number}" for number in range(12)]
     near = [entry for entry in report["files"] if entry.get("reason") == "near_duplicate"]
     assert [(e["file"], e["near_duplicate_of"], e["near_duplicate_file"]) for e in near] == [
-        (f"dump.json#{12 + number}", f"orig{number}", f"dump.json#{number}") for number in range(4)]
+        (f"dump.json#{12 + number}", f"orig{number}", f"dump.json#{number}") for number in range(4)
+    ]
     assert report["dropped"] == {"near_duplicate": 4} and report["near_dup_threshold"] == 0.8

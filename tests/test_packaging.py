@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+
 import tomllib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,7 +70,21 @@ def test_repository_relative_paths_from_the_readme_resolve_from_any_directory(tm
 
 
 def test_a_readme_command_runs_from_outside_the_repository(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "ochat.training_deepspeed.plan", "--model_config", "llama-13b",
-                             "--num_gpus", "1", "--gpu_memory_gb", "40"], cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ochat.training_deepspeed.plan",
+            "--model_config",
+            "llama-13b",
+            "--num_gpus",
+            "1",
+            "--gpu_memory_gb",
+            "40",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert "13" in result.stdout and "fit" in result.stdout.lower()

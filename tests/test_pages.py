@@ -21,8 +21,14 @@ from visualization.pages import EVAL_RESULT_PAGE, VISUALIZER_PAGE, write_standal
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 INJECTION = '<!--<script><img src="x" onerror="window.__injected = true"><script>window.__injected = true</script>'
@@ -65,25 +71,44 @@ def screenshot(page, name: str) -> None:
 def conversation_map_data() -> dict:
     """Three clusters of conversations around three centres; one holds a code block and HTML to escape."""
     rng = random.Random(7)
-    topics = [("python", "How do I sort a list in Python?"), ("baking", "How long do I bake bread?"),
-              ("travel", "What should I pack for Norway?")]
+    topics = [
+        ("python", "How do I sort a list in Python?"),
+        ("baking", "How long do I bake bread?"),
+        ("travel", "What should I pack for Norway?"),
+    ]
     points = []
     for index in range(60):
         cluster = index % 3
         word, question = topics[cluster]
         centre = [(cluster - 1) * 6.0, 0.0, (cluster % 2) * 4.0]
         answer = f"About {word}: here is how.\n\n```python\nprint('{word}')\n```\n\nAlso {INJECTION}"
-        turns = [{"from": "human", "role": "Human", "value": f"{question} (#{index})"},
-                 {"from": "gpt", "role": "Assistant", "value": answer}]
-        points.append({
-            "index": index, "cluster": cluster, "title": f"{question} (#{index})",
-            "x": centre[0] + rng.uniform(-2, 2), "y": centre[1] + rng.uniform(-2, 2), "z": centre[2] + rng.uniform(-2, 2),
-            "text": "\n\n".join(f"{turn['role']}: {turn['value']}" for turn in turns), "turns": turns,
-        })
+        turns = [
+            {"from": "human", "role": "Human", "value": f"{question} (#{index})"},
+            {"from": "gpt", "role": "Assistant", "value": answer},
+        ]
+        points.append(
+            {
+                "index": index,
+                "cluster": cluster,
+                "title": f"{question} (#{index})",
+                "x": centre[0] + rng.uniform(-2, 2),
+                "y": centre[1] + rng.uniform(-2, 2),
+                "z": centre[2] + rng.uniform(-2, 2),
+                "text": "\n\n".join(f"{turn['role']}: {turn['value']}" for turn in turns),
+                "turns": turns,
+            }
+        )
     points[5]["turns"][1]["value"] += "\n\nA rare word: zeppelin."
     points[5]["text"] += "\n\nA rare word: zeppelin."
     clusters = [{"id": c, "size": 20, "keywords": [topics[c][0]]} for c in range(3)]
-    return {"format": "ochat-visualizer", "version": 1, "reducer": "umap", "seed": 0, "clusters": clusters, "points": points}
+    return {
+        "format": "ochat-visualizer",
+        "version": 1,
+        "reducer": "umap",
+        "seed": 0,
+        "clusters": clusters,
+        "points": points,
+    }
 
 
 @pytest.fixture
@@ -202,11 +227,14 @@ def test_legend_click_hides_a_cluster(page, map_file):
 
 def test_map_accepts_a_file_dropped_on_the_page(page, map_file):
     page.goto(VISUALIZER_PAGE.as_uri())
-    page.evaluate("""(text) => {
+    page.evaluate(
+        """(text) => {
         const transfer = new DataTransfer();
         transfer.items.add(new File([text], 'dropped.visualizer.json', {type: 'application/json'}));
         document.body.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
-    }""", map_file.read_text())
+    }""",
+        map_file.read_text(),
+    )
     page.wait_for_function("document.getElementById('plot').data && document.querySelector('#plot canvas')")
     assert page.inner_text("#summary").startswith("dropped.visualizer.json: 60 conversations")
 
@@ -249,36 +277,61 @@ def write_eval_results(folder: Path) -> list[Path]:
             score_model = 5 + (question_id + model_number) % 4
             score_baseline = 7
             verdict = "win" if score_model > score_baseline else "tie" if score_model == score_baseline else "loss"
-            rows.append({
-                "question_id": question_id, "category": categories[question_id % 3],
-                "question": f"Question {question_id}: explain {INJECTION} please",
-                "model": model, "baseline": "gpt-3.5-turbo",
-                "answer_model": f"{model} answers question {question_id}.\n\n```\ncode_{question_id}()\n```",
-                "answer_baseline": f"The baseline answers question {question_id}.",
-                "reviews": [
-                    {"order": "model_first", "sample": 0, "failed": False, "scores": [score_model, score_baseline],
-                     "text": f"Judge, {model} first, question {question_id}."},
-                    {"order": "baseline_first", "sample": 0, "failed": False, "scores": [score_model, score_baseline],
-                     "text": f"Judge, baseline first, question {question_id}."},
-                ],
-                "score_model": score_model, "score_baseline": score_baseline, "verdict": verdict, "conflict": False,
-            })
+            rows.append(
+                {
+                    "question_id": question_id,
+                    "category": categories[question_id % 3],
+                    "question": f"Question {question_id}: explain {INJECTION} please",
+                    "model": model,
+                    "baseline": "gpt-3.5-turbo",
+                    "answer_model": f"{model} answers question {question_id}.\n\n```\ncode_{question_id}()\n```",
+                    "answer_baseline": f"The baseline answers question {question_id}.",
+                    "reviews": [
+                        {
+                            "order": "model_first",
+                            "sample": 0,
+                            "failed": False,
+                            "scores": [score_model, score_baseline],
+                            "text": f"Judge, {model} first, question {question_id}.",
+                        },
+                        {
+                            "order": "baseline_first",
+                            "sample": 0,
+                            "failed": False,
+                            "scores": [score_model, score_baseline],
+                            "text": f"Judge, baseline first, question {question_id}.",
+                        },
+                    ],
+                    "score_model": score_model,
+                    "score_baseline": score_baseline,
+                    "verdict": verdict,
+                    "conflict": False,
+                }
+            )
         path = folder / f"vicuna_{model}_vs_gpt-3.5-turbo.jsonl"
         path.write_text("".join(json.dumps(row) + "\n" for row in rows))
         files.append(path)
         total_model = sum(row["score_model"] for row in rows)
         total_baseline = sum(row["score_baseline"] for row in rows)
         count = {verdict: sum(row["verdict"] == verdict for row in rows) for verdict in ("win", "tie", "loss")}
-        summary["models"].append({
-            "model": model, "score_pct": round(100 * total_model / total_baseline, 1),
-            "total_model": total_model, "total_baseline": total_baseline,
-            "wins": count["win"], "ties": count["tie"], "losses": count["loss"],
-            "failed": 0, "judged": len(rows), "conflict_rate": 0.0,
-            "categories": {
-                category: {"score_pct": 100.0 + 10 * model_number + index, "wins": 1, "ties": 0, "losses": 1}
-                for index, category in enumerate(categories)
-            },
-        })
+        summary["models"].append(
+            {
+                "model": model,
+                "score_pct": round(100 * total_model / total_baseline, 1),
+                "total_model": total_model,
+                "total_baseline": total_baseline,
+                "wins": count["win"],
+                "ties": count["tie"],
+                "losses": count["loss"],
+                "failed": 0,
+                "judged": len(rows),
+                "conflict_rate": 0.0,
+                "categories": {
+                    category: {"score_pct": 100.0 + 10 * model_number + index, "wins": 1, "ties": 0, "losses": 1}
+                    for index, category in enumerate(categories)
+                },
+            }
+        )
     summary_path = folder / "summary.json"
     summary_path.write_text(json.dumps(summary))
     return [summary_path, *files]
@@ -345,8 +398,20 @@ def test_eval_page_rejects_a_file_of_the_wrong_kind(page, tmp_path):
 def test_eval_page_skips_call_logs_and_answer_files_with_a_note(page, tmp_path):
     files = write_eval_results(tmp_path)
     call_log = tmp_path / "vicuna_llama-7b_vs_gpt-3.5-turbo.calls.jsonl"
-    call_log.write_text(json.dumps({"question_id": 1, "order": "model_first", "sample": 0, "text": "8 7",
-                                    "scores": [8, 7], "failed": False, "attempts": 1}) + "\n")
+    call_log.write_text(
+        json.dumps(
+            {
+                "question_id": 1,
+                "order": "model_first",
+                "sample": 0,
+                "text": "8 7",
+                "scores": [8, 7],
+                "failed": False,
+                "attempts": 1,
+            }
+        )
+        + "\n"
+    )
     answers = tmp_path / "vicuna_llama-7b.jsonl"
     answers.write_text(json.dumps({"question_id": 1, "model": "llama-7b", "text": "An answer."}) + "\n")
     open_eval_page(page, [*files, call_log, answers])
@@ -366,8 +431,11 @@ def test_self_contained_eval_report_shows_the_results(page, tmp_path):
         if path.name == "summary.json":
             path.rename(results / "summary.json")
     out = tmp_path / "report.html"
-    subprocess.run([sys.executable, "-m", "visualization.eval_report", "--results-dir", str(results), "--html", str(out)],
-                   check=True, cwd=Path(__file__).resolve().parent.parent)
+    subprocess.run(
+        [sys.executable, "-m", "visualization.eval_report", "--results-dir", str(results), "--html", str(out)],
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     page.goto(out.as_uri())
     page.wait_for_selector("#score-chart .main-svg")
     assert page.locator("#questions-table tbody tr").count() == 12
@@ -384,19 +452,49 @@ def write_mt_bench_and_alpaca_summaries(folder: Path) -> list[Path]:
         for question_id in range(1, questions + 1):
             for turn in (1, 2):
                 score = -1 if (question_id, turn) == (3, 2) else 1 + (question_id * turn + len(model)) % 10
-                single.append({"question_id": question_id, "model": model, "judge": ["gpt-4", "single-v1"],
-                               "user_prompt": "...", "judgment": f"Rating: [[{score}]]", "score": score,
-                               "turn": turn, "tstamp": 0.0, "category": "writing"})
+                single.append(
+                    {
+                        "question_id": question_id,
+                        "model": model,
+                        "judge": ["gpt-4", "single-v1"],
+                        "user_prompt": "...",
+                        "judgment": f"Rating: [[{score}]]",
+                        "score": score,
+                        "turn": turn,
+                        "tstamp": 0.0,
+                        "category": "writing",
+                    }
+                )
                 winners = ["model_1", "model_2", "tie"]
-                pair.append({"question_id": question_id, "model_1": model, "model_2": "gpt-3.5-turbo",
-                             "g1_winner": winners[question_id % 3], "g2_winner": winners[(question_id * turn) % 3],
-                             "judge": ["gpt-4", "pair-v2"], "turn": turn, "tstamp": 0.0, "category": "writing"})
+                pair.append(
+                    {
+                        "question_id": question_id,
+                        "model_1": model,
+                        "model_2": "gpt-3.5-turbo",
+                        "g1_winner": winners[question_id % 3],
+                        "g2_winner": winners[(question_id * turn) % 3],
+                        "judge": ["gpt-4", "pair-v2"],
+                        "turn": turn,
+                        "tstamp": 0.0,
+                        "category": "writing",
+                    }
+                )
     (folder / "gpt-4_single.jsonl").write_text("".join(json.dumps(row) + "\n" for row in single))
     (folder / "gpt-4_pair.jsonl").write_text("".join(json.dumps(row) + "\n" for row in pair))
-    annotations = [{"instruction": f"i{number}", "output_1": "r", "generator_1": "gpt4_turbo", "output_2": "m",
-                    "generator_2": "openchat_tiny", "annotator": "gpt-4", "raw_completion": {},
-                    "order_preference": {"reference_first": 2.0, "model_first": 1.0 + number % 2},
-                    "preference": [1.0, 1.5, 2.0][number % 3]} for number in range(30)]
+    annotations = [
+        {
+            "instruction": f"i{number}",
+            "output_1": "r",
+            "generator_1": "gpt4_turbo",
+            "output_2": "m",
+            "generator_2": "openchat_tiny",
+            "annotator": "gpt-4",
+            "raw_completion": {},
+            "order_preference": {"reference_first": 2.0, "model_first": 1.0 + number % 2},
+            "preference": [1.0, 1.5, 2.0][number % 3],
+        }
+        for number in range(30)
+    ]
     (folder / "alpaca_eval_openchat_tiny_annotations.json").write_text(json.dumps(annotations))
     summarize(["--input_path", str(folder), "--seed", "0"])
     return [folder / "summary_mt_bench.json", folder / "summary_alpaca_eval.json"]
@@ -433,8 +531,11 @@ def test_self_contained_eval_report_bundles_every_summary(page, tmp_path):
     results = tmp_path / "eval_results"
     write_mt_bench_and_alpaca_summaries(results)
     out = tmp_path / "report.html"
-    subprocess.run([sys.executable, "-m", "visualization.eval_report", "--results_dir", str(results), "--html", str(out)],
-                   check=True, cwd=Path(__file__).resolve().parent.parent)
+    subprocess.run(
+        [sys.executable, "-m", "visualization.eval_report", "--results_dir", str(results), "--html", str(out)],
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     page.goto(out.as_uri())
     page.wait_for_selector("#mt-bench-chart .main-svg")
     assert page.locator("#alpaca-block").is_visible() and page.locator("#mt-bench-pair-table tbody tr").count() == 2

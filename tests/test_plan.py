@@ -32,7 +32,9 @@ def test_13b_matches_the_arithmetic_in_the_docstring(llama_13b):
     assert (eight.weights + eight.gradients + eight.optimizer) / GB == pytest.approx(26 + 18 * 13.02 / 8, rel=0.01)
     lora = plan.estimate(llama_13b, "lora", num_gpus=1, micro_batch_size=1, context=2048, lora_rank=64)
     assert 0.2e9 < lora.trainable_params < 0.3e9 and lora.total < 40 * GB
-    qlora = plan.estimate(llama_13b, "qlora", num_gpus=1, micro_batch_size=1, context=2048, lora_rank=64, quantized=True)
+    qlora = plan.estimate(
+        llama_13b, "qlora", num_gpus=1, micro_batch_size=1, context=2048, lora_rank=64, quantized=True
+    )
     assert 6 * GB < qlora.weights < 9 * GB
 
 
@@ -52,18 +54,21 @@ def test_model_states_agree_with_deepspeeds_estimators(llama_13b, num_gpus):
     _, offload_gpu = estimate_zero2_model_states_mem_needs(p, num_gpus_per_node=num_gpus, cpu_offload=True)
     offload = plan.estimate(llama_13b, "z2o", zero_stage=2, offload_optimizer=True, **common)
     assert model_states(offload) == pytest.approx(offload_gpu, rel=1e-6)
-    offload_cpu, _ = estimate_zero2_model_states_mem_needs(p, num_gpus_per_node=num_gpus, cpu_offload=True,
-                                                           additional_buffer_factor=1.0)
+    offload_cpu, _ = estimate_zero2_model_states_mem_needs(
+        p, num_gpus_per_node=num_gpus, cpu_offload=True, additional_buffer_factor=1.0
+    )
     assert offload.host == pytest.approx(offload_cpu, rel=1e-6) if num_gpus <= 4 else offload.host < offload_cpu
-    _, zero3_gpu, _ = estimate_zero3_model_states_mem_needs(p, llama_13b.largest_layer_params, num_gpus_per_node=num_gpus,
-                                                         cpu_offload=False, cpu_offload_params=False)
+    _, zero3_gpu, _ = estimate_zero3_model_states_mem_needs(
+        p, llama_13b.largest_layer_params, num_gpus_per_node=num_gpus, cpu_offload=False, cpu_offload_params=False
+    )
     # DeepSpeed's ZeRO-3 estimator counts 18 B/param/N; ours adds the 2 B bf16 gradient partition it leaves out
     assert model_states(plan.estimate(llama_13b, "z3", zero_stage=3, **common)) == pytest.approx(zero3_gpu, rel=0.15)
 
 
 def test_cli_prints_which_setups_fit_13b_on_one_40gb_card(run_module_output):
-    output = run_module_output("ochat.training_deepspeed.plan", "--model_config", "llama-13b", "--num_gpus", "1",
-                               "--gpu_memory_gb", "40")
+    output = run_module_output(
+        "ochat.training_deepspeed.plan", "--model_config", "llama-13b", "--num_gpus", "1", "--gpu_memory_gb", "40"
+    )
     rows = {line[:42].strip(): line.split()[-1] for line in output.splitlines() if line[:4] in ("full", "LoRA", "QLoR")}
     assert rows["full, ZeRO-2"] == "no" and rows["full, ZeRO-3"] == "no"
     assert rows["LoRA r=64, ZeRO-2"] == "yes" and rows["QLoRA r=64 (4-bit base)"] == "yes"
@@ -99,8 +104,16 @@ def _small_llama(tiny_model_dir: str, out: str) -> str:
 
     shutil.copytree(tiny_model_dir, out, ignore=shutil.ignore_patterns("*.safetensors"))
     config = AutoConfig.from_pretrained(tiny_model_dir)
-    config.update(dict(hidden_size=512, intermediate_size=1376, num_hidden_layers=8, num_attention_heads=8,
-                       num_key_value_heads=8, head_dim=64))
+    config.update(
+        dict(
+            hidden_size=512,
+            intermediate_size=1376,
+            num_hidden_layers=8,
+            num_attention_heads=8,
+            num_key_value_heads=8,
+            head_dim=64,
+        )
+    )
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config).save_pretrained(out)
     return out
@@ -110,8 +123,10 @@ def test_plan_is_within_25_percent_of_a_real_runs_measured_peak(tiny_model_dir, 
     """Two ZeRO-2 ranks in fp32: planned total vs rank 0's peak resident memory minus what was resident before."""
     model_dir = _small_llama(tiny_model_dir, str(tmp_path / "small"))
     context = 512
-    samples = [[[1] + [5 + (i + k) % 1900 for k in range(context - 1)], [k >= context // 2 for k in range(context)]]
-               for i in range(16)]
+    samples = [
+        [[1] + [5 + (i + k) % 1900 for k in range(context - 1)], [k >= context // 2 for k in range(context)]]
+        for i in range(16)
+    ]
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     (data_dir / "openchat_tiny.train.json").write_text(json.dumps(samples))
@@ -120,9 +135,22 @@ def test_plan_is_within_25_percent_of_a_real_runs_measured_peak(tiny_model_dir, 
     # tensors to the OS, so the resident set follows live tensors as a GPU's allocated-memory figure does
     os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
     try:
-        run_training(*launch_command(model_dir, str(data_dir), save_path, "--epochs", "1", "--train_batch_size", "8",
-                                     "--micro_batch_size", "2", "--max_steps", "2"),
-                     log_path=str(tmp_path / "launcher.log"))
+        run_training(
+            *launch_command(
+                model_dir,
+                str(data_dir),
+                save_path,
+                "--epochs",
+                "1",
+                "--train_batch_size",
+                "8",
+                "--micro_batch_size",
+                "2",
+                "--max_steps",
+                "2",
+            ),
+            log_path=str(tmp_path / "launcher.log"),
+        )
     finally:
         del os.environ["MALLOC_MMAP_THRESHOLD_"]
     steps, _ = read_metrics(save_path)

@@ -15,15 +15,18 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def local_ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": REPO_ROOT}})
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": REPO_ROOT}}
+    )
     yield
     ray.shutdown()
 
 
 @pytest.mark.timeout(300)
 def test_ray_backend_output_equals_the_local_pool_on_pages_a_dump_and_filters(tmp_path, local_ray_cluster):
-    pages = sorted(os.path.join(EXAMPLES_DIR, "ShareGPT", name) for name in os.listdir(os.path.join(EXAMPLES_DIR, "ShareGPT")))[:160]
+    pages = sorted(
+        os.path.join(EXAMPLES_DIR, "ShareGPT", name) for name in os.listdir(os.path.join(EXAMPLES_DIR, "ShareGPT"))
+    )[:160]
     records = [record for record in (record_from_page(open(page, "rb").read()) for page in pages[:80]) if record]
     dump = tmp_path / "zz.json"
     dump.write_text(json.dumps([{**record, "id": f"d{index}"} for index, record in enumerate(records)]))
@@ -45,7 +48,14 @@ def test_cli_joins_a_running_cluster_by_address_and_writes_the_same_files(tmp_pa
     address = ray.get_runtime_context().gcs_address
     in_dir = os.path.join(EXAMPLES_DIR, "ShareGPT")
     run_module("data_pipeline.clean_sharegpt", "--in_dir", in_dir, "--out_file", str(tmp_path / "local.json"))
-    run_module("data_pipeline.clean_sharegpt", "--in_dir", in_dir, "--out_file", str(tmp_path / "ray.json"),
-               "--ray_address", address)
+    run_module(
+        "data_pipeline.clean_sharegpt",
+        "--in_dir",
+        in_dir,
+        "--out_file",
+        str(tmp_path / "ray.json"),
+        "--ray_address",
+        address,
+    )
     assert (tmp_path / "ray.json").read_bytes() == (tmp_path / "local.json").read_bytes()
     assert (tmp_path / "ray.report.json").read_bytes() == (tmp_path / "local.report.json").read_bytes()

@@ -26,12 +26,28 @@ def write_seeds(path, seeds):
 
 
 def self_chat(server_url, seeds_path, out_file, *extra, model=CHAT_MODEL, check=True):
-    args = ["--seeds", str(seeds_path), "--api_base", server_url, "--model", model, "--out_file", str(out_file),
-            "--parallel", "4", "--retry_base_delay", "0.01", "--max_retry_delay", "0.05", *extra]
+    args = [
+        "--seeds",
+        str(seeds_path),
+        "--api_base",
+        server_url,
+        "--model",
+        model,
+        "--out_file",
+        str(out_file),
+        "--parallel",
+        "4",
+        "--retry_base_delay",
+        "0.01",
+        "--max_retry_delay",
+        "0.05",
+        *extra,
+    ]
     if check:
         return run_module("data_pipeline.self_chat", *args)
-    return subprocess.run([sys.executable, "-m", "data_pipeline.self_chat", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "data_pipeline.self_chat", *args], cwd=REPO_ROOT, capture_output=True, text=True
+    )
 
 
 def log_entries(out_file):
@@ -45,7 +61,11 @@ def roles_and_values(record):
 def test_parse_transcript_reads_markers_cuts_rounds_and_rejects_what_is_not_a_transcript():
     reply = "Use slicing.\n[Human] And tuples?\n[AI] The same.\n[Human] Sets?\n[AI] No order.\n[Human] Thanks"
     assert parse_transcript(reply, "How to reverse?", 2) == [
-        ("human", "How to reverse?"), ("gpt", "Use slicing."), ("human", "And tuples?"), ("gpt", "The same.")]
+        ("human", "How to reverse?"),
+        ("gpt", "Use slicing."),
+        ("human", "And tuples?"),
+        ("gpt", "The same."),
+    ]
     assert parse_transcript("[Human] Q?\n[AI] A.\n[Human] More?\n[AI] Yes.", "Q?", 3)[1] == ("gpt", "A.")
     assert parse_transcript("just prose, no markers", "Q?", 3) is None
     assert parse_transcript("A.\n[AI] again", "Q?", 3) is None  # two AI statements in a row
@@ -54,21 +74,37 @@ def test_parse_transcript_reads_markers_cuts_rounds_and_rejects_what_is_not_a_tr
 
 
 def test_transcripts_parsed_unparseable_counted_not_kept_and_429s_retried(tmp_path):
-    server = scripted_server([
-        {"match": "'Why is the sky blue?'",
-         "steps": [{"reply": "Rayleigh scattering.\n[Human] Why red at sunset?\n[AI] Longer path.\n[Human] Bye"}]},
-        {"match": "'Tell me a joke'", "steps": [{"reply": "I would rather not."}]},
-        {"match": "'What is Rust?'", "steps": [{"status": 429, "retry_after": 0.01}, {"status": 429},
-                                               {"reply": "A language.\n[Human] Is it fast?\n[AI] Yes."}]},
-    ])
+    server = scripted_server(
+        [
+            {
+                "match": "'Why is the sky blue?'",
+                "steps": [
+                    {"reply": "Rayleigh scattering.\n[Human] Why red at sunset?\n[AI] Longer path.\n[Human] Bye"}
+                ],
+            },
+            {"match": "'Tell me a joke'", "steps": [{"reply": "I would rather not."}]},
+            {
+                "match": "'What is Rust?'",
+                "steps": [
+                    {"status": 429, "retry_after": 0.01},
+                    {"status": 429},
+                    {"reply": "A language.\n[Human] Is it fast?\n[AI] Yes."},
+                ],
+            },
+        ]
+    )
     try:
         seeds = write_seeds(tmp_path / "seeds.txt", ["Why is the sky blue?", "Tell me a joke", "What is Rust?"])
         out = tmp_path / "self_chat.json"
         result = self_chat(server.url, seeds, out, "--method", "transcript", "--max_rounds", "3")
         dump = json.loads(out.read_text())
         assert [record["seed"] for record in dump] == ["Why is the sky blue?", "What is Rust?"]
-        assert roles_and_values(dump[0]) == [("human", "Why is the sky blue?"), ("gpt", "Rayleigh scattering."),
-                                             ("human", "Why red at sunset?"), ("gpt", "Longer path.")]
+        assert roles_and_values(dump[0]) == [
+            ("human", "Why is the sky blue?"),
+            ("gpt", "Rayleigh scattering."),
+            ("human", "Why red at sunset?"),
+            ("gpt", "Longer path."),
+        ]
         assert all(record["model"] == CHAT_MODEL and record["method"] == "transcript" for record in dump)
         assert sorted(entry["status"] for entry in log_entries(out)) == ["unparseable", "valid", "valid"]
         assert "unparseable        1" in result.stdout
@@ -96,10 +132,12 @@ def test_roleplay_alternates_assistant_and_human_calls_up_to_max_rounds(tmp_path
 
 
 def test_failed_seeds_are_asked_again_with_continue_and_only_they(tmp_path):
-    server = scripted_server([
-        {"match": "'first'", "steps": [{"reply": "One.\n[Human] Two?\n[AI] Two."}]},
-        {"match": "'second'", "steps": [{"status": 500}, {"reply": "Yes.\n[Human] Sure?\n[AI] Sure."}]},
-    ])
+    server = scripted_server(
+        [
+            {"match": "'first'", "steps": [{"reply": "One.\n[Human] Two?\n[AI] Two."}]},
+            {"match": "'second'", "steps": [{"status": 500}, {"reply": "Yes.\n[Human] Sure?\n[AI] Sure."}]},
+        ]
+    )
     try:
         seeds = write_seeds(tmp_path / "seeds.txt", ["first", "second"])
         out = tmp_path / "self_chat.json"
@@ -121,8 +159,9 @@ def test_failed_seeds_are_asked_again_with_continue_and_only_they(tmp_path):
 def test_a_cut_log_line_is_dropped_and_its_seed_asked_again(tmp_path):
     server = scripted_server([{"match": "topic", "steps": [{"reply": "A.\n[Human] B?\n[AI] C."}]}])
     try:
-        seeds = write_seeds(tmp_path / "seeds.jsonl", [json.dumps({"text": "topic one"}),
-                                                      json.dumps({"text": "topic two"})])
+        seeds = write_seeds(
+            tmp_path / "seeds.jsonl", [json.dumps({"text": "topic one"}), json.dumps({"text": "topic two"})]
+        )
         out = tmp_path / "self_chat.json"
         self_chat(server.url, seeds, out, "--method", "transcript")
         log_path = out.with_name("self_chat.log.jsonl")
@@ -141,11 +180,11 @@ def test_self_chat_against_the_ochat_server_with_the_tiny_model(tmp_path, tiny_m
     seeds = write_seeds(tmp_path / "seeds.txt", ["How do I sort a list?", "What is a prime number?"])
     with ServerProcess.start(TINY_MODEL_TYPE, tiny_model_dir, log_path=tmp_path / "server.log") as server:
         roleplay_out = tmp_path / "roleplay.json"
-        self_chat(server.api_base, seeds, roleplay_out, "--max_rounds", "2", "--max_tokens", "8",
-                  model=TINY_MODEL_TYPE)
+        self_chat(server.api_base, seeds, roleplay_out, "--max_rounds", "2", "--max_tokens", "8", model=TINY_MODEL_TYPE)
         transcript_out = tmp_path / "transcript.json"
-        self_chat(server.api_base, seeds, transcript_out, "--method", "transcript", "--max_tokens", "8",
-                  model=TINY_MODEL_TYPE)
+        self_chat(
+            server.api_base, seeds, transcript_out, "--method", "transcript", "--max_tokens", "8", model=TINY_MODEL_TYPE
+        )
     dump = json.loads(roleplay_out.read_text())
     statuses = [entry["status"] for entry in log_entries(roleplay_out)]
     assert len(dump) == statuses.count("valid") and "failed" not in statuses

@@ -45,8 +45,17 @@ def launch_server(model_dir: str, work_dir, *extra_args: str) -> ServerProcess:
     """Start the server on a free port with its request log in `work_dir` (not yet waiting for it)."""
     port = free_port()
     logfile = os.path.join(str(work_dir), f"requests-{port}.log")
-    server = ServerProcess.launch(MODEL_TYPE, model_dir, "--logfile", logfile, "--ray_num_cpus", "2", *extra_args,
-                                  port=port, log_path=os.path.join(str(work_dir), f"server-{port}.out"))
+    server = ServerProcess.launch(
+        MODEL_TYPE,
+        model_dir,
+        "--logfile",
+        logfile,
+        "--ray_num_cpus",
+        "2",
+        *extra_args,
+        port=port,
+        log_path=os.path.join(str(work_dir), f"server-{port}.out"),
+    )
     server.logfile = logfile
     return server
 
@@ -66,10 +75,23 @@ def servers(tiny_model_dir, tmp_path_factory):
     """Both servers of this module, started side by side so their start-ups overlap."""
     work_dir = tmp_path_factory.mktemp("serving")
     launched = {
-        "open": launch_server(tiny_model_dir, work_dir, "--max_batch_size", "8", "--max_queue", "40",
-                              "--max_replica_restarts", "0"),
-        "guarded": launch_server(tiny_model_dir, work_dir, "--api-keys", ",".join(API_KEYS), "--max_batch_size", "1",
-                                 "--max_queue", "1", "--max_body_bytes", "4096", "--allowed-origins", ALLOWED_ORIGIN),
+        "open": launch_server(
+            tiny_model_dir, work_dir, "--max_batch_size", "8", "--max_queue", "40", "--max_replica_restarts", "0"
+        ),
+        "guarded": launch_server(
+            tiny_model_dir,
+            work_dir,
+            "--api-keys",
+            ",".join(API_KEYS),
+            "--max_batch_size",
+            "1",
+            "--max_queue",
+            "1",
+            "--max_body_bytes",
+            "4096",
+            "--allowed-origins",
+            ALLOWED_ORIGIN,
+        ),
     }
     try:
         for process in launched.values():
@@ -105,10 +127,14 @@ def reference(tiny_model_dir):
         def greedy(self, messages, max_tokens):
             prompt = self.prompt_ids(messages)
             with torch.inference_mode():
-                output = model.generate(torch.tensor([prompt]), max_new_tokens=max_tokens, do_sample=False,
-                                        eos_token_id=tokenizer.stop_token_ids,
-                                        pad_token_id=tokenizer.hf_tokenizer.pad_token_id)
-            generated = output[0, len(prompt):].tolist()
+                output = model.generate(
+                    torch.tensor([prompt]),
+                    max_new_tokens=max_tokens,
+                    do_sample=False,
+                    eos_token_id=tokenizer.stop_token_ids,
+                    pad_token_id=tokenizer.hf_tokenizer.pad_token_id,
+                )
+            generated = output[0, len(prompt) :].tolist()
             return tokenizer.decode(generated, skip_special_tokens=True), len(generated)
 
     reference = Reference()
@@ -137,7 +163,7 @@ async def read_events(response) -> list:
     async for line in response.content:
         line = line.strip()
         if line.startswith(b"data: "):
-            payload = line[len(b"data: "):]
+            payload = line[len(b"data: ") :]
             events.append("[DONE]" if payload == b"[DONE]" else json.loads(payload))
     return events
 
@@ -154,8 +180,13 @@ async def stream(server: ServerProcess, body: dict) -> list:
 
 
 def run_server_command(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ochat.serving.openai_api_server", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ochat.serving.openai_api_server", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_unknown_model_type_exits_with_the_known_ones(tiny_model_dir):
@@ -172,8 +203,9 @@ def test_busy_port_exits_before_loading_the_model(tiny_model_dir):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        result = run_server_command("--model_type", MODEL_TYPE, "--model_path", tiny_model_dir,
-                                    "--port", str(taken.getsockname()[1]))
+        result = run_server_command(
+            "--model_type", MODEL_TYPE, "--model_path", tiny_model_dir, "--port", str(taken.getsockname()[1])
+        )
     assert result.returncode != 0 and "cannot listen" in result.stderr
     assert "ready on" not in result.stderr
 
@@ -189,16 +221,18 @@ def test_models_endpoint_lists_the_model_type(server):
 
 def test_checkpoint_folder_name_is_accepted_as_model(server, tiny_model_dir, reference):
     folder = os.path.basename(os.path.normpath(tiny_model_dir))
-    completion = client(server).chat.completions.create(model=folder, messages=user("hi"), max_tokens=2,
-                                                        temperature=0)
+    completion = client(server).chat.completions.create(model=folder, messages=user("hi"), max_tokens=2, temperature=0)
     assert completion.model == folder
     assert completion.choices[0].message.content == reference.greedy(user("hi"), 2)[0]
 
 
 def test_start_up_log_names_each_replica_and_its_device(server):
     log = server.log_path.read_text()
-    line = re.search(r"replica 0 ready on cpu \(float32, batch 8\): weights ([\d.]+) GiB, KV cache budget (\d+) "
-                     r"tokens \(([\d.]+) GiB\)", log)
+    line = re.search(
+        r"replica 0 ready on cpu \(float32, batch 8\): weights ([\d.]+) GiB, KV cache budget (\d+) "
+        r"tokens \(([\d.]+) GiB\)",
+        log,
+    )
     weights_gib, budget_tokens, budget_gib = float(line.group(1)), int(line.group(2)), float(line.group(3))
     assert 0 < weights_gib < 1 and budget_tokens >= 2048 and budget_gib > 0
 
@@ -212,8 +246,9 @@ def test_health_reports_replicas(server):
 def test_greedy_completion_equals_model_generate(server, reference):
     messages = user("Tell me about the history of tea.")
     expected_text, expected_tokens = reference.greedy(messages, 24)
-    completion = client(server).chat.completions.create(model=MODEL_TYPE, messages=messages, max_tokens=24,
-                                                        temperature=0)
+    completion = client(server).chat.completions.create(
+        model=MODEL_TYPE, messages=messages, max_tokens=24, temperature=0
+    )
     assert completion.choices[0].message.content == expected_text
     assert completion.choices[0].message.role == "assistant"
     assert completion.object == "chat.completion" and completion.id.startswith("chatcmpl-")
@@ -225,19 +260,24 @@ def test_greedy_completion_equals_model_generate(server, reference):
 def test_system_message_is_rendered_through_the_template(server, reference):
     messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hello there"}]
     expected_text, _ = reference.greedy(messages, 12)
-    completion = client(server).chat.completions.create(model=MODEL_TYPE, messages=messages, max_tokens=12,
-                                                        temperature=0)
+    completion = client(server).chat.completions.create(
+        model=MODEL_TYPE, messages=messages, max_tokens=12, temperature=0
+    )
     assert completion.usage.prompt_tokens == len(reference.prompt_ids(messages))
     assert completion.usage.prompt_tokens > len(reference.prompt_ids(messages[1:]))
     assert completion.choices[0].message.content == expected_text
 
 
 def test_multi_turn_conversation_equals_model_generate(server, reference):
-    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
-                {"role": "user", "content": "Explain sorting."}]
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "Explain sorting."},
+    ]
     expected_text, _ = reference.greedy(messages, 16)
-    completion = client(server).chat.completions.create(model=MODEL_TYPE, messages=messages, max_tokens=16,
-                                                        temperature=0)
+    completion = client(server).chat.completions.create(
+        model=MODEL_TYPE, messages=messages, max_tokens=16, temperature=0
+    )
     assert completion.choices[0].message.content == expected_text
 
 
@@ -275,16 +315,28 @@ def test_prompt_longer_than_context_is_400_context_length_exceeded(server):
 def test_stream_sends_role_first_then_content_then_finish_usage_and_done(server, reference):
     messages = user("Tell me about the history of tea.")
     expected_text, expected_tokens = reference.greedy(messages, 24)
-    events = asyncio.run(stream(server, {"model": MODEL_TYPE, "messages": messages, "max_tokens": 24,
-                                         "temperature": 0, "stream_options": {"include_usage": True}}))
+    events = asyncio.run(
+        stream(
+            server,
+            {
+                "model": MODEL_TYPE,
+                "messages": messages,
+                "max_tokens": 24,
+                "temperature": 0,
+                "stream_options": {"include_usage": True},
+            },
+        )
+    )
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
     assert len({chunk["id"] for chunk in chunks}) == 1 and len({chunk["created"] for chunk in chunks}) == 1
     assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     content_chunks = chunks[1:-2]
-    assert all(set(c["choices"][0]["delta"]) == {"content"} and c["choices"][0]["finish_reason"] is None
-               for c in content_chunks)
+    assert all(
+        set(c["choices"][0]["delta"]) == {"content"} and c["choices"][0]["finish_reason"] is None
+        for c in content_chunks
+    )
     assert "".join(c["choices"][0]["delta"]["content"] for c in content_chunks) == expected_text
     assert chunks[-2]["choices"][0]["finish_reason"] == "length" and chunks[-2]["usage"] is None
     assert chunks[-1]["choices"] == []
@@ -295,8 +347,12 @@ def test_openai_client_streams_the_same_text_as_non_streaming(server):
     messages = user("How does a compiler work?")
     openai_client = client(server)
     whole = openai_client.chat.completions.create(model=MODEL_TYPE, messages=messages, max_tokens=20, temperature=0)
-    pieces = [chunk.choices[0].delta.content or "" for chunk in openai_client.chat.completions.create(
-        model=MODEL_TYPE, messages=messages, max_tokens=20, temperature=0, stream=True)]
+    pieces = [
+        chunk.choices[0].delta.content or ""
+        for chunk in openai_client.chat.completions.create(
+            model=MODEL_TYPE, messages=messages, max_tokens=20, temperature=0, stream=True
+        )
+    ]
     assert "".join(pieces) == whole.choices[0].message.content
 
 
@@ -325,8 +381,12 @@ def test_n_choices_are_indexed_and_seeded_sampling_repeats(server):
 
 
 def test_n_choices_stream_each_index_with_its_own_finish(server):
-    events = asyncio.run(stream(server, {"model": MODEL_TYPE, "messages": user("hi"), "max_tokens": 5, "n": 2,
-                                         "temperature": 0.8, "seed": 1}))
+    events = asyncio.run(
+        stream(
+            server,
+            {"model": MODEL_TYPE, "messages": user("hi"), "max_tokens": 5, "n": 2, "temperature": 0.8, "seed": 1},
+        )
+    )
     chunks = events[:-1]
     roles = [c["choices"][0]["index"] for c in chunks if c["choices"][0]["delta"].get("role")]
     finishes = [c["choices"][0]["index"] for c in chunks if c["choices"][0]["finish_reason"]]
@@ -334,24 +394,43 @@ def test_n_choices_stream_each_index_with_its_own_finish(server):
 
 
 def test_different_seeds_give_different_samples(server):
-    make = lambda seed: client(server).chat.completions.create(
-        model=MODEL_TYPE, messages=user("Write a poem"), max_tokens=12, temperature=1.0, seed=seed
-    ).choices[0].message.content
+    def make(seed):
+        return (
+            client(server)
+            .chat.completions.create(
+                model=MODEL_TYPE, messages=user("Write a poem"), max_tokens=12, temperature=1.0, seed=seed
+            )
+            .choices[0]
+            .message.content
+        )
+
     assert make(1) != make(2)
 
 
 def test_tiny_top_p_samples_the_greedy_answer(server, reference):
     messages = user("Tell me about chess.")
     expected_text, _ = reference.greedy(messages, 10)
-    completion = client(server).chat.completions.create(model=MODEL_TYPE, messages=messages, max_tokens=10,
-                                                        temperature=1.5, top_p=1e-9, seed=3)
+    completion = client(server).chat.completions.create(
+        model=MODEL_TYPE, messages=messages, max_tokens=10, temperature=1.5, top_p=1e-9, seed=3
+    )
     assert completion.choices[0].message.content == expected_text
 
 
 def test_frequency_penalty_changes_greedy_output(server):
-    make = lambda penalty: client(server).chat.completions.create(
-        model=MODEL_TYPE, messages=user("Repeat after me"), max_tokens=40, temperature=0,
-        frequency_penalty=penalty).choices[0].message.content
+    def make(penalty):
+        return (
+            client(server)
+            .chat.completions.create(
+                model=MODEL_TYPE,
+                messages=user("Repeat after me"),
+                max_tokens=40,
+                temperature=0,
+                frequency_penalty=penalty,
+            )
+            .choices[0]
+            .message.content
+        )
+
     assert make(2.0) != make(0.0)
 
 
@@ -359,13 +438,15 @@ def test_stop_string_truncates_and_finishes_with_stop(server, reference):
     messages = user("Tell me about the rules of chess.")
     full_text, _ = reference.greedy(messages, 30)
     stop = full_text[8:11]
-    expected = full_text[:full_text.index(stop)]
-    completion = client(server).chat.completions.create(model=MODEL_TYPE, messages=messages, max_tokens=30,
-                                                        temperature=0, stop=[stop, "never-there"])
+    expected = full_text[: full_text.index(stop)]
+    completion = client(server).chat.completions.create(
+        model=MODEL_TYPE, messages=messages, max_tokens=30, temperature=0, stop=[stop, "never-there"]
+    )
     assert completion.choices[0].message.content == expected
     assert completion.choices[0].finish_reason == "stop"
-    events = asyncio.run(stream(server, {"model": MODEL_TYPE, "messages": messages, "max_tokens": 30,
-                                         "temperature": 0, "stop": stop}))
+    events = asyncio.run(
+        stream(server, {"model": MODEL_TYPE, "messages": messages, "max_tokens": 30, "temperature": 0, "stop": stop})
+    )
     streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in events[:-1])
     assert streamed == expected and events[-2]["choices"][0]["finish_reason"] == "stop"
 
@@ -379,11 +460,23 @@ def test_stop_filter_holds_back_a_possible_stop_prefix():
     assert other.feed("E") == ("", False) and other.feed("X") == ("EX", False)
 
 
-def chat_chunk(completion_id: str, created: int, model: str, index: int, delta: dict,
-               finish_reason=None, include_usage: bool = False) -> dict:
+def chat_chunk(
+    completion_id: str,
+    created: int,
+    model: str,
+    index: int,
+    delta: dict,
+    finish_reason=None,
+    include_usage: bool = False,
+) -> dict:
     """OpenAI's `chat.completion.chunk` shape, written out as the API reference gives it."""
-    chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-             "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+    chunk = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
     if include_usage:
         chunk["usage"] = None
     return chunk
@@ -392,12 +485,16 @@ def chat_chunk(completion_id: str, created: int, model: str, index: int, delta: 
 def test_fast_chunk_encoding_equals_the_chunk_shape():
     for include_usage in (False, True):
         encoder = ChunkEncoder("chatcmpl-1", 1700000000, 'model "x"', include_usage)
-        for index, delta, finish in ((0, {"role": "assistant", "content": ""}, None), (2, {"content": 'a"é\n🙂'}, None),
-                                     (1, {}, "stop")):
+        for index, delta, finish in (
+            (0, {"role": "assistant", "content": ""}, None),
+            (2, {"content": 'a"é\n🙂'}, None),
+            (1, {}, "stop"),
+        ):
             raw = encoder.encode(index, delta, finish)
             assert raw.startswith(b"data: ") and raw.endswith(b"\n\n")
-            assert json.loads(raw[6:]) == chat_chunk("chatcmpl-1", 1700000000, 'model "x"', index, delta, finish,
-                                                     include_usage)
+            assert json.loads(raw[6:]) == chat_chunk(
+                "chatcmpl-1", 1700000000, 'model "x"', index, delta, finish, include_usage
+            )
 
 
 # -- text ---------------------------------------------------------------------------------------------------
@@ -405,7 +502,10 @@ def test_fast_chunk_encoding_equals_the_chunk_shape():
 
 def test_incremental_decoding_never_splits_multibyte_characters(reference):
     hf_tokenizer = reference.tokenizer.hf_tokenizer
-    decode = lambda ids: hf_tokenizer.decode(ids, skip_special_tokens=True)
+
+    def decode(ids):
+        return hf_tokenizer.decode(ids, skip_special_tokens=True)
+
     text = "café naïve 你好 世界 🙂 emoji"
     ids = reference.tokenizer.encode_segments([text])[0]
     decoder = IncrementalDecoder(decode, byte_token_ids(hf_tokenizer), special_token_ids(hf_tokenizer))
@@ -418,11 +518,16 @@ def test_incremental_decoding_equals_full_decode_on_random_ids(reference):
     import random
 
     hf_tokenizer = reference.tokenizer.hf_tokenizer
-    decode = lambda ids: hf_tokenizer.decode(ids, skip_special_tokens=True)
+
+    def decode(ids):
+        return hf_tokenizer.decode(ids, skip_special_tokens=True)
+
     generator = random.Random(0)
     for _ in range(200):
-        ids = [generator.randrange(len(hf_tokenizer)) if generator.random() < 0.5 else generator.randrange(300)
-               for _ in range(generator.randrange(1, 40))]
+        ids = [
+            generator.randrange(len(hf_tokenizer)) if generator.random() < 0.5 else generator.randrange(300)
+            for _ in range(generator.randrange(1, 40))
+        ]
         decoder = IncrementalDecoder(decode, byte_token_ids(hf_tokenizer), special_token_ids(hf_tokenizer))
         assert "".join(decoder.step(token_id) for token_id in ids) + decoder.flush() == decode(ids)
 
@@ -434,8 +539,12 @@ def test_incremental_decoding_holds_split_characters_of_byte_level_bpe():
     from tokenizers import ByteLevelBPETokenizer
 
     tokenizer = ByteLevelBPETokenizer()
-    tokenizer.train_from_iterator(["café naïve 你好 世界 🙂"] * 5 + ["the quick brown fox"] * 5, vocab_size=300,
-                                  min_frequency=1, show_progress=False)
+    tokenizer.train_from_iterator(
+        ["café naïve 你好 世界 🙂"] * 5 + ["the quick brown fox"] * 5,
+        vocab_size=300,
+        min_frequency=1,
+        show_progress=False,
+    )
     ids = tokenizer.encode("café 你好 🙂 fox").ids
     decoder = IncrementalDecoder(tokenizer.decode)
     deltas = [decoder.step(token_id) for token_id in ids] + [decoder.flush()]
@@ -449,8 +558,9 @@ def test_incremental_decoding_holds_split_characters_of_byte_level_bpe():
 
 def test_engine_joins_requests_mid_batch_and_matches_generate(reference):
     prompts = [reference.prompt_ids(user("hello " * (i % 5 + 1) + str(i))) for i in range(6)]
-    engine = GenerationEngine(reference.model, reference.tokenizer.stop_token_ids, reference.config.max_context,
-                              max_batch_size=4)
+    engine = GenerationEngine(
+        reference.model, reference.tokenizer.stop_token_ids, reference.config.max_context, max_batch_size=4
+    )
     outputs = {str(i): [] for i in range(6)}
     finished, step = set(), 0
     while len(finished) < 6:
@@ -465,8 +575,9 @@ def test_engine_joins_requests_mid_batch_and_matches_generate(reference):
     stop_ids = set(reference.tokenizer.stop_token_ids)
     for i, prompt in enumerate(prompts):
         with torch.inference_mode():
-            expected = reference.model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
-                                                eos_token_id=list(stop_ids))[0, len(prompt):].tolist()
+            expected = reference.model.generate(
+                torch.tensor([prompt]), max_new_tokens=12, do_sample=False, eos_token_id=list(stop_ids)
+            )[0, len(prompt) :].tolist()
         assert outputs[str(i)] == [t for t in expected if t not in stop_ids]
 
 
@@ -487,8 +598,9 @@ def test_engine_matches_generate_past_the_cache_spare_room(reference):
     stop_ids = reference.tokenizer.stop_token_ids
     for name, prompt, max_tokens in (("long", long_prompt, 300), ("short", short_prompt, 20)):
         with torch.inference_mode():
-            expected = reference.model.generate(torch.tensor([prompt]), max_new_tokens=max_tokens, do_sample=False,
-                                                eos_token_id=stop_ids)[0, len(prompt):].tolist()
+            expected = reference.model.generate(
+                torch.tensor([prompt]), max_new_tokens=max_tokens, do_sample=False, eos_token_id=stop_ids
+            )[0, len(prompt) :].tolist()
         assert outputs[name] == [t for t in expected if t not in stop_ids]
 
 
@@ -499,35 +611,38 @@ def test_engine_matches_generate_past_the_cache_spare_room(reference):
 VALID = {"model": MODEL_TYPE, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "temperature": 0}
 
 
-@pytest.mark.parametrize("change, param", [
-    ({"messages": None}, "messages"),
-    ({"messages": []}, "messages"),
-    ({"messages": ["hi"]}, "messages[0]"),
-    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),
-    ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
-    ({"model": 7}, "model"),
-    ({"temperature": "hot"}, "temperature"),
-    ({"temperature": -1}, "temperature"),
-    ({"temperature": True}, "temperature"),
-    ({"top_p": 1.5}, "top_p"),
-    ({"max_tokens": 0}, "max_tokens"),
-    ({"max_tokens": -5}, "max_tokens"),
-    ({"max_tokens": 2.5}, "max_tokens"),
-    ({"n": 0}, "n"),
-    ({"n": 1000}, "n"),
-    ({"stop": 5}, "stop"),
-    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
-    ({"seed": "x"}, "seed"),
-    ({"stream": "yes"}, "stream"),
-    ({"stream_options": {"include_usage": True}}, "stream_options"),
-    ({"presence_penalty": 3}, "presence_penalty"),
-    ({"frequency_penalty": "a"}, "frequency_penalty"),
-    ({"logprobs": "yes"}, "logprobs"),
-    ({"top_logprobs": 3}, "top_logprobs"),
-    ({"response_format": {"type": "xml"}}, "response_format"),
-    ({"tools": [{"type": "function"}]}, "tools"),
-    ({"user": 5}, "user"),
-])
+@pytest.mark.parametrize(
+    "change, param",
+    [
+        ({"messages": None}, "messages"),
+        ({"messages": []}, "messages"),
+        ({"messages": ["hi"]}, "messages[0]"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"model": 7}, "model"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"temperature": -1}, "temperature"),
+        ({"temperature": True}, "temperature"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": -5}, "max_tokens"),
+        ({"max_tokens": 2.5}, "max_tokens"),
+        ({"n": 0}, "n"),
+        ({"n": 1000}, "n"),
+        ({"stop": 5}, "stop"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"seed": "x"}, "seed"),
+        ({"stream": "yes"}, "stream"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"presence_penalty": 3}, "presence_penalty"),
+        ({"frequency_penalty": "a"}, "frequency_penalty"),
+        ({"logprobs": "yes"}, "logprobs"),
+        ({"top_logprobs": 3}, "top_logprobs"),
+        ({"response_format": {"type": "xml"}}, "response_format"),
+        ({"tools": [{"type": "function"}]}, "tools"),
+        ({"user": 5}, "user"),
+    ],
+)
 def test_invalid_parameter_is_400_naming_it(server, change, param):
     status, _, raw = asyncio.run(post(server, {**VALID, **change}))
     assert status == 400
@@ -575,8 +690,10 @@ def test_unknown_path_and_wrong_method_answer_in_openai_shape(server):
 def test_disconnect_mid_stream_frees_the_slot(server):
     async def run():
         async with aiohttp.ClientSession() as session:
-            response = await session.post(server.base_url + "/v1/chat/completions", json={
-                **VALID, "messages": user("disconnect me"), "max_tokens": 1800, "stream": True})
+            response = await session.post(
+                server.base_url + "/v1/chat/completions",
+                json={**VALID, "messages": user("disconnect me"), "max_tokens": 1800, "stream": True},
+            )
             seen = 0
             async for line in response.content:
                 if line.startswith(b"data: "):
@@ -610,11 +727,13 @@ def test_32_concurrent_clients_are_all_answered_correctly(server, reference):
             if index % 2:  # half stream, half do not
                 pieces = []
                 async for chunk in await async_client.chat.completions.create(
-                        model=MODEL_TYPE, messages=user(prompts[index]), max_tokens=16, temperature=0, stream=True):
+                    model=MODEL_TYPE, messages=user(prompts[index]), max_tokens=16, temperature=0, stream=True
+                ):
                     pieces.append(chunk.choices[0].delta.content or "")
                 return "".join(pieces)
             completion = await async_client.chat.completions.create(
-                model=MODEL_TYPE, messages=user(prompts[index]), max_tokens=16, temperature=0)
+                model=MODEL_TYPE, messages=user(prompts[index]), max_tokens=16, temperature=0
+            )
             return completion.choices[0].message.content
 
         try:
@@ -666,8 +785,9 @@ def test_replica_failure_mid_stream_ends_with_an_error_chunk_then_done_and_the_s
 
     async def run():
         async with aiohttp.ClientSession() as session:
-            async with session.post(server.base_url + "/v1/chat/completions", json={
-                    **VALID, "max_tokens": 1800, "stream": True}) as response:
+            async with session.post(
+                server.base_url + "/v1/chat/completions", json={**VALID, "max_tokens": 1800, "stream": True}
+            ) as response:
                 first = await response.content.readline()
                 os.kill(workers[0], signal.SIGKILL)
                 return first, await asyncio.wait_for(read_events(response), 30)
@@ -693,8 +813,9 @@ def test_missing_or_wrong_api_key_is_401(guarded_server):
 
 def test_each_configured_api_key_is_accepted(guarded_server):
     for key in API_KEYS:
-        completion = client(guarded_server, key).chat.completions.create(model=MODEL_TYPE, messages=user("hi"),
-                                                                         max_tokens=2)
+        completion = client(guarded_server, key).chat.completions.create(
+            model=MODEL_TYPE, messages=user("hi"), max_tokens=2
+        )
         assert completion.usage.completion_tokens == 2
 
 
@@ -709,8 +830,9 @@ def test_metrics_need_an_api_key_like_v1(guarded_server):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(guarded_server.base_url + "/metrics")
     assert refused.value.code == 401
-    request = urllib.request.Request(guarded_server.base_url + "/metrics",
-                                     headers={"Authorization": f"Bearer {API_KEYS[0]}"})
+    request = urllib.request.Request(
+        guarded_server.base_url + "/metrics", headers={"Authorization": f"Bearer {API_KEYS[0]}"}
+    )
     with urllib.request.urlopen(request) as response:
         assert 'ochat_kv_cache_capacity_tokens{replica="0"}' in response.read().decode()
 
@@ -724,9 +846,14 @@ def test_body_over_the_limit_is_413(guarded_server):
 def test_cors_preflight_allows_only_the_configured_origin(guarded_server):
     async def preflight(origin):
         async with aiohttp.ClientSession() as session:
-            async with session.options(guarded_server.base_url + "/v1/chat/completions", headers={
-                    "Origin": origin, "Access-Control-Request-Method": "POST",
-                    "Access-Control-Request-Headers": "authorization,content-type"}) as response:
+            async with session.options(
+                guarded_server.base_url + "/v1/chat/completions",
+                headers={
+                    "Origin": origin,
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "authorization,content-type",
+                },
+            ) as response:
                 return response.status, response.headers.get("Access-Control-Allow-Origin")
 
     assert asyncio.run(preflight(ALLOWED_ORIGIN)) == (200, ALLOWED_ORIGIN)
@@ -773,8 +900,9 @@ def test_sigterm_finishes_in_flight_stream_and_exits_zero(guarded_server):
 
     async def run():
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEYS[1]}"}) as session:
-            async with session.post(guarded_server.base_url + "/v1/chat/completions", json={
-                    **VALID, "max_tokens": 200, "stream": True}) as response:
+            async with session.post(
+                guarded_server.base_url + "/v1/chat/completions", json={**VALID, "max_tokens": 200, "stream": True}
+            ) as response:
                 first = await response.content.readline()
                 guarded_server.process.send_signal(signal.SIGTERM)
                 events = await read_events(response)

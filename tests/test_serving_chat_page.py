@@ -10,8 +10,16 @@ import pytest
 from test_serving import MODEL_TYPE, REPO_ROOT, start_server
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = os.path.join(REPO_ROOT, "test-artifacts")
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")
@@ -45,9 +53,13 @@ def page(browser, server):
 
 def greedy_answer(server, messages, max_tokens):
     request = urllib.request.Request(
-        server.base_url + "/v1/chat/completions", method="POST", headers={"Content-Type": "application/json"},
-        data=json.dumps({"model": MODEL_TYPE, "messages": messages, "max_tokens": max_tokens,
-                         "temperature": 0}).encode())
+        server.base_url + "/v1/chat/completions",
+        method="POST",
+        headers={"Content-Type": "application/json"},
+        data=json.dumps(
+            {"model": MODEL_TYPE, "messages": messages, "max_tokens": max_tokens, "temperature": 0}
+        ).encode(),
+    )
     with urllib.request.urlopen(request) as response:
         return json.loads(response.read())["choices"][0]["message"]["content"]
 
@@ -81,8 +93,11 @@ def test_conversation_is_kept_between_turns(page, server):
         ask(page, "And then?")
     page.wait_for_selector(".assistant:nth-of-type(4) .meta", timeout=15000)
     messages = request_info.value.post_data_json["messages"]
-    assert messages == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": first_answer},
-                        {"role": "user", "content": "And then?"}]
+    assert messages == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": first_answer},
+        {"role": "user", "content": "And then?"},
+    ]
     assert page.locator(".message").count() == 4
     os.makedirs(ARTIFACTS, exist_ok=True)
     page.screenshot(path=os.path.join(ARTIFACTS, "chat_page.png"), full_page=True)

@@ -28,8 +28,10 @@ NAMES = [MODEL_TYPE, "gpt-3.5-turbo"]
 KV_BUDGET = 1024
 PERSON = {
     "type": "object",
-    "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer", "minimum": 0,
-                                                                         "maximum": 120}},
+    "properties": {
+        "name": {"type": "string", "maxLength": 12},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+    },
     "required": ["name", "age"],
     "additionalProperties": False,
 }
@@ -38,9 +40,22 @@ PERSON_FORMAT = {"type": "json_schema", "json_schema": {"name": "person", "schem
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
-    process = launch_server(tiny_model_dir, tmp_path_factory.mktemp("serving_features"), "--model_name",
-                            ",".join(NAMES), "--default_temperature", "0", "--default_max_tokens", "5",
-                            "--kv_cache_tokens", str(KV_BUDGET), "--max_batch_size", "8", "--max_replica_restarts", "1")
+    process = launch_server(
+        tiny_model_dir,
+        tmp_path_factory.mktemp("serving_features"),
+        "--model_name",
+        ",".join(NAMES),
+        "--default_temperature",
+        "0",
+        "--default_max_tokens",
+        "5",
+        "--kv_cache_tokens",
+        str(KV_BUDGET),
+        "--max_batch_size",
+        "8",
+        "--max_replica_restarts",
+        "1",
+    )
     try:
         yield process.wait_healthy(timeout=180)
     finally:
@@ -58,8 +73,10 @@ def openai_client(server):
 def test_every_configured_model_name_is_listed_and_served(openai_client, tiny_model_dir):
     assert [model.id for model in openai_client.models.list().data] == NAMES
     folder = os.path.basename(os.path.normpath(tiny_model_dir))
-    answers = {name: openai_client.chat.completions.create(model=name, messages=user("hi"), max_tokens=4)
-               for name in [*NAMES, folder]}
+    answers = {
+        name: openai_client.chat.completions.create(model=name, messages=user("hi"), max_tokens=4)
+        for name in [*NAMES, folder]
+    }
     assert {name: answer.model for name, answer in answers.items()} == {name: name for name in answers}
     assert len({answer.choices[0].message.content for answer in answers.values()}) == 1  # greedy by default
     with pytest.raises(openai.NotFoundError):
@@ -97,8 +114,9 @@ def test_more_choices_than_a_replica_runs_at_once_is_400_naming_n(server):
 
 @pytest.mark.parametrize("prompt", ["Who are you?", "Describe a person", "x"])
 def test_json_schema_output_validates_against_the_schema(openai_client, prompt):
-    answer = openai_client.chat.completions.create(model=MODEL_TYPE, messages=user(prompt), max_tokens=200,
-                                                   temperature=1.0, seed=1, response_format=PERSON_FORMAT)
+    answer = openai_client.chat.completions.create(
+        model=MODEL_TYPE, messages=user(prompt), max_tokens=200, temperature=1.0, seed=1, response_format=PERSON_FORMAT
+    )
     assert answer.choices[0].finish_reason == "stop"
     jsonschema.validate(json.loads(answer.choices[0].message.content), PERSON)
 
@@ -106,9 +124,15 @@ def test_json_schema_output_validates_against_the_schema(openai_client, prompt):
 def test_json_schema_output_streams_valid_json(openai_client):
     pieces = []
     finish_reason = None
-    for chunk in openai_client.chat.completions.create(model=MODEL_TYPE, messages=user("Describe a person"),
-                                                       max_tokens=200, temperature=0.8, seed=2, stream=True,
-                                                       response_format=PERSON_FORMAT):
+    for chunk in openai_client.chat.completions.create(
+        model=MODEL_TYPE,
+        messages=user("Describe a person"),
+        max_tokens=200,
+        temperature=0.8,
+        seed=2,
+        stream=True,
+        response_format=PERSON_FORMAT,
+    ):
         pieces.append(chunk.choices[0].delta.content or "")
         finish_reason = chunk.choices[0].finish_reason or finish_reason
     assert finish_reason == "stop"
@@ -116,19 +140,29 @@ def test_json_schema_output_streams_valid_json(openai_client):
 
 
 def test_json_object_output_is_a_json_object(openai_client):
-    answer = openai_client.chat.completions.create(model=MODEL_TYPE, messages=user("Give me JSON"), max_tokens=300,
-                                                   temperature=0.7, seed=3, response_format={"type": "json_object"})
+    answer = openai_client.chat.completions.create(
+        model=MODEL_TYPE,
+        messages=user("Give me JSON"),
+        max_tokens=300,
+        temperature=0.7,
+        seed=3,
+        response_format={"type": "json_object"},
+    )
     if answer.choices[0].finish_reason == "stop":
         assert isinstance(json.loads(answer.choices[0].message.content), dict)
     else:  # cut by max_tokens: what came out is still the start of an object
         assert answer.choices[0].finish_reason == "length" and answer.choices[0].message.content.startswith("{")
 
 
-@pytest.mark.parametrize("schema", [{"type": "bogus"}, {"type": "string", "pattern": "(?<=a)b"},
-                                    {"$ref": "#/definitions/missing"}])
+@pytest.mark.parametrize(
+    "schema", [{"type": "bogus"}, {"type": "string", "pattern": "(?<=a)b"}, {"$ref": "#/definitions/missing"}]
+)
 def test_schema_the_grammar_cannot_compile_is_400_naming_response_format(server, schema):
-    body = {"model": MODEL_TYPE, "messages": user("hi"),
-            "response_format": {"type": "json_schema", "json_schema": {"name": "bad", "schema": schema}}}
+    body = {
+        "model": MODEL_TYPE,
+        "messages": user("hi"),
+        "response_format": {"type": "json_schema", "json_schema": {"name": "bad", "schema": schema}},
+    }
     status, _, raw = asyncio.run(post(server, body))
     assert status == 400 and json.loads(raw)["error"]["param"] == "response_format"
 
@@ -137,8 +171,14 @@ def test_schema_the_grammar_cannot_compile_is_400_naming_response_format(server,
 
 
 def test_logprobs_are_shaped_as_openai_shapes_them(openai_client):
-    answer = openai_client.chat.completions.create(model=MODEL_TYPE, messages=user("Tell me about chess"),
-                                                   max_tokens=12, temperature=0, logprobs=True, top_logprobs=3)
+    answer = openai_client.chat.completions.create(
+        model=MODEL_TYPE,
+        messages=user("Tell me about chess"),
+        max_tokens=12,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=3,
+    )
     content = answer.choices[0].logprobs.content
     tokens = answer.usage.completion_tokens - (answer.choices[0].finish_reason == "stop")
     assert len(content) == tokens > 0
@@ -155,21 +195,34 @@ def test_logprobs_are_shaped_as_openai_shapes_them(openai_client):
 
 
 def test_streamed_logprobs_equal_the_whole_response(server, openai_client):
-    body = {"model": MODEL_TYPE, "messages": user("Tell me about chess"), "max_tokens": 12, "temperature": 0,
-            "logprobs": True, "top_logprobs": 2}
+    body = {
+        "model": MODEL_TYPE,
+        "messages": user("Tell me about chess"),
+        "max_tokens": 12,
+        "temperature": 0,
+        "logprobs": True,
+        "top_logprobs": 2,
+    }
     whole = openai_client.chat.completions.create(**{k: v for k, v in body.items()})
     events = asyncio.run(stream(server, body))
-    streamed = [entry for event in events[:-1] for choice in event["choices"]
-                if choice["logprobs"] for entry in choice["logprobs"]["content"]]
+    streamed = [
+        entry
+        for event in events[:-1]
+        for choice in event["choices"]
+        if choice["logprobs"]
+        for entry in choice["logprobs"]["content"]
+    ]
     assert [e["token"] for e in streamed] == [e.token for e in whole.choices[0].logprobs.content]
     assert [e["logprob"] for e in streamed] == pytest.approx([e.logprob for e in whole.choices[0].logprobs.content])
-    assert all(set(e) == {"token", "logprob", "bytes", "top_logprobs"} and len(e["top_logprobs"]) == 2
-               for e in streamed)
+    assert all(
+        set(e) == {"token", "logprob", "bytes", "top_logprobs"} and len(e["top_logprobs"]) == 2 for e in streamed
+    )
 
 
 def test_logprobs_without_top_logprobs_have_empty_alternatives(openai_client):
-    answer = openai_client.chat.completions.create(model=MODEL_TYPE, messages=user("hi"), max_tokens=4,
-                                                   temperature=0, logprobs=True)
+    answer = openai_client.chat.completions.create(
+        model=MODEL_TYPE, messages=user("hi"), max_tokens=4, temperature=0, logprobs=True
+    )
     assert answer.choices[0].logprobs.content and all(e.top_logprobs == [] for e in answer.choices[0].logprobs.content)
     plain = openai_client.chat.completions.create(model=MODEL_TYPE, messages=user("hi"), max_tokens=4, temperature=0)
     assert plain.choices[0].logprobs is None
@@ -183,8 +236,11 @@ def scrape(server) -> dict:
     with urllib.request.urlopen(server.base_url + "/metrics") as response:
         assert response.headers["Content-Type"].startswith("text/plain")
         text = response.read().decode()
-    return {(sample.name, sample.labels.get("replica"), sample.labels.get("le")): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, sample.labels.get("replica"), sample.labels.get("le")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def test_metrics_report_the_engine_and_the_front_per_replica(server, openai_client):
@@ -204,8 +260,10 @@ def test_metrics_report_the_engine_and_the_front_per_replica(server, openai_clie
         count = (f"{histogram}_count", "0", None)
         assert after[count] == before[count] + 1
         assert after[(f"{histogram}_bucket", "0", "+Inf")] == after[count]
-    assert after[("ochat_request_latency_seconds_sum", "0", None)] >= after[
-        ("ochat_time_to_first_token_seconds_sum", "0", None)]
+    assert (
+        after[("ochat_request_latency_seconds_sum", "0", None)]
+        >= after[("ochat_time_to_first_token_seconds_sum", "0", None)]
+    )
 
 
 def test_replica_killed_under_load_fails_in_flight_with_503_and_serves_again(server):

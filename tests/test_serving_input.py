@@ -23,8 +23,16 @@ VALID = {"model": MODEL_TYPE, "messages": user("hi"), "max_tokens": 2, "temperat
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
-    process = launch_server(tiny_model_dir, tmp_path_factory.mktemp("serving_input"), "--max_batch_size", "4",
-                            "--body_read_timeout", "1", "--shutdown_timeout", "1")
+    process = launch_server(
+        tiny_model_dir,
+        tmp_path_factory.mktemp("serving_input"),
+        "--max_batch_size",
+        "4",
+        "--body_read_timeout",
+        "1",
+        "--shutdown_timeout",
+        "1",
+    )
     try:
         yield process.wait_healthy(timeout=180)
     finally:
@@ -34,8 +42,9 @@ def server(tiny_model_dir, tmp_path_factory):
 def post_raw(server, data: bytes, content_type: str = "application/json", method: str = "POST"):
     async def run():
         async with aiohttp.ClientSession() as session:
-            async with session.request(method, server.base_url + "/v1/chat/completions", data=data,
-                                       headers={"Content-Type": content_type}) as response:
+            async with session.request(
+                method, server.base_url + "/v1/chat/completions", data=data, headers={"Content-Type": content_type}
+            ) as response:
                 return response.status, dict(response.headers), await response.read()
 
     return asyncio.run(run())
@@ -89,14 +98,19 @@ def test_integer_of_5000_digits_anywhere_is_400(server, where):
         body = json.dumps({**VALID, "messages": [{"role": "user", "content": "hi", "x": 0}]}).encode()
         body = body.replace(b'"x": 0', b'"x": ' + huge)
     else:
-        body = json.dumps({**VALID, where: 0}).encode().replace(f'"{where}": 0'.encode(), f'"{where}": '.encode() + huge)
+        body = (
+            json.dumps({**VALID, where: 0}).encode().replace(f'"{where}": 0'.encode(), f'"{where}": '.encode() + huge)
+        )
     error = assert_openai_error(post_raw(server, body), 400, None, "invalid_json")
     assert "7777" not in error["message"]
 
 
 def test_json_nested_1000_deep_is_400(server):
-    body = json.dumps({**VALID, "metadata": 0}).encode().replace(b'"metadata": 0', b'"metadata": ' + b"[" * 1000 +
-                                                                  b"]" * 1000)
+    body = (
+        json.dumps({**VALID, "metadata": 0})
+        .encode()
+        .replace(b'"metadata": 0', b'"metadata": ' + b"[" * 1000 + b"]" * 1000)
+    )
     assert_openai_error(post_raw(server, body), 400, None, "invalid_json")
 
 
@@ -110,14 +124,18 @@ def test_nan_temperature_is_400(server):
 
 def test_post_without_json_content_type_is_415(server):
     for content_type in ("text/plain", "application/x-www-form-urlencoded"):
-        assert_openai_error(post_raw(server, json.dumps(VALID).encode(), content_type), 415, None,
-                            "unsupported_media_type")
+        assert_openai_error(
+            post_raw(server, json.dumps(VALID).encode(), content_type), 415, None, "unsupported_media_type"
+        )
 
 
 def test_declared_length_over_the_limit_is_413_before_the_body_is_sent(server):
     started = time.monotonic()
-    answer = raw_exchange(server, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                  b"Content-Length: 50000000\r\n\r\n{")
+    answer = raw_exchange(
+        server,
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 50000000\r\n\r\n{",
+    )
     assert answer.startswith(b"HTTP/1.1 413") and time.monotonic() - started < 0.9  # before the 1 s read timeout
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "request_too_large"
 
@@ -129,8 +147,9 @@ def test_chunked_body_over_the_limit_is_413(server):
 
     async def run():
         async with aiohttp.ClientSession() as session:
-            async with session.post(server.base_url + "/v1/chat/completions", data=body(),
-                                    headers={"Content-Type": "application/json"}) as response:
+            async with session.post(
+                server.base_url + "/v1/chat/completions", data=body(), headers={"Content-Type": "application/json"}
+            ) as response:
                 return response.status, await response.json()
 
     status, payload = asyncio.run(run())
@@ -139,18 +158,24 @@ def test_chunked_body_over_the_limit_is_413(server):
 
 def test_body_that_never_finishes_arriving_is_408_after_the_read_timeout(server):
     started = time.monotonic()
-    answer = raw_exchange(server, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                  b"Content-Length: 1000\r\n\r\n{\"model\": ")
+    answer = raw_exchange(
+        server,
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 1000\r\n\r\n{"model": ',
+    )
     elapsed = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408") and 0.9 < elapsed < 5
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "request_timeout"
 
 
-@pytest.mark.parametrize("request_bytes", [
-    b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\x01: <script>\r\n\r\n",
-    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ<script>\r\n",
-    b"<script>alert(1)</script> / HTTP/1.1\r\n\r\n",
-])
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\x01: <script>\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ<script>\r\n",
+        b"<script>alert(1)</script> / HTTP/1.1\r\n\r\n",
+    ],
+)
 def test_http_parser_errors_answer_in_openai_shape_without_echoing_the_request(server, request_bytes):
     answer = raw_exchange(server, request_bytes)
     head, _, body = answer.partition(b"\r\n\r\n")
@@ -173,9 +198,14 @@ def test_server_header_carries_no_version(server):
 def test_no_cors_headers_without_allowed_origins(server):
     async def run():
         async with aiohttp.ClientSession() as session:
-            async with session.options(server.base_url + "/v1/chat/completions", headers={
-                    "Origin": "http://evil.example", "Access-Control-Request-Method": "POST",
-                    "Access-Control-Request-Headers": "authorization"}) as preflight:
+            async with session.options(
+                server.base_url + "/v1/chat/completions",
+                headers={
+                    "Origin": "http://evil.example",
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "authorization",
+                },
+            ) as preflight:
                 preflight_headers = dict(preflight.headers)
             async with session.get(server.base_url + "/v1/models", headers={"Origin": "http://evil.example"}) as get:
                 return preflight_headers, dict(get.headers), get.status
@@ -193,8 +223,12 @@ def test_tiny_temperature_is_greedy(server):
     messages = user("Tell me about the history of tea.")
 
     def ask(temperature):
-        status, _, raw = post_raw(server, json.dumps({**VALID, "messages": messages, "max_tokens": 12,
-                                                      "temperature": temperature, "seed": 5}).encode())
+        status, _, raw = post_raw(
+            server,
+            json.dumps(
+                {**VALID, "messages": messages, "max_tokens": 12, "temperature": temperature, "seed": 5}
+            ).encode(),
+        )
         assert status == 200
         return json.loads(raw)["choices"][0]["message"]["content"]
 
@@ -211,8 +245,10 @@ def test_stream_keeps_flowing_while_a_3_mb_body_is_posted(server):
 
     async def run():
         async with aiohttp.ClientSession() as session:
-            async with session.post(server.base_url + "/v1/chat/completions", json={
-                    **VALID, "messages": user("stream on"), "max_tokens": 1500, "stream": True}) as stream:
+            async with session.post(
+                server.base_url + "/v1/chat/completions",
+                json={**VALID, "messages": user("stream on"), "max_tokens": 1500, "stream": True},
+            ) as stream:
                 arrivals = []
 
                 async def read_stream():
@@ -224,8 +260,11 @@ def test_stream_keeps_flowing_while_a_3_mb_body_is_posted(server):
                 while len(arrivals) < 5:
                     await asyncio.sleep(0.01)
                 started = time.monotonic()
-                async with session.post(server.base_url + "/v1/chat/completions", data=big_body,
-                                        headers={"Content-Type": "application/json"}) as big:
+                async with session.post(
+                    server.base_url + "/v1/chat/completions",
+                    data=big_body,
+                    headers={"Content-Type": "application/json"},
+                ) as big:
                     big_status, big_payload = big.status, await big.json()
                 finished = time.monotonic()
                 reader.cancel()
@@ -241,8 +280,10 @@ def test_stream_keeps_flowing_while_a_3_mb_body_is_posted(server):
         during = [t for t in arrivals if started <= t <= finished]
         gaps = [b - a for a, b in zip([started, *during], [*during, finished])]
         tries.append((max(gaps) / (finished - started), len(during), max(gaps), finished - started))
-        print(f"3 MB body handled in {finished - started:.2f} s; {len(during)} stream chunks meanwhile, "
-              f"largest gap {max(gaps):.3f} s")
+        print(
+            f"3 MB body handled in {finished - started:.2f} s; {len(during)} stream chunks meanwhile, "
+            f"largest gap {max(gaps):.3f} s"
+        )
         if len(during) >= 3 and max(gaps) < 0.5 * (finished - started):
             return
     pytest.fail(f"the stream stalled while a 3 MB body was handled: (gap share, chunks, gap s, request s) {tries}")
@@ -254,8 +295,10 @@ def test_stream_keeps_flowing_while_a_3_mb_body_is_posted(server):
 def test_stream_cut_by_the_shutdown_timeout_ends_with_an_error_then_done(server):
     async def run():
         async with aiohttp.ClientSession() as session:
-            async with session.post(server.base_url + "/v1/chat/completions", json={
-                    **VALID, "messages": user("a long answer"), "max_tokens": 1800, "stream": True}) as response:
+            async with session.post(
+                server.base_url + "/v1/chat/completions",
+                json={**VALID, "messages": user("a long answer"), "max_tokens": 1800, "stream": True},
+            ) as response:
                 await response.content.readline()
                 server.process.send_signal(signal.SIGTERM)
                 return await asyncio.wait_for(read_events(response), 30)

@@ -12,8 +12,10 @@ from data_pipeline.clean_sharegpt import clean_pages
 from data_pipeline.sharegpt_dump import record_from_page, value_holds_html
 from tests.conftest import EXAMPLES_DIR, REPO_ROOT, TINY_MODEL_TYPE, run_module
 
-BUNDLED_PAGES = sorted((p for p in os.scandir(os.path.join(EXAMPLES_DIR, "ShareGPT")) if p.name.endswith(".html")),
-                       key=lambda entry: entry.name)
+BUNDLED_PAGES = sorted(
+    (p for p in os.scandir(os.path.join(EXAMPLES_DIR, "ShareGPT")) if p.name.endswith(".html")),
+    key=lambda entry: entry.name,
+)
 
 
 def bundled_records():
@@ -56,30 +58,58 @@ def test_a_dump_of_the_bundled_pages_cleans_to_the_pages_conversations(tmp_path)
 
 def test_records_follow_the_page_rules_and_markdown_values_stay_as_written(tmp_path):
     markdown_answer = "Here you go:\n\n```python\nprint('<b>hi</b>')\n```\n\n- one\n- two"
-    dump = write_dump(tmp_path / "d.json", [
-        {"id": "md", "model": "Model: GPT-4", "conversations": [
-            {"from": "system", "value": "You are ChatGPT"}, {"from": "human", "value": "Show me"},
-            {"from": "gpt", "value": markdown_answer}]},
-        {"id": "html", "conversations": [{"from": "user", "value": "Bold?"},
-                                         {"from": "assistant", "value": "<p>Use <strong>b</strong></p>"}]},
-        {"id": "blocked", "conversations": [{"from": "human", "value": "Who made you?"},
-                                            {"from": "gpt", "value": "OpenAI did."}]},
-        {"id": "short", "conversations": [{"from": "human", "value": "hello"}]},
-        {"id": "bing", "conversations": [{"from": "human", "value": "q"}, {"from": "bing", "value": "a"}]},
-        {"conversations": [{"from": "human", "value": "no id"}, {"from": "gpt", "value": "fine"}]},
-        {"id": "views", "views": "many", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]},
-        ["not", "a", "record"],
-        {"id": "md-again", "conversations": [{"from": "human", "value": "Show me"},
-                                             {"from": "gpt", "value": markdown_answer}]},
-    ])
+    dump = write_dump(
+        tmp_path / "d.json",
+        [
+            {
+                "id": "md",
+                "model": "Model: GPT-4",
+                "conversations": [
+                    {"from": "system", "value": "You are ChatGPT"},
+                    {"from": "human", "value": "Show me"},
+                    {"from": "gpt", "value": markdown_answer},
+                ],
+            },
+            {
+                "id": "html",
+                "conversations": [
+                    {"from": "user", "value": "Bold?"},
+                    {"from": "assistant", "value": "<p>Use <strong>b</strong></p>"},
+                ],
+            },
+            {
+                "id": "blocked",
+                "conversations": [{"from": "human", "value": "Who made you?"}, {"from": "gpt", "value": "OpenAI did."}],
+            },
+            {"id": "short", "conversations": [{"from": "human", "value": "hello"}]},
+            {"id": "bing", "conversations": [{"from": "human", "value": "q"}, {"from": "bing", "value": "a"}]},
+            {"conversations": [{"from": "human", "value": "no id"}, {"from": "gpt", "value": "fine"}]},
+            {
+                "id": "views",
+                "views": "many",
+                "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}],
+            },
+            ["not", "a", "record"],
+            {
+                "id": "md-again",
+                "conversations": [{"from": "human", "value": "Show me"}, {"from": "gpt", "value": markdown_answer}],
+            },
+        ],
+    )
     conversations, report = clean_pages([dump])
     assert [c["id"] for c in conversations] == ["md", "html", "d.json#5"]
     assert conversations[0]["items"][1]["value"] == markdown_answer
     assert conversations[0]["model"] == "Model: GPT-4"
     assert conversations[1]["items"] == [{"from": "human", "value": "Bold?"}, {"from": "gpt", "value": "Use **b**"}]
     reasons = {entry["file"]: entry.get("reason") for entry in report_entries(report) if entry["status"] != "kept"}
-    assert reasons == {"d.json#2": "blocked_word", "d.json#3": "too_few_turns", "d.json#4": "unknown_role",
-                       "d.json#6": "invalid_views", "d.json#7": "invalid_items", "d.json#8": "duplicate"}
+    assert reasons == {
+        "d.json#2": "blocked_word",
+        "d.json#3": "too_few_turns",
+        "d.json#4": "unknown_role",
+        "d.json#6": "invalid_views",
+        "d.json#7": "invalid_items",
+        "d.json#8": "duplicate",
+    }
     assert report_entries(report, "duplicate")[0]["duplicate_of"] == "d.json#0"
 
 
@@ -101,8 +131,12 @@ def test_json_lines_dump_and_a_fifo_named_json(tmp_path):
     os.mkfifo(tmp_path / "b.json")
     conversations, report = clean_pages([tmp_path / "a.json", tmp_path / "b.json"])
     assert report["total_files"] == 6
-    assert report_entries(report)[-1] == {"file": "b.json", "status": "dropped", "reason": "not_regular_file",
-                                          "detail": "a FIFO"}
+    assert report_entries(report)[-1] == {
+        "file": "b.json",
+        "status": "dropped",
+        "reason": "not_regular_file",
+        "detail": "a FIFO",
+    }
     assert [c["id"] for c in conversations] == [r["id"] for r in records if r["id"] in {c["id"] for c in conversations}]
 
 
@@ -119,9 +153,16 @@ def test_cli_reads_a_folder_of_pages_and_dumps_and_a_single_in_file(tmp_path):
     folder.mkdir()
     for entry in BUNDLED_PAGES[:60]:
         (folder / entry.name).write_bytes(open(entry.path, "rb").read())
-    extra = [{"id": f"dump{index}", "conversations": [{"from": "human", "value": f"question {index}"},
-                                                     {"from": "gpt", "value": f"<p>answer {index}</p>"}]}
-             for index in range(5)]
+    extra = [
+        {
+            "id": f"dump{index}",
+            "conversations": [
+                {"from": "human", "value": f"question {index}"},
+                {"from": "gpt", "value": f"<p>answer {index}</p>"},
+            ],
+        }
+        for index in range(5)
+    ]
     write_dump(folder / "zz_dump.json", extra)
     (folder / "notes.txt").write_text("not data")
     out = tmp_path / "out" / "clean.json"
@@ -147,9 +188,13 @@ def test_run_data_pipeline_runs_unchanged_on_pages_and_a_dump(tmp_path, tiny_mod
     dump_records = [{**record, "id": "dump-" + str(record["id"])} for record in bundled_records()[40:100]]
     write_dump(input_folder / "ShareGPT" / "sharegpt_dump.json", dump_records)
     out = tmp_path / "OUT"
-    result = subprocess.run([os.path.join(REPO_ROOT, "run_data_pipeline.sh"), str(input_folder), str(out)],
-                            env={**os.environ, "MODEL_TYPES": TINY_MODEL_TYPE, "MODEL_PATHS": tiny_model_dir},
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [os.path.join(REPO_ROOT, "run_data_pipeline.sh"), str(input_folder), str(out)],
+        env={**os.environ, "MODEL_TYPES": TINY_MODEL_TYPE, "MODEL_PATHS": tiny_model_dir},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     cleaned = json.loads((out / "sharegpt_clean.json").read_text())
     ids = [c["id"] for c in cleaned]
@@ -162,8 +207,17 @@ def test_a_record_nested_without_end_is_skipped_and_reported_without_building_it
     good = {"id": "ok", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
     deep = '{"id": "deep", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
     dump = tmp_path / "hostile.json"
-    dump.write_text("[" + json.dumps(good) + "," + deep + "," + json.dumps({**good, "id": "ok2",
-                    "conversations": [{"from": "human", "value": "q2"}, {"from": "gpt", "value": "a2"}]}) + "]")
+    dump.write_text(
+        "["
+        + json.dumps(good)
+        + ","
+        + deep
+        + ","
+        + json.dumps(
+            {**good, "id": "ok2", "conversations": [{"from": "human", "value": "q2"}, {"from": "gpt", "value": "a2"}]}
+        )
+        + "]"
+    )
     lines = tmp_path / "hostile_lines.json"
     lines.write_text("{" + '"x": ' + "[" * 500 + "]" * 500 + "}\n" + json.dumps(good) + "\n")
     conversations, report = clean_pages([dump, lines])

@@ -73,7 +73,7 @@ def test_generation_prompt_ends_with_open_assistant_prefix(config_and_tokenizer)
     closed_ids, _ = render_conversation(config, tokenizer, CONVERSATION[:3])
     assistant_prefix = tokenizer.encode_segments([role_prefix(config, "gpt")])[0]
     assert prompt_ids == closed_ids + assistant_prefix
-    assert not any(prompt_mask[len(closed_ids):])
+    assert not any(prompt_mask[len(closed_ids) :])
 
 
 def test_system_message_goes_through_the_template(config_and_tokenizer):
@@ -105,8 +105,29 @@ def test_bad_roles_are_a_clear_error(config_and_tokenizer):
 
 def _fuzz_texts(count: int, seed: int) -> list[str]:
     rng = random.Random(seed)
-    pieces = ["def ", "return x", "  ", "   ", "\n", "\n\n", "\t", "é", "你好", "привет", "😀", "123456", "_under_score",
-              "```python\n", "    indented", " ", "<s>", "<|end_of_turn|>", "Human: ", "a", "The quick brown fox"]
+    pieces = [
+        "def ",
+        "return x",
+        "  ",
+        "   ",
+        "\n",
+        "\n\n",
+        "\t",
+        "é",
+        "你好",
+        "привет",
+        "😀",
+        "123456",
+        "_under_score",
+        "```python\n",
+        "    indented",
+        " ",
+        "<s>",
+        "<|end_of_turn|>",
+        "Human: ",
+        "a",
+        "The quick brown fox",
+    ]
     return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 25))) for _ in range(count)]
 
 
@@ -154,7 +175,12 @@ def test_chat_template_renders_the_same_text(tiny_model_dir):
     tokenizer = load_tokenizer(config, tiny_model_dir)
     assert tokenizer.hf_tokenizer.chat_template == chat_template_jinja(config)
     text = tokenizer.hf_tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Bye"}],
-        tokenize=False, add_generation_prompt=True,
+        [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "Bye"},
+        ],
+        tokenize=False,
+        add_generation_prompt=True,
     )
     assert text == "<s>Human: Hi<|end_of_turn|>Assistant: Hello<|end_of_turn|>Human: Bye<|end_of_turn|>Assistant: "

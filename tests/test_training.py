@@ -27,15 +27,43 @@ MODEL_TYPE = "openchat_tiny"
 DEEPSPEED = os.path.join(os.path.dirname(sys.executable), "deepspeed")
 CONFIG = os.path.join("ochat", "training_deepspeed", "deepspeed_config.json")
 RUN_TIMEOUT_S = 600
-SHORT_RUN = ["--length_grouping", "--epochs", "1", "--train_batch_size", "8", "--micro_batch_size", "2",
-             "--max_steps", "8", "--save_every", "2", "--lr", "2e-3"]
+SHORT_RUN = [
+    "--length_grouping",
+    "--epochs",
+    "1",
+    "--train_batch_size",
+    "8",
+    "--micro_batch_size",
+    "2",
+    "--max_steps",
+    "8",
+    "--save_every",
+    "2",
+    "--lr",
+    "2e-3",
+]
 
 
 def launch_command(model_dir: str, data_path: str, save_path: str, *extra: str) -> list[str]:
     return [
-        DEEPSPEED, "--num_gpus=2", "--master_port", str(free_port()), "--module", "ochat.training_deepspeed.train",
-        "--model_type", MODEL_TYPE, "--model_path", model_dir, "--save_path", save_path, "--data_path", data_path,
-        *extra, "--deepspeed", "--deepspeed_config", CONFIG,
+        DEEPSPEED,
+        "--num_gpus=2",
+        "--master_port",
+        str(free_port()),
+        "--module",
+        "ochat.training_deepspeed.train",
+        "--model_type",
+        MODEL_TYPE,
+        "--model_path",
+        model_dir,
+        "--save_path",
+        save_path,
+        "--data_path",
+        data_path,
+        *extra,
+        "--deepspeed",
+        "--deepspeed_config",
+        CONFIG,
     ]
 
 
@@ -45,8 +73,9 @@ def _env() -> dict:
 
 def run_training(*command: str, log_path: str) -> subprocess.CompletedProcess:
     with open(log_path, "w") as log:
-        result = subprocess.run(list(command), cwd=REPO_ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT,
-                                timeout=RUN_TIMEOUT_S)
+        result = subprocess.run(
+            list(command), cwd=REPO_ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT_S
+        )
     if result.returncode != 0:
         pytest.fail(f"training failed ({result.returncode}):\n{open(log_path).read()[-6000:]}")
     return result
@@ -69,8 +98,10 @@ def read_metrics(save_path: str) -> tuple[dict[int, dict], list[dict]]:
 def reference_run(tiny_model_dir, tiny_data_dir, tmp_path_factory) -> str:
     """Eight optimizer steps on the bundled corpus, uninterrupted."""
     save_path = str(tmp_path_factory.mktemp("reference_run"))
-    run_training(*launch_command(tiny_model_dir, tiny_data_dir, save_path, *SHORT_RUN),
-                 log_path=os.path.join(save_path, "launcher.log"))
+    run_training(
+        *launch_command(tiny_model_dir, tiny_data_dir, save_path, *SHORT_RUN),
+        log_path=os.path.join(save_path, "launcher.log"),
+    )
     return save_path
 
 
@@ -95,8 +126,9 @@ def test_saved_model_loads_in_transformers_and_generates(reference_run):
     eot_id = tokenizer.convert_tokens_to_ids("<|end_of_turn|>")
     assert model.generation_config.eos_token_id[0] == eot_id
     assert tokenizer.chat_template and os.path.isfile(os.path.join(reference_run, "tokenizer.model"))
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hello there"}], add_generation_prompt=True,
-                                           return_tensors="pt", return_dict=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hello there"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     output = model.generate(**prompt, max_new_tokens=6, do_sample=False)
     assert output.shape[1] > prompt["input_ids"].shape[1]
 
@@ -105,21 +137,26 @@ def test_saved_model_loads_through_the_registry(reference_run):
     config = get_model_config(MODEL_TYPE)
     model = load_model(config, reference_run)
     tokenizer = load_tokenizer(config, reference_run)
-    prompt_ids, _ = render_conversation(config, tokenizer, [{"from": "human", "value": "Hi"}], add_generation_prompt=True)
+    prompt_ids, _ = render_conversation(
+        config, tokenizer, [{"from": "human", "value": "Hi"}], add_generation_prompt=True
+    )
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([prompt_ids])).logits
     assert logits.shape == (1, len(prompt_ids), model.config.vocab_size)
     assert model.config.max_position_embeddings == config.max_context
 
 
-def test_killed_run_resumes_to_the_same_steps_losses_and_weights(reference_run, tiny_model_dir, tiny_data_dir, tmp_path):
+def test_killed_run_resumes_to_the_same_steps_losses_and_weights(
+    reference_run, tiny_model_dir, tiny_data_dir, tmp_path
+):
     from safetensors.torch import load_file
 
     save_path = str(tmp_path / "killed")
     command = launch_command(tiny_model_dir, tiny_data_dir, save_path, *SHORT_RUN)
     with open(tmp_path / "killed.log", "w") as log:
-        launcher = subprocess.Popen(command, cwd=REPO_ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+        launcher = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + RUN_TIMEOUT_S
         metrics = os.path.join(save_path, "metrics.jsonl")
         # step 3 logged means the step-2 checkpoint is complete (a barrier follows every save)
@@ -133,8 +170,10 @@ def test_killed_run_resumes_to_the_same_steps_losses_and_weights(reference_run, 
     killed_steps, _ = read_metrics(save_path)
     assert max(killed_steps) < 8
 
-    run_training(*launch_command(tiny_model_dir, tiny_data_dir, save_path, *SHORT_RUN, "--resume"),
-                 log_path=str(tmp_path / "resumed.log"))
+    run_training(
+        *launch_command(tiny_model_dir, tiny_data_dir, save_path, *SHORT_RUN, "--resume"),
+        log_path=str(tmp_path / "resumed.log"),
+    )
     resumed_log = open(tmp_path / "resumed.log").read()
     assert "resumed from" in resumed_log and "at optimizer step" in resumed_log
     with open(os.path.join(save_path, "metrics.jsonl")) as handle:
@@ -166,9 +205,23 @@ def test_two_ranks_with_accumulation_optimise_the_global_token_mean(tiny_model_d
         with open(data_dir / f"{MODEL_TYPE}.{split}.json", "w") as handle:
             json.dump(samples, handle)
     save_path = str(tmp_path / "out")
-    run_training(*launch_command(tiny_model_dir, str(data_dir), save_path, "--epochs", "1", "--train_batch_size", "8",
-                                 "--micro_batch_size", "1", "--lr", "0", "--packing"),
-                 log_path=str(tmp_path / "launcher.log"))
+    run_training(
+        *launch_command(
+            tiny_model_dir,
+            str(data_dir),
+            save_path,
+            "--epochs",
+            "1",
+            "--train_batch_size",
+            "8",
+            "--micro_batch_size",
+            "1",
+            "--lr",
+            "0",
+            "--packing",
+        ),
+        log_path=str(tmp_path / "launcher.log"),
+    )
     steps, evals = read_metrics(save_path)
     assert list(steps) == [1]
     log = open(tmp_path / "launcher.log").read()
@@ -182,12 +235,13 @@ def test_two_ranks_with_accumulation_optimise_the_global_token_mean(tiny_model_d
     attention_mask = torch.zeros(8, longest, dtype=torch.long)
     labels = torch.full((8, longest), IGNORE_INDEX)
     for row, (ids, mask) in enumerate(samples):
-        input_ids[row, :len(ids)] = torch.tensor(ids)
-        attention_mask[row, :len(ids)] = 1
-        labels[row, :len(ids)] = torch.where(torch.tensor(mask), torch.tensor(ids), IGNORE_INDEX)
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention_mask[row, : len(ids)] = 1
+        labels[row, : len(ids)] = torch.where(torch.tensor(mask), torch.tensor(ids), IGNORE_INDEX)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-    loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                                             ignore_index=IGNORE_INDEX)
+    loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
+    )
     loss.backward()
     grad_norm = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).norm().item()
 
@@ -200,21 +254,41 @@ def test_bad_data_stops_the_launcher_with_a_clear_error(tiny_model_dir, tmp_path
     with open(tmp_path / f"{MODEL_TYPE}.train.json", "w") as handle:
         json.dump([[[1, 5, 99999], [False, True, True]]], handle)
     started = time.monotonic()
-    result = subprocess.run(launch_command(tiny_model_dir, str(tmp_path), str(tmp_path / "out")), cwd=REPO_ROOT,
-                            env=_env(), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        launch_command(tiny_model_dir, str(tmp_path), str(tmp_path / "out")),
+        cwd=REPO_ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode != 0
     assert "token id 99999" in result.stdout + result.stderr
     assert time.monotonic() - started < 120
 
 
-def test_zero3_with_optimizer_and_parameter_offload_matches_zero2(reference_run, tiny_model_dir, tiny_data_dir, tmp_path):
+def test_zero3_with_optimizer_and_parameter_offload_matches_zero2(
+    reference_run, tiny_model_dir, tiny_data_dir, tmp_path
+):
     """Same data, same steps: ZeRO-3 with both offloads logs ZeRO-2's losses and saves the same gathered weights."""
     from safetensors.torch import load_file
 
     save_path = str(tmp_path / "zero3")
-    run_training(*launch_command(tiny_model_dir, tiny_data_dir, save_path, *SHORT_RUN, "--zero_stage", "3",
-                                 "--offload_optimizer", "cpu", "--offload_params", "cpu"),
-                 log_path=str(tmp_path / "zero3.log"))
+    run_training(
+        *launch_command(
+            tiny_model_dir,
+            tiny_data_dir,
+            save_path,
+            *SHORT_RUN,
+            "--zero_stage",
+            "3",
+            "--offload_optimizer",
+            "cpu",
+            "--offload_params",
+            "cpu",
+        ),
+        log_path=str(tmp_path / "zero3.log"),
+    )
     assert "ZeRO stage 3, optimizer offload cpu, parameter offload cpu" in open(tmp_path / "zero3.log").read()
     steps, evals = read_metrics(save_path)
     reference_steps, reference_evals = read_metrics(reference_run)
@@ -234,19 +308,37 @@ def test_a_stopped_rank_ends_the_run_with_its_name(tiny_model_dir, tiny_data_dir
     import psutil
 
     save_path = str(tmp_path / "stopped")
-    command = launch_command(tiny_model_dir, tiny_data_dir, save_path, "--epochs", "1", "--train_batch_size", "8",
-                             "--micro_batch_size", "2", "--collective_timeout", "0.25")
+    command = launch_command(
+        tiny_model_dir,
+        tiny_data_dir,
+        save_path,
+        "--epochs",
+        "1",
+        "--train_batch_size",
+        "8",
+        "--micro_batch_size",
+        "2",
+        "--collective_timeout",
+        "0.25",
+    )
     metrics = os.path.join(save_path, "metrics.jsonl")
     with open(tmp_path / "stopped.log", "w") as log:
-        launcher = subprocess.Popen(command, cwd=REPO_ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+        launcher = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             deadline = time.monotonic() + RUN_TIMEOUT_S
-            while time.monotonic() < deadline and launcher.poll() is None and not (
-                    os.path.exists(metrics) and open(metrics).read().strip()):
+            while (
+                time.monotonic() < deadline
+                and launcher.poll() is None
+                and not (os.path.exists(metrics) and open(metrics).read().strip())
+            ):
                 time.sleep(0.1)
-            rank_one = [child for child in psutil.Process(launcher.pid).children(recursive=True)
-                        if "--local_rank=1" in child.cmdline()]
+            rank_one = [
+                child
+                for child in psutil.Process(launcher.pid).children(recursive=True)
+                if "--local_rank=1" in child.cmdline()
+            ]
             assert len(rank_one) == 1 and launcher.poll() is None
             rank_one[0].send_signal(signal.SIGSTOP)
             stopped_at = time.monotonic()

@@ -76,9 +76,7 @@ def _hand_computed_token_losses(model, token_ids, supervise_mask) -> torch.Tenso
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([token_ids]), use_cache=False).logits[0]
     log_probs = torch.log_softmax(logits.double(), dim=-1)
-    return torch.stack([
-        -log_probs[t, token_ids[t + 1]] for t in range(len(token_ids) - 1) if supervise_mask[t + 1]
-    ])
+    return torch.stack([-log_probs[t, token_ids[t + 1]] for t in range(len(token_ids) - 1) if supervise_mask[t + 1]])
 
 
 def test_token_loss_equals_hand_computed_mean_over_supervised_tokens_of_long_and_short_sample(model):
@@ -163,10 +161,28 @@ def test_two_ranks_share_of_the_gradient_adds_up_to_one_batch(model, samples):
 def test_every_sample_is_trained_once_per_epoch_in_the_same_order_on_every_call(grouping):
     lengths = [5 + (i * 37) % 300 for i in range(101)]
     supervised = [length // 2 for length in lengths]
-    plan = plan_epoch(lengths, supervised, epoch=3, seed=7, train_batch_size=16, grouping=grouping,
-                      world_size=2, accumulation_steps=2, micro_batch_size=4)
-    again = plan_epoch(lengths, supervised, epoch=3, seed=7, train_batch_size=16, grouping=grouping,
-                       world_size=2, accumulation_steps=2, micro_batch_size=4)
+    plan = plan_epoch(
+        lengths,
+        supervised,
+        epoch=3,
+        seed=7,
+        train_batch_size=16,
+        grouping=grouping,
+        world_size=2,
+        accumulation_steps=2,
+        micro_batch_size=4,
+    )
+    again = plan_epoch(
+        lengths,
+        supervised,
+        epoch=3,
+        seed=7,
+        train_batch_size=16,
+        grouping=grouping,
+        world_size=2,
+        accumulation_steps=2,
+        micro_batch_size=4,
+    )
     seen = [i for step in plan for rank in step.micro_batches for micro in rank for i in micro]
     assert sorted(seen) == list(range(101))
     assert len(plan) == 7  # 6 full global batches and one of 5
@@ -206,7 +222,9 @@ def _common(model_dir, data_path, save_path, model_type=MODEL_TYPE):
 
 
 def test_unknown_model_type_is_a_clear_error_before_the_process_group(capsys, tiny_model_dir, tmp_path):
-    err = _run_main_expecting_error(capsys, *_common(tiny_model_dir, str(tmp_path), str(tmp_path / "out"), "llama_huge"))
+    err = _run_main_expecting_error(
+        capsys, *_common(tiny_model_dir, str(tmp_path), str(tmp_path / "out"), "llama_huge")
+    )
     assert "unknown model type 'llama_huge'" in err and "openchat_tiny" in err
 
 
@@ -231,8 +249,14 @@ def test_empty_train_set_is_a_clear_error(capsys, tiny_model_dir, tmp_path):
 def test_global_batch_that_does_not_split_over_ranks_is_a_clear_error(capsys, tiny_model_dir, tmp_path, monkeypatch):
     _write(tmp_path / f"{MODEL_TYPE}.train.json", [[[1, 5, 6], [False, True, True]]])
     monkeypatch.setenv("WORLD_SIZE", "2")
-    err = _run_main_expecting_error(capsys, *_common(tiny_model_dir, str(tmp_path), str(tmp_path / "out")),
-                                    "--train_batch_size", "10", "--micro_batch_size", "4")
+    err = _run_main_expecting_error(
+        capsys,
+        *_common(tiny_model_dir, str(tmp_path), str(tmp_path / "out")),
+        "--train_batch_size",
+        "10",
+        "--micro_batch_size",
+        "4",
+    )
     assert "not a multiple of micro-batch 4 x 2 ranks" in err
 
 
@@ -245,7 +269,9 @@ def test_bundled_config_resolves_to_zero2_fp32_on_cpu_and_bf16_on_gpu(tiny_model
     assert on_gpu["gradient_accumulation_steps"] * on_gpu["train_micro_batch_size_per_gpu"] * 8 == 128
     assert on_cpu["zero_optimization"]["stage"] == 2 and on_cpu["gradient_clipping"] == 1.0
     assert on_cpu["bf16"]["enabled"] is False and on_gpu["bf16"]["enabled"] is True
-    assert os.path.samefile(args.deepspeed_config, os.path.join(os.path.dirname(train.__file__), "deepspeed_config.json"))
+    assert os.path.samefile(
+        args.deepspeed_config, os.path.join(os.path.dirname(train.__file__), "deepspeed_config.json")
+    )
 
 
 def test_checkpoint_of_an_8192_type_keeps_the_extended_context_and_stops_on_eot(tiny_model_dir, tmp_path):

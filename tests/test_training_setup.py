@@ -35,13 +35,16 @@ def _write_data(folder) -> None:
         json.dump([[[1, 5, 6, 7], [False, False, True, True]]], handle)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--save_every", "-1"], "--save_every must be 0 (never) or a positive"),
-    (["--keep_checkpoints", "0"], "--keep_checkpoints must be at least 1"),
-    (["--collective_timeout", "0"], "--collective_timeout must be a positive"),
-    (["--load_in_4bit"], "add --lora_rank"),
-    (["--lora_rank", "-2"], "--lora_rank must be 0"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--save_every", "-1"], "--save_every must be 0 (never) or a positive"),
+        (["--keep_checkpoints", "0"], "--keep_checkpoints must be at least 1"),
+        (["--collective_timeout", "0"], "--collective_timeout must be a positive"),
+        (["--load_in_4bit"], "add --lora_rank"),
+        (["--lora_rank", "-2"], "--lora_rank must be 0"),
+    ],
+)
 def test_impossible_flags_are_refused_by_the_parser(capsys, tmp_path, flags, message):
     with pytest.raises(SystemExit) as raised:
         train.parse_args(_common("m", "d", str(tmp_path)) + flags)
@@ -60,15 +63,19 @@ def test_unwritable_save_path_is_found_before_data_or_model(capsys, tiny_model_d
 
 def test_4bit_on_a_cpu_fails_at_once_with_the_reason(capsys, tiny_model_dir, tmp_path):
     _write_data(tmp_path)
-    err = _main_error(capsys, *_common(tiny_model_dir, str(tmp_path), str(tmp_path / "out")), "--lora_rank", "8",
-                      "--load_in_4bit")
+    err = _main_error(
+        capsys, *_common(tiny_model_dir, str(tmp_path), str(tmp_path / "out")), "--lora_rank", "8", "--load_in_4bit"
+    )
     assert "--load_in_4bit (QLoRA) needs a CUDA GPU" in err
 
 
 def _config(tmp_path, **fields) -> str:
     path = tmp_path / "ds.json"
-    path.write_text(json.dumps({"train_batch_size": 8, "train_micro_batch_size_per_gpu": 1,
-                                "zero_optimization": {"stage": 2}, **fields}))
+    path.write_text(
+        json.dumps(
+            {"train_batch_size": 8, "train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 2}, **fields}
+        )
+    )
     return str(path)
 
 
@@ -89,8 +96,17 @@ def test_an_unrelated_unknown_key_is_named_in_a_warning(tmp_path, capsys):
 
 
 def test_zero3_and_offload_flags_map_to_deepspeed_sections(tmp_path):
-    resolved = _resolve(tmp_path, _config(tmp_path), "--zero_stage", "3", "--offload_optimizer", "cpu",
-                        "--offload_params", "cpu", on_cuda=True)
+    resolved = _resolve(
+        tmp_path,
+        _config(tmp_path),
+        "--zero_stage",
+        "3",
+        "--offload_optimizer",
+        "cpu",
+        "--offload_params",
+        "cpu",
+        on_cuda=True,
+    )
     zero = resolved["zero_optimization"]
     assert zero["stage"] == 3
     assert zero["offload_optimizer"] == {"device": "cpu", "pin_memory": True}
@@ -120,12 +136,22 @@ def test_a_setup_that_will_not_fit_is_warned_about_at_start(tmp_path):
     fields = dict(plan.BUILTIN_CONFIGS["llama-70b"])
     AutoConfig.for_model(fields.pop("model_type"), **fields).save_pretrained(tmp_path)  # config.json only
     args = train.parse_args(_common(str(tmp_path), "d", str(tmp_path / "out")))
-    setup = train.Setup(config=get_model_config("openchat"), tokenizer=None, train_samples=[([1] * 64, [True] * 64)],
-                        eval_samples=[], train_file="t", eval_file=None, world_size=1, on_cuda=False,
-                        deepspeed_config={"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 2}},
-                        steps_per_epoch=1, total_steps=1)
+    setup = train.Setup(
+        config=get_model_config("openchat"),
+        tokenizer=None,
+        train_samples=[([1] * 64, [True] * 64)],
+        eval_samples=[],
+        train_file="t",
+        eval_file=None,
+        world_size=1,
+        on_cuda=False,
+        deepspeed_config={"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 2}},
+        steps_per_epoch=1,
+        total_steps=1,
+    )
     messages = []
     train.warn_if_it_will_not_fit(args, setup, bf16=False, world_size=1, log=messages.append)
     assert messages[0].startswith("memory plan per rank: weights 27")  # 69B parameters x 4 bytes
-    assert any(message.startswith("WARNING: this setup needs about") and "--model_path" in message
-               for message in messages)
+    assert any(
+        message.startswith("WARNING: this setup needs about") and "--model_path" in message for message in messages
+    )

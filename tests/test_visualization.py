@@ -26,17 +26,25 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 EOT = "<|end_of_turn|>"
 
 CODE_QUESTIONS = [
-    "How do I reverse a list in Python?", "Why does my Python for loop raise IndexError?",
-    "How can I read a CSV file with pandas?", "What does a Python decorator do?",
-    "How do I sort a dictionary by value in Python?", "How do I write a unit test with pytest?",
+    "How do I reverse a list in Python?",
+    "Why does my Python for loop raise IndexError?",
+    "How can I read a CSV file with pandas?",
+    "What does a Python decorator do?",
+    "How do I sort a dictionary by value in Python?",
+    "How do I write a unit test with pytest?",
 ]
 BAKING_QUESTIONS = [
-    "How long should I bake banana bread?", "Why did my sourdough loaf come out flat?",
-    "How do I make fluffy pancakes?", "Can I replace butter with oil in a cake recipe?",
-    "What temperature should I bake chocolate chip cookies at?", "How do I keep pie crust from getting soggy?",
+    "How long should I bake banana bread?",
+    "Why did my sourdough loaf come out flat?",
+    "How do I make fluffy pancakes?",
+    "Can I replace butter with oil in a cake recipe?",
+    "What temperature should I bake chocolate chip cookies at?",
+    "How do I keep pie crust from getting soggy?",
 ]
 CODE_ANSWER = "You can do it like this:\n\n```python\nitems = [3, 1, 2]\nitems.sort()\nprint(items)\n```\n\nThe list is sorted in place."
-BAKING_ANSWER = "Preheat the oven to 180 C, mix the flour, sugar, eggs and butter, then bake for about 45 minutes until golden."
+BAKING_ANSWER = (
+    "Preheat the oven to 180 C, mix the flour, sugar, eggs and butter, then bake for about 45 minutes until golden."
+)
 
 
 def run_cli(module: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -70,14 +78,39 @@ def corpus_dir(tmp_path_factory) -> Path:
     texts, topics = planted_corpus()
     (folder / "T.train.text.json").write_text(json.dumps(texts))
     (folder / "topics.json").write_text(json.dumps(topics))
-    run_cli("visualization.embed", "--in-file", str(folder / "T.train.text.json"),
-            "--out-file", str(folder / "T.train.embeddings.json"), "--batch-size", "8")
+    run_cli(
+        "visualization.embed",
+        "--in-file",
+        str(folder / "T.train.text.json"),
+        "--out-file",
+        str(folder / "T.train.embeddings.json"),
+        "--batch-size",
+        "8",
+    )
     runs = [
         subprocess.Popen(
-            [sys.executable, "-m", "visualization.dim_reduction", "--embeddings", str(folder / "T.train.embeddings.json"),
-             "--texts", str(folder / "T.train.text.json"), "--out-file", str(folder / f"run{run}.visualizer.json"),
-             "--clusters", "2", "--seed", "7", "--neighbors", "5"] + (["--html", str(folder / "map.html")] if run == 0 else []),
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "visualization.dim_reduction",
+                "--embeddings",
+                str(folder / "T.train.embeddings.json"),
+                "--texts",
+                str(folder / "T.train.text.json"),
+                "--out-file",
+                str(folder / f"run{run}.visualizer.json"),
+                "--clusters",
+                "2",
+                "--seed",
+                "7",
+                "--neighbors",
+                "5",
+            ]
+            + (["--html", str(folder / "map.html")] if run == 0 else []),
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for run in range(2)
     ]
@@ -134,7 +167,9 @@ def test_long_conversation_is_pooled_over_windows_not_cut(corpus_dir):
 def test_embed_rejects_a_file_that_is_not_a_list_of_strings(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"not": "a list"}))
-    result = run_cli("visualization.embed", "--in-file", str(bad), "--out-file", str(tmp_path / "out.json"), check=False)
+    result = run_cli(
+        "visualization.embed", "--in-file", str(bad), "--out-file", str(tmp_path / "out.json"), check=False
+    )
     assert result.returncode != 0 and "JSON list of strings" in result.stderr
     assert not (tmp_path / "out.json").exists()
 
@@ -184,8 +219,17 @@ def test_tiny_inputs_still_give_a_layout(tmp_path, count):
     rng = np.random.default_rng(count)
     (tmp_path / "emb.json").write_text(json.dumps(rng.normal(size=(count, 8)).tolist()))
     (tmp_path / "texts.json").write_text(json.dumps([decoded_sample(f"question {i}", "answer") for i in range(count)]))
-    run_cli("visualization.dim_reduction", "--embeddings", str(tmp_path / "emb.json"), "--texts",
-            str(tmp_path / "texts.json"), "--out-file", str(tmp_path / "out.json"), "--clusters", "8")
+    run_cli(
+        "visualization.dim_reduction",
+        "--embeddings",
+        str(tmp_path / "emb.json"),
+        "--texts",
+        str(tmp_path / "texts.json"),
+        "--out-file",
+        str(tmp_path / "out.json"),
+        "--clusters",
+        "8",
+    )
     result = json.loads((tmp_path / "out.json").read_text())
     assert len(result["points"]) == count and result["reducer"] == "pca"
     assert len(result["clusters"]) == count  # capped at the number of conversations
@@ -194,8 +238,16 @@ def test_tiny_inputs_still_give_a_layout(tmp_path, count):
 def test_mismatched_embeddings_and_texts_is_a_clear_error(tmp_path):
     (tmp_path / "emb.json").write_text(json.dumps({"embeddings": [[0.1, 0.2], [0.3, 0.4]]}))
     (tmp_path / "texts.json").write_text(json.dumps(["only one"]))
-    result = run_cli("visualization.dim_reduction", "--embeddings", str(tmp_path / "emb.json"), "--texts",
-                     str(tmp_path / "texts.json"), "--out-file", str(tmp_path / "out.json"), check=False)
+    result = run_cli(
+        "visualization.dim_reduction",
+        "--embeddings",
+        str(tmp_path / "emb.json"),
+        "--texts",
+        str(tmp_path / "texts.json"),
+        "--out-file",
+        str(tmp_path / "out.json"),
+        check=False,
+    )
     assert result.returncode != 0 and "holds 2 embeddings but" in result.stderr
 
 
@@ -216,13 +268,17 @@ class ScriptedEmbeddingServer:
         body = await request.json()
         if self.failures < self.fail_first:
             self.failures += 1
-            return web.json_response({"error": {"message": "overloaded", "type": "server_error"}}, status=503,
-                                     headers={"retry-after": "0"})
+            return web.json_response(
+                {"error": {"message": "overloaded", "type": "server_error"}}, status=503, headers={"retry-after": "0"}
+            )
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         self.batches.append(inputs)
-        data = [{"object": "embedding", "index": i, "embedding": bag_of_words_vector(text)} for i, text in enumerate(inputs)]
-        return web.json_response({"object": "list", "data": data, "model": body["model"],
-                                  "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+        data = [
+            {"object": "embedding", "index": i, "embedding": bag_of_words_vector(text)} for i, text in enumerate(inputs)
+        ]
+        return web.json_response(
+            {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+        )
 
     def __enter__(self) -> str:
         app = web.Application()
@@ -254,8 +310,21 @@ def test_openai_backend_batches_retries_and_pools_long_texts(tmp_path):
     (tmp_path / "texts.json").write_text(json.dumps(texts))
     server = ScriptedEmbeddingServer(fail_first=1)
     with server as api_base:
-        run_cli("visualization.embed", "--in-file", str(tmp_path / "texts.json"), "--out-file", str(tmp_path / "out.json"),
-                "--api-base", api_base, "--model", "scripted-embedder", "--batch-size", "4", "--api-max-chars", "120")
+        run_cli(
+            "visualization.embed",
+            "--in-file",
+            str(tmp_path / "texts.json"),
+            "--out-file",
+            str(tmp_path / "out.json"),
+            "--api-base",
+            api_base,
+            "--model",
+            "scripted-embedder",
+            "--batch-size",
+            "4",
+            "--api-max-chars",
+            "120",
+        )
     assert server.failures == 1  # the 503 was retried, not fatal
     windows = [text for batch in server.batches for text in batch]
     assert all(len(batch) <= 4 for batch in server.batches) and len(windows) > len(texts)
@@ -274,11 +343,26 @@ def test_bundled_corpus_goes_from_text_file_to_map(tiny_data_dir, tmp_path):
     texts = json.loads((Path(tiny_data_dir) / "openchat_tiny.train.text.json").read_text())[:16]
     assert len(texts) == 16
     (tmp_path / "T.train.text.json").write_text(json.dumps(texts))
-    run_cli("visualization.embed", "--in-file", str(tmp_path / "T.train.text.json"),
-            "--out-file", str(tmp_path / "T.train.embeddings.json"))
-    run_cli("visualization.dim_reduction", "--embeddings", str(tmp_path / "T.train.embeddings.json"),
-            "--texts", str(tmp_path / "T.train.text.json"), "--out-file", str(tmp_path / "T.visualizer.json"),
-            "--clusters", "3", "--html", str(tmp_path / "T.visualizer.html"))
+    run_cli(
+        "visualization.embed",
+        "--in-file",
+        str(tmp_path / "T.train.text.json"),
+        "--out-file",
+        str(tmp_path / "T.train.embeddings.json"),
+    )
+    run_cli(
+        "visualization.dim_reduction",
+        "--embeddings",
+        str(tmp_path / "T.train.embeddings.json"),
+        "--texts",
+        str(tmp_path / "T.train.text.json"),
+        "--out-file",
+        str(tmp_path / "T.visualizer.json"),
+        "--clusters",
+        "3",
+        "--html",
+        str(tmp_path / "T.visualizer.html"),
+    )
     result = json.loads((tmp_path / "T.visualizer.json").read_text())
     assert len(result["points"]) == len(texts) and len(result["clusters"]) == 3
     for point in result["points"]:

@@ -112,11 +112,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--embeddings", required=True, help="output of `python -m visualization.embed`")
     parser.add_argument("--texts", required=True, help="the T.*.text.json those embeddings were made from")
     parser.add_argument("--out_file", required=True, help="where to write T.visualizer.json")
-    parser.add_argument("--clusters", type=int, default=DEFAULT_CLUSTERS,
-                        help=f"number of K-Means clusters (default {DEFAULT_CLUSTERS}; capped at the point count)")
+    parser.add_argument(
+        "--clusters",
+        type=int,
+        default=DEFAULT_CLUSTERS,
+        help=f"number of K-Means clusters (default {DEFAULT_CLUSTERS}; capped at the point count)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed for UMAP and K-Means (default 0)")
-    parser.add_argument("--neighbors", type=int, default=DEFAULT_NEIGHBORS,
-                        help=f"UMAP n_neighbors (default {DEFAULT_NEIGHBORS}; capped below the point count)")
+    parser.add_argument(
+        "--neighbors",
+        type=int,
+        default=DEFAULT_NEIGHBORS,
+        help=f"UMAP n_neighbors (default {DEFAULT_NEIGHBORS}; capped below the point count)",
+    )
     parser.add_argument("--html", help="also write a self-contained visualizer page with the data inlined")
     args = parser.parse_args(argv)
     if args.clusters < 1:
@@ -140,7 +148,7 @@ def load_embeddings(path: str) -> tuple[np.ndarray, str | None]:
     except (TypeError, ValueError):
         embeddings = None
     if embeddings is None or embeddings.ndim != 2 or (len(embeddings) and embeddings.shape[1] == 0):
-        sys.exit(f"error: {path} must hold {{\"embeddings\": [[float, ...], ...]}} with vectors of one length")
+        sys.exit(f'error: {path} must hold {{"embeddings": [[float, ...], ...]}} with vectors of one length')
     if not np.isfinite(embeddings).all():
         sys.exit(f"error: {path} holds NaN or infinite values")
     return embeddings, model
@@ -159,8 +167,13 @@ def reduce_and_cluster(embeddings: np.ndarray, clusters: int, seed: int, neighbo
 
     count = len(embeddings)
     if count == 0:
-        return {"coordinates": np.zeros((0, 3)), "labels": np.zeros(0, dtype=int), "cluster_count": 0,
-                "reducer": "none", "n_neighbors": None}
+        return {
+            "coordinates": np.zeros((0, 3)),
+            "labels": np.zeros(0, dtype=int),
+            "cluster_count": 0,
+            "reducer": "none",
+            "n_neighbors": None,
+        }
 
     distinct = len(np.unique(embeddings, axis=0))
     cluster_count = max(1, min(clusters, distinct))
@@ -183,8 +196,13 @@ def reduce_and_cluster(embeddings: np.ndarray, clusters: int, seed: int, neighbo
                 n_components=3, n_neighbors=n_neighbors, metric="cosine", random_state=seed, min_dist=0.1
             ).fit_transform(embeddings)
         reducer = "umap"
-    return {"coordinates": np.asarray(coordinates, dtype=np.float64), "labels": np.asarray(labels, dtype=int),
-            "cluster_count": cluster_count, "reducer": reducer, "n_neighbors": n_neighbors}
+    return {
+        "coordinates": np.asarray(coordinates, dtype=np.float64),
+        "labels": np.asarray(labels, dtype=int),
+        "cluster_count": cluster_count,
+        "reducer": reducer,
+        "n_neighbors": n_neighbors,
+    }
 
 
 def _pca_layout(embeddings: np.ndarray) -> np.ndarray:
@@ -207,7 +225,9 @@ def cluster_keywords(texts: list[str], labels: np.ndarray, cluster_count: int) -
         return keywords
     vectorizer = TfidfVectorizer(
         stop_words=sorted(TEMPLATE_WORDS | ENGLISH_STOP_WORDS),
-        max_features=20000, token_pattern=r"(?u)\b[^\W\d_]{3,}\b", sublinear_tf=True,
+        max_features=20000,
+        token_pattern=r"(?u)\b[^\W\d_]{3,}\b",
+        sublinear_tf=True,
     )
     try:
         matrix = vectorizer.fit_transform(texts)

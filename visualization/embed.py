@@ -96,21 +96,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "and mean-pooled, never cut.",
     )
     parser.add_argument("--in_file", required=True, help="JSON list of decoded samples, e.g. openchat.train.text.json")
-    parser.add_argument("--out_file", required=True, help="where to write the embeddings JSON (format in the module docs)")
-    parser.add_argument("--backend", choices=["local", "openai"], default=None,
-                        help="'local': bundled all-MiniLM-L6-v2, offline (default); "
-                        "'openai': an OpenAI-compatible /v1/embeddings endpoint (default when --api-base is given)")
-    parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help="windows per forward pass / per request")
+    parser.add_argument(
+        "--out_file", required=True, help="where to write the embeddings JSON (format in the module docs)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["local", "openai"],
+        default=None,
+        help="'local': bundled all-MiniLM-L6-v2, offline (default); "
+        "'openai': an OpenAI-compatible /v1/embeddings endpoint (default when --api-base is given)",
+    )
+    parser.add_argument(
+        "--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help="windows per forward pass / per request"
+    )
     parser.add_argument("--device", default="cpu", help="torch device for the local model (cpu, cuda)")
-    parser.add_argument("--max_tokens", type=int, default=None,
-                        help="local backend: word pieces per window (default: the model's own limit, 256)")
+    parser.add_argument(
+        "--max_tokens",
+        type=int,
+        default=None,
+        help="local backend: word pieces per window (default: the model's own limit, 256)",
+    )
     parser.add_argument("--api_base", help="openai backend: base URL including /v1, e.g. http://localhost:8000/v1")
     parser.add_argument("--model", help="openai backend: embedding model name")
-    parser.add_argument("--api_key", default=os.environ.get("OPENAI_API_KEY", "none"),
-                        help="openai backend: API key (default: $OPENAI_API_KEY, or 'none')")
+    parser.add_argument(
+        "--api_key",
+        default=os.environ.get("OPENAI_API_KEY", "none"),
+        help="openai backend: API key (default: $OPENAI_API_KEY, or 'none')",
+    )
     parser.add_argument("--max_retries", type=int, default=5, help="openai backend: retries per request, with backoff")
-    parser.add_argument("--api_max_chars", type=int, default=DEFAULT_API_MAX_CHARS,
-                        help="openai backend: characters per window for long texts")
+    parser.add_argument(
+        "--api_max_chars",
+        type=int,
+        default=DEFAULT_API_MAX_CHARS,
+        help="openai backend: characters per window for long texts",
+    )
     args = parser.parse_args(argv)
     if args.backend is None:
         args.backend = "openai" if args.api_base else "local"
@@ -194,9 +213,13 @@ class LocalEmbedder:
     def split(self, texts: list[str]) -> list[Chunk]:
         """Cut each text at token boundaries into windows that fit the model (no text is truncated)."""
         chunks = []
-        encodings = self.model.tokenizer(
-            texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )["offset_mapping"] if texts else []
+        encodings = (
+            self.model.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
+                "offset_mapping"
+            ]
+            if texts
+            else []
+        )
         for text_index, (text, offsets) in enumerate(zip(texts, encodings)):
             if len(offsets) <= self.window_tokens:
                 chunks.append(Chunk(text_index, text, max(len(offsets), 1)))

@@ -12,8 +12,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from visualization.pages import PLOTLY_JS_PATH, plotly_js_source
 from ochat.utils.cli import ArgumentParser
+from visualization.pages import PLOTLY_JS_PATH, plotly_js_source
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -75,15 +75,65 @@ COPY_ICON = (
 )
 
 KEYWORDS = {
-    "def", "return", "import", "from", "for", "in", "if", "else", "elif", "while", "class",
-    "let", "const", "var", "function", "async", "await", "fn", "mut", "use", "func", "package",
-    "public", "private", "static", "void", "int", "new", "try", "catch", "finally", "with", "as",
-    "SELECT", "FROM", "WHERE", "GROUP", "BY", "ORDER", "JOIN", "ON", "LIMIT", "HAVING", "export",
-    "interface", "type", "struct", "val", "fun", "data", "record", "using", "raise", "throw",
+    "def",
+    "return",
+    "import",
+    "from",
+    "for",
+    "in",
+    "if",
+    "else",
+    "elif",
+    "while",
+    "class",
+    "let",
+    "const",
+    "var",
+    "function",
+    "async",
+    "await",
+    "fn",
+    "mut",
+    "use",
+    "func",
+    "package",
+    "public",
+    "private",
+    "static",
+    "void",
+    "int",
+    "new",
+    "try",
+    "catch",
+    "finally",
+    "with",
+    "as",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP",
+    "BY",
+    "ORDER",
+    "JOIN",
+    "ON",
+    "LIMIT",
+    "HAVING",
+    "export",
+    "interface",
+    "type",
+    "struct",
+    "val",
+    "fun",
+    "data",
+    "record",
+    "using",
+    "raise",
+    "throw",
 }
 
 
 # ----------------------------------------------------------------------------- rendering
+
 
 def render_inline(text):
     """Escape text and turn `code`, **bold** and *italic* into ChatGPT's inline tags."""
@@ -159,10 +209,23 @@ def render_page(page_id, items, model, views, title, escape_json=True, json_text
     if model is not None:
         content["model"] = model
     next_data = {
-        "props": {"pageProps": {"id": page_id, "content": content, "comments": [], "views": views,
-                                "title": title, "avatarUrl": AVATAR}, "__N_SSP": True},
-        "page": "/c/[id]", "query": {"id": page_id}, "buildId": BUILD_ID,
-        "isFallback": False, "gssp": True, "scriptLoader": [],
+        "props": {
+            "pageProps": {
+                "id": page_id,
+                "content": content,
+                "comments": [],
+                "views": views,
+                "title": title,
+                "avatarUrl": AVATAR,
+            },
+            "__N_SSP": True,
+        },
+        "page": "/c/[id]",
+        "query": {"id": page_id},
+        "buildId": BUILD_ID,
+        "isFallback": False,
+        "gssp": True,
+        "scriptLoader": [],
     }
     if json_text is None:
         json_text = json.dumps(next_data, ensure_ascii=False, separators=(",", ":"))
@@ -214,6 +277,7 @@ def render_visible_turn(item):
 
 
 # ----------------------------------------------------------------------------- conversations
+
 
 class PageFactory:
     """Builds page texts of each kind from one seeded random generator."""
@@ -328,8 +392,12 @@ class PageFactory:
         if kind == "leading_gpt":
             items.insert(0, {"from": "gpt", "value": render_answer("Hello! How can I help you today?")})
         elif kind == "trailing_human":
-            items.append({"from": "human", "value": rng.choice(
-                ["Thanks!", "continue", "Can you explain the second point again?", "ok"])})
+            items.append(
+                {
+                    "from": "human",
+                    "value": rng.choice(["Thanks!", "continue", "Can you explain the second point again?", "ok"]),
+                }
+            )
         elif kind == "non_alternating":
             position = rng.randrange(0, len(items), 2)
             items.insert(position + 1, {"from": "human", "value": "Also, please keep it short."})
@@ -348,9 +416,11 @@ class PageFactory:
         title = items[0]["value"]
         if kind == "no_next_data":
             if self.rng.random() < 0.5:
-                return (b'<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>'
-                        b'<h1>Checking if the site connection is secure</h1><p>sharegpt.com needs to review '
-                        b'the security of your connection before proceeding.</p></body></html>')
+                return (
+                    b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>"
+                    b"<h1>Checking if the site connection is secure</h1><p>sharegpt.com needs to review "
+                    b"the security of your connection before proceeding.</p></body></html>"
+                )
             page = render_page(page_id, items, "Model: GPT-4", views, title)
             return page.split('<script id="__NEXT_DATA__"')[0].encode("utf-8")  # saved before the script arrived
         if kind == "invalid_json":
@@ -366,8 +436,17 @@ class PageFactory:
             return page[:cut].encode("utf-8") + b"\xff\xfe\xc3\x28 caf\xe9 " + page[cut:].encode("utf-8")
         # invalid_items: the turn list is not a list of {"from", "value"} strings
         broken_items = [{"from": "human", "value": None}, {"from": "gpt"}] if self.rng.random() < 0.5 else "items"
-        json_text = json.dumps({"props": {"pageProps": {"id": page_id, "views": views, "content": {
-            "items": broken_items, "model": "Model: GPT-4"}}}})
+        json_text = json.dumps(
+            {
+                "props": {
+                    "pageProps": {
+                        "id": page_id,
+                        "views": views,
+                        "content": {"items": broken_items, "model": "Model: GPT-4"},
+                    }
+                }
+            }
+        )
         return render_page(page_id, [], None, views, title, json_text=json_text).encode("utf-8")
 
 
@@ -394,6 +473,7 @@ def generate_corpus(out_dir, num_pages=BUNDLED_PAGE_COUNT, seed=0, show_progress
     iterator = kinds
     if show_progress:
         from tqdm import tqdm
+
         iterator = tqdm(kinds, desc="generating pages", unit="page")
     for kind in iterator:
         page_id, page_bytes = factory.page(kind)

@@ -38,7 +38,9 @@ def corpus_lines(pages_dir: str) -> list[str]:
 
 def main(argv=None):
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pages", default=PAGES_DIR, help="folder of ShareGPT *.html pages (default: the bundled ones)")
+    parser.add_argument(
+        "--pages", default=PAGES_DIR, help="folder of ShareGPT *.html pages (default: the bundled ones)"
+    )
     parser.add_argument("--out", default=DEFAULT_CORPUS_TEXT, help="text file to write (default: the shipped corpus)")
     args = parser.parse_args(argv)
     lines = corpus_lines(args.pages)

@@ -206,8 +206,11 @@ def chat_template_jinja(config: ModelConfig) -> str:
     """
     if config.is_conditioned:
         return _conditioned_chat_template_jinja(config)
-    prefixes = {"system": config.role_prefix["system"], "user": config.role_prefix["human"],
-                "assistant": config.role_prefix[config.ai_role]}
+    prefixes = {
+        "system": config.role_prefix["system"],
+        "user": config.role_prefix["human"],
+        "assistant": config.role_prefix[config.ai_role],
+    }
     bos = "{{ bos_token }}" if config.bos_token else ""
     return (
         bos
@@ -216,8 +219,12 @@ def chat_template_jinja(config: ModelConfig) -> str:
             f"{{% {'if' if i == 0 else 'elif'} message['role'] == '{role}' %}}{prefix}"
             for i, (role, prefix) in enumerate(prefixes.items())
         )
-        + "{% endif %}{{ message['content'] }}" + config.eot_token + "{% endfor %}"
-        + "{% if add_generation_prompt %}" + prefixes["assistant"] + "{% endif %}"
+        + "{% endif %}{{ message['content'] }}"
+        + config.eot_token
+        + "{% endfor %}"
+        + "{% if add_generation_prompt %}"
+        + prefixes["assistant"]
+        + "{% endif %}"
     )
 
 
@@ -228,11 +235,16 @@ def _conditioned_chat_template_jinja(config: ModelConfig) -> str:
     sentencepiece's dummy-prefix space; a fast tokenizer adds that space only at
     the very start of the text, so the template writes it out to give the same ids.
     """
-    prefixes = {"system": config.role_prefix["system"], "user": config.role_prefix["human"],
-                "assistant": config.role_prefix[config.ai_role]}
+    prefixes = {
+        "system": config.role_prefix["system"],
+        "user": config.role_prefix["human"],
+        "assistant": config.role_prefix[config.ai_role],
+    }
     bos = "{{ bos_token }}" if config.bos_token else ""
     return (
-        "{% if condition is not defined %}{% set condition = '" + config.inference_condition + "' %}{% endif %}"
+        "{% if condition is not defined %}{% set condition = '"
+        + config.inference_condition
+        + "' %}{% endif %}"
         + "{% set lead = ' ' + condition + ' ' if condition else ' ' %}"
         + bos
         + "{% for message in messages %}{{ lead }}"
@@ -240,7 +252,10 @@ def _conditioned_chat_template_jinja(config: ModelConfig) -> str:
             f"{{% {'if' if i == 0 else 'elif'} message['role'] == '{role}' %}}{prefix}"
             for i, (role, prefix) in enumerate(prefixes.items())
         )
-        + "{% endif %}{% if message['content'] %} {{ message['content'] }}{% endif %}" + config.eot_token
+        + "{% endif %}{% if message['content'] %} {{ message['content'] }}{% endif %}"
+        + config.eot_token
         + "{% endfor %}"
-        + "{% if add_generation_prompt %}{{ lead }}" + prefixes["assistant"] + "{% endif %}"
+        + "{% if add_generation_prompt %}{{ lead }}"
+        + prefixes["assistant"]
+        + "{% endif %}"
     )

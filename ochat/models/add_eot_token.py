@@ -81,7 +81,9 @@ def add_eot_token(model_type: str, in_dir: str, out_dir: str, rope_scaling: str 
 
 def main(argv=None):
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_type", required=True, help="registry model type, e.g. openchat, openchat_8192, opencoder")
+    parser.add_argument(
+        "--model_type", required=True, help="registry model type, e.g. openchat, openchat_8192, opencoder"
+    )
     parser.add_argument("--in", dest="in_dir", required=True, help="base model folder (Hugging Face format)")
     parser.add_argument("--out", dest="out_dir", required=True, help="folder for the model with the EOT token")
     parser.add_argument(

@@ -29,7 +29,9 @@ DEFAULT_CORPUS_TEXT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "
 def corpus_texts(corpus_text: str) -> list[str]:
     """The tokenizer-training text of a UTF-8 plain-text file (each line a sentence)."""
     if not os.path.isfile(corpus_text):
-        raise FileNotFoundError(f"tokenizer corpus {corpus_text!r} is not a file; pass --corpus_text FILE of plain text")
+        raise FileNotFoundError(
+            f"tokenizer corpus {corpus_text!r} is not a file; pass --corpus_text FILE of plain text"
+        )
     with open(corpus_text, encoding="utf-8") as handle:
         text = handle.read()
     if not text.strip():
@@ -134,9 +136,7 @@ def build_model(config: ModelConfig, vocab_size: int, seed: int):
     return GPTBigCodeForCausalLM(hf_config)
 
 
-def build_tiny(
-    model_type: str, out_dir: str, corpus_text: str = DEFAULT_CORPUS_TEXT, seed: int = 0, vocab_size=None
-):
+def build_tiny(model_type: str, out_dir: str, corpus_text: str = DEFAULT_CORPUS_TEXT, seed: int = 0, vocab_size=None):
     config = get_model_config(model_type)
     if not config.is_tiny:
         raise ValueError(f"{model_type} is a full-size type; build_tiny makes CPU twins such as {model_type}_tiny")
@@ -154,9 +154,12 @@ def main(argv=None):
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_type", default="openchat_tiny", help="a *_tiny registry type (default: openchat_tiny)")
     parser.add_argument("--out", required=True, help="folder to write the Hugging Face model and tokenizer to")
-    parser.add_argument("--corpus_text", default=DEFAULT_CORPUS_TEXT,
-                        help="UTF-8 plain-text file to train the tokenizer on, one sentence a line "
-                             "(default: the text of the bundled ShareGPT pages, shipped with ochat)")
+    parser.add_argument(
+        "--corpus_text",
+        default=DEFAULT_CORPUS_TEXT,
+        help="UTF-8 plain-text file to train the tokenizer on, one sentence a line "
+        "(default: the text of the bundled ShareGPT pages, shipped with ochat)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     parser.add_argument("--vocab_size", type=int, default=None, help="tokenizer vocabulary (default: the twin's)")
     args = parser.parse_args(argv)

@@ -104,8 +104,10 @@ def load_model(
 def merge_adapter(model, adapter_path: str):
     """The base with a peft adapter merged in (its LoRA updates and any trained token rows)."""
     if not os.path.isfile(os.path.join(adapter_path, "adapter_config.json")):
-        raise FileNotFoundError(f"{adapter_path!r} is not a peft adapter folder (no adapter_config.json); "
-                                "a LoRA training run writes one to SAVE_PATH/adapter")
+        raise FileNotFoundError(
+            f"{adapter_path!r} is not a peft adapter folder (no adapter_config.json); "
+            "a LoRA training run writes one to SAVE_PATH/adapter"
+        )
     from peft import PeftModel
 
     try:

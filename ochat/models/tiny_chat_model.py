@@ -36,8 +36,10 @@ def prepare_tiny_chat_model(model_type: str, work_dir: str, rebuild: bool = Fals
         shutil.rmtree(partial, ignore_errors=True)
         result = subprocess.run([sys.executable, "-m", *command, partial], capture_output=True, text=True)
         if result.returncode != 0:
-            raise RuntimeError(f"python -m {' '.join(command)} {partial} failed ({result.returncode}):\n"
-                               f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+            raise RuntimeError(
+                f"python -m {' '.join(command)} {partial} failed ({result.returncode}):\n"
+                f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+            )
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(partial, folder)
         rebuild = True  # a rebuilt base invalidates the EOT model made from it

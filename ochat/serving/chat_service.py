@@ -37,7 +37,7 @@ class StopStringFilter:
         self.pending += text
         hits = [index for index in (self.pending.find(stop) for stop in self.stops) if index >= 0]
         if hits:
-            released, self.pending = self.pending[:min(hits)], ""
+            released, self.pending = self.pending[: min(hits)], ""
             return released, True
         hold = 0
         for stop in self.stops:
@@ -45,8 +45,8 @@ class StopStringFilter:
                 if stop.startswith(self.pending[-length:]):
                     hold = length
                     break
-        released = self.pending[:len(self.pending) - hold]
-        self.pending = self.pending[len(self.pending) - hold:]
+        released = self.pending[: len(self.pending) - hold]
+        self.pending = self.pending[len(self.pending) - hold :]
         return released, False
 
     def flush(self) -> str:
@@ -122,8 +122,12 @@ class ChatService:
 
     def check_model(self, name: str) -> None:
         if name not in self.model_names and name not in self.aliases:
-            raise OpenAIError(404, f"The model `{name}` does not exist; this server serves "
-                                   f"{', '.join(map(repr, self.model_names))}", param="model", code="model_not_found")
+            raise OpenAIError(
+                404,
+                f"The model `{name}` does not exist; this server serves {', '.join(map(repr, self.model_names))}",
+                param="model",
+                code="model_not_found",
+            )
 
     @property
     def served_condition(self) -> Optional[str]:
@@ -143,20 +147,35 @@ class ChatService:
 
     def render(self, request: ChatCompletionRequest) -> tuple[list[int], int]:
         """Prompt ids and the completion budget, or a 400 when the context cannot hold them."""
-        prompt_ids, _mask = render_conversation(self.config, self.tokenizer, request.conversation,
-                                                add_generation_prompt=True, condition=self.condition_of(request))
+        prompt_ids, _mask = render_conversation(
+            self.config,
+            self.tokenizer,
+            request.conversation,
+            add_generation_prompt=True,
+            condition=self.condition_of(request),
+        )
         max_context = self.config.max_context
         room = max_context - len(prompt_ids)
         if room <= 0:
-            raise OpenAIError(400, f"This model's maximum context length is {max_context} tokens. However, your "
-                                   f"messages resulted in {len(prompt_ids)} tokens. Please reduce the length of the "
-                                   "messages.", param="messages", code="context_length_exceeded")
+            raise OpenAIError(
+                400,
+                f"This model's maximum context length is {max_context} tokens. However, your "
+                f"messages resulted in {len(prompt_ids)} tokens. Please reduce the length of the "
+                "messages.",
+                param="messages",
+                code="context_length_exceeded",
+            )
         max_tokens = request.completion_limit
         if max_tokens is not None and max_tokens > room:
-            raise OpenAIError(400, f"This model's maximum context length is {max_context} tokens. However, you "
-                                   f"requested {len(prompt_ids) + max_tokens} tokens ({len(prompt_ids)} in the "
-                                   f"messages, {max_tokens} in the completion). Please reduce the length of "
-                                   "the messages or completion.", param="max_tokens", code="context_length_exceeded")
+            raise OpenAIError(
+                400,
+                f"This model's maximum context length is {max_context} tokens. However, you "
+                f"requested {len(prompt_ids) + max_tokens} tokens ({len(prompt_ids)} in the "
+                f"messages, {max_tokens} in the completion). Please reduce the length of "
+                "the messages or completion.",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
         if max_tokens is None and self.defaults.max_tokens is not None:
             max_tokens = min(self.defaults.max_tokens, room)
         self.check_admissible(len(prompt_ids), max_tokens, request.choices)
@@ -167,8 +186,9 @@ class ChatService:
         limits = self.pool.limits[0]
         reason = admission_error(limits, prompt_tokens, max_tokens, 1)
         if reason:
-            raise OpenAIError(400, reason, param="messages" if max_tokens is None else "max_tokens",
-                              code="context_length_exceeded")
+            raise OpenAIError(
+                400, reason, param="messages" if max_tokens is None else "max_tokens", code="context_length_exceeded"
+            )
         reason = admission_error(limits, prompt_tokens, max_tokens, n)
         if reason:
             raise OpenAIError(400, reason, param="n")
@@ -201,8 +221,9 @@ class ChatService:
             **options,
         )
 
-    async def generate(self, request: ChatCompletionRequest, completion_id: str,
-                       stats: dict) -> AsyncIterator[list[ChoiceUpdate]]:
+    async def generate(
+        self, request: ChatCompletionRequest, completion_id: str, stats: dict
+    ) -> AsyncIterator[list[ChoiceUpdate]]:
         """Yield text updates as tokens arrive; the sequences are aborted however the caller stops."""
         started = time.perf_counter()
         prompt_ids, max_tokens = await self.prepare(request)
@@ -210,14 +231,28 @@ class ChatService:
         n = request.choices
         replica = self.pool.reserve(n)
         if replica is None:
-            raise OpenAIError(429, "The server is at capacity; retry shortly", error_type="requests",
-                              code="rate_limit_exceeded", headers={"Retry-After": "1"})
-        choices = [Choice(i, IncrementalDecoder(self._decode, self._byte_ids, self._special_ids),
-                          StopStringFilter(request.stop_sequences)) for i in range(n)]
+            raise OpenAIError(
+                429,
+                "The server is at capacity; retry shortly",
+                error_type="requests",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": "1"},
+            )
+        choices = [
+            Choice(
+                i,
+                IncrementalDecoder(self._decode, self._byte_ids, self._special_ids),
+                StopStringFilter(request.stop_sequences),
+            )
+            for i in range(n)
+        ]
         seq_ids = [f"{completion_id}-{i}" for i in range(n)]
         queue: asyncio.Queue = asyncio.Queue()
-        self.pool.submit(replica, [(seq_id, prompt_ids, self.sampling_params(request, max_tokens, i))
-                                   for i, seq_id in enumerate(seq_ids)], queue)
+        self.pool.submit(
+            replica,
+            [(seq_id, prompt_ids, self.sampling_params(request, max_tokens, i)) for i, seq_id in enumerate(seq_ids)],
+            queue,
+        )
         unfinished, label, first_text = n, str(replica), True
         try:
             while unfinished:

@@ -31,8 +31,12 @@ def byte_token_ids(hf_tokenizer) -> frozenset[int]:
 
 
 class IncrementalDecoder:
-    def __init__(self, decode: Callable[[Sequence[int]], str], byte_token_ids: Collection[int] = frozenset(),
-                 special_token_ids: Collection[int] = frozenset()):
+    def __init__(
+        self,
+        decode: Callable[[Sequence[int]], str],
+        byte_token_ids: Collection[int] = frozenset(),
+        special_token_ids: Collection[int] = frozenset(),
+    ):
         self._decode = decode
         self._byte_token_ids = byte_token_ids
         self._special_token_ids = special_token_ids  # left out entirely, as decode(skip_special_tokens=True) does
@@ -56,7 +60,7 @@ class IncrementalDecoder:
     def _release(self, final: bool) -> str:
         window_start = max(self._released - 1, 0)
         window_text = self._decode(self._ids[window_start:])
-        delta = window_text[len(self._context_text):]
+        delta = window_text[len(self._context_text) :]
         if delta.endswith(REPLACEMENT_CHARACTER) and not final:
             return ""  # byte-level BPE (GPT-2 style) tokens can end inside a character: wait for the rest
         self._released = len(self._ids)

@@ -34,8 +34,16 @@ from ochat.serving.scheduler import GREEDY_TEMPERATURE, GenerationEngine, Sampli
 from ochat.serving.structured import validate_response_format
 
 __all__ = [
-    "GREEDY_TEMPERATURE", "EngineLoop", "EngineWorker", "GenerationEngine", "RoomyLayer", "SamplingParams",
-    "TokenEvent", "admission_error", "engine_actor_class", "validate_response_format",
+    "GREEDY_TEMPERATURE",
+    "EngineLoop",
+    "EngineWorker",
+    "GenerationEngine",
+    "RoomyLayer",
+    "SamplingParams",
+    "TokenEvent",
+    "admission_error",
+    "engine_actor_class",
+    "validate_response_format",
 ]
 
 logger = logging.getLogger(__name__)
@@ -50,17 +58,23 @@ def admission_error(limits: dict, prompt_tokens: int, max_new_tokens: Optional[i
     max_batch_size = limits["max_batch_size"]
     total = prompt_tokens + (max_new_tokens or 0)
     if prompt_tokens >= max_context or total > max_context:
-        return (f"This model's maximum context length is {max_context} tokens; the request needs {total} "
-                f"({prompt_tokens} in the messages, {max_new_tokens or 0} in the completion).")
+        return (
+            f"This model's maximum context length is {max_context} tokens; the request needs {total} "
+            f"({prompt_tokens} in the messages, {max_new_tokens or 0} in the completion)."
+        )
     if total > capacity:
-        return (f"The request needs {total} tokens of KV cache ({prompt_tokens} in the messages, "
-                f"{max_new_tokens or 0} in the completion), more than a replica's budget of {capacity} tokens. "
-                "Please reduce the length of the messages or completion.")
+        return (
+            f"The request needs {total} tokens of KV cache ({prompt_tokens} in the messages, "
+            f"{max_new_tokens or 0} in the completion), more than a replica's budget of {capacity} tokens. "
+            "Please reduce the length of the messages or completion."
+        )
     if n > max_batch_size:
         return f"n={n} asks for more choices than a replica runs at once ({max_batch_size})."
     if n * (prompt_tokens + 1) > capacity:
-        return (f"n={n} choices of a {prompt_tokens}-token prompt need {n * (prompt_tokens + 1)} tokens of KV cache "
-                f"to start together, more than a replica's budget of {capacity} tokens.")
+        return (
+            f"n={n} choices of a {prompt_tokens}-token prompt need {n * (prompt_tokens + 1)} tokens of KV cache "
+            f"to start together, more than a replica's budget of {capacity} tokens."
+        )
     return None
 
 
@@ -175,10 +189,18 @@ class EngineWorker:
     process, which is what tests of the engine alone do.
     """
 
-    def __init__(self, model_type: str, model_path: str, max_batch_size: int = 32, device: str = "auto",
-                 dtype: Optional[str] = None, torch_threads: Optional[int] = None,
-                 kv_cache_tokens: Optional[int] = None, gpu_memory_utilization: float = 0.9,
-                 adapter_path: Optional[str] = None):
+    def __init__(
+        self,
+        model_type: str,
+        model_path: str,
+        max_batch_size: int = 32,
+        device: str = "auto",
+        dtype: Optional[str] = None,
+        torch_threads: Optional[int] = None,
+        kv_cache_tokens: Optional[int] = None,
+        gpu_memory_utilization: float = 0.9,
+        adapter_path: Optional[str] = None,
+    ):
         from ochat.config import get_model_config, load_tokenizer
         from ochat.models import load_model
 
@@ -192,13 +214,21 @@ class EngineWorker:
         load_kwargs = {}
         if adapter_path is not None:
             if "adapter_path" not in inspect.signature(load_model).parameters:
-                raise ValueError("adapter_path is not supported: this version of ochat.models.load_model cannot "
-                                 "apply a LoRA adapter; merge the adapter into the model folder instead")
+                raise ValueError(
+                    "adapter_path is not supported: this version of ochat.models.load_model cannot "
+                    "apply a LoRA adapter; merge the adapter into the model folder instead"
+                )
             load_kwargs["adapter_path"] = adapter_path
         model = load_model(config, model_path, dtype=torch_dtype, device=device, **load_kwargs).eval()
-        engine = GenerationEngine(model, tokenizer.stop_token_ids, config.max_context, max_batch_size,
-                                  kv_cache_tokens=kv_cache_tokens, gpu_memory_utilization=gpu_memory_utilization,
-                                  tokenizer=tokenizer.hf_tokenizer)
+        engine = GenerationEngine(
+            model,
+            tokenizer.stop_token_ids,
+            config.max_context,
+            max_batch_size,
+            kv_cache_tokens=kv_cache_tokens,
+            gpu_memory_utilization=gpu_memory_utilization,
+            tokenizer=tokenizer.hf_tokenizer,
+        )
         per_token = kv_bytes_per_token(model.config, next(model.parameters()).dtype)
         self.limits = {
             "device": str(engine.device),
@@ -210,9 +240,14 @@ class EngineWorker:
             "kv_cache_gib": round(engine.budget_tokens * per_token / GIB, 4),
             "kv_bytes_per_token": per_token,
         }
-        logger.info("replica on %s: weights %.3f GiB, KV cache budget %d tokens (%.3f GiB, %d bytes a token)",
-                    engine.device, self.limits["weights_gib"], engine.budget_tokens, self.limits["kv_cache_gib"],
-                    per_token)
+        logger.info(
+            "replica on %s: weights %.3f GiB, KV cache budget %d tokens (%.3f GiB, %d bytes a token)",
+            engine.device,
+            self.limits["weights_gib"],
+            engine.budget_tokens,
+            self.limits["kv_cache_gib"],
+            per_token,
+        )
         self.loop = EngineLoop(engine)
 
     async def ready(self) -> dict:
@@ -234,8 +269,9 @@ class EngineWorker:
     async def poll(self, timeout: float = 5.0) -> list[tuple]:
         """Every event since the last poll; waits up to `timeout` seconds for the first one."""
         events = await self.loop.wait_events(timeout)
-        return [tuple(event) if event.logprob is not None or event.top_logprobs else tuple(event[:3])
-                for event in events]
+        return [
+            tuple(event) if event.logprob is not None or event.top_logprobs else tuple(event[:3]) for event in events
+        ]
 
 
 def engine_actor_class(num_cpus: float = 1, num_gpus: float = 0):

@@ -56,10 +56,17 @@ async def read_chat_request(request: web.Request) -> ChatCompletionRequest:
     """The body as a validated request; 415, 413, 408 or 400 in OpenAI's shape otherwise."""
     settings = request.app[SETTINGS_KEY]
     if request.content_type != "application/json":
-        raise OpenAIError(415, "The request body must be JSON, sent with 'Content-Type: application/json'",
-                          code="unsupported_media_type")
-    too_large = OpenAIError(413, f"The request body is larger than the limit of {settings.max_body_bytes} bytes",
-                            code="request_too_large", headers={"Connection": "close"})
+        raise OpenAIError(
+            415,
+            "The request body must be JSON, sent with 'Content-Type: application/json'",
+            code="unsupported_media_type",
+        )
+    too_large = OpenAIError(
+        413,
+        f"The request body is larger than the limit of {settings.max_body_bytes} bytes",
+        code="request_too_large",
+        headers={"Connection": "close"},
+    )
     if request.content_length is not None and request.content_length > settings.max_body_bytes:
         raise too_large
     try:
@@ -67,8 +74,12 @@ async def read_chat_request(request: web.Request) -> ChatCompletionRequest:
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
     except asyncio.TimeoutError:
-        raise OpenAIError(408, f"The request body did not arrive within {settings.body_read_timeout:g} s",
-                          code="request_timeout", headers={"Connection": "close"}) from None
+        raise OpenAIError(
+            408,
+            f"The request body did not arrive within {settings.body_read_timeout:g} s",
+            code="request_timeout",
+            headers={"Connection": "close"},
+        ) from None
     if len(raw) <= PARSE_OFF_LOOP_BYTES:
         return parse_chat_request(raw)
     return await asyncio.get_running_loop().run_in_executor(None, parse_chat_request, raw)
@@ -104,12 +115,23 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                     logprobs[update.index] += update.logprobs
     except EngineFailure as error:
         raise engine_error(error) from error
-    return web.json_response(chat_completion(completion_id, now(), chat.model, texts, finish_reasons,
-                                             stats["prompt_tokens"], stats.get("completion_tokens", 0), logprobs))
+    return web.json_response(
+        chat_completion(
+            completion_id,
+            now(),
+            chat.model,
+            texts,
+            finish_reasons,
+            stats["prompt_tokens"],
+            stats.get("completion_tokens", 0),
+            logprobs,
+        )
+    )
 
 
-async def stream_chat_completion(request: web.Request, service: ChatService, chat: ChatCompletionRequest,
-                                 completion_id: str, stats: dict) -> web.StreamResponse:
+async def stream_chat_completion(
+    request: web.Request, service: ChatService, chat: ChatCompletionRequest, completion_id: str, stats: dict
+) -> web.StreamResponse:
     created = now()
     updates_iter = service.generate(chat, completion_id, stats)
     # Pull the first update before sending headers, so prompt and admission errors still get a proper status.
@@ -141,8 +163,13 @@ async def stream_chat_completion(request: web.Request, service: ChatService, cha
             except StopAsyncIteration:
                 break
         if chat.include_usage:
-            await response.write(sse(usage_chunk(completion_id, created, chat.model, stats["prompt_tokens"],
-                                                 stats.get("completion_tokens", 0))))
+            await response.write(
+                sse(
+                    usage_chunk(
+                        completion_id, created, chat.model, stats["prompt_tokens"], stats.get("completion_tokens", 0)
+                    )
+                )
+            )
     except EngineFailure as error:
         stats["error"] = str(error)
         await response.write(sse(engine_error(error).body()))
@@ -174,8 +201,12 @@ async def get_model(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     pool = request.app[SERVICE_KEY].pool
     alive = sum(pool.alive)
-    body = {"status": "ok" if alive == len(pool.actors) else ("degraded" if alive else "unavailable"),
-            "replicas": len(pool.actors), "replicas_alive": alive, "sequences_in_flight": sum(pool.load)}
+    body = {
+        "status": "ok" if alive == len(pool.actors) else ("degraded" if alive else "unavailable"),
+        "replicas": len(pool.actors),
+        "replicas_alive": alive,
+        "sequences_in_flight": sum(pool.load),
+    }
     return web.json_response(body, status=200 if alive else 503)
 
 
@@ -189,11 +220,18 @@ async def chat_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(os.path.join(STATIC_DIR, "chat.html"))
 
 
-def build_app(service: ChatService, settings: HttpSettings, allowed_origins: list[str], allow_credentials: bool,
-              allowed_methods: list[str], allowed_headers: list[str]) -> web.Application:
+def build_app(
+    service: ChatService,
+    settings: HttpSettings,
+    allowed_origins: list[str],
+    allow_credentials: bool,
+    allowed_methods: list[str],
+    allowed_headers: list[str],
+) -> web.Application:
     """The aiohttp app; CORS headers only for `allowed_origins` (none when empty)."""
-    app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[request_log_middleware, error_middleware, auth_middleware])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[request_log_middleware, error_middleware, auth_middleware]
+    )
     app[SERVICE_KEY] = service
     app[SETTINGS_KEY] = settings
     app[SHUTDOWN_KEY] = ShutdownState()
@@ -206,8 +244,12 @@ def build_app(service: ChatService, settings: HttpSettings, allowed_origins: lis
         app.router.add_get("/", chat_page),
     ]
     if allowed_origins:
-        options = aiohttp_cors.ResourceOptions(allow_credentials=allow_credentials, expose_headers="*",
-                                               allow_headers=allowed_headers, allow_methods=allowed_methods)
+        options = aiohttp_cors.ResourceOptions(
+            allow_credentials=allow_credentials,
+            expose_headers="*",
+            allow_headers=allowed_headers,
+            allow_methods=allowed_methods,
+        )
         cors = aiohttp_cors.setup(app, defaults={origin: options for origin in allowed_origins})
         for route in routes:
             cors.add(route)
@@ -240,14 +282,16 @@ class OpenAIErrorRequestHandler(web.RequestHandler):
             raise ConnectionError("a response was already sent; the connection is closed instead")
         phrase = HTTPStatus(status).phrase
         kind = "server_error" if status >= 500 else "invalid_request_error"
-        response = web.json_response(error_body(f"The request could not be read as HTTP: {phrase}", kind,
-                                                code="bad_http_request"), status=status, headers={"Server": "ochat"})
+        response = web.json_response(
+            error_body(f"The request could not be read as HTTP: {phrase}", kind, code="bad_http_request"),
+            status=status,
+            headers={"Server": "ochat"},
+        )
         response.force_close()
         return response
 
 
-async def serve(app: web.Application, listener: socket.socket, shutdown_timeout: float,
-                stop: asyncio.Event) -> None:
+async def serve(app: web.Application, listener: socket.socket, shutdown_timeout: float, stop: asyncio.Event) -> None:
     """Serve `app` on an already bound socket until SIGTERM, SIGINT or `stop` is set; then shut down gracefully."""
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
@@ -255,8 +299,9 @@ async def serve(app: web.Application, listener: socket.socket, shutdown_timeout:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     listener.listen(1024)
-    server = await loop.create_server(lambda: OpenAIErrorRequestHandler(runner.server, loop=loop, access_log=None),
-                                      sock=listener)
+    server = await loop.create_server(
+        lambda: OpenAIErrorRequestHandler(runner.server, loop=loop, access_log=None), sock=listener
+    )
     try:
         await stop.wait()
     finally:

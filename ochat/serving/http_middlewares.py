@@ -69,9 +69,13 @@ async def request_log_middleware(request: web.Request, handler):
         return response
     finally:
         if request.path not in ("/health", "/metrics"):
-            entry = {"time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                     "method": request.method, "path": request.path, "status": status,
-                     "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+            entry = {
+                "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "method": request.method,
+                "path": request.path,
+                "status": status,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            }
             entry.update(request["stats"])
             request_logger.info(json.dumps(entry))
 
@@ -91,15 +95,18 @@ async def error_middleware(request: web.Request, handler):
         if isinstance(error, web.HTTPMethodNotAllowed):
             headers["Allow"] = ", ".join(sorted(error.allowed_methods))
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(error.status)
-        message = {404: f"Unknown path {request.path}",
-                   405: f"Method {request.method} is not allowed on {request.path}"}.get(error.status, error.reason)
+        message = {
+            404: f"Unknown path {request.path}",
+            405: f"Method {request.method} is not allowed on {request.path}",
+        }.get(error.status, error.reason)
         return json_error(OpenAIError(error.status, message, code=code, headers=headers))
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         logger.exception("unexpected error on %s %s", request.method, request.path)
-        return json_error(OpenAIError(500, "The server had an error while processing your request",
-                                      code="internal_error"))
+        return json_error(
+            OpenAIError(500, "The server had an error while processing your request", code="internal_error")
+        )
 
 
 @web.middleware
@@ -108,8 +115,9 @@ async def auth_middleware(request: web.Request, handler):
     if api_keys and request.path.startswith(GUARDED_PREFIXES) and request.method != "OPTIONS":
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or key.strip() not in api_keys:
-            raise OpenAIError(401, "Incorrect API key provided. Pass 'Authorization: Bearer YOUR_KEY'.",
-                              code="invalid_api_key")
+            raise OpenAIError(
+                401, "Incorrect API key provided. Pass 'Authorization: Bearer YOUR_KEY'.", code="invalid_api_key"
+            )
     return await handler(request)
 
 

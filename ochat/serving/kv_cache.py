@@ -87,8 +87,7 @@ def cache_columns(cache: Optional[Cache]) -> int:
     """Columns allocated per row by a cache of roomy layers (0 for no cache)."""
     if cache is None or not cache.layers:
         return 0
-    return max(getattr(layer, "columns", layer.keys.shape[-2] if layer.is_initialized else 0)
-               for layer in cache.layers)
+    return max(getattr(layer, "columns", layer.keys.shape[-2] if layer.is_initialized else 0) for layer in cache.layers)
 
 
 def left_pad(tensor: torch.Tensor, length: int, dim: int) -> torch.Tensor:
@@ -144,8 +143,9 @@ def measure_activation_headroom(model, tokens: int) -> int:
     return peak
 
 
-def derive_budget_tokens(model, max_context: int, max_batch_size: int, kv_cache_tokens: Optional[int],
-                         gpu_memory_utilization: float) -> int:
+def derive_budget_tokens(
+    model, max_context: int, max_batch_size: int, kv_cache_tokens: Optional[int], gpu_memory_utilization: float
+) -> int:
     """The replica's KV budget in tokens: the given one, else what the device's memory allows.
 
     Derived budgets take half the memory left for the cache: merging joiners into the batch or

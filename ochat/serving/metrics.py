@@ -37,10 +37,14 @@ class _EngineCollector(Collector):
         self.snapshots = snapshots
 
     def collect(self):
-        families = [GaugeMetricFamily(f"ochat_{name}", help_text, labels=["replica"])
-                    for name, help_text in ENGINE_GAUGES.items()]
-        families += [CounterMetricFamily(f"ochat_{name}", help_text, labels=["replica"])
-                     for name, help_text in ENGINE_COUNTERS.items()]
+        families = [
+            GaugeMetricFamily(f"ochat_{name}", help_text, labels=["replica"])
+            for name, help_text in ENGINE_GAUGES.items()
+        ]
+        families += [
+            CounterMetricFamily(f"ochat_{name}", help_text, labels=["replica"])
+            for name, help_text in ENGINE_COUNTERS.items()
+        ]
         for replica, snapshot in sorted(self.snapshots.items()):
             for family, name in zip(families, [*ENGINE_GAUGES, *ENGINE_COUNTERS]):
                 if name in snapshot:
@@ -53,14 +57,23 @@ class ServerMetrics:
         self.registry = CollectorRegistry()
         self.engine_snapshots: dict[int, dict] = {}
         self.registry.register(_EngineCollector(self.engine_snapshots))
-        self.replica_restarts = Counter("ochat_replica_restarts", "replicas restarted after their process died",
-                                        ["replica"], registry=self.registry)
-        self.time_to_first_token = Histogram("ochat_time_to_first_token_seconds",
-                                             "from a parsed request to its first generated text",
-                                             ["replica"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.request_latency = Histogram("ochat_request_latency_seconds",
-                                         "from a parsed request to its last token, for completed requests",
-                                         ["replica"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.replica_restarts = Counter(
+            "ochat_replica_restarts", "replicas restarted after their process died", ["replica"], registry=self.registry
+        )
+        self.time_to_first_token = Histogram(
+            "ochat_time_to_first_token_seconds",
+            "from a parsed request to its first generated text",
+            ["replica"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.request_latency = Histogram(
+            "ochat_request_latency_seconds",
+            "from a parsed request to its last token, for completed requests",
+            ["replica"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         for replica in range(num_replicas):  # every series exists from the start, at zero
             label = str(replica)
             self.replica_restarts.labels(label)

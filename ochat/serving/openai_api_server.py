@@ -66,8 +66,15 @@ def main(argv=None) -> None:
         sys.exit(f"error: cannot listen on {args.host}:{args.port}: {error}")
     try:
         start_ray(args.ray_address, args.ray_num_cpus, args.num_replicas)
-        actors, infos = start_replicas(args.model_type, args.model_path, args.num_replicas, args.replica_cpus,
-                                       args.device, args.max_replica_restarts, worker_options(args))
+        actors, infos = start_replicas(
+            args.model_type,
+            args.model_path,
+            args.num_replicas,
+            args.replica_cpus,
+            args.device,
+            args.max_replica_restarts,
+            worker_options(args),
+        )
     except Exception as error:
         ray.shutdown()
         sys.exit(f"error: the model replicas did not start: {error}")
@@ -75,8 +82,9 @@ def main(argv=None) -> None:
         logger.info(describe_replica(index, info))
     stop = asyncio.Event()
     metrics = ServerMetrics(len(actors))
-    pool = ReplicaPool(actors, infos, args.max_batch_size + args.max_queue, metrics, args.max_replica_restarts,
-                       on_lost_all=stop.set)
+    pool = ReplicaPool(
+        actors, infos, args.max_batch_size + args.max_queue, metrics, args.max_replica_restarts, on_lost_all=stop.set
+    )
     service = ChatService(
         config=config,
         tokenizer=tokenizer,
@@ -87,12 +95,23 @@ def main(argv=None) -> None:
         defaults=SamplingDefaults(args.default_temperature, args.default_top_p, args.default_max_tokens),
         default_condition=args.condition,
     )
-    settings = HttpSettings(api_keys=frozenset(split_list(args.api_keys)), max_body_bytes=args.max_body_bytes,
-                            body_read_timeout=args.body_read_timeout, shutdown_timeout=args.shutdown_timeout)
-    app = build_app(service, settings, split_list(args.allowed_origins), args.allow_credentials,
-                    split_list(args.allowed_methods, "*"), split_list(args.allowed_headers, "*"))
-    logger.info("serving %s on http://%s:%d/v1 (%d replica(s))", service.model_names[0], args.host, args.port,
-                len(actors))
+    settings = HttpSettings(
+        api_keys=frozenset(split_list(args.api_keys)),
+        max_body_bytes=args.max_body_bytes,
+        body_read_timeout=args.body_read_timeout,
+        shutdown_timeout=args.shutdown_timeout,
+    )
+    app = build_app(
+        service,
+        settings,
+        split_list(args.allowed_origins),
+        args.allow_credentials,
+        split_list(args.allowed_methods, "*"),
+        split_list(args.allowed_headers, "*"),
+    )
+    logger.info(
+        "serving %s on http://%s:%d/v1 (%d replica(s))", service.model_names[0], args.host, args.port, len(actors)
+    )
     asyncio.run(serve(app, listener, args.shutdown_timeout, stop))
     ray.shutdown()
     if pool.lost_all:
@@ -102,64 +121,139 @@ def main(argv=None) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_type", required=True, help="registry model type, e.g. openchat, openchat_8192, opencoder")
+    parser.add_argument(
+        "--model_type", required=True, help="registry model type, e.g. openchat, openchat_8192, opencoder"
+    )
     parser.add_argument("--model_path", required=True, help="Hugging Face model folder (with <|end_of_turn|>)")
-    parser.add_argument("--model_name", default=None,
-                        help="comma-separated model ids clients may send, all listed by /v1/models (default: the "
-                             "model type; the checkpoint folder's name is accepted too)")
-    parser.add_argument("--condition", default=None,
-                        help="C-RLFT condition for requests that name none (conditioned types such as openchat_v3.2 "
-                             "only; default: the type's inference condition, e.g. GPT4); a request's own `condition` "
-                             "field overrides it")
+    parser.add_argument(
+        "--model_name",
+        default=None,
+        help="comma-separated model ids clients may send, all listed by /v1/models (default: the "
+        "model type; the checkpoint folder's name is accepted too)",
+    )
+    parser.add_argument(
+        "--condition",
+        default=None,
+        help="C-RLFT condition for requests that name none (conditioned types such as openchat_v3.2 "
+        "only; default: the type's inference condition, e.g. GPT4); a request's own `condition` "
+        "field overrides it",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=18888, help="port to bind (default 18888)")
     parser.add_argument("--num_replicas", type=int, default=1, help="model replicas, one Ray actor each (default 1)")
-    parser.add_argument("--ray_address", default=None,
-                        help="address of a running Ray cluster (auto, or HEAD_IP:6379); default: start a local one")
-    parser.add_argument("--ray_num_cpus", type=int, default=None,
-                        help="CPUs of the local Ray cluster (default: this machine's)")
+    parser.add_argument(
+        "--ray_address",
+        default=None,
+        help="address of a running Ray cluster (auto, or HEAD_IP:6379); default: start a local one",
+    )
+    parser.add_argument(
+        "--ray_num_cpus", type=int, default=None, help="CPUs of the local Ray cluster (default: this machine's)"
+    )
     parser.add_argument("--replica_cpus", type=float, default=1, help="CPUs Ray reserves for each replica (default 1)")
     parser.add_argument("--device", default="auto", help="replica device: auto (cuda when present), cpu or cuda")
-    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                        help="weights dtype (default: the checkpoint's)")
-    parser.add_argument("--max_batch_size", type=int, default=32,
-                        help="sequences decoded together per replica (default 32)")
-    parser.add_argument("--kv_cache_tokens", type=int, default=None,
-                        help="KV-cache budget of each replica in tokens (default: derived from the device's memory)")
-    parser.add_argument("--gpu_memory_utilization", type=float, default=None,
-                        help="on CUDA, the fraction of the card a replica may use for weights, activations and KV "
-                             "cache, from which the KV budget is derived (default 0.9)")
-    parser.add_argument("--adapter_path", default=None,
-                        help="a peft LoRA adapter folder applied on top of --model_path")
-    parser.add_argument("--max_replica_restarts", type=int, default=3,
-                        help="times Ray restarts a replica whose process died (killed, out of memory, a CUDA error); "
-                             "when no replica is left the server exits non-zero (default 3)")
-    parser.add_argument("--max_queue", type=int, default=256,
-                        help="sequences that may wait per replica beyond the batch; more get 429 (default 256)")
-    parser.add_argument("--api_keys", dest="api_keys", default=None,
-                        help="comma-separated keys; when set, /v1 requires 'Authorization: Bearer KEY'")
-    parser.add_argument("--allowed_origins", dest="allowed_origins", default=None,
-                        help="CORS: comma-separated origins allowed to call the API from a browser, or * for any "
-                             "(default: none, and no CORS headers at all)")
-    parser.add_argument("--allowed_methods", dest="allowed_methods", default="*",
-                        help="CORS: comma-separated methods (default *)")
-    parser.add_argument("--allowed_headers", dest="allowed_headers", default="*",
-                        help="CORS: comma-separated request headers (default *)")
-    parser.add_argument("--allow_credentials", dest="allow_credentials", action="store_true",
-                        help="CORS: allow cookies and auth headers from the listed origins (not with *)")
-    parser.add_argument("--max_body_bytes", type=int, default=4 << 20,
-                        help="largest request body accepted; larger gets 413 (default 4 MiB)")
-    parser.add_argument("--body_read_timeout", type=float, default=30.0,
-                        help="seconds a client may take to send a request body; slower gets 408 (default 30)")
-    parser.add_argument("--shutdown_timeout", type=float, default=30.0,
-                        help="on SIGTERM, seconds in-flight requests may take to finish; streams still running then "
-                             "end with an error event and [DONE] (default 30)")
-    parser.add_argument("--default_temperature", type=float, default=1.0,
-                        help="temperature for requests that leave it out (default 1.0, as OpenAI's)")
-    parser.add_argument("--default_top_p", type=float, default=1.0,
-                        help="top_p for requests that leave it out (default 1.0, as OpenAI's)")
-    parser.add_argument("--default_max_tokens", type=int, default=None,
-                        help="max_tokens for requests that leave it out (default: what the context leaves)")
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "float16"],
+        help="weights dtype (default: the checkpoint's)",
+    )
+    parser.add_argument(
+        "--max_batch_size", type=int, default=32, help="sequences decoded together per replica (default 32)"
+    )
+    parser.add_argument(
+        "--kv_cache_tokens",
+        type=int,
+        default=None,
+        help="KV-cache budget of each replica in tokens (default: derived from the device's memory)",
+    )
+    parser.add_argument(
+        "--gpu_memory_utilization",
+        type=float,
+        default=None,
+        help="on CUDA, the fraction of the card a replica may use for weights, activations and KV "
+        "cache, from which the KV budget is derived (default 0.9)",
+    )
+    parser.add_argument(
+        "--adapter_path", default=None, help="a peft LoRA adapter folder applied on top of --model_path"
+    )
+    parser.add_argument(
+        "--max_replica_restarts",
+        type=int,
+        default=3,
+        help="times Ray restarts a replica whose process died (killed, out of memory, a CUDA error); "
+        "when no replica is left the server exits non-zero (default 3)",
+    )
+    parser.add_argument(
+        "--max_queue",
+        type=int,
+        default=256,
+        help="sequences that may wait per replica beyond the batch; more get 429 (default 256)",
+    )
+    parser.add_argument(
+        "--api_keys",
+        dest="api_keys",
+        default=None,
+        help="comma-separated keys; when set, /v1 requires 'Authorization: Bearer KEY'",
+    )
+    parser.add_argument(
+        "--allowed_origins",
+        dest="allowed_origins",
+        default=None,
+        help="CORS: comma-separated origins allowed to call the API from a browser, or * for any "
+        "(default: none, and no CORS headers at all)",
+    )
+    parser.add_argument(
+        "--allowed_methods", dest="allowed_methods", default="*", help="CORS: comma-separated methods (default *)"
+    )
+    parser.add_argument(
+        "--allowed_headers",
+        dest="allowed_headers",
+        default="*",
+        help="CORS: comma-separated request headers (default *)",
+    )
+    parser.add_argument(
+        "--allow_credentials",
+        dest="allow_credentials",
+        action="store_true",
+        help="CORS: allow cookies and auth headers from the listed origins (not with *)",
+    )
+    parser.add_argument(
+        "--max_body_bytes",
+        type=int,
+        default=4 << 20,
+        help="largest request body accepted; larger gets 413 (default 4 MiB)",
+    )
+    parser.add_argument(
+        "--body_read_timeout",
+        type=float,
+        default=30.0,
+        help="seconds a client may take to send a request body; slower gets 408 (default 30)",
+    )
+    parser.add_argument(
+        "--shutdown_timeout",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, seconds in-flight requests may take to finish; streams still running then "
+        "end with an error event and [DONE] (default 30)",
+    )
+    parser.add_argument(
+        "--default_temperature",
+        type=float,
+        default=1.0,
+        help="temperature for requests that leave it out (default 1.0, as OpenAI's)",
+    )
+    parser.add_argument(
+        "--default_top_p",
+        type=float,
+        default=1.0,
+        help="top_p for requests that leave it out (default 1.0, as OpenAI's)",
+    )
+    parser.add_argument(
+        "--default_max_tokens",
+        type=int,
+        default=None,
+        help="max_tokens for requests that leave it out (default: what the context leaves)",
+    )
     parser.add_argument("--logfile", default=None, help="file for the JSON request log (default: stderr)")
     args = parser.parse_args(argv)
     for name in ("num_replicas", "max_batch_size"):
@@ -215,9 +309,11 @@ def worker_options(args) -> dict:
 
 def describe_replica(index: int, info: dict) -> str:
     """One start-up line per replica: device, weights, and the KV-cache budget."""
-    return (f"replica {index} ready on {info['device']} ({info['dtype']}, batch {info['max_batch_size']}): "
-            f"weights {info['weights_gib']:.3f} GiB, KV cache budget {info['kv_cache_capacity_tokens']} tokens "
-            f"({info['kv_cache_gib']:.3f} GiB)")
+    return (
+        f"replica {index} ready on {info['device']} ({info['dtype']}, batch {info['max_batch_size']}): "
+        f"weights {info['weights_gib']:.3f} GiB, KV cache budget {info['kv_cache_capacity_tokens']} tokens "
+        f"({info['kv_cache_gib']:.3f} GiB)"
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,15 @@ MAX_TOP_LOGPROBS = 20
 class OpenAIError(Exception):
     """An error the client should see, with its HTTP status and OpenAI error fields."""
 
-    def __init__(self, status: int, message: str, param: Optional[str] = None,
-                 error_type: Optional[str] = None, code: Optional[str] = None, headers: Optional[dict] = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: Optional[str] = None,
+        error_type: Optional[str] = None,
+        code: Optional[str] = None,
+        headers: Optional[dict] = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -51,11 +58,13 @@ class OpenAIError(Exception):
 
 def _default_type(status: int) -> str:
     return {401: "authentication_error", 429: "rate_limit_error"}.get(
-        status, "server_error" if status >= 500 else "invalid_request_error")
+        status, "server_error" if status >= 500 else "invalid_request_error"
+    )
 
 
-def error_body(message: str, error_type: str = "invalid_request_error", param: Optional[str] = None,
-               code: Optional[str] = None) -> dict:
+def error_body(
+    message: str, error_type: str = "invalid_request_error", param: Optional[str] = None, code: Optional[str] = None
+) -> dict:
     """The one place OpenAI's error JSON is built; every handler, middleware and stream uses it."""
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
@@ -115,8 +124,11 @@ class JsonSchemaFormat(_Strict):
 
 
 ResponseFormat = Annotated[Union[TextFormat, JsonObjectFormat, JsonSchemaFormat], Field(discriminator="type")]
-Stop = Annotated[Optional[list[str]], BeforeValidator(lambda value: [value] if isinstance(value, str) else value),
-                 Field(max_length=MAX_STOP_SEQUENCES)]
+Stop = Annotated[
+    Optional[list[str]],
+    BeforeValidator(lambda value: [value] if isinstance(value, str) else value),
+    Field(max_length=MAX_STOP_SEQUENCES),
+]
 
 
 class ChatCompletionRequest(_Strict):
@@ -201,8 +213,9 @@ def _bad_request(detail: dict) -> OpenAIError:
     """OpenAI's 400 for pydantic's first error; the message never repeats the input."""
     message = detail["msg"].removeprefix("Value error, ")
     if detail["type"] == "json_invalid":
-        return OpenAIError(400, f"The request body is not valid JSON: {message.removeprefix('Invalid JSON: ')}",
-                           code="invalid_json")
+        return OpenAIError(
+            400, f"The request body is not valid JSON: {message.removeprefix('Invalid JSON: ')}", code="invalid_json"
+        )
     location = detail["loc"]
     if not location:
         return OpenAIError(400, f"The request body must be a JSON object: {message}")
@@ -225,8 +238,11 @@ def now() -> int:
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 def token_logprob(token: str, token_bytes: list[int], logprob: float, top: list[dict]) -> dict:
@@ -238,9 +254,16 @@ def choice_logprobs(content: Optional[list[dict]]) -> Optional[dict]:
     return None if content is None else {"content": content, "refusal": None}
 
 
-def chat_completion(completion_id: str, created: int, model: str, texts: list[str], finish_reasons: list[str],
-                    prompt_tokens: int, completion_tokens: int,
-                    logprobs: Optional[list[Optional[list[dict]]]] = None) -> dict:
+def chat_completion(
+    completion_id: str,
+    created: int,
+    model: str,
+    texts: list[str],
+    finish_reasons: list[str],
+    prompt_tokens: int,
+    completion_tokens: int,
+    logprobs: Optional[list[Optional[list[dict]]]] = None,
+) -> dict:
     logprobs = logprobs or [None] * len(texts)
     return {
         "id": completion_id,
@@ -248,8 +271,12 @@ def chat_completion(completion_id: str, created: int, model: str, texts: list[st
         "created": created,
         "model": model,
         "choices": [
-            {"index": index, "message": {"role": "assistant", "content": text},
-             "logprobs": choice_logprobs(logprobs[index]), "finish_reason": finish_reason}
+            {
+                "index": index,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": choice_logprobs(logprobs[index]),
+                "finish_reason": finish_reason,
+            }
             for index, (text, finish_reason) in enumerate(zip(texts, finish_reasons))
         ],
         "usage": usage(prompt_tokens, completion_tokens),
@@ -265,23 +292,43 @@ class ChunkEncoder:
     """
 
     def __init__(self, completion_id: str, created: int, model: str, include_usage: bool = False):
-        head = json.dumps({"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model},
-                          ensure_ascii=False)
+        head = json.dumps(
+            {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model},
+            ensure_ascii=False,
+        )
         self._head = b"data: " + head[:-1].encode() + b', "choices": [{"index": '
         self._tail = b"}]" + (b', "usage": null' if include_usage else b"") + b"}\n\n"
 
-    def encode(self, index: int, delta: dict, finish_reason: Optional[str] = None,
-               logprobs: Optional[list[dict]] = None) -> bytes:
-        logprobs_json = b"null" if logprobs is None else json.dumps(choice_logprobs(logprobs),
-                                                                    ensure_ascii=False).encode()
-        return b"".join((self._head, str(index).encode(), b', "delta": ', json.dumps(delta, ensure_ascii=False).encode(),
-                         b', "logprobs": ', logprobs_json, b', "finish_reason": ', json.dumps(finish_reason).encode(),
-                         self._tail))
+    def encode(
+        self, index: int, delta: dict, finish_reason: Optional[str] = None, logprobs: Optional[list[dict]] = None
+    ) -> bytes:
+        logprobs_json = (
+            b"null" if logprobs is None else json.dumps(choice_logprobs(logprobs), ensure_ascii=False).encode()
+        )
+        return b"".join(
+            (
+                self._head,
+                str(index).encode(),
+                b', "delta": ',
+                json.dumps(delta, ensure_ascii=False).encode(),
+                b', "logprobs": ',
+                logprobs_json,
+                b', "finish_reason": ',
+                json.dumps(finish_reason).encode(),
+                self._tail,
+            )
+        )
 
 
 def usage_chunk(completion_id: str, created: int, model: str, prompt_tokens: int, completion_tokens: int) -> dict:
-    return {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [], "usage": usage(prompt_tokens, completion_tokens)}
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": usage(prompt_tokens, completion_tokens),
+    }
 
 
 def model_card(model_id: str, created: int, condition: Optional[str] = None) -> dict:

@@ -47,26 +47,47 @@ def start_ray(ray_address: Optional[str], num_cpus: Optional[int], num_replicas:
         return
     # Ray starts workers at niceness 15; the replica is the server's main work, so it runs at normal priority.
     os.environ.setdefault("RAY_worker_niceness", "0")
-    ray.init(num_cpus=num_cpus or max(os.cpu_count() or 1, num_replicas), include_dashboard=False,
-             runtime_env=runtime_env, object_store_memory=128 << 20)
+    ray.init(
+        num_cpus=num_cpus or max(os.cpu_count() or 1, num_replicas),
+        include_dashboard=False,
+        runtime_env=runtime_env,
+        object_store_memory=128 << 20,
+    )
 
 
-def start_replicas(model_type: str, model_path: str, num_replicas: int, replica_cpus: float, device: str,
-                   max_restarts: int, worker_options: dict) -> tuple[list, list[dict]]:
+def start_replicas(
+    model_type: str,
+    model_path: str,
+    num_replicas: int,
+    replica_cpus: float,
+    device: str,
+    max_restarts: int,
+    worker_options: dict,
+) -> tuple[list, list[dict]]:
     """One engine actor per replica; waits until all loaded the model. Returns the actors and their `ready()`."""
     use_gpu = device == "cuda" or (device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
     actor_class = engine_actor_class(num_cpus=replica_cpus, num_gpus=1 if use_gpu else 0)
-    actors = [actor_class.options(max_restarts=max_restarts, max_task_retries=0).remote(
-                  model_type, os.path.abspath(model_path), device="cuda" if use_gpu else "cpu", **worker_options)
-              for _ in range(num_replicas)]
+    actors = [
+        actor_class.options(max_restarts=max_restarts, max_task_retries=0).remote(
+            model_type, os.path.abspath(model_path), device="cuda" if use_gpu else "cpu", **worker_options
+        )
+        for _ in range(num_replicas)
+    ]
     return actors, ray.get([actor.ready.remote() for actor in actors])
 
 
 class ReplicaPool:
     """Routes sequences to replicas and engine events back to the requests that wait for them."""
 
-    def __init__(self, actors: list, limits: list[dict], capacity_per_replica: int, metrics: ServerMetrics,
-                 max_restarts: int = 0, on_lost_all: Callable[[], None] = lambda: None):
+    def __init__(
+        self,
+        actors: list,
+        limits: list[dict],
+        capacity_per_replica: int,
+        metrics: ServerMetrics,
+        max_restarts: int = 0,
+        on_lost_all: Callable[[], None] = lambda: None,
+    ):
         self.actors = actors
         self.limits = limits  # each replica's `ready()`: device, KV budget, context, batch size
         self.capacity_per_replica = capacity_per_replica
@@ -95,8 +116,13 @@ class ReplicaPool:
         """The least-loaded live replica with room for `sequences` more, or None when all are full."""
         candidates = [i for i in range(len(self.actors)) if self.alive[i]]
         if not candidates:
-            raise OpenAIError(503, "No model replica is running right now; retry shortly", error_type="server_error",
-                              code="replica_unavailable", headers={"Retry-After": "5"})
+            raise OpenAIError(
+                503,
+                "No model replica is running right now; retry shortly",
+                error_type="server_error",
+                code="replica_unavailable",
+                headers={"Retry-After": "5"},
+            )
         replica = min(candidates, key=lambda i: self.load[i])
         if self.load[replica] + sequences > self.capacity_per_replica:
             return None
@@ -124,8 +150,9 @@ class ReplicaPool:
     async def refresh_metrics(self) -> None:
         """Fetch every live replica's engine figures for a scrape; a replica that does not answer is left out."""
         live = [i for i in range(len(self.actors)) if self.alive[i]]
-        answers = await asyncio.gather(*(asyncio.wait_for(self.actors[i].metrics.remote(), METRICS_TIMEOUT)
-                                         for i in live), return_exceptions=True)
+        answers = await asyncio.gather(
+            *(asyncio.wait_for(self.actors[i].metrics.remote(), METRICS_TIMEOUT) for i in live), return_exceptions=True
+        )
         self.metrics.engine_snapshots.clear()
         for replica, answer in zip(live, answers):
             if isinstance(answer, dict):
@@ -140,8 +167,12 @@ class ReplicaPool:
                 if owner == replica and seq_id in self.routes:
                     self.routes[seq_id].put_nowait((seq_id, None, REPLICA_LOST))
             if not await self.wait_restarted(replica):
-                logger.error("replica %d is gone for good (restarts used: %d of %d)", replica,
-                             self.restarts[replica], self.max_restarts)
+                logger.error(
+                    "replica %d is gone for good (restarts used: %d of %d)",
+                    replica,
+                    self.restarts[replica],
+                    self.max_restarts,
+                )
                 if not any(self.alive) and not self.lost_all:
                     self.lost_all = True
                     self.on_lost_all()
@@ -149,8 +180,9 @@ class ReplicaPool:
             self.restarts[replica] += 1
             self.metrics.replica_restarts.labels(str(replica)).inc()
             self.alive[replica] = True
-            logger.info("replica %d serves again (restart %d of %d)", replica, self.restarts[replica],
-                        self.max_restarts)
+            logger.info(
+                "replica %d serves again (restart %d of %d)", replica, self.restarts[replica], self.max_restarts
+            )
 
     async def poll_until_failure(self, replica: int) -> None:
         actor = self.actors[replica]

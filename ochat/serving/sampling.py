@@ -14,8 +14,9 @@ MASKED_LOGPROB = -9999.0  # reported for a token the grammar forbids (-inf canno
 def report_logprobs(sequences: list, logits: torch.Tensor, chosen: torch.Tensor) -> list[tuple[float, tuple]]:
     """(log-probability of the chosen token, top alternatives) per row, after penalties, grammar mask and
     temperature (none for greedy rows): the distribution the token was drawn from, before top-p."""
-    temperature = torch.tensor([1.0 if seq.greedy else seq.params.temperature for seq in sequences],
-                               device=logits.device)
+    temperature = torch.tensor(
+        [1.0 if seq.greedy else seq.params.temperature for seq in sequences], device=logits.device
+    )
     logprobs = torch.log_softmax(logits / temperature[:, None], dim=-1)
     chosen_logprobs = logprobs.gather(1, chosen[:, None]).squeeze(1).tolist()
     widest = max(seq.params.top_logprobs for seq in sequences)
@@ -25,8 +26,14 @@ def report_logprobs(sequences: list, logits: torch.Tensor, chosen: torch.Tensor)
     for row, seq in enumerate(sequences):
         count = seq.params.top_logprobs
         # A token the grammar forbids has -inf, which JSON cannot carry; report it as vLLM does.
-        top = tuple((token_id, max(value, MASKED_LOGPROB))
-                    for token_id, value in zip(top_ids[row][:count], top_values[row][:count])) if count else ()
+        top = (
+            tuple(
+                (token_id, max(value, MASKED_LOGPROB))
+                for token_id, value in zip(top_ids[row][:count], top_values[row][:count])
+            )
+            if count
+            else ()
+        )
         reported.append((chosen_logprobs[row], top))
     return reported
 

@@ -98,15 +98,24 @@ class _Batch:
 class GenerationEngine:
     """Continuous batching: `add` and `abort` at any time, `step` advances every running sequence by one token."""
 
-    def __init__(self, model, stop_token_ids: Sequence[int], max_context: int, max_batch_size: int = 32,
-                 kv_cache_tokens: Optional[int] = None, gpu_memory_utilization: float = 0.9, tokenizer=None):
+    def __init__(
+        self,
+        model,
+        stop_token_ids: Sequence[int],
+        max_context: int,
+        max_batch_size: int = 32,
+        kv_cache_tokens: Optional[int] = None,
+        gpu_memory_utilization: float = 0.9,
+        tokenizer=None,
+    ):
         self.model = model
         self.device = next(model.parameters()).device
         self.stop_token_ids = set(stop_token_ids)
         self.max_context = max_context
         self.max_batch_size = max_batch_size
-        self.budget_tokens = derive_budget_tokens(model, max_context, max_batch_size, kv_cache_tokens,
-                                                  gpu_memory_utilization)
+        self.budget_tokens = derive_budget_tokens(
+            model, max_context, max_batch_size, kv_cache_tokens, gpu_memory_utilization
+        )
         self._longest_sequence = min(max_context, self.budget_tokens)
         self.tokenizer = tokenizer  # a transformers tokenizer; needed only for structured outputs
         self._grammars = None
@@ -127,8 +136,9 @@ class GenerationEngine:
         if len(prompt_ids) >= self.max_context:
             raise ValueError(f"prompt of {len(prompt_ids)} tokens leaves no room in a context of {self.max_context}")
         if len(prompt_ids) + 1 > self.budget_tokens:
-            raise ValueError(f"prompt of {len(prompt_ids)} tokens does not fit the KV cache budget of "
-                             f"{self.budget_tokens} tokens")
+            raise ValueError(
+                f"prompt of {len(prompt_ids)} tokens does not fit the KV cache budget of {self.budget_tokens} tokens"
+            )
         if not 0 <= params.top_logprobs <= MAX_TOP_LOGPROBS:
             raise ValueError(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
         matcher = self._grammar_matcher(params.response_format)
@@ -290,8 +300,13 @@ class GenerationEngine:
         input_ids = torch.tensor([[seq.next_input] for seq in batch.sequences], device=self.device)
         position_ids = torch.tensor([[seq.position] for seq in batch.sequences], device=self.device)
         batch.attention_mask = torch.cat([batch.attention_mask, batch.attention_mask.new_ones((rows, 1))], dim=1)
-        output = self.model(input_ids=input_ids, attention_mask=batch.attention_mask, position_ids=position_ids,
-                            past_key_values=batch.cache, use_cache=True)
+        output = self.model(
+            input_ids=input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=position_ids,
+            past_key_values=batch.cache,
+            use_cache=True,
+        )
         batch.cache = output.past_key_values
         for seq in batch.sequences:
             seq.position += 1
@@ -306,12 +321,17 @@ class GenerationEngine:
         input_ids = torch.zeros((len(joiners), length), dtype=torch.long, device=self.device)
         attention_mask = torch.zeros((len(joiners), length), dtype=torch.long, device=self.device)
         for row, (seq, ids) in enumerate(zip(joiners, inputs)):
-            input_ids[row, length - len(ids):] = torch.tensor(ids, device=self.device)
-            attention_mask[row, length - len(ids):] = 1
+            input_ids[row, length - len(ids) :] = torch.tensor(ids, device=self.device)
+            attention_mask[row, length - len(ids) :] = 1
             seq.position = len(ids)
         position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-        output = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                            past_key_values=make_cache([], room_limit=0), use_cache=True)
+        output = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=make_cache([], room_limit=0),
+            use_cache=True,
+        )
         events = self._sample(joiners, output.logits[:, -1, :])
         self._merge(joiners, output.past_key_values, attention_mask)
         return events
@@ -349,8 +369,14 @@ class GenerationEngine:
         logprob_rows = [row for row, seq in enumerate(sequences) if seq.params.logprobs or seq.params.top_logprobs]
         reported = {}
         if logprob_rows:
-            reported = dict(zip(logprob_rows, report_logprobs([sequences[row] for row in logprob_rows],
-                                                             logits[logprob_rows], next_tokens[logprob_rows])))
+            reported = dict(
+                zip(
+                    logprob_rows,
+                    report_logprobs(
+                        [sequences[row] for row in logprob_rows], logits[logprob_rows], next_tokens[logprob_rows]
+                    ),
+                )
+            )
         events = []
         for row, (seq, token_id) in enumerate(zip(sequences, next_tokens.tolist())):
             self.generation_tokens_total += 1

@@ -46,8 +46,9 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 
@@ -95,7 +96,8 @@ def load_samples(path: str, vocab_size: int, max_context: int) -> list[Tokenized
     samples = []
     for index, sample in enumerate(raw):
         if (
-            not isinstance(sample, (list, tuple)) or len(sample) not in (2, 3)
+            not isinstance(sample, (list, tuple))
+            or len(sample) not in (2, 3)
             or not all(isinstance(field, list) and len(field) == len(sample[0]) for field in sample)
             or not sample[0]
         ):
@@ -106,8 +108,10 @@ def load_samples(path: str, vocab_size: int, max_context: int) -> list[Tokenized
         token_ids, supervise_mask = sample[0], sample[1]
         if not all(type(token_id) is int for token_id in token_ids):
             wrong = next(token_id for token_id in token_ids if type(token_id) is not int)
-            raise DataError(f"{path}: sample {index} has a token id that is not an integer ({wrong!r:.40}); "
-                            "regenerate the data with data_pipeline.generate_dataset")
+            raise DataError(
+                f"{path}: sample {index} has a token id that is not an integer ({wrong!r:.40}); "
+                "regenerate the data with data_pipeline.generate_dataset"
+            )
         largest = max(token_ids)
         if largest >= vocab_size or min(token_ids) < 0:
             raise DataError(
@@ -130,7 +134,9 @@ def _checked_weights(path: str, index: int, weights: list, supervise_mask: list[
     """Per-token weights: finite numbers >= 0, zero wherever the mask is false."""
     for position, (weight, supervised) in enumerate(zip(weights, supervise_mask)):
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
-            raise DataError(f"{path}: sample {index} has weight {weight!r} at position {position}; weights are numbers >= 0")
+            raise DataError(
+                f"{path}: sample {index} has weight {weight!r} at position {position}; weights are numbers >= 0"
+            )
         if weight and not supervised:
             raise DataError(
                 f"{path}: sample {index} has weight {weight} at position {position}, where the supervise mask is "
@@ -187,14 +193,15 @@ def plan_step(
         ordered = sorted(indices, key=lambda i: (-lengths[i], i)) if grouping == "length" else list(indices)
         # spread a short last batch evenly instead of leaving whole micro-batches empty
         size = min(micro_batch_size, -(-len(ordered) // slots))
-        groups = [ordered[start:start + size] for start in range(0, len(ordered), size)]
+        groups = [ordered[start : start + size] for start in range(0, len(ordered), size)]
     return StepPlan(
         micro_batches=_deal_round_robin(groups, world_size, accumulation_steps),
         supervised_tokens=sum(supervised[i] for i in indices),
         samples_with_targets=sum(1 for i in indices if supervised[i] > 0),
         tokens=sum(lengths[i] for i in indices),
         padded_tokens=sum(len(group) * max((lengths[i] for i in group), default=0) for group in groups)
-        if grouping != "packing" else sum(lengths[i] for i in indices),
+        if grouping != "packing"
+        else sum(lengths[i] for i in indices),
     )
 
 
@@ -215,8 +222,15 @@ def plan_epoch(
     order = list(range(len(lengths)))
     random.Random(seed * 1_000_003 + epoch).shuffle(order)
     return [
-        plan_step(order[start:start + train_batch_size], lengths, supervised, grouping,
-                  world_size, accumulation_steps, micro_batch_size)
+        plan_step(
+            order[start : start + train_batch_size],
+            lengths,
+            supervised,
+            grouping,
+            world_size,
+            accumulation_steps,
+            micro_batch_size,
+        )
         for start in range(0, len(order), train_batch_size)
     ]
 
@@ -227,9 +241,9 @@ def steps_per_epoch(sample_count: int, train_batch_size: int) -> int:
 
 def _targets(token_ids: Sequence[int], supervise_mask: Sequence[bool]) -> list[int]:
     """Next-token targets aligned with the inputs; unsupervised and last positions are ignored."""
-    return [
-        token_ids[t + 1] if supervise_mask[t + 1] else IGNORE_INDEX for t in range(len(token_ids) - 1)
-    ] + [IGNORE_INDEX]
+    return [token_ids[t + 1] if supervise_mask[t + 1] else IGNORE_INDEX for t in range(len(token_ids) - 1)] + [
+        IGNORE_INDEX
+    ]
 
 
 def target_token_weights(sample) -> list[float]:
@@ -244,7 +258,9 @@ def step_target_weight(samples: Sequence, plan: StepPlan) -> float:
     if plan.target_weight is None:
         plan.target_weight = sum(
             sum(target_token_weights(samples[index]))
-            for rank_batches in plan.micro_batches for indices in rank_batches for index in indices
+            for rank_batches in plan.micro_batches
+            for indices in rank_batches
+            for index in indices
         )
     return plan.target_weight
 
@@ -277,9 +293,16 @@ def collate(
     """
     if not indices:
         one = torch.tensor([[pad_token_id]])
-        return {"input_ids": one, "attention_mask": None, "position_ids": None, "cu_seq_lens": None,
-                "targets": torch.full((1, 1), IGNORE_INDEX), "weights": torch.zeros(1, 1),
-                "tokens": 0, "padded_tokens": 1}
+        return {
+            "input_ids": one,
+            "attention_mask": None,
+            "position_ids": None,
+            "cu_seq_lens": None,
+            "targets": torch.full((1, 1), IGNORE_INDEX),
+            "weights": torch.zeros(1, 1),
+            "tokens": 0,
+            "padded_tokens": 1,
+        }
     rows = []
     for index in indices:
         token_ids, supervise_mask = samples[index]
@@ -314,5 +337,13 @@ def collate(
         attention_mask[r, :n] = 1
         targets[r, :n] = torch.tensor(row_targets)
         weights[r, :n] = torch.tensor(row_weights)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": None, "cu_seq_lens": None,
-            "targets": targets, "weights": weights, "tokens": tokens, "padded_tokens": len(rows) * longest}
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "position_ids": None,
+        "cu_seq_lens": None,
+        "targets": targets,
+        "weights": weights,
+        "tokens": tokens,
+        "padded_tokens": len(rows) * longest,
+    }

@@ -28,18 +28,70 @@ OFFLOAD_CHOICES = ("none", "cpu")
 # Sections and switches DeepSpeed's config reader looks at (deepspeed.runtime.config), beyond the names
 # in deepspeed.runtime.constants, which are added at run time.
 KNOWN_SECTIONS = {
-    "train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping",
-    "steps_per_print", "wall_clock_breakdown", "memory_breakdown", "zero_optimization", "bf16", "bfloat16", "fp16",
-    "amp", "optimizer", "scheduler", "activation_checkpointing", "flops_profiler", "tensorboard", "wandb",
-    "csv_monitor", "comet", "comms_logger", "monitor_config", "autotuning", "elasticity", "aio", "nebula",
-    "checkpoint", "data_efficiency", "curriculum_learning", "compression_training", "sparse_attention", "pipeline",
-    "progressive_layer_drop", "eigenvalue", "quantize_training", "hybrid_engine", "compile", "timers",
-    "weight_quantization", "zero_allow_untested_optimizer", "zero_force_ds_cpu_optimizer", "sparse_gradients",
-    "prescale_gradients", "gradient_predivide_factor", "communication_data_type", "dataloader_drop_last",
-    "dump_state", "disable_allgather", "data_types", "torch_autocast", "graph_harvesting", "use_node_local_storage",
-    "load_universal", "seq_parallel_communication_data_type", "tensor_parallel", "zero_optimization_stage",
-    "train_batch_size_per_gpu", "vocabulary_size", "gradient_allreduce_op", "disable_python_gc",
-    "use_data_before_expert_parallelism", "expert_parallel", "domino", "mics",
+    "train_batch_size",
+    "train_micro_batch_size_per_gpu",
+    "gradient_accumulation_steps",
+    "gradient_clipping",
+    "steps_per_print",
+    "wall_clock_breakdown",
+    "memory_breakdown",
+    "zero_optimization",
+    "bf16",
+    "bfloat16",
+    "fp16",
+    "amp",
+    "optimizer",
+    "scheduler",
+    "activation_checkpointing",
+    "flops_profiler",
+    "tensorboard",
+    "wandb",
+    "csv_monitor",
+    "comet",
+    "comms_logger",
+    "monitor_config",
+    "autotuning",
+    "elasticity",
+    "aio",
+    "nebula",
+    "checkpoint",
+    "data_efficiency",
+    "curriculum_learning",
+    "compression_training",
+    "sparse_attention",
+    "pipeline",
+    "progressive_layer_drop",
+    "eigenvalue",
+    "quantize_training",
+    "hybrid_engine",
+    "compile",
+    "timers",
+    "weight_quantization",
+    "zero_allow_untested_optimizer",
+    "zero_force_ds_cpu_optimizer",
+    "sparse_gradients",
+    "prescale_gradients",
+    "gradient_predivide_factor",
+    "communication_data_type",
+    "dataloader_drop_last",
+    "dump_state",
+    "disable_allgather",
+    "data_types",
+    "torch_autocast",
+    "graph_harvesting",
+    "use_node_local_storage",
+    "load_universal",
+    "seq_parallel_communication_data_type",
+    "tensor_parallel",
+    "zero_optimization_stage",
+    "train_batch_size_per_gpu",
+    "vocabulary_size",
+    "gradient_allreduce_op",
+    "disable_python_gc",
+    "use_data_before_expert_parallelism",
+    "expert_parallel",
+    "domino",
+    "mics",
 }
 
 
@@ -52,8 +104,11 @@ def known_top_level_keys() -> set[str]:
     try:
         import deepspeed.runtime.constants as constants
 
-        keys.update(value for name, value in vars(constants).items()
-                    if name.isupper() and isinstance(value, str) and value.isidentifier())
+        keys.update(
+            value
+            for name, value in vars(constants).items()
+            if name.isupper() and isinstance(value, str) and value.isidentifier()
+        )
     except ImportError:
         pass
     return keys
@@ -67,10 +122,15 @@ def check_top_level_keys(ds_config: dict, path: str) -> None:
             continue
         near = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.8)
         if near:
-            raise TrainingSetupError(f"{path}: unknown key {key!r}; did you mean {near[0]!r}? "
-                                     "(DeepSpeed would ignore it without a word)")
-        print(f"ochat.training_deepspeed.train: warning: {path}: key {key!r} is not a DeepSpeed setting "
-              "and will be ignored", file=sys.stderr, flush=True)
+            raise TrainingSetupError(
+                f"{path}: unknown key {key!r}; did you mean {near[0]!r}? (DeepSpeed would ignore it without a word)"
+            )
+        print(
+            f"ochat.training_deepspeed.train: warning: {path}: key {key!r} is not a DeepSpeed setting "
+            "and will be ignored",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def check_save_path(save_path: str) -> None:
@@ -95,7 +155,9 @@ def resolve_deepspeed_config(path: str, args, world_size: int, on_cuda: bool) ->
     check_top_level_keys(ds_config, path)
     for key in ("optimizer", "scheduler"):
         if key in ds_config:
-            raise TrainingSetupError(f"{path}: remove the {key!r} section; AdamW and the cosine schedule are set by flags (--lr ...)")
+            raise TrainingSetupError(
+                f"{path}: remove the {key!r} section; AdamW and the cosine schedule are set by flags (--lr ...)"
+            )
     resolve_zero(ds_config, path, args, on_cuda)
     if getattr(args, "train_batch_size", None) is not None:
         ds_config["train_batch_size"] = args.train_batch_size
@@ -121,8 +183,9 @@ def resolve_deepspeed_config(path: str, args, world_size: int, on_cuda: bool) ->
         raise TrainingSetupError(
             f"train_batch_size {global_batch} != micro-batch {micro} x accumulation {accumulation} x {world_size} ranks"
         )
-    ds_config.update(train_batch_size=global_batch, train_micro_batch_size_per_gpu=micro,
-                     gradient_accumulation_steps=accumulation)
+    ds_config.update(
+        train_batch_size=global_batch, train_micro_batch_size_per_gpu=micro, gradient_accumulation_steps=accumulation
+    )
     bf16 = dict(ds_config.get("bf16", {}))
     if bf16.get("enabled", "auto") == "auto":
         bf16["enabled"] = on_cuda
@@ -150,15 +213,18 @@ def resolve_zero(ds_config: dict, path: str, args, on_cuda: bool) -> None:
         zero["offload_optimizer"] = {"device": offload_optimizer, "pin_memory": on_cuda}
     if offload_params != "none":
         if stage != 3:
-            raise TrainingSetupError(f"--offload_params needs ZeRO stage 3 (the config has stage {stage}); "
-                                     "add --zero_stage 3")
+            raise TrainingSetupError(
+                f"--offload_params needs ZeRO stage 3 (the config has stage {stage}); add --zero_stage 3"
+            )
         zero["offload_param"] = {"device": offload_params, "pin_memory": on_cuda}
     if stage == 3:
         for key in ("allgather_bucket_size",):  # stage-2 settings that stage 3 names differently
             zero.pop(key, None)
         if getattr(args, "load_in_4bit", False):
-            raise TrainingSetupError("--load_in_4bit with ZeRO stage 3 is not supported: 4-bit weights cannot be "
-                                     "partitioned; use ZeRO stage 2 (the 4-bit base is small)")
+            raise TrainingSetupError(
+                "--load_in_4bit with ZeRO stage 3 is not supported: 4-bit weights cannot be "
+                "partitioned; use ZeRO stage 2 (the 4-bit base is small)"
+            )
     has_offload = zero.get("offload_optimizer", {}).get("device", "none") not in (None, "none")
     if has_offload and not on_cuda:
         # on CPU ranks the optimizer already runs in host memory; DeepSpeed's CPU Adam would need a compiled op

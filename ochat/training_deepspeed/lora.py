@@ -57,14 +57,22 @@ def trainable_token_modules(model, token_ids: list[int]) -> dict[str, list[int]]
     return modules
 
 
-def apply_lora(model, settings: LoraSettings, trainable_token_ids: list[int], quantized: bool = False,
-               gradient_checkpointing: bool = True):
+def apply_lora(
+    model,
+    settings: LoraSettings,
+    trainable_token_ids: list[int],
+    quantized: bool = False,
+    gradient_checkpointing: bool = True,
+):
     """The peft model: LoRA on the target linears, the given token rows trainable, everything else frozen."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
     config = LoraConfig(
         r=settings.rank,
         lora_alpha=settings.alpha,

@@ -29,7 +29,9 @@ def packed_sdpa_attention_forward(module, query, key, value, attention_mask, dro
 
     cu_seq_lens = kwargs.get("cu_seq_lens_q")
     if cu_seq_lens is None or attention_mask is not None or query.shape[0] != 1:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     groups = query.shape[1] // key.shape[1]
     lengths = cu_seq_lens.diff().tolist()
     # split (not slicing) so the backward pass concatenates gradients instead of zero-filling a full row per sample
@@ -75,8 +77,12 @@ def model_inputs(batch: dict, device) -> dict:
     if batch["position_ids"] is not None:
         inputs["position_ids"] = batch["position_ids"].to(device)
         cu_seq_lens = batch["cu_seq_lens"].to(device)
-        inputs.update(cu_seq_lens_q=cu_seq_lens, cu_seq_lens_k=cu_seq_lens,
-                      max_length_q=batch["max_length"], max_length_k=batch["max_length"])
+        inputs.update(
+            cu_seq_lens_q=cu_seq_lens,
+            cu_seq_lens_k=cu_seq_lens,
+            max_length_q=batch["max_length"],
+            max_length_k=batch["max_length"],
+        )
     return inputs
 
 
@@ -84,8 +90,9 @@ def token_losses(model, batch: dict, device) -> tuple[torch.Tensor, torch.Tensor
     """Per-position cross entropy (0 where ignored) and the target mask, both flat and in fp32."""
     logits = model(**model_inputs(batch, device)).logits
     targets = batch["targets"].to(device).reshape(-1)
-    losses = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets,
-                             ignore_index=IGNORE_INDEX, reduction="none")
+    losses = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets, ignore_index=IGNORE_INDEX, reduction="none"
+    )
     return losses, targets != IGNORE_INDEX
 
 

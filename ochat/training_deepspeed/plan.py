@@ -50,14 +50,46 @@ QLORA_BYTES_PER_PARAM = 0.5 + 0.127 / 8 + 4 / 64 / 8  # NF4 + double-quantized b
 
 # Shapes of the published models (config.json fields), so no download is needed to plan them.
 BUILTIN_CONFIGS = {
-    "llama-7b": dict(model_type="llama", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                     num_attention_heads=32, num_key_value_heads=32, vocab_size=32001, max_position_embeddings=2048),
-    "llama-13b": dict(model_type="llama", hidden_size=5120, intermediate_size=13824, num_hidden_layers=40,
-                      num_attention_heads=40, num_key_value_heads=40, vocab_size=32001, max_position_embeddings=2048),
-    "llama-70b": dict(model_type="llama", hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
-                      num_attention_heads=64, num_key_value_heads=8, vocab_size=32001, max_position_embeddings=4096),
-    "mistral-7b": dict(model_type="mistral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                       num_attention_heads=32, num_key_value_heads=8, vocab_size=32001, max_position_embeddings=8192),
+    "llama-7b": dict(
+        model_type="llama",
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=32001,
+        max_position_embeddings=2048,
+    ),
+    "llama-13b": dict(
+        model_type="llama",
+        hidden_size=5120,
+        intermediate_size=13824,
+        num_hidden_layers=40,
+        num_attention_heads=40,
+        num_key_value_heads=40,
+        vocab_size=32001,
+        max_position_embeddings=2048,
+    ),
+    "llama-70b": dict(
+        model_type="llama",
+        hidden_size=8192,
+        intermediate_size=28672,
+        num_hidden_layers=80,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        vocab_size=32001,
+        max_position_embeddings=4096,
+    ),
+    "mistral-7b": dict(
+        model_type="mistral",
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=32001,
+        max_position_embeddings=8192,
+    ),
 }
 
 
@@ -129,29 +161,50 @@ def model_shape(hf_config) -> ModelShape:
     head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // heads
     kv_heads = getattr(hf_config, "num_key_value_heads", None) or heads
     intermediate = getattr(hf_config, "intermediate_size", None) or 4 * hf_config.hidden_size
-    return ModelShape(params=params, linear_params=linear_params, largest_layer_params=largest,
-                      hidden_size=hf_config.hidden_size, intermediate_size=intermediate, kv_size=kv_heads * head_dim,
-                      num_layers=hf_config.num_hidden_layers, vocab_size=hf_config.vocab_size,
-                      lora_params_per_rank=lora_per_rank)
+    return ModelShape(
+        params=params,
+        linear_params=linear_params,
+        largest_layer_params=largest,
+        hidden_size=hf_config.hidden_size,
+        intermediate_size=intermediate,
+        kv_size=kv_heads * head_dim,
+        num_layers=hf_config.num_hidden_layers,
+        vocab_size=hf_config.vocab_size,
+        lora_params_per_rank=lora_per_rank,
+    )
 
 
-def activation_bytes(shape: ModelShape, micro_batch_size: int, context: int, dtype_bytes: int,
-                     gradient_checkpointing: bool = True) -> float:
+def activation_bytes(
+    shape: ModelShape, micro_batch_size: int, context: int, dtype_bytes: int, gradient_checkpointing: bool = True
+) -> float:
     """Activations of one micro-batch: kept layer inputs, one layer's recompute working set, the logits."""
     tokens = micro_batch_size * context
     h, i, kv = shape.hidden_size, shape.intermediate_size, shape.kv_size
     # what one decoder layer saves for backward: norms' inputs, q/k/v, attention output, MLP gate/up/act/product
     layer_working_set = tokens * (6 * h + 2 * kv + 5 * i) * dtype_bytes
-    kept = shape.num_layers * tokens * h * dtype_bytes if gradient_checkpointing else shape.num_layers * layer_working_set
+    kept = (
+        shape.num_layers * tokens * h * dtype_bytes if gradient_checkpointing else shape.num_layers * layer_working_set
+    )
     recompute = layer_working_set if gradient_checkpointing else 0
     logits = tokens * shape.vocab_size * (dtype_bytes + 4 + 4)  # logits, fp32 copy for the loss, its gradient
     return kept + recompute + logits
 
 
-def estimate(shape: ModelShape, setup: str, num_gpus: int, micro_batch_size: int, context: int, lora_rank: int = 0,
-             zero_stage: int = 2, offload_optimizer: bool = False, offload_params: bool = False,
-             quantized: bool = False, dtype_bytes: int = 2, gradient_checkpointing: bool = True,
-             reduce_bucket_elements: float = REDUCE_BUCKET_ELEMENTS) -> Estimate:
+def estimate(
+    shape: ModelShape,
+    setup: str,
+    num_gpus: int,
+    micro_batch_size: int,
+    context: int,
+    lora_rank: int = 0,
+    zero_stage: int = 2,
+    offload_optimizer: bool = False,
+    offload_params: bool = False,
+    quantized: bool = False,
+    dtype_bytes: int = 2,
+    gradient_checkpointing: bool = True,
+    reduce_bucket_elements: float = REDUCE_BUCKET_ELEMENTS,
+) -> Estimate:
     """Per-GPU bytes of one setup; `dtype_bytes` 2 for bf16 mixed precision, 4 for fp32 (CPU runs)."""
     n, p = num_gpus, shape.params
     trainable = lora_rank * shape.lora_params_per_rank if lora_rank else p
@@ -179,8 +232,9 @@ def estimate(shape: ModelShape, setup: str, num_gpus: int, micro_batch_size: int
     return Estimate(setup, weights, gradients, optimizer, activations, buffers, host, trainable)
 
 
-def standard_setups(shape: ModelShape, num_gpus: int, micro_batch_size: int, context: int,
-                    lora_rank: int) -> list[Estimate]:
+def standard_setups(
+    shape: ModelShape, num_gpus: int, micro_batch_size: int, context: int, lora_rank: int
+) -> list[Estimate]:
     """Full fine-tuning under ZeRO-2, ZeRO-3 and with offload; LoRA; QLoRA."""
     common = dict(num_gpus=num_gpus, micro_batch_size=micro_batch_size, context=context)
     rank = lora_rank or 64
@@ -188,8 +242,14 @@ def standard_setups(shape: ModelShape, num_gpus: int, micro_batch_size: int, con
         estimate(shape, "full, ZeRO-2", zero_stage=2, **common),
         estimate(shape, "full, ZeRO-3", zero_stage=3, **common),
         estimate(shape, "full, ZeRO-2 + optimizer offload", zero_stage=2, offload_optimizer=True, **common),
-        estimate(shape, "full, ZeRO-3 + optimizer & param offload", zero_stage=3, offload_optimizer=True,
-                 offload_params=True, **common),
+        estimate(
+            shape,
+            "full, ZeRO-3 + optimizer & param offload",
+            zero_stage=3,
+            offload_optimizer=True,
+            offload_params=True,
+            **common,
+        ),
         estimate(shape, f"LoRA r={rank}, ZeRO-2", lora_rank=rank, **common),
         estimate(shape, f"QLoRA r={rank} (4-bit base)", lora_rank=rank, quantized=True, **common),
     ]
@@ -200,20 +260,27 @@ def fits(estimate_: Estimate, gpu_memory_gb: float) -> bool:
 
 
 def format_table(estimates: list[Estimate], gpu_memory_gb: float) -> str:
-    header = (f"{'setup':42} {'weights':>8} {'grads':>8} {'optim':>8} {'activ':>8} {'buffers':>8} {'total':>8} "
-              f"{'host/node':>10}  fits {gpu_memory_gb:g} GB")
+    header = (
+        f"{'setup':42} {'weights':>8} {'grads':>8} {'optim':>8} {'activ':>8} {'buffers':>8} {'total':>8} "
+        f"{'host/node':>10}  fits {gpu_memory_gb:g} GB"
+    )
     lines = [header, "-" * len(header)]
     for row in estimates:
-        lines.append(f"{row.setup:42} {row.weights / GB:8.1f} {row.gradients / GB:8.1f} {row.optimizer / GB:8.1f} "
-                     f"{row.activations / GB:8.1f} {row.buffers / GB:8.1f} {row.total / GB:8.1f} "
-                     f"{row.host / GB:10.1f}  {'yes' if fits(row, gpu_memory_gb) else 'no'}")
+        lines.append(
+            f"{row.setup:42} {row.weights / GB:8.1f} {row.gradients / GB:8.1f} {row.optimizer / GB:8.1f} "
+            f"{row.activations / GB:8.1f} {row.buffers / GB:8.1f} {row.total / GB:8.1f} "
+            f"{row.host / GB:10.1f}  {'yes' if fits(row, gpu_memory_gb) else 'no'}"
+        )
     lines.append("GB per GPU (1 GB = 1e9 bytes); host/node: offloaded state in the node's host memory")
     return "\n".join(lines)
 
 
 def main(argv=None):
-    parser = ArgumentParser(prog="python -m ochat.training_deepspeed.plan", description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(
+        prog="python -m ochat.training_deepspeed.plan",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model_path", help="Hugging Face model folder (only config.json is read)")
     source.add_argument("--model_config", choices=sorted(BUILTIN_CONFIGS), help="a built-in model shape")
@@ -235,12 +302,17 @@ def main(argv=None):
         parser.error(str(error))
     rows = standard_setups(shape, args.num_gpus, args.micro_batch_size, args.context, args.lora_rank)
     if args.json:
-        print(json.dumps([dict(asdict(row), total=row.total, fits=fits(row, args.gpu_memory_gb)) for row in rows],
-                         indent=1))
+        print(
+            json.dumps(
+                [dict(asdict(row), total=row.total, fits=fits(row, args.gpu_memory_gb)) for row in rows], indent=1
+            )
+        )
         return
     name = args.model_config or args.model_path
-    print(f"{name}: {shape.params / 1e9:.2f}B parameters; {args.num_gpus} GPU(s) x {args.gpu_memory_gb:g} GB, "
-          f"micro-batch {args.micro_batch_size} x {args.context} tokens, bf16, gradient checkpointing")
+    print(
+        f"{name}: {shape.params / 1e9:.2f}B parameters; {args.num_gpus} GPU(s) x {args.gpu_memory_gb:g} GB, "
+        f"micro-batch {args.micro_batch_size} x {args.context} tokens, bf16, gradient checkpointing"
+    )
     print(format_table(rows, args.gpu_memory_gb))
     if not any(fits(row, args.gpu_memory_gb) for row in rows):
         print("nothing fits: add GPUs, lower --context / --micro_batch_size, or use a smaller model", file=sys.stderr)

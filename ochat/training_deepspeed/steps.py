@@ -28,7 +28,13 @@ def whole_set_plan(samples: Sequence, packing: bool, world_size: int = 1, micro_
 
 
 def micro_batch_losses(
-    model, samples: Sequence, plan: StepPlan, rank: int, device, pad_token_id: int, packing: bool,
+    model,
+    samples: Sequence,
+    plan: StepPlan,
+    rank: int,
+    device,
+    pad_token_id: int,
+    packing: bool,
     loss_reduction: str = "token",
 ) -> Iterator[torch.Tensor]:
     """This rank's micro-batches of `plan`, collated and run through `model`: one weighted loss each."""
@@ -40,8 +46,15 @@ def micro_batch_losses(
 
 
 def dataset_loss(
-    model, samples: Sequence, device, pad_token_id: int, packing: bool = False, loss_reduction: str = "token",
-    rank: int = 0, world_size: int = 1, micro_batch_size: int = 1,
+    model,
+    samples: Sequence,
+    device,
+    pad_token_id: int,
+    packing: bool = False,
+    loss_reduction: str = "token",
+    rank: int = 0,
+    world_size: int = 1,
+    micro_batch_size: int = 1,
 ) -> torch.Tensor:
     """This rank's share of the loss over a whole data set (sum across ranks for the total), without gradients."""
     plan = whole_set_plan(samples, packing, world_size, micro_batch_size)

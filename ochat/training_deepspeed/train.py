@@ -125,9 +125,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model_type", required=True, help="registry model type, e.g. openchat, openchat_8192, opencoder")
+    parser.add_argument(
+        "--model_type", required=True, help="registry model type, e.g. openchat, openchat_8192, opencoder"
+    )
     parser.add_argument("--model_path", required=True, help="base model folder with the <|end_of_turn|> token added")
-    parser.add_argument("--data_path", required=True, help="folder holding MODEL_TYPE.train.json (and .eval.json), or that file")
+    parser.add_argument(
+        "--data_path", required=True, help="folder holding MODEL_TYPE.train.json (and .eval.json), or that file"
+    )
     parser.add_argument("--save_path", required=True, help="folder for the fine-tuned model, metrics and checkpoints")
     parser.add_argument("--epochs", type=int, default=5, help="passes over the training set (default 5)")
     batching = parser.add_mutually_exclusive_group()
@@ -135,39 +139,84 @@ def parse_args(argv=None) -> argparse.Namespace:
     batching.add_argument("--packing", action="store_true", help="padding-free rows of several samples each")
     parser.add_argument("--lr", type=float, default=2e-5, help="peak learning rate (default 2e-5)")
     parser.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
-    parser.add_argument("--warmup_ratio", type=float, default=0.03, help="share of steps spent warming up (default 0.03)")
-    parser.add_argument("--loss_reduction", choices=LOSS_REDUCTIONS, default="token",
-                        help="token: mean over all supervised tokens of the global batch (default); "
-                             "per_sample: mean of each sample's mean")
-    parser.add_argument("--train_batch_size", type=int, default=None, help="global batch in samples (overrides the config)")
-    parser.add_argument("--micro_batch_size", type=int, default=None, help="samples per rank per micro-batch (overrides the config)")
-    parser.add_argument("--max_steps", type=int, default=None, help="stop after this many optimizer steps (the schedule ends there too)")
-    parser.add_argument("--save_every", type=int, default=0, help="write a DeepSpeed checkpoint every N optimizer steps (0: never)")
-    parser.add_argument("--keep_checkpoints", type=int, default=2, help="DeepSpeed checkpoints kept on disk (default 2)")
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in SAVE_PATH/checkpoints")
+    parser.add_argument(
+        "--warmup_ratio", type=float, default=0.03, help="share of steps spent warming up (default 0.03)"
+    )
+    parser.add_argument(
+        "--loss_reduction",
+        choices=LOSS_REDUCTIONS,
+        default="token",
+        help="token: mean over all supervised tokens of the global batch (default); "
+        "per_sample: mean of each sample's mean",
+    )
+    parser.add_argument(
+        "--train_batch_size", type=int, default=None, help="global batch in samples (overrides the config)"
+    )
+    parser.add_argument(
+        "--micro_batch_size", type=int, default=None, help="samples per rank per micro-batch (overrides the config)"
+    )
+    parser.add_argument(
+        "--max_steps", type=int, default=None, help="stop after this many optimizer steps (the schedule ends there too)"
+    )
+    parser.add_argument(
+        "--save_every", type=int, default=0, help="write a DeepSpeed checkpoint every N optimizer steps (0: never)"
+    )
+    parser.add_argument(
+        "--keep_checkpoints", type=int, default=2, help="DeepSpeed checkpoints kept on disk (default 2)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the latest checkpoint in SAVE_PATH/checkpoints"
+    )
     parser.add_argument("--seed", type=int, default=42, help="seed of the data order (default 42)")
-    parser.add_argument("--no_gradient_checkpointing", action="store_true", help="keep activations instead of recomputing them")
-    parser.add_argument("--collective_timeout", type=float, default=10.0,
-                        help="minutes a rank waits for the others before the run stops with an error naming "
-                             "the rank that does not answer (default 10; raise it when saving a checkpoint of a "
-                             "very large model to a slow disk takes longer)")
+    parser.add_argument(
+        "--no_gradient_checkpointing", action="store_true", help="keep activations instead of recomputing them"
+    )
+    parser.add_argument(
+        "--collective_timeout",
+        type=float,
+        default=10.0,
+        help="minutes a rank waits for the others before the run stops with an error naming "
+        "the rank that does not answer (default 10; raise it when saving a checkpoint of a "
+        "very large model to a slow disk takes longer)",
+    )
     memory = parser.add_argument_group("ZeRO and offload")
-    memory.add_argument("--zero_stage", type=int, choices=(0, 1, 2, 3), default=None,
-                        help="ZeRO stage (overrides the config's, which is 2): 3 also partitions the parameters")
-    memory.add_argument("--offload_optimizer", choices=OFFLOAD_CHOICES, default="none",
-                        help="cpu: keep optimizer state (and its step) in host memory (ZeRO-Offload)")
-    memory.add_argument("--offload_params", choices=OFFLOAD_CHOICES, default="none",
-                        help="cpu: keep parameters in host memory between uses (ZeRO-3 only)")
+    memory.add_argument(
+        "--zero_stage",
+        type=int,
+        choices=(0, 1, 2, 3),
+        default=None,
+        help="ZeRO stage (overrides the config's, which is 2): 3 also partitions the parameters",
+    )
+    memory.add_argument(
+        "--offload_optimizer",
+        choices=OFFLOAD_CHOICES,
+        default="none",
+        help="cpu: keep optimizer state (and its step) in host memory (ZeRO-Offload)",
+    )
+    memory.add_argument(
+        "--offload_params",
+        choices=OFFLOAD_CHOICES,
+        default="none",
+        help="cpu: keep parameters in host memory between uses (ZeRO-3 only)",
+    )
     lora = parser.add_argument_group("LoRA (peft)")
     lora.add_argument("--lora_rank", type=int, default=0, help="train LoRA adapters of this rank (0: full fine-tuning)")
     lora.add_argument("--lora_alpha", type=float, default=None, help="LoRA scaling numerator (default 2 x rank)")
     lora.add_argument("--lora_dropout", type=float, default=0.05, help="dropout on the LoRA input (default 0.05)")
-    lora.add_argument("--lora_target_modules", default=DEFAULT_TARGET_MODULES,
-                      help="comma-separated module names to adapt, e.g. q_proj,v_proj "
-                           "(default all-linear: every linear layer of attention and MLP)")
-    lora.add_argument("--load_in_4bit", action="store_true",
-                      help="QLoRA: load the frozen base in 4-bit NF4 (bitsandbytes, CUDA only; needs --lora_rank)")
-    parser.add_argument("--local_rank", type=int, default=int(os.environ.get("LOCAL_RANK", 0)), help="set by the launcher")
+    lora.add_argument(
+        "--lora_target_modules",
+        default=DEFAULT_TARGET_MODULES,
+        help="comma-separated module names to adapt, e.g. q_proj,v_proj "
+        "(default all-linear: every linear layer of attention and MLP)",
+    )
+    lora.add_argument(
+        "--load_in_4bit",
+        action="store_true",
+        help="QLoRA: load the frozen base in 4-bit NF4 (bitsandbytes, CUDA only; needs --lora_rank)",
+    )
+    parser.add_argument(
+        "--local_rank", type=int, default=int(os.environ.get("LOCAL_RANK", 0)), help="set by the launcher"
+    )
     parser = deepspeed.add_config_arguments(parser)
     args = parser.parse_args(argv)
     if args.deepspeed_config is None:
@@ -250,8 +299,19 @@ def prepare(args) -> Setup:
     total_steps = per_epoch * args.epochs
     if args.max_steps is not None:
         total_steps = min(total_steps, args.max_steps)
-    return Setup(config, tokenizer, train_samples, eval_samples, train_file, eval_file, ds_config,
-                 world_size, on_cuda, per_epoch, total_steps)
+    return Setup(
+        config,
+        tokenizer,
+        train_samples,
+        eval_samples,
+        train_file,
+        eval_file,
+        ds_config,
+        world_size,
+        on_cuda,
+        per_epoch,
+        total_steps,
+    )
 
 
 def main(argv=None):
@@ -285,11 +345,15 @@ def main(argv=None):
         log(f"{world_size} GPU rank(s), backend nccl, {'bf16' if bf16 else 'fp32'}")
     else:
         log(f"no GPU found: training on CPU with {world_size} rank(s), backend gloo, {'bf16' if bf16 else 'fp32'}")
-    log(f"train {setup.train_file}: {len(setup.train_samples)} samples; "
-        f"eval {setup.eval_file or '(none)'}: {len(setup.eval_samples)} samples")
-    log(f"global batch {ds_config['train_batch_size']} = micro-batch {ds_config['train_micro_batch_size_per_gpu']} x "
+    log(
+        f"train {setup.train_file}: {len(setup.train_samples)} samples; "
+        f"eval {setup.eval_file or '(none)'}: {len(setup.eval_samples)} samples"
+    )
+    log(
+        f"global batch {ds_config['train_batch_size']} = micro-batch {ds_config['train_micro_batch_size_per_gpu']} x "
         f"accumulation {ds_config['gradient_accumulation_steps']} x {world_size} ranks; "
-        f"{setup.steps_per_epoch} steps per epoch, {setup.total_steps} steps in all; loss reduction {args.loss_reduction}")
+        f"{setup.steps_per_epoch} steps per epoch, {setup.total_steps} steps in all; loss reduction {args.loss_reduction}"
+    )
     if rank == 0:
         warn_if_it_will_not_fit(args, setup, bf16, world_size, log)
 
@@ -308,7 +372,10 @@ def main(argv=None):
             log(f"LoRA adapter written to {adapter_path}")
             final_model = final_model.merge_and_unload()
         save_hf_checkpoint(final_model, setup.config, setup.tokenizer, args.model_path, args.save_path)
-        log(f"fine-tuned model written to {args.save_path}" + (" (adapter merged into the base)" if args.lora_rank else ""))
+        log(
+            f"fine-tuned model written to {args.save_path}"
+            + (" (adapter merged into the base)" if args.lora_rank else "")
+        )
     trainer.close()
 
 
@@ -319,10 +386,14 @@ def check_4bit_available() -> None:
     import torch
 
     if not torch.cuda.is_available():
-        raise TrainingSetupError("--load_in_4bit (QLoRA) needs a CUDA GPU: bitsandbytes' 4-bit kernels do not run on "
-                                 "this machine's CPU; drop --load_in_4bit to train LoRA on the full-precision base")
+        raise TrainingSetupError(
+            "--load_in_4bit (QLoRA) needs a CUDA GPU: bitsandbytes' 4-bit kernels do not run on "
+            "this machine's CPU; drop --load_in_4bit to train LoRA on the full-precision base"
+        )
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise TrainingSetupError("--load_in_4bit needs bitsandbytes: pip install bitsandbytes (or the project's gpu extra)")
+        raise TrainingSetupError(
+            "--load_in_4bit needs bitsandbytes: pip install bitsandbytes (or the project's gpu extra)"
+        )
 
 
 def warn_if_it_will_not_fit(args, setup: Setup, bf16: bool, world_size: int, log) -> None:
@@ -339,22 +410,33 @@ def warn_if_it_will_not_fit(args, setup: Setup, bf16: bool, world_size: int, log
     longest = max(len(sample[0]) for sample in setup.train_samples)
     micro = setup.deepspeed_config["train_micro_batch_size_per_gpu"]
     estimate = plan.estimate(
-        shape, "this run", num_gpus=world_size, micro_batch_size=micro, context=longest, lora_rank=args.lora_rank,
-        zero_stage=int(zero.get("stage", 0)), quantized=args.load_in_4bit,
+        shape,
+        "this run",
+        num_gpus=world_size,
+        micro_batch_size=micro,
+        context=longest,
+        lora_rank=args.lora_rank,
+        zero_stage=int(zero.get("stage", 0)),
+        quantized=args.load_in_4bit,
         offload_optimizer=zero.get("offload_optimizer", {}).get("device", "none") not in (None, "none"),
         offload_params=zero.get("offload_param", {}).get("device", "none") not in (None, "none"),
-        dtype_bytes=2 if bf16 else 4, gradient_checkpointing=not args.no_gradient_checkpointing,
+        dtype_bytes=2 if bf16 else 4,
+        gradient_checkpointing=not args.no_gradient_checkpointing,
         reduce_bucket_elements=float(zero.get("reduce_bucket_size", plan.REDUCE_BUCKET_ELEMENTS)),
     )
     available, where = device_memory_bytes(setup.on_cuda, world_size)
-    log(f"memory plan per rank: weights {estimate.weights / plan.GB:.2f} GB, gradients {estimate.gradients / plan.GB:.2f}, "
+    log(
+        f"memory plan per rank: weights {estimate.weights / plan.GB:.2f} GB, gradients {estimate.gradients / plan.GB:.2f}, "
         f"optimizer {estimate.optimizer / plan.GB:.2f}, activations {estimate.activations / plan.GB:.2f}, "
-        f"buffers {estimate.buffers / plan.GB:.2f}: total {estimate.total / plan.GB:.2f} GB of {available / plan.GB:.1f} GB {where}")
+        f"buffers {estimate.buffers / plan.GB:.2f}: total {estimate.total / plan.GB:.2f} GB of {available / plan.GB:.1f} GB {where}"
+    )
     if estimate.total > plan.HEADROOM * available:
-        log(f"WARNING: this setup needs about {estimate.total / plan.GB:.1f} GB per rank but {where} has "
+        log(
+            f"WARNING: this setup needs about {estimate.total / plan.GB:.1f} GB per rank but {where} has "
             f"{available / plan.GB:.1f} GB; it will probably run out of memory. See the options that fit with "
             f"python -m ochat.training_deepspeed.plan --model_path {args.model_path} --num_gpus {world_size} "
-            f"--gpu_memory_gb {available / plan.GB:.0f} (LoRA, ZeRO-3, offload)")
+            f"--gpu_memory_gb {available / plan.GB:.0f} (LoRA, ZeRO-3, offload)"
+        )
 
 
 def device_memory_bytes(on_cuda: bool, world_size: int) -> tuple[float, str]:
@@ -407,8 +489,9 @@ def gather_final_model(engine, args, setup: Setup, bf16: bool, rank: int):
 
 
 def lora_settings(args) -> LoraSettings:
-    return LoraSettings(rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout,
-                        target_modules=args.lora_target_modules)
+    return LoraSettings(
+        rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout, target_modules=args.lora_target_modules
+    )
 
 
 def _rank_zero_logger(rank: int):
@@ -435,28 +518,46 @@ def build_engine(args, setup: Setup, bf16: bool, device, log):
     if args.load_in_4bit:
         from transformers import BitsAndBytesConfig
 
-        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                          bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float32)
-    model = load_model(setup.config, args.model_path, dtype=torch.bfloat16 if bf16 else torch.float32,
-                       attn_implementation=attn_implementation, quantization_config=quantization,
-                       device=str(device) if quantization is not None else None)
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float32,
+        )
+    model = load_model(
+        setup.config,
+        args.model_path,
+        dtype=torch.bfloat16 if bf16 else torch.float32,
+        attn_implementation=attn_implementation,
+        quantization_config=quantization,
+        device=str(device) if quantization is not None else None,
+    )
     model.config.use_cache = False
     if not args.no_gradient_checkpointing:
         enable_activation_checkpointing(model)
-    log(f"model {args.model_path} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), "
-        f"attention {attn_implementation}, gradient checkpointing {'off' if args.no_gradient_checkpointing else 'on'}")
+    log(
+        f"model {args.model_path} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), "
+        f"attention {attn_implementation}, gradient checkpointing {'off' if args.no_gradient_checkpointing else 'on'}"
+    )
     if args.lora_rank:
         from ochat.training_deepspeed.lora import apply_lora, trainable_parameter_count
 
         try:
-            model = apply_lora(model, lora_settings(args), [setup.tokenizer.eot_token_id], quantized=args.load_in_4bit,
-                               gradient_checkpointing=not args.no_gradient_checkpointing)
+            model = apply_lora(
+                model,
+                lora_settings(args),
+                [setup.tokenizer.eot_token_id],
+                quantized=args.load_in_4bit,
+                gradient_checkpointing=not args.no_gradient_checkpointing,
+            )
         except ValueError as error:
             raise TrainingSetupError(str(error)) from None
         trainable, total = trainable_parameter_count(model)
-        log(f"LoRA rank {args.lora_rank}, alpha {args.lora_alpha:g}, dropout {args.lora_dropout:g}, targets "
+        log(
+            f"LoRA rank {args.lora_rank}, alpha {args.lora_alpha:g}, dropout {args.lora_dropout:g}, targets "
             f"{args.lora_target_modules}{', 4-bit base' if args.load_in_4bit else ''}: {trainable:,} of {total:,} "
-            f"parameters trainable (with the <|end_of_turn|> embedding and output rows)")
+            f"parameters trainable (with the <|end_of_turn|> embedding and output rows)"
+        )
     trainable_parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     zero = setup.deepspeed_config.get("zero_optimization", {})
     if setup.on_cuda and zero.get("offload_optimizer", {}).get("device", "none") not in (None, "none"):
@@ -464,10 +565,13 @@ def build_engine(args, setup: Setup, bf16: bool, device, log):
 
         optimizer = DeepSpeedCPUAdam(trainable_parameters, lr=args.lr, weight_decay=args.weight_decay, adamw_mode=True)
     else:
-        optimizer = torch.optim.AdamW(trainable_parameters, lr=args.lr, weight_decay=args.weight_decay,
-                                      fused=setup.on_cuda or None)
-    log(f"ZeRO stage {zero.get('stage', 0)}, optimizer offload {zero.get('offload_optimizer', {}).get('device', 'none')}, "
-        f"parameter offload {zero.get('offload_param', {}).get('device', 'none')}")
+        optimizer = torch.optim.AdamW(
+            trainable_parameters, lr=args.lr, weight_decay=args.weight_decay, fused=setup.on_cuda or None
+        )
+    log(
+        f"ZeRO stage {zero.get('stage', 0)}, optimizer offload {zero.get('offload_optimizer', {}).get('device', 'none')}, "
+        f"parameter offload {zero.get('offload_param', {}).get('device', 'none')}"
+    )
     warmup_steps = math.ceil(setup.total_steps * args.warmup_ratio)
     engine, _, _, lr_scheduler = deepspeed.initialize(
         model=model,
@@ -508,10 +612,17 @@ class Trainer:
 
     def run_signature(self) -> dict:
         """What must not change between a run and its resume for the schedule and data order to be the same."""
-        return {"train_samples": len(self.setup.train_samples), "train_batch_size": self.global_batch,
-                "world_size": self.world_size, "gradient_accumulation_steps": self.accumulation,
-                "grouping": self.grouping, "seed": self.args.seed, "total_steps": self.setup.total_steps,
-                "loss_reduction": self.args.loss_reduction, "lora_rank": self.args.lora_rank}
+        return {
+            "train_samples": len(self.setup.train_samples),
+            "train_batch_size": self.global_batch,
+            "world_size": self.world_size,
+            "gradient_accumulation_steps": self.accumulation,
+            "grouping": self.grouping,
+            "seed": self.args.seed,
+            "total_steps": self.setup.total_steps,
+            "loss_reduction": self.args.loss_reduction,
+            "lora_rank": self.args.lora_rank,
+        }
 
     def restore(self) -> None:
         self.restore_checkpoint()
@@ -538,12 +649,16 @@ class Trainer:
             self.log(f"--resume: no checkpoint in {self.checkpoint_dir} yet, starting from the beginning")
             return
         # LoRA checkpoints hold only the trainable weights; the frozen base comes from --model_path
-        path, client_state = self.engine.load_checkpoint(self.checkpoint_dir, load_module_strict=not self.args.lora_rank)
+        path, client_state = self.engine.load_checkpoint(
+            self.checkpoint_dir, load_module_strict=not self.args.lora_rank
+        )
         if path is None:
             raise RuntimeError(f"could not load the latest checkpoint from {self.checkpoint_dir}")
         saved = client_state.get("run_signature", {})
         saved.setdefault("lora_rank", 0)  # checkpoints from before LoRA existed
-        changed = {key: (saved.get(key), value) for key, value in self.run_signature().items() if saved.get(key) != value}
+        changed = {
+            key: (saved.get(key), value) for key, value in self.run_signature().items() if saved.get(key) != value
+        }
         if changed:
             details = ", ".join(f"{key}: checkpoint {old!r}, now {new!r}" for key, (old, new) in changed.items())
             raise RuntimeError(f"cannot resume {path} with different settings ({details})")
@@ -554,16 +669,30 @@ class Trainer:
         from tqdm import tqdm
 
         setup = self.setup
-        progress = tqdm(total=setup.total_steps, initial=self.global_step, desc="train",
-                        disable=self.rank != 0, dynamic_ncols=True)
+        progress = tqdm(
+            total=setup.total_steps, initial=self.global_step, desc="train", disable=self.rank != 0, dynamic_ncols=True
+        )
         while self.global_step < setup.total_steps:
             epoch, step_in_epoch = divmod(self.global_step, setup.steps_per_epoch)
-            plan = plan_epoch(self.lengths, self.supervised, epoch, self.args.seed, self.global_batch,
-                              self.grouping, self.world_size, self.accumulation, self.micro_batch_size)
+            plan = plan_epoch(
+                self.lengths,
+                self.supervised,
+                epoch,
+                self.args.seed,
+                self.global_batch,
+                self.grouping,
+                self.world_size,
+                self.accumulation,
+                self.micro_batch_size,
+            )
             for step_plan in plan[step_in_epoch:]:
                 record = self.optimizer_step(step_plan, epoch)
-                progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
-                                     tok_s=f"{record['tokens_per_s']:.0f}", refresh=False)
+                progress.set_postfix(
+                    loss=f"{record['loss']:.4f}",
+                    lr=f"{record['lr']:.2e}",
+                    tok_s=f"{record['tokens_per_s']:.0f}",
+                    refresh=False,
+                )
                 progress.update(1)
                 if self.args.save_every and self.global_step % self.args.save_every == 0:
                     self.save_checkpoint()
@@ -586,8 +715,16 @@ class Trainer:
         # DeepSpeed divides each micro-batch loss by the accumulation steps and averages gradients over
         # ranks; the weights already normalise over the whole global batch, so undo both.
         undo_averaging = self.accumulation * self.world_size
-        for loss_share in micro_batch_losses(engine, self.setup.train_samples, step_plan, self.rank, self.device,
-                                             self.pad_token_id, self.grouping == "packing", self.args.loss_reduction):
+        for loss_share in micro_batch_losses(
+            engine,
+            self.setup.train_samples,
+            step_plan,
+            self.rank,
+            self.device,
+            self.pad_token_id,
+            self.grouping == "packing",
+            self.args.loss_reduction,
+        ):
             engine.backward(loss_share * undo_averaging)
             engine.step()
             step_loss += loss_share.detach()
@@ -596,10 +733,14 @@ class Trainer:
         self.global_step += 1
         grad_norm = engine.get_global_grad_norm()
         record = {
-            "step": self.global_step, "epoch": epoch, "loss": step_loss.item(), "lr": lr,
+            "step": self.global_step,
+            "epoch": epoch,
+            "loss": step_loss.item(),
+            "lr": lr,
             "grad_norm": float(grad_norm) if grad_norm is not None else None,
             "samples": sum(len(m) for rank_batches in step_plan.micro_batches for m in rank_batches),
-            "tokens": step_plan.tokens, "supervised_tokens": step_plan.supervised_tokens,
+            "tokens": step_plan.tokens,
+            "supervised_tokens": step_plan.supervised_tokens,
             "tokens_per_s": step_plan.tokens / elapsed,
             "supervised_tokens_per_s": step_plan.supervised_tokens / elapsed,
             "padding_ratio": 1 - step_plan.tokens / step_plan.padded_tokens,
@@ -621,13 +762,22 @@ class Trainer:
             return
         model = self.engine.module
         model.eval()
-        total = dataset_loss(model, samples, self.device, self.pad_token_id, packing=self.grouping == "packing",
-                             loss_reduction=self.args.loss_reduction, rank=self.rank, world_size=self.world_size,
-                             micro_batch_size=self.micro_batch_size)
+        total = dataset_loss(
+            model,
+            samples,
+            self.device,
+            self.pad_token_id,
+            packing=self.grouping == "packing",
+            loss_reduction=self.args.loss_reduction,
+            rank=self.rank,
+            world_size=self.world_size,
+            micro_batch_size=self.micro_batch_size,
+        )
         dist.all_reduce(total)
         model.train()
-        self.write_metrics({"step": self.global_step, "epoch": epoch, "eval_loss": total.item(),
-                            "eval_samples": len(samples)})
+        self.write_metrics(
+            {"step": self.global_step, "epoch": epoch, "eval_loss": total.item(), "eval_samples": len(samples)}
+        )
         self.log(f"epoch {epoch} step {self.global_step}: eval loss {total.item():.4f} ({len(samples)} samples)")
 
     def write_metrics(self, record: dict) -> None:
@@ -644,14 +794,20 @@ class Trainer:
         import torch.distributed as dist
 
         tag = f"step_{self.global_step}"
-        self.engine.save_checkpoint(self.checkpoint_dir, tag=tag, client_state={
-            "global_step": self.global_step, "run_signature": self.run_signature()},
-            exclude_frozen_parameters=bool(self.args.lora_rank))
+        self.engine.save_checkpoint(
+            self.checkpoint_dir,
+            tag=tag,
+            client_state={"global_step": self.global_step, "run_signature": self.run_signature()},
+            exclude_frozen_parameters=bool(self.args.lora_rank),
+        )
         dist.barrier()
         if self.rank == 0:
-            steps = sorted(int(name[len("step_"):]) for name in os.listdir(self.checkpoint_dir)
-                           if name.startswith("step_") and name[len("step_"):].isdigit())
-            for old in steps[:-self.args.keep_checkpoints] if self.args.keep_checkpoints > 0 else []:
+            steps = sorted(
+                int(name[len("step_") :])
+                for name in os.listdir(self.checkpoint_dir)
+                if name.startswith("step_") and name[len("step_") :].isdigit()
+            )
+            for old in steps[: -self.args.keep_checkpoints] if self.args.keep_checkpoints > 0 else []:
                 shutil.rmtree(os.path.join(self.checkpoint_dir, f"step_{old}"), ignore_errors=True)
         self.log(f"checkpoint {tag} written to {self.checkpoint_dir}")
 
@@ -693,14 +849,16 @@ def save_hf_checkpoint(model, config, tokenizer, model_path: str, save_path: str
     model.config.use_cache = True
     model.config.eos_token_id = stop_ids[0]
     model.config._attn_implementation = "sdpa"
-    model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=stop_ids,
-                                               pad_token_id=hf_tokenizer.pad_token_id)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=stop_ids, pad_token_id=hf_tokenizer.pad_token_id
+    )
     model.save_pretrained(save_path)
     hf_tokenizer.chat_template = hf_tokenizer.chat_template or chat_template_jinja(config)
     hf_tokenizer.save_pretrained(save_path)
     sp_model = os.path.join(model_path, "tokenizer.model")  # the slow reference our tokenizer loader uses
     if os.path.isfile(sp_model):
         shutil.copy(sp_model, os.path.join(save_path, "tokenizer.model"))
+
 
 if __name__ == "__main__":
     main()

@@ -42,8 +42,12 @@ class RankWatchdog:
     def _connect(self):
         import torch.distributed as dist
 
-        return dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
-                             timeout=timedelta(seconds=max(self.interval_s * 2, 5)))
+        return dist.TCPStore(
+            os.environ["MASTER_ADDR"],
+            int(os.environ["MASTER_PORT"]),
+            is_master=False,
+            timeout=timedelta(seconds=max(self.interval_s * 2, 5)),
+        )
 
     def _run(self) -> None:
         try:
@@ -79,8 +83,11 @@ class RankWatchdog:
 
     def _fail(self, ranks: list[int], why: str) -> None:
         names = ", ".join(str(rank) for rank in ranks)
-        print(f"ochat.training_deepspeed.train: error: rank {names} stopped answering ({why}); "
-              f"rank {self.rank} ends the run (the launcher stops the others). "
-              "Check that process or node (stopped, out of memory, swapping); --collective_timeout sets the wait",
-              file=sys.stderr, flush=True)
+        print(
+            f"ochat.training_deepspeed.train: error: rank {names} stopped answering ({why}); "
+            f"rank {self.rank} ends the run (the launcher stops the others). "
+            "Check that process or node (stopped, out of memory, swapping); --collective_timeout sets the wait",
+            file=sys.stderr,
+            flush=True,
+        )
         os._exit(EXIT_CODE)

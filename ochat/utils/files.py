@@ -97,8 +97,7 @@ class JsonListWriter:
         self.indent = indent
         self.count = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, self.temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
-                                                      suffix=".tmp")
+        descriptor, self.temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         self.handle = os.fdopen(descriptor, "w", encoding="utf-8")
         self.handle.write("[")
 

@@ -33,38 +33,69 @@ class ServerProcess:
         self.api_base = self.base_url + "/v1"
 
     @classmethod
-    def launch(cls, model_type: str, model_path: str, *extra_args: str, log_path: str | os.PathLike,
-               port: int | None = None, env: dict | None = None, cwd: str | None = None) -> "ServerProcess":
+    def launch(
+        cls,
+        model_type: str,
+        model_path: str,
+        *extra_args: str,
+        log_path: str | os.PathLike,
+        port: int | None = None,
+        env: dict | None = None,
+        cwd: str | None = None,
+    ) -> ServerProcess:
         """Start the server on 127.0.0.1 (a free port unless given) without waiting for it."""
         port = port or free_port()
-        command = [sys.executable, "-m", "ochat.serving.openai_api_server", "--model_type", model_type,
-                   "--model_path", str(model_path), "--host", "127.0.0.1", "--port", str(port), *extra_args]
+        command = [
+            sys.executable,
+            "-m",
+            "ochat.serving.openai_api_server",
+            "--model_type",
+            model_type,
+            "--model_path",
+            str(model_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *extra_args,
+        ]
         log_path = Path(log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True, env=env, cwd=cwd)
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
+                cwd=cwd,
+            )
         return cls(process, port, log_path)
 
     @classmethod
-    def start(cls, model_type: str, model_path: str, *extra_args: str, timeout: float = 300,
-              **launch_options) -> "ServerProcess":
+    def start(
+        cls, model_type: str, model_path: str, *extra_args: str, timeout: float = 300, **launch_options
+    ) -> ServerProcess:
         """Launch and wait until /health answers 200; stops it and raises ServerStartError otherwise."""
         server = cls.launch(model_type, model_path, *extra_args, **launch_options)
         return server.wait_healthy(timeout)
 
-    def wait_healthy(self, timeout: float = 300) -> "ServerProcess":
+    def wait_healthy(self, timeout: float = 300) -> ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ServerStartError(f"the server exited with code {self.process.returncode} before it was "
-                                       f"ready; last lines of {self.log_path}:\n{self.log_tail()}")
+                raise ServerStartError(
+                    f"the server exited with code {self.process.returncode} before it was "
+                    f"ready; last lines of {self.log_path}:\n{self.log_tail()}"
+                )
             if self.healthy():
                 return self
             time.sleep(0.3)
         self.stop()
-        raise ServerStartError(f"the server was not healthy after {timeout:.0f} s; last lines of "
-                               f"{self.log_path}:\n{self.log_tail()}")
+        raise ServerStartError(
+            f"the server was not healthy after {timeout:.0f} s; last lines of {self.log_path}:\n{self.log_tail()}"
+        )
 
     def healthy(self) -> bool:
         try:
@@ -91,7 +122,7 @@ class ServerProcess:
         except OSError:
             return "(no log)"
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc_info) -> None:
