@@ -26,13 +26,13 @@ def test_lock_pins_every_declared_dependency():
     with open(os.path.join(REPO_ROOT, "pyproject.toml"), "rb") as handle:
         project = tomllib.load(handle)["project"]
     declared = {_name(requirement) for requirement in project["dependencies"] + project["optional-dependencies"]["dev"]}
-    missing = sorted(declared - set(_locked()) - {"torch"})
+    missing = sorted(declared - set(_locked()))
     assert not missing, f"run `bash scripts/lock.sh`: requirements.txt lacks {missing}"
 
 
 def test_lock_never_pulls_cuda_or_an_unpinned_torch():
     locked = _locked()
-    assert "torch" not in locked, "torch is installed first by scripts/setup.sh as the pinned CPU wheel"
+    assert locked.get("torch") == "2.13.0", "torch must stay pinned to the 2.13.0 CPU wheel"
     assert not [name for name in locked if name.startswith(("nvidia-", "cuda-"))]
 
 
