@@ -28,17 +28,15 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from ochat.serving.kv_cache import kv_bytes_per_token, weights_bytes
 from ochat.serving.scheduler import GenerationEngine, SamplingParams
+from ochat.training_deepspeed.plan import BUILTIN_CONFIGS
 
 SHAPES = {
     # TinyLlama-1.1B: 22 layers, grouped-query attention with 4 KV heads.
-    "1b": dict(
-        hidden_size=2048,
-        intermediate_size=5632,
-        num_hidden_layers=22,
-        num_attention_heads=32,
-        num_key_value_heads=4,
-        vocab_size=32000,
-    ),
+    "1b": {
+        name: value
+        for name, value in BUILTIN_CONFIGS["llama-1b"].items()
+        if name not in ("model_type", "max_position_embeddings")
+    },
     "tiny": dict(
         hidden_size=64,
         intermediate_size=172,

@@ -34,15 +34,9 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # run as a script from anywhere, also where ochat is not installed
 
-LLAMA_1B = dict(
-    hidden_size=2048,
-    intermediate_size=5632,
-    num_hidden_layers=22,
-    num_attention_heads=32,
-    num_key_value_heads=4,
-    vocab_size=32000,
-    max_position_embeddings=2048,
-)
+from ochat.training_deepspeed.plan import BUILTIN_CONFIGS  # noqa: E402
+
+LLAMA_1B = {name: value for name, value in BUILTIN_CONFIGS["llama-1b"].items() if name != "model_type"}
 TINY = dict(
     hidden_size=64,
     intermediate_size=172,

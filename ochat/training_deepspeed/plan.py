@@ -50,6 +50,17 @@ QLORA_BYTES_PER_PARAM = 0.5 + 0.127 / 8 + 4 / 64 / 8  # NF4 + double-quantized b
 
 # Shapes of the published models (config.json fields), so no download is needed to plan them.
 BUILTIN_CONFIGS = {
+    # TinyLlama-1.1B: the ~1B LLaMA the GPU benchmarks measure (grouped-query attention, 4 KV heads).
+    "llama-1b": dict(
+        model_type="llama",
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=22,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        vocab_size=32000,
+        max_position_embeddings=2048,
+    ),
     "llama-7b": dict(
         model_type="llama",
         hidden_size=4096,
