@@ -37,21 +37,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import sys
-import time
 from pathlib import Path
 
 from evaluation.api_client import ChatClient, ChatRequestError, add_client_args, gather_with_progress
-from evaluation.benchmark_data import read_append_log
+from evaluation.judge import CallLog
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_json_atomic
 
 METHODS = ("roleplay", "transcript")
 DEFAULT_METHOD = "roleplay"
 END_MARKER = "[END]"
-FSYNC_INTERVAL = 0.5
 
 # Baize's self-chat template (Xu et al., 2023), with the topic filled in.
 TRANSCRIPT_PROMPT = (
@@ -184,6 +181,11 @@ def parse_transcript(text, seed, max_rounds):
 # ----------------------------------------------------------------------------- the run
 
 
+def seed_key(index: int, seed: str) -> tuple:
+    """A seed's key in the call log: its place and its text, so an edited seeds file asks changed seeds again."""
+    return (index, seed)
+
+
 class SelfChatRun:
     """Dialogues for every seed, with the append-only log that makes a run resumable."""
 
@@ -192,29 +194,16 @@ class SelfChatRun:
         self.seeds = seeds
         self.args = args
         self.log_path = self.out_file.with_name(self.out_file.stem + ".log.jsonl")
-        self.results = {}  # seed index -> log entry
-        if args.overwrite:
-            self.log_path.unlink(missing_ok=True)
-        elif self.log_path.exists() and self.log_path.stat().st_size and not args.resume:
-            sys.exit(f"error: {self.log_path} holds an earlier run; pass --continue to resume or --overwrite")
-        if self.log_path.exists():
-            for entry in read_append_log(self.log_path):
-                if (
-                    entry.get("seed_index") is not None
-                    and entry["seed_index"] < len(seeds)
-                    and entry.get("seed") == seeds[entry["seed_index"]]
-                ):
-                    self.results[entry["seed_index"]] = entry
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "a", encoding="utf-8")
-        self._last_fsync = time.monotonic()
+        self.log = CallLog(self.log_path, resume=args.resume, overwrite=args.overwrite)
+        self.results = {}  # seed index -> log entry, for seeds whose logged text is still the same
+        for index, seed in enumerate(seeds):
+            entry = self.log.get(seed_key(index, seed))
+            if entry is not None:
+                self.results[index] = entry
 
     def pending(self):
-        return [
-            index
-            for index in range(len(self.seeds))
-            if index not in self.results or self.results[index]["status"] == "failed"
-        ]
+        """Seeds never finished, or ended on a transport error."""
+        return [index for index, seed in enumerate(self.seeds) if self.log.needs(seed_key(index, seed))]
 
     async def generate(self):
         pending = self.pending()
@@ -227,7 +216,13 @@ class SelfChatRun:
     async def dialogue(self, client, index):
         seed = self.seeds[index]
         method = roleplay_dialogue if self.args.method == "roleplay" else transcript_dialogue
-        entry = {"seed_index": index, "seed": seed, "method": self.args.method, "model": self.args.model}
+        entry = {
+            "key": list(seed_key(index, seed)),
+            "seed_index": index,
+            "seed": seed,
+            "method": self.args.method,
+            "model": self.args.model,
+        }
         try:
             turns, raw, requests = await method(client, seed, self.args)
             entry.update(
@@ -239,17 +234,11 @@ class SelfChatRun:
         self.record(entry)
 
     def record(self, entry):
-        """Appends one finished seed and hands it to the OS at once; fsyncs at most every half second."""
-        self._log.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        self._log.flush()
-        if time.monotonic() - self._last_fsync >= FSYNC_INTERVAL:
-            os.fsync(self._log.fileno())
-            self._last_fsync = time.monotonic()
+        self.log.record(entry)
         self.results[entry["seed_index"]] = entry
 
     def write_output(self):
-        os.fsync(self._log.fileno())
-        self._log.close()
+        self.log.close()
         dump = []
         for index in range(len(self.seeds)):
             entry = self.results.get(index)

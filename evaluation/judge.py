@@ -88,7 +88,7 @@ def add_judge_args(parser: argparse.ArgumentParser, parse_retries: int = 2) -> N
 
 
 class CallLog:
-    """The append-only record of finished judge calls for one result file."""
+    """The append-only record of finished calls behind `--continue`: judge calls, and self-chat's seeds."""
 
     def __init__(self, path: Path, resume: bool = False, overwrite: bool = False):
         if resume and overwrite:
@@ -98,7 +98,7 @@ class CallLog:
             self.path.unlink(missing_ok=True)
         elif self.path.exists() and self.path.stat().st_size and not resume:
             raise SystemExit(
-                f"{self.path} already holds judged calls; pass --continue to resume or --overwrite to judge again"
+                f"{self.path} holds calls of an earlier run; pass --continue to resume or --overwrite to start again"
             )
         self.calls: dict[tuple, dict] = {}
         if self.path.exists():
