@@ -13,6 +13,18 @@ from ochat.models.tiny_chat_model import prepare_tiny_chat_model
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES_DIR = os.path.join(REPO_ROOT, "data_pipeline", "examples")
 TINY_MODEL_TYPE = "openchat_tiny"
+# Debian's Chromium, driven headless by playwright in the page tests.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def run_module(module: str, *args: str, **kwargs) -> subprocess.CompletedProcess:

@@ -14,6 +14,7 @@ import urllib.request
 import openai
 import pytest
 import torch
+from conftest import CHROMIUM
 
 from ochat.config import get_model_config, load_tokenizer, render_conversation
 from ochat.models import load_model
@@ -21,7 +22,6 @@ from ochat.utils.net import free_port
 from ochat.utils.server_process import ServerProcess
 
 CRLFT_TYPE = "openchat_v3.2_tiny"
-CHROMIUM = "/usr/bin/chromium"
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
 ITEMS = [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Name a colour."}]
 MAX_TOKENS = 8

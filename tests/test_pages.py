@@ -15,21 +15,11 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import CHROMIUM, CHROMIUM_ARGS
 
 from visualization import install_plotly
 from visualization.pages import EVAL_RESULT_PAGE, VISUALIZER_PAGE, write_standalone_page
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 INJECTION = '<!--<script><img src="x" onerror="window.__injected = true"><script>window.__injected = true</script>'
 

@@ -7,19 +7,9 @@ import os
 import urllib.request
 
 import pytest
+from conftest import CHROMIUM, CHROMIUM_ARGS
 from test_serving import MODEL_TYPE, REPO_ROOT, start_server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = os.path.join(REPO_ROOT, "test-artifacts")
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")
