@@ -885,11 +885,6 @@ def inspect_page_in_worker(item):
         return None, f"error:{type(error).__name__}", printable(str(error))
 
 
-def deduplicate(page_paths, results, skipped_names=()):
-    """Keep the first conversation per hash; account for every entry of the folder in the report."""
-    return account(zip(page_paths, results), skipped_names)
-
-
 def account(labelled_results, skipped_names=(), filters=None, sink=None):
     """Exact duplicates, then the optional filters, over `(label, result)` in order; every entry reported."""
     conversations = [] if sink is None else sink
@@ -962,11 +957,6 @@ def list_folder(in_dir):
         )
         sys.exit(f"error: no *.html pages or *.json dumps in {in_dir}{others}")
     return page_paths, skipped_names
-
-
-def list_pages(in_dir):
-    """The `*.html` pages of a folder, sorted by name."""
-    return list_folder(in_dir)[0]
 
 
 def load_blocked_words(path):

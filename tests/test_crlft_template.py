@@ -106,7 +106,6 @@ def test_item_weights_land_on_exactly_the_supervised_tokens(config_and_tokenizer
     assert [weight > 0 for weight in sample.weights] == supervise_mask
     eot_positions = [i for i, t in enumerate(token_ids) if t == tokenizer.eot_token_id]
     assert [sample.weights[i] for i in eot_positions] == [0.0, 0.1, 0.0, 0.5]
-    assert sample.is_weighted
 
 
 def test_a_zero_weight_answer_is_not_supervised_and_a_negative_one_is_refused(config_and_tokenizer):

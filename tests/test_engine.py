@@ -210,7 +210,7 @@ def test_worker_reports_limits_metrics_and_events_in_process(tiny_model_dir, ref
         assert limits["kv_cache_capacity_tokens"] == 400 and limits["max_batch_size"] == 4
         assert limits["max_context"] == reference.config.max_context and limits["device"] == "cpu"
         assert limits["weights_gib"] > 0 and 0 < limits["kv_cache_gib"] < 1
-        assert worker.admissible(10, 500, 1) is not None and worker.admissible(10, 300, 1) is None
+        assert admission_error(limits, 10, 500, 1) is not None and admission_error(limits, 10, 300, 1) is None
         prompt = reference.prompt_ids("hello")
 
         async def serve():

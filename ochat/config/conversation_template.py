@@ -70,11 +70,6 @@ class TokenizedSample(tuple):
         sample.weights = [1.0 if flag else 0.0 for flag in supervise_mask] if weights is None else weights
         return sample
 
-    @property
-    def is_weighted(self) -> bool:
-        """True when some supervised token's weight differs from 1.0 (the two-field form would lose it)."""
-        return any(weight != 1.0 for weight, flag in zip(self.weights, self[1]) if flag)
-
 
 def role_prefix(config: ModelConfig, role: str, condition: Optional[str] = None) -> str:
     """The text before a turn: the registry's prefix, led by the condition on conditioned types.

@@ -253,9 +253,6 @@ class EngineWorker:
     async def ready(self) -> dict:
         return dict(self.limits)
 
-    def admissible(self, prompt_tokens: int, max_new_tokens: Optional[int], n: int = 1) -> Optional[str]:
-        return admission_error(self.limits, prompt_tokens, max_new_tokens, n)
-
     async def metrics(self) -> dict:
         return self.loop.engine.metrics()
 
