@@ -7,6 +7,7 @@ shared between tests through module fixtures.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -78,7 +79,14 @@ def run_training(*command: str, log_path: str) -> subprocess.CompletedProcess:
         )
     if result.returncode != 0:
         pytest.fail(f"training failed ({result.returncode}):\n{open(log_path).read()[-6000:]}")
+    assert not leftover_shared_memory(command), "the run left DeepSpeed's all-reduce buffers in /dev/shm"
     return result
+
+
+def leftover_shared_memory(command) -> list[str]:
+    """DeepSpeed CPU all-reduce buffers of this launch (named after its master port) still in /dev/shm."""
+    port = command[list(command).index("--master_port") + 1]
+    return glob.glob(f"/dev/shm/deepspeed_allreduce_buffer_*_{port}_*")
 
 
 def read_metrics(save_path: str) -> tuple[dict[int, dict], list[dict]]:
@@ -350,4 +358,5 @@ def test_a_stopped_rank_ends_the_run_with_its_name(tiny_model_dir, tiny_data_dir
     output = open(tmp_path / "stopped.log").read()
     assert returncode != 0
     assert "rank 1 stopped answering" in output, output[-3000:]
+    assert not leftover_shared_memory(command)  # a run that dies leaves no /dev/shm buffers either
     assert time.monotonic() - stopped_at < 120  # 15 s timeout, the watchdog's period, the launcher's clean-up

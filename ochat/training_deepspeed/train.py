@@ -332,6 +332,7 @@ def main(argv=None):
     deepspeed.init_distributed(dist_backend=backend, timeout=timedelta(minutes=args.collective_timeout))
     torch.manual_seed(args.seed)
     rank, world_size = dist.get_rank(), dist.get_world_size()
+    release_cpu_allreduce_buffer(rank, world_size)
     # half the collective timeout, so a stopped rank is named before a collective times out without a name
     watchdog = RankWatchdog(rank, world_size, timeout_s=args.collective_timeout * 30)
     watchdog.start()
@@ -377,6 +378,26 @@ def main(argv=None):
             + (" (adapter merged into the base)" if args.lora_rank else "")
         )
     trainer.close()
+
+
+def release_cpu_allreduce_buffer(rank: int, world_size: int) -> None:
+    """Unlink this rank's DeepSpeed shared-memory all-reduce buffer once every rank has mapped it.
+
+    CPU ranks on one machine all-reduce through a /dev/shm file per rank (66 MiB each) that DeepSpeed
+    never removes, so every run, finished or killed, would leave them filling RAM-backed /dev/shm.
+    Each rank maps all the buffers inside `init_distributed`; after a barrier the names can go, and the
+    mappings stay valid until the ranks exit.
+    """
+    if world_size < 2 or "MASTER_ADDR" not in os.environ or "MASTER_PORT" not in os.environ:
+        return
+    import torch.distributed as dist
+
+    dist.barrier()
+    name = f"deepspeed_allreduce_buffer_{os.getuid()}_{os.environ['MASTER_ADDR']}_{os.environ['MASTER_PORT']}_{rank}"
+    try:
+        os.unlink(os.path.join("/dev/shm", name))
+    except FileNotFoundError:  # not a CPU run, or DeepSpeed used no shared-memory all-reduce
+        pass
 
 
 def check_4bit_available() -> None:
