@@ -54,8 +54,7 @@ def servers(tiny_crlft_model_dir, tiny_model_dir, tmp_path_factory):
             process.wait_healthy(timeout=240)
         yield launched
     finally:
-        for process in launched.values():
-            process.stop()
+        ServerProcess.stop_all(launched.values())
 
 
 @pytest.fixture(scope="module")

@@ -98,8 +98,7 @@ def servers(tiny_model_dir, tmp_path_factory):
             process.wait_healthy(timeout=180)
         yield launched
     finally:
-        for process in launched.values():
-            process.stop()
+        ServerProcess.stop_all(launched.values())
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ class ServerProcess:
         self.process, self.port, self.log_path = process, port, Path(log_path)
         self.base_url = f"http://127.0.0.1:{port}"
         self.api_base = self.base_url + "/v1"
+        self._terminated = False
 
     @classmethod
     def launch(
@@ -106,8 +107,8 @@ class ServerProcess:
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM (graceful shutdown), then SIGKILL to the whole process group after `timeout` seconds."""
+        self._terminate()
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -115,6 +116,21 @@ class ServerProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         return self.process.returncode
+
+    def _terminate(self) -> None:
+        """Send the graceful-shutdown SIGTERM once; a second one would cut the server's clean-up short."""
+        if self.process.poll() is None and not self._terminated:
+            self.process.send_signal(signal.SIGTERM)
+            self._terminated = True
+
+    @staticmethod
+    def stop_all(servers, timeout: float = 60) -> None:
+        """Stop several servers at once: their shutdowns (a few seconds of Ray clean-up each) overlap."""
+        servers = list(servers)
+        for server in servers:
+            server._terminate()
+        for server in servers:
+            server.stop(timeout)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
