@@ -32,14 +32,8 @@ import socket
 import sys
 from typing import Optional
 
-import ray
-
 from ochat.config import check_condition, get_model_config, load_tokenizer
-from ochat.serving.chat_service import ChatService, SamplingDefaults
-from ochat.serving.http_app import build_app, serve
 from ochat.serving.http_middlewares import HttpSettings, request_logger
-from ochat.serving.metrics import ServerMetrics
-from ochat.serving.replica_pool import ReplicaPool, start_ray, start_replicas
 from ochat.utils.cli import ArgumentParser
 
 logger = logging.getLogger("ochat.serving")
@@ -64,6 +58,14 @@ def main(argv=None) -> None:
         listener.bind((args.host, args.port))
     except OSError as error:
         sys.exit(f"error: cannot listen on {args.host}:{args.port}: {error}")
+    # The serving stack (torch, Ray, the engine) loads only now, so --help and the checks above answer at once.
+    import ray
+
+    from ochat.serving.chat_service import ChatService, SamplingDefaults
+    from ochat.serving.http_app import build_app, serve
+    from ochat.serving.metrics import ServerMetrics
+    from ochat.serving.replica_pool import ReplicaPool, start_ray, start_replicas
+
     try:
         start_ray(args.ray_address, args.ray_num_cpus, args.num_replicas)
         actors, infos = start_replicas(
