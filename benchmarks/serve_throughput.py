@@ -67,7 +67,8 @@ def run_baseline_server(model_type: str, model_path: str, port: int, device: str
 
     from ochat.config import get_model_config, load_tokenizer, render_conversation
     from ochat.models import load_model
-    from ochat.serving.protocol import ROLE_TO_TEMPLATE, ChunkEncoder, new_completion_id, now, usage_chunk
+    from ochat.serving.protocol import ROLE_TO_TEMPLATE
+    from ochat.serving.responses import ChunkEncoder, new_completion_id, now, usage_chunk
 
     config = get_model_config(model_type)
     tokenizer = load_tokenizer(config, model_path)

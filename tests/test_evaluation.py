@@ -140,6 +140,14 @@ def answer_with_both(server: RunningServer, data_path: Path, tmp_path: Path) -> 
     return baselines / f"{bench}_{BASELINE}.jsonl", results
 
 
+def judge_arguments(judge: RunningServer, data_path, baseline_file, results=None) -> list:
+    """`evaluation.openai_eval` options for judging `results` against `baseline_file` with the scripted judge."""
+    arguments = ["--data_path", data_path, "--baseline_path", baseline_file]
+    if results is not None:
+        arguments += ["--input_path", results]
+    return [*arguments, "--api-base", judge.url, "--model", "judge"]
+
+
 @pytest.fixture(scope="module")
 def judged_scenario(tmp_path_factory):
     """The scenario run once through answers, judging and summary; its tests read the results."""
@@ -148,20 +156,7 @@ def judged_scenario(tmp_path_factory):
     try:
         data_path = write_question_set(tmp_path / "scenario", SCENARIO_QUESTIONS)
         baseline_file, results = answer_with_both(judge, data_path, tmp_path)
-        run_stage(
-            "evaluation.openai_eval",
-            "--data_path",
-            data_path,
-            "--baseline_path",
-            baseline_file,
-            "--input_path",
-            results,
-            "--api-base",
-            judge.url,
-            "--model",
-            "judge",
-            *FAST_RETRIES,
-        )
+        run_stage("evaluation.openai_eval", *judge_arguments(judge, data_path, baseline_file, results), *FAST_RETRIES)
         summary_run = run_stage("evaluation.summarize", "--input_path", results)
     finally:
         judge.stop()
@@ -421,16 +416,7 @@ def test_num_samples_draws_reviews_per_order_and_averages_them(tmp_path):
         baseline_file, results = answer_with_both(server, data_path, tmp_path)
         run_stage(
             "evaluation.openai_eval",
-            "--data_path",
-            data_path,
-            "--baseline_path",
-            baseline_file,
-            "--input_path",
-            results,
-            "--api-base",
-            server.url,
-            "--model",
-            "judge",
+            *judge_arguments(server, data_path, baseline_file, results),
             "--num_samples",
             "2",
             "--temperature",
@@ -449,18 +435,7 @@ def test_num_samples_draws_reviews_per_order_and_averages_them(tmp_path):
 def test_existing_reviews_are_not_overwritten_without_continue(judge, tmp_path):
     data_path = write_question_set(tmp_path / "again", SCENARIO_QUESTIONS[:1])
     baseline_file, results = answer_with_both(judge, data_path, tmp_path)
-    arguments = [
-        "--data_path",
-        data_path,
-        "--baseline_path",
-        baseline_file,
-        "--input_path",
-        results,
-        "--api-base",
-        judge.url,
-        "--model",
-        "judge",
-    ]
+    arguments = judge_arguments(judge, data_path, baseline_file, results)
     run_stage("evaluation.openai_eval", *arguments)
     second = run_stage("evaluation.openai_eval", *arguments, check=False)
     assert second.returncode != 0 and "--continue" in second.stderr
@@ -473,16 +448,7 @@ def test_calls_lost_to_transport_errors_are_recorded_failed_and_asked_again_on_c
         data_path = write_question_set(tmp_path / "flaky", SCENARIO_QUESTIONS[:2])
         baseline_file, results = answer_with_both(server, data_path, tmp_path)
         arguments = [
-            "--data_path",
-            data_path,
-            "--baseline_path",
-            baseline_file,
-            "--input_path",
-            results,
-            "--api-base",
-            server.url,
-            "--model",
-            "judge",
+            *judge_arguments(server, data_path, baseline_file, results),
             "--max_retries",
             "1",
             *FAST_RETRIES[:4],
@@ -532,19 +498,7 @@ def test_killed_run_resumes_with_continue_to_the_same_results(tmp_path):
         baseline_file, results = answer_with_both(server, data_path, tmp_path)
         uninterrupted = tmp_path / "uninterrupted"
         shutil.copytree(results, uninterrupted)
-        base_arguments = [
-            "--data_path",
-            data_path,
-            "--baseline_path",
-            baseline_file,
-            "--api-base",
-            server.url,
-            "--model",
-            "judge",
-            "--parallel",
-            "2",
-            *FAST_RETRIES,
-        ]
+        base_arguments = [*judge_arguments(server, data_path, baseline_file), "--parallel", "2", *FAST_RETRIES]
         run_stage("evaluation.openai_eval", *base_arguments, "--input_path", uninterrupted)
         asked_before = len(server.judge.judge_requests())
 
@@ -573,18 +527,7 @@ def test_killed_run_resumes_with_continue_to_the_same_results(tmp_path):
 def test_continue_drops_a_half_written_last_log_line_and_asks_that_call_again(judge, tmp_path):
     data_path = write_question_set(tmp_path / "torn", SCENARIO_QUESTIONS[:1])
     baseline_file, results = answer_with_both(judge, data_path, tmp_path)
-    arguments = [
-        "--data_path",
-        data_path,
-        "--baseline_path",
-        baseline_file,
-        "--input_path",
-        results,
-        "--api-base",
-        judge.url,
-        "--model",
-        "judge",
-    ]
+    arguments = judge_arguments(judge, data_path, baseline_file, results)
     run_stage("evaluation.openai_eval", *arguments)
     reviews_file = results / "reviews" / f"torn_{MODEL}_vs_{BASELINE}.jsonl"
     complete = read_jsonl(reviews_file)
@@ -651,19 +594,8 @@ def test_whole_chain_with_the_ochat_server_answering_and_a_scripted_judge(tiny_m
             "--api-base",
             server.url,
         )
-        run_stage(
-            "evaluation.openai_eval",
-            "--data_path",
-            data_path,
-            "--input_path",
-            results,
-            "--baseline_path",
-            tmp_path / "baselines" / f"served_{BASELINE}.jsonl",
-            "--api-base",
-            server.url,
-            "--model",
-            "judge",
-        )
+        baseline_file = tmp_path / "baselines" / f"served_{BASELINE}.jsonl"
+        run_stage("evaluation.openai_eval", *judge_arguments(server, data_path, baseline_file, results))
     finally:
         server.stop()
     run_stage("evaluation.summarize", "--input_path", results)

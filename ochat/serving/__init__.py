@@ -1,2 +1,10 @@
-"""OpenAI-compatible serving: `protocol` (wire format and errors), `engine` (continuous batching on the model),
-`detokenize` (streamed text), `openai_api_server` (the aiohttp app and its command line)."""
+"""OpenAI-compatible serving, in layers (each imports only those below it):
+
+- `openai_api_server`: the command line; starts Ray, the replicas and the HTTP app.
+- `http_app`, `http_middlewares`: aiohttp routes, SSE streaming, request log, errors, API keys.
+- `chat_service`: a parsed request to engine calls and back to text; knows no HTTP.
+- `replica_pool`, `metrics`: Ray actors and least-loaded routing; Prometheus figures.
+- `protocol`, `responses`: OpenAI's request models and errors; response and chunk shapes.
+- `engine` (`scheduler`, `kv_cache`, `sampling`, `structured`), `detokenize`: continuous batching
+  on the model under a KV budget, grammar-constrained decoding, streamed text and stop strings.
+"""

@@ -16,43 +16,18 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ochat.config import ChatTokenizer, ModelConfig, check_condition, render_conversation
-from ochat.serving.detokenize import IncrementalDecoder, TokenPieces, byte_token_ids, special_token_ids
+from ochat.serving.detokenize import (
+    IncrementalDecoder,
+    StopStringFilter,
+    TokenPieces,
+    byte_token_ids,
+    special_token_ids,
+)
 from ochat.serving.engine import SamplingParams, TokenEvent, admission_error, validate_response_format
 from ochat.serving.metrics import ServerMetrics
-from ochat.serving.protocol import ChatCompletionRequest, OpenAIError, now, token_logprob
+from ochat.serving.protocol import ChatCompletionRequest, OpenAIError
 from ochat.serving.replica_pool import REPLICA_LOST, ReplicaPool
-
-
-class StopStringFilter:
-    """Releases text while holding back any tail that could start a stop string."""
-
-    def __init__(self, stops: list[str]):
-        self.stops = stops
-        self.pending = ""
-
-    def feed(self, text: str) -> tuple[str, bool]:
-        """(text safe to show, whether a stop string ended the choice)."""
-        if not self.stops:
-            return text, False
-        self.pending += text
-        hits = [index for index in (self.pending.find(stop) for stop in self.stops) if index >= 0]
-        if hits:
-            released, self.pending = self.pending[: min(hits)], ""
-            return released, True
-        hold = 0
-        for stop in self.stops:
-            for length in range(min(len(stop) - 1, len(self.pending)), hold, -1):
-                if stop.startswith(self.pending[-length:]):
-                    hold = length
-                    break
-        released = self.pending[: len(self.pending) - hold]
-        self.pending = self.pending[len(self.pending) - hold :]
-        return released, False
-
-    def flush(self) -> str:
-        released, self.pending = self.pending, ""
-        return released
-
+from ochat.serving.responses import now, token_logprob
 
 # Prompts longer than this are tokenized on a worker thread, so streams keep flowing meanwhile.
 LONG_PROMPT_CHARACTERS = 16_384

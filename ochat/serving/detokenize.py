@@ -1,4 +1,4 @@
-"""Incremental detokenization that never splits a multi-byte character.
+"""Incremental detokenization that never splits a multi-byte character, and stop strings cut from streamed text.
 
 Text is released only after a token that is not a byte-fallback piece
 (`<0xE4>`): a run of byte pieces decodes as a whole (an invalid run becomes
@@ -106,3 +106,34 @@ class TokenPieces:
         except UnicodeDecodeError:
             text = "bytes:" + "".join(f"\\x{byte:02x}" for byte in raw)
         return text, list(raw)
+
+
+class StopStringFilter:
+    """Releases text while holding back any tail that could start a stop string."""
+
+    def __init__(self, stops: list[str]):
+        self.stops = stops
+        self.pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """(text safe to show, whether a stop string ended the choice)."""
+        if not self.stops:
+            return text, False
+        self.pending += text
+        hits = [index for index in (self.pending.find(stop) for stop in self.stops) if index >= 0]
+        if hits:
+            released, self.pending = self.pending[: min(hits)], ""
+            return released, True
+        hold = 0
+        for stop in self.stops:
+            for length in range(min(len(stop) - 1, len(self.pending)), hold, -1):
+                if stop.startswith(self.pending[-length:]):
+                    hold = length
+                    break
+        released = self.pending[: len(self.pending) - hold]
+        self.pending = self.pending[len(self.pending) - hold :]
+        return released, False
+
+    def flush(self) -> str:
+        released, self.pending = self.pending, ""
+        return released

@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import socket
-from http import HTTPStatus
 
 import aiohttp_cors
 from aiohttp import web
@@ -25,6 +24,7 @@ from ochat.serving.http_middlewares import (
     SETTINGS_KEY,
     SHUTDOWN_KEY,
     HttpSettings,
+    OpenAIErrorRequestHandler,
     ShutdownState,
     auth_middleware,
     error_middleware,
@@ -32,17 +32,14 @@ from ochat.serving.http_middlewares import (
     request_log_middleware,
 )
 from ochat.serving.metrics import CONTENT_TYPE
-from ochat.serving.protocol import (
-    ChatCompletionRequest,
+from ochat.serving.protocol import ChatCompletionRequest, OpenAIError, error_body, parse_chat_request
+from ochat.serving.responses import (
     ChunkEncoder,
-    OpenAIError,
     chat_completion,
-    error_body,
     model_card,
     model_list,
     new_completion_id,
     now,
-    parse_chat_request,
     usage_chunk,
 )
 
@@ -270,25 +267,6 @@ def build_app(
     app.on_shutdown.append(begin_shutdown)
     app.on_cleanup.append(stop_pool)
     return app
-
-
-class OpenAIErrorRequestHandler(web.RequestHandler):
-    """aiohttp's connection handler, answering what its HTTP parser rejects (bad headers, bad chunking) in
-    OpenAI's error shape; aiohttp's own answer is plain text that repeats the offending bytes."""
-
-    def handle_error(self, request, status: int = 500, exc=None, message=None) -> web.StreamResponse:
-        logger.debug("unreadable HTTP request from %s: %r", request.remote, exc)
-        if request.writer.output_size > 0:
-            raise ConnectionError("a response was already sent; the connection is closed instead")
-        phrase = HTTPStatus(status).phrase
-        kind = "server_error" if status >= 500 else "invalid_request_error"
-        response = web.json_response(
-            error_body(f"The request could not be read as HTTP: {phrase}", kind, code="bad_http_request"),
-            status=status,
-            headers={"Server": "ochat"},
-        )
-        response.force_close()
-        return response
 
 
 async def serve(app: web.Application, listener: socket.socket, shutdown_timeout: float, stop: asyncio.Event) -> None:

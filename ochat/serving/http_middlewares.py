@@ -1,5 +1,7 @@
 """The middlewares every request passes: request log, OpenAI-shaped errors, API keys; and the app's settings keys.
 
+`OpenAIErrorRequestHandler` gives requests that aiohttp's HTTP parser rejects the same error shape.
+
 Order (outermost first): `request_log_middleware` (one JSON line per request,
 also when the client went away mid-stream), `error_middleware` (every failure
 leaves as OpenAI's error JSON), `auth_middleware` (`--api_keys` guard `/v1`
@@ -12,12 +14,14 @@ import asyncio
 import datetime
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 from aiohttp import web
 
-from ochat.serving.protocol import OpenAIError
+from ochat.serving.protocol import OpenAIError, error_body
 
 logger = logging.getLogger("ochat.serving")
 request_logger = logging.getLogger("ochat.serving.requests")
@@ -124,3 +128,32 @@ async def auth_middleware(request: web.Request, handler):
 async def plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
     """No software version in `Server`: it only helps whoever looks for a known hole."""
     response.headers["Server"] = "ochat"
+
+
+class OpenAIErrorRequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, answering what its HTTP parser rejects (bad headers, bad chunking) in
+    OpenAI's error shape; aiohttp's own answer is plain text that repeats the offending bytes."""
+
+    def handle_error(self, request, status: int = 500, exc=None, message=None) -> web.StreamResponse:
+        logger.debug("unreadable HTTP request from %s: %r", request.remote, exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("a response was already sent; the connection is closed instead")
+        phrase = HTTPStatus(status).phrase
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        response = web.json_response(
+            error_body(f"The request could not be read as HTTP: {phrase}", kind, code="bad_http_request"),
+            status=status,
+            headers={"Server": "ochat"},
+        )
+        response.force_close()
+        return response
+
+
+def setup_logging(logfile: str | None) -> None:
+    """Server messages to stderr; the one-JSON-line-per-request log to `logfile` (default: stderr too)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    request_logger.addHandler(handler)
+    request_logger.setLevel(logging.INFO)
+    request_logger.propagate = False

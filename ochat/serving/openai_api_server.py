@@ -33,7 +33,7 @@ import sys
 from typing import Optional
 
 from ochat.config import check_condition, get_model_config, load_tokenizer
-from ochat.serving.http_middlewares import HttpSettings, request_logger
+from ochat.serving.http_middlewares import HttpSettings, setup_logging
 from ochat.utils.cli import ArgumentParser
 
 logger = logging.getLogger("ochat.serving")
@@ -64,7 +64,7 @@ def main(argv=None) -> None:
     from ochat.serving.chat_service import ChatService, SamplingDefaults
     from ochat.serving.http_app import build_app, serve
     from ochat.serving.metrics import ServerMetrics
-    from ochat.serving.replica_pool import ReplicaPool, start_ray, start_replicas
+    from ochat.serving.replica_pool import ReplicaPool, describe_replica, start_ray, start_replicas
 
     try:
         start_ray(args.ray_address, args.ray_num_cpus, args.num_replicas)
@@ -278,15 +278,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def setup_logging(logfile: Optional[str]) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    request_logger.addHandler(handler)
-    request_logger.setLevel(logging.INFO)
-    request_logger.propagate = False
-
-
 def split_list(value: Optional[str], default=None):
     """A comma-separated option as a list ([] or `default` when unset); a lone * stays the string "*"."""
     if value is None:
@@ -307,15 +298,6 @@ def worker_options(args) -> dict:
         if getattr(args, name) is not None:
             options[name] = os.path.abspath(args.adapter_path) if name == "adapter_path" else getattr(args, name)
     return options
-
-
-def describe_replica(index: int, info: dict) -> str:
-    """One start-up line per replica: device, weights, and the KV-cache budget."""
-    return (
-        f"replica {index} ready on {info['device']} ({info['dtype']}, batch {info['max_batch_size']}): "
-        f"weights {info['weights_gib']:.3f} GiB, KV cache budget {info['kv_cache_capacity_tokens']} tokens "
-        f"({info['kv_cache_gib']:.3f} GiB)"
-    )
 
 
 if __name__ == "__main__":

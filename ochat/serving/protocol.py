@@ -1,26 +1,18 @@
-"""OpenAI ChatCompletions wire format: typed requests, response shapes, and the one error builder.
+"""OpenAI ChatCompletions requests: typed request models and the one error builder.
 
 Nothing here touches the model or aiohttp. A request body (raw bytes) is
 parsed and validated in one pass by pydantic's Rust core into a
 `ChatCompletionRequest`, or becomes an `OpenAIError` naming the offending
 `param`. Hostile bodies (a lone surrogate escape, integers of thousands of
 digits, JSON nested hundreds deep, unhashable roles) fail in that pass as
-invalid JSON or a bad parameter, never deeper in the server. Responses and
-stream chunks are plain dicts in OpenAI's shapes:
+invalid JSON or a bad parameter, never deeper in the server. Errors have
+OpenAI's shape; responses and stream chunks are built in `responses.py`.
 
     error:  {"error": {"message": "...", "type": "invalid_request_error", "param": "temperature", "code": null}}
-    chunk:  {"id": "chatcmpl-1f..", "object": "chat.completion.chunk", "created": 1732183200, "model": "openchat",
-             "choices": [{"index": 0, "delta": {"content": "Hi"}, "logprobs": null, "finish_reason": null}]}
-    logprobs (per choice): {"content": [{"token": " Hi", "logprob": -0.3, "bytes": [32, 72, 105],
-                            "top_logprobs": [{"token": " Hi", "logprob": -0.3, "bytes": [32, 72, 105]}, ...]}],
-                            "refusal": null}
 """
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -224,120 +216,3 @@ def _bad_request(detail: dict) -> OpenAIError:
     else:
         param = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
     return OpenAIError(400, f"Invalid value for '{param}': {message}", param=param)
-
-
-# -- responses ---------------------------------------------------------------------------------------
-
-
-def new_completion_id() -> str:
-    return "chatcmpl-" + uuid.uuid4().hex
-
-
-def now() -> int:
-    return int(time.time())
-
-
-def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
-
-
-def token_logprob(token: str, token_bytes: list[int], logprob: float, top: list[dict]) -> dict:
-    """One entry of `choices[].logprobs.content`; `top` holds `{token, logprob, bytes}` dicts."""
-    return {"token": token, "logprob": logprob, "bytes": token_bytes, "top_logprobs": top}
-
-
-def choice_logprobs(content: Optional[list[dict]]) -> Optional[dict]:
-    return None if content is None else {"content": content, "refusal": None}
-
-
-def chat_completion(
-    completion_id: str,
-    created: int,
-    model: str,
-    texts: list[str],
-    finish_reasons: list[str],
-    prompt_tokens: int,
-    completion_tokens: int,
-    logprobs: Optional[list[Optional[list[dict]]]] = None,
-) -> dict:
-    logprobs = logprobs or [None] * len(texts)
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": index,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": choice_logprobs(logprobs[index]),
-                "finish_reason": finish_reason,
-            }
-            for index, (text, finish_reason) in enumerate(zip(texts, finish_reasons))
-        ],
-        "usage": usage(prompt_tokens, completion_tokens),
-    }
-
-
-class ChunkEncoder:
-    """Stream chunks of one completion as server-sent-event bytes, built fast.
-
-    Streaming serializes one chunk per token per client, so the constant part
-    (id, created, model) is encoded once; the result parses to OpenAI's
-    `chat.completion.chunk` shape (tested against it).
-    """
-
-    def __init__(self, completion_id: str, created: int, model: str, include_usage: bool = False):
-        head = json.dumps(
-            {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model},
-            ensure_ascii=False,
-        )
-        self._head = b"data: " + head[:-1].encode() + b', "choices": [{"index": '
-        self._tail = b"}]" + (b', "usage": null' if include_usage else b"") + b"}\n\n"
-
-    def encode(
-        self, index: int, delta: dict, finish_reason: Optional[str] = None, logprobs: Optional[list[dict]] = None
-    ) -> bytes:
-        logprobs_json = (
-            b"null" if logprobs is None else json.dumps(choice_logprobs(logprobs), ensure_ascii=False).encode()
-        )
-        return b"".join(
-            (
-                self._head,
-                str(index).encode(),
-                b', "delta": ',
-                json.dumps(delta, ensure_ascii=False).encode(),
-                b', "logprobs": ',
-                logprobs_json,
-                b', "finish_reason": ',
-                json.dumps(finish_reason).encode(),
-                self._tail,
-            )
-        )
-
-
-def usage_chunk(completion_id: str, created: int, model: str, prompt_tokens: int, completion_tokens: int) -> dict:
-    return {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [],
-        "usage": usage(prompt_tokens, completion_tokens),
-    }
-
-
-def model_card(model_id: str, created: int, condition: Optional[str] = None) -> dict:
-    """OpenAI's model object; a conditioned (C-RLFT) model adds the condition requests get by default."""
-    card = {"id": model_id, "object": "model", "created": created, "owned_by": "ochat"}
-    if condition is not None:
-        card["condition"] = condition
-    return card
-
-
-def model_list(model_ids: list[str], created: int, condition: Optional[str] = None) -> dict:
-    return {"object": "list", "data": [model_card(model_id, created, condition) for model_id in model_ids]}

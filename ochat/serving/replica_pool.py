@@ -219,3 +219,12 @@ class ReplicaPool:
                 return False
             await asyncio.sleep(0.5)
         return False
+
+
+def describe_replica(index: int, info: dict) -> str:
+    """One start-up line per replica: device, weights, and the KV-cache budget."""
+    return (
+        f"replica {index} ready on {info['device']} ({info['dtype']}, batch {info['max_batch_size']}): "
+        f"weights {info['weights_gib']:.3f} GiB, KV cache budget {info['kv_cache_capacity_tokens']} tokens "
+        f"({info['kv_cache_gib']:.3f} GiB)"
+    )
