@@ -96,7 +96,14 @@ from tqdm import tqdm
 
 from data_pipeline.conversation_filters import ConversationFilters, annotate
 from data_pipeline.deadline_pool import map_with_deadline
-from data_pipeline.sharegpt_dump import DUMP_SUFFIX, BrokenRecord, DumpRecord, inspect_record, iter_dump
+from data_pipeline.sharegpt_dump import (
+    BAD_JSON,  # a dump record that cannot be read, or where a dump breaks off
+    DUMP_SUFFIX,
+    BrokenRecord,
+    DumpRecord,
+    inspect_record,
+    iter_dump,
+)
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import JsonListWriter, write_json_atomic
 
@@ -127,7 +134,6 @@ INVALID_UNICODE = "invalid_unicode"
 TIMEOUT = "timeout"
 WORKER_CRASHED = "worker_crashed"
 UNFORESEEN_ERROR = "error:"  # + the exception's type name: a failure no rule above foresaw
-BAD_JSON = "bad_json"  # a dump record that cannot be read, or where a dump breaks off
 DROP_REASONS = (
     UNREADABLE_FILE,
     NOT_REGULAR_FILE,

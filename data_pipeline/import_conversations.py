@@ -47,21 +47,30 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data_pipeline.clean_sharegpt import clean_markdown, conversation_hash, html_to_markdown
-from data_pipeline.sharegpt_dump import BrokenRecord, iter_dump, record_turns, value_holds_html
+from data_pipeline.clean_sharegpt import (
+    EMPTY_TURN,
+    ROLES_NOT_ALTERNATING,
+    TOO_FEW_TURNS,
+    UNPARSEABLE_MARKUP,
+    clean_markdown,
+    conversation_hash,
+    html_to_markdown,
+)
+from data_pipeline.sharegpt_dump import (
+    BAD_JSON,
+    INVALID_RECORD,
+    BrokenRecord,
+    iter_dump,
+    record_turns,
+    value_holds_html,
+)
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_json_atomic
 
 FORMATS = ("sharegpt_json", "alpaca", "hh", "openai_messages", "openchat")
 
-# Reasons a record is dropped, as they appear in the report.
-BAD_JSON = "bad_json"
-INVALID_RECORD = "invalid_record"
+# Reasons a record is dropped, as they appear in the report; the rest are shared with pages and dumps.
 BAD_ROLE = "bad_role"
-TOO_FEW_TURNS = "too_few_turns"
-ROLES_NOT_ALTERNATING = "roles_not_alternating"
-EMPTY_TURN = "empty_turn"
-UNPARSEABLE_MARKUP = "unparseable_markup"
 DUPLICATE = "duplicate"
 
 HH_TURN_MARKER = re.compile(r"\n\n(Human|Assistant):[ \t]?")
