@@ -270,11 +270,12 @@ def test_stream_keeps_flowing_while_a_3_mb_body_is_posted(server):
                 reader.cancel()
                 return arrivals, started, finished, big_status, big_payload
 
-    # Handled on the loop, the stream stalls for the whole request (parse and tokenize, ~1-2 s here); off the loop
-    # it only shares the CPU with the tokenizer. A machine starved by other work can stall it too, so the best of
-    # three tries counts: a blocked loop fails every one.
+    # Handled on the loop, the stream stalls for the whole request: measured, 3-4 chunks arrive meanwhile and the
+    # largest gap is 95-99% of the request's time. Off the loop it only shares the CPU with the parser and the
+    # tokenizer: hundreds of chunks arrive, and the largest gap stayed under 80% even with the rest of the test
+    # suite running beside it. The best of five tries counts: a blocked loop fails every one.
     tries = []
-    for _ in range(3):
+    for _ in range(5):
         arrivals, started, finished, big_status, big_payload = asyncio.run(run())
         assert big_status == 400 and big_payload["error"]["code"] == "context_length_exceeded"
         during = [t for t in arrivals if started <= t <= finished]
@@ -284,7 +285,7 @@ def test_stream_keeps_flowing_while_a_3_mb_body_is_posted(server):
             f"3 MB body handled in {finished - started:.2f} s; {len(during)} stream chunks meanwhile, "
             f"largest gap {max(gaps):.3f} s"
         )
-        if len(during) >= 3 and max(gaps) < 0.5 * (finished - started):
+        if len(during) >= 20 and max(gaps) < 0.85 * (finished - started):
             return
     pytest.fail(f"the stream stalled while a 3 MB body was handled: (gap share, chunks, gap s, request s) {tries}")
 
