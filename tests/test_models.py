@@ -57,6 +57,34 @@ def test_eot_rows_are_the_mean_of_existing_rows_for_llama(tiny_base_dir, tiny_mo
         assert torch.allclose(new_weight[eot], base_weight.mean(dim=0), atol=1e-6)
 
 
+def test_tied_embeddings_gain_one_mean_row_and_stay_tied(tiny_base_dir, tmp_path):
+    """SmolLM2-style checkpoints share input embeddings and LM head: EOT adds one row to the one matrix."""
+    base = AutoModelForCausalLM.from_pretrained(tiny_base_dir)
+    base.config.tie_word_embeddings = True
+    base.lm_head.weight = base.get_input_embeddings().weight
+    tied_dir, out_dir = str(tmp_path / "tied"), str(tmp_path / "tied_eot")
+    base.save_pretrained(tied_dir)
+    AutoTokenizer.from_pretrained(tiny_base_dir).save_pretrained(tied_dir)
+    run_module("ochat.models.add_eot_token", "--model_type", "openchat_tiny", "--in", tied_dir, "--out", out_dir)
+    extended = AutoModelForCausalLM.from_pretrained(out_dir)
+    rows = base.get_input_embeddings().weight.shape[0]
+    embeddings = extended.get_input_embeddings().weight
+    assert embeddings.shape[0] == rows + 1 and extended.config.tie_word_embeddings
+    assert extended.get_output_embeddings().weight.data_ptr() == embeddings.data_ptr()
+    assert torch.allclose(embeddings[rows], base.get_input_embeddings().weight.mean(dim=0), atol=1e-6)
+
+
+def test_output_files_honour_the_umask(tmp_path):
+    from ochat.utils.files import write_json_atomic
+
+    previous = os.umask(0o027)
+    try:
+        write_json_atomic(tmp_path / "shared.json", {"a": 1})
+    finally:
+        os.umask(previous)
+    assert os.stat(tmp_path / "shared.json").st_mode & 0o777 == 0o640
+
+
 def test_eot_token_is_the_eos_of_the_saved_generation_config(tiny_model_dir):
     tokenizer = load_tokenizer(get_model_config("openchat_tiny"), tiny_model_dir)
     with open(os.path.join(tiny_model_dir, "generation_config.json"), encoding="utf-8") as handle:

@@ -1,24 +1,33 @@
 """The one place a conversation becomes tokens.
 
 Template (OpenChat): BOS (when the model type has one), then for every turn
-`role_prefix + content + <|end_of_turn|>`. Prefix and content are tokenized as
-separate text segments, special tokens are inserted by id, and the supervise
-mask is true exactly on assistant content and its EOT token:
+`role_prefix + " " + content + <|end_of_turn|>`; the generation prompt is the
+open assistant prefix (`Assistant:`, no trailing space, so the answer's first
+token carries its own leading space exactly as in training). Special tokens are
+resolved by id from the tokenizer's own special tokens; the text between two of
+them (one turn) is tokenized as the whole chat-template text would be, so the
+ids equal `tokenizer.apply_chat_template` with the exported template for
+sentencepiece and byte-level BPE vocabularies alike. Text that looks like a
+special token ("<|end_of_turn|>" typed by a user) stays text. The supervise
+mask is true exactly on the tokens that carry assistant content, and its EOT:
 
     items = [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]
-    <s> | Human: | Hi | <|end_of_turn|> | Assistant: | Hello! | <|end_of_turn|>
-     0      0      0          0              0           1            1
+    <s> | Human: Hi | <|end_of_turn|> | Assistant: | Hello! | <|end_of_turn|>
+     0        0            0              0           1            1
 
-With `add_generation_prompt=True` the assistant prefix is appended open, which
-is the prompt the server and evaluation generate from.
+(a token that straddles the boundary, such as BPE's `ĠHello`, belongs to the
+content). With `add_generation_prompt=True` the assistant prefix is appended
+open, which is the prompt the server and evaluation generate from.
 
 Conditioned (C-RLFT) types put the conversation's data-source condition before
-each role, as one prefix segment: `GPT4 User:` | content | EOT, `GPT4 Assistant:` ...
-(just `User:` when the condition is empty). A conversation renders under its
-own condition in training and under the type's inference condition when none
-is given. An assistant item may carry a `weight` (its source's reward, 1.0 when
-absent): it lands on that turn's supervised tokens, and a weight of 0 leaves
-the turn unsupervised.
+each role: `GPT4 User: Hi<|end_of_turn|>GPT4 Assistant:` (just `User:` when the
+condition is empty). A conversation renders under its own condition in training
+and under the type's inference condition when none is given. An assistant item
+may carry a `weight` (its source's reward, 1.0 when absent): it lands on that
+turn's supervised tokens, and a weight of 0 leaves the turn unsupervised.
+
+The `hf_chat` type renders with the checkpoint's own chat template instead
+(`render_with_checkpoint_template`), so an instruct model is served as shipped.
 """
 
 from __future__ import annotations
@@ -114,6 +123,16 @@ def _validate(items: Sequence[dict]) -> None:
             raise ValueError(f"turn {index}: weight must be a finite number >= 0, not {weight!r}")
 
 
+CONTENT_SEPARATOR = " "  # between a role prefix and non-empty content: "Human: Hi"
+
+
+def turn_text(prefix: str, content: str) -> tuple[str, int]:
+    """One closed turn's text between two special tokens, and where its content starts in it."""
+    if not content:
+        return prefix, len(prefix)
+    return prefix + CONTENT_SEPARATOR + content, len(prefix) + len(CONTENT_SEPARATOR)
+
+
 def render_turns_batch(
     config: ModelConfig,
     tokenizer: ChatTokenizer,
@@ -125,29 +144,40 @@ def render_turns_batch(
 
     `conditions[i]` is conversation i's condition (None: the type's inference condition).
     """
+    if config.uses_checkpoint_template:
+        raise ValueError(
+            f"model type {config.name} renders with the checkpoint's own chat template; "
+            "use render_with_checkpoint_template (training data needs a registry template such as openchat)"
+        )
     conversations = [_with_system_prompt(config, items) for items in conversations]
     if conditions is None:
         conditions = [None] * len(conversations)
     if len(conditions) != len(conversations):
         raise ValueError(f"{len(conditions)} conditions for {len(conversations)} conversations")
-    texts: list[str] = []
+    leads_text = tokenizer.bos_token_id is None  # without BOS the first turn opens the text
+    spans: list[tuple[str, int, bool]] = []  # (text, content start, follows a special token)
     for items, condition in zip(conversations, conditions):
         _validate(items)
-        for item in items:
-            texts.append(role_prefix(config, item["from"], condition))
-            texts.append(item["value"])
+        for index, item in enumerate(items):
+            text, content_start = turn_text(role_prefix(config, item["from"], condition), item["value"])
+            spans.append((text, content_start, not (leads_text and index == 0)))
         if add_generation_prompt:
-            texts.append(role_prefix(config, config.ai_role, condition))
-    encoded = iter(tokenizer.encode_segments(texts))
+            prefix = role_prefix(config, config.ai_role, condition)
+            spans.append((prefix, len(prefix), not (leads_text and not items)))
+    encoded = iter(tokenizer.encode_spans([text for text, _, _ in spans], [after for _, _, after in spans]))
+    starts = iter(start for _, start, _ in spans)
+
+    def split(role: str, closed: bool, weight: float = 1.0) -> RenderedTurn:
+        ids, ends = next(encoded)
+        content_start = next(starts)
+        boundary = next((i for i, end in enumerate(ends) if end > content_start), len(ids)) if closed else len(ids)
+        return RenderedTurn(role, ids[:boundary], ids[boundary:], closed=closed, weight=weight)
 
     rendered = []
     for items in conversations:
-        turns = [
-            RenderedTurn(item["from"], next(encoded), next(encoded), closed=True, weight=float(item.get("weight", 1.0)))
-            for item in items
-        ]
+        turns = [split(item["from"], True, float(item.get("weight", 1.0))) for item in items]
         if add_generation_prompt:
-            turns.append(RenderedTurn(config.ai_role, next(encoded), [], closed=False))
+            turns.append(split(config.ai_role, False))
         rendered.append(turns)
     return rendered
 
@@ -174,6 +204,8 @@ def render_conversations(
     conditions: Optional[Sequence[Optional[str]]] = None,
 ) -> list[TokenizedSample]:
     """Render many conversations at once (the fast path for data conversion)."""
+    if config.uses_checkpoint_template:
+        return [render_with_checkpoint_template(tokenizer, items, add_generation_prompt) for items in conversations]
     return [
         join_turns(config, tokenizer, turns)
         for turns in render_turns_batch(config, tokenizer, conversations, add_generation_prompt, conditions)
@@ -194,63 +226,56 @@ def render_conversation(
 def chat_template_jinja(config: ModelConfig) -> str:
     """The same template as a Jinja chat template, for tools that only read tokenizer_config.json.
 
-    It renders the same text; exact ids come from `render_conversation`, which
-    tokenizes prefix and content as separate segments. Conditioned types render
-    the same ids too (`tests/test_crlft_template.py`); they take an optional
-    `condition` variable, defaulting to the type's inference condition.
+    `apply_chat_template` with it gives the renderer's ids (`tests/test_template.py`);
+    conditioned types take an optional `condition` variable, defaulting to the
+    type's inference condition.
     """
-    if config.is_conditioned:
-        return _conditioned_chat_template_jinja(config)
     prefixes = {
         "system": config.role_prefix["system"],
         "user": config.role_prefix["human"],
         "assistant": config.role_prefix[config.ai_role],
     }
+    if config.is_conditioned:
+        head = (
+            "{% if condition is not defined %}{% set condition = '"
+            + config.inference_condition
+            + "' %}{% endif %}{% set lead = condition + ' ' if condition else '' %}"
+        )
+        lead = "{{ lead }}"
+    else:
+        head, lead = "", ""
     bos = "{{ bos_token }}" if config.bos_token else ""
     return (
-        bos
+        head
+        + bos
         + "{% for message in messages %}"
+        + lead
         + "".join(
             f"{{% {'if' if i == 0 else 'elif'} message['role'] == '{role}' %}}{prefix}"
             for i, (role, prefix) in enumerate(prefixes.items())
         )
-        + "{% endif %}{{ message['content'] }}"
+        + "{% endif %}{% if message['content'] %}"
+        + CONTENT_SEPARATOR
+        + "{{ message['content'] }}{% endif %}"
         + config.eot_token
         + "{% endfor %}"
         + "{% if add_generation_prompt %}"
+        + lead
         + prefixes["assistant"]
         + "{% endif %}"
     )
 
 
-def _conditioned_chat_template_jinja(config: ModelConfig) -> str:
-    """`<s> GPT4 User: Hi<|end_of_turn|> GPT4 Assistant:`: a space leads every segment.
-
-    The renderer tokenizes each prefix and content alone, so each starts with
-    sentencepiece's dummy-prefix space; a fast tokenizer adds that space only at
-    the very start of the text, so the template writes it out to give the same ids.
-    """
-    prefixes = {
-        "system": config.role_prefix["system"],
-        "user": config.role_prefix["human"],
-        "assistant": config.role_prefix[config.ai_role],
-    }
-    bos = "{{ bos_token }}" if config.bos_token else ""
-    return (
-        "{% if condition is not defined %}{% set condition = '"
-        + config.inference_condition
-        + "' %}{% endif %}"
-        + "{% set lead = ' ' + condition + ' ' if condition else ' ' %}"
-        + bos
-        + "{% for message in messages %}{{ lead }}"
-        + "".join(
-            f"{{% {'if' if i == 0 else 'elif'} message['role'] == '{role}' %}}{prefix}"
-            for i, (role, prefix) in enumerate(prefixes.items())
-        )
-        + "{% endif %}{% if message['content'] %} {{ message['content'] }}{% endif %}"
-        + config.eot_token
-        + "{% endfor %}"
-        + "{% if add_generation_prompt %}{{ lead }}"
-        + prefixes["assistant"]
-        + "{% endif %}"
-    )
+def render_with_checkpoint_template(
+    tokenizer: ChatTokenizer, items: Sequence[dict], add_generation_prompt: bool = True
+) -> TokenizedSample:
+    """A prompt rendered by the checkpoint's own chat template (the `hf_chat` type), as other engines render it."""
+    _validate(items)
+    roles = {"system": "system", "human": "user", "gpt": "assistant"}
+    messages = [{"role": roles[item["from"]], "content": item["value"]} for item in items]
+    hf_tokenizer = tokenizer.hf_tokenizer
+    if not getattr(hf_tokenizer, "chat_template", None):
+        raise ValueError("the checkpoint's tokenizer has no chat template; pick a registry model type such as openchat")
+    text = hf_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    token_ids = hf_tokenizer(text, add_special_tokens=False)["input_ids"]
+    return TokenizedSample(token_ids, [False] * len(token_ids))

@@ -58,6 +58,8 @@ def load_model_config(config: ModelConfig, path: str, rope_scaling: str = "none"
     if not os.path.exists(os.path.join(path, "config.json")):
         raise FileNotFoundError(f"{path!r} is not a Hugging Face model folder (no config.json)")
     hf_config = AutoConfig.from_pretrained(path)
+    if config.architecture == "any":
+        return hf_config
     expected = {"llama": "llama", "mistral": "mistral", "gpt_bigcode": "gpt_bigcode"}[config.architecture]
     if hf_config.model_type != expected:
         raise ValueError(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ochat.config import ChatTokenizer, ModelConfig, check_condition, render_conversation
+from ochat.config.conversation_template import CONTENT_SEPARATOR
 from ochat.serving.detokenize import (
     IncrementalDecoder,
     StopStringFilter,
@@ -87,6 +88,8 @@ class ChatService:
         self._byte_ids = byte_token_ids(hf_tokenizer)
         self._special_ids = special_token_ids(hf_tokenizer)
         self._pieces = TokenPieces(hf_tokenizer)
+        # The prompt ends at "Assistant:"; the answer's first token brings the separating space, not part of the answer.
+        self._answer_lead = "" if self.config.uses_checkpoint_template else CONTENT_SEPARATOR
         # The fast tokenizer's own (Rust) decode gives the same text as the transformers wrapper at a third of
         # the cost, which matters: streaming decodes twice per token per client.
         backend = getattr(hf_tokenizer, "backend_tokenizer", None)
@@ -216,7 +219,7 @@ class ChatService:
         choices = [
             Choice(
                 i,
-                IncrementalDecoder(self._decode, self._byte_ids, self._special_ids),
+                IncrementalDecoder(self._decode, self._byte_ids, self._special_ids, self._answer_lead),
                 StopStringFilter(request.stop_sequences),
             )
             for i in range(n)

@@ -36,8 +36,10 @@ class IncrementalDecoder:
         decode: Callable[[Sequence[int]], str],
         byte_token_ids: Collection[int] = frozenset(),
         special_token_ids: Collection[int] = frozenset(),
+        strip_leading: str = "",
     ):
         self._decode = decode
+        self._strip_leading = strip_leading  # dropped once from the start of the text (the template's separator)
         self._byte_token_ids = byte_token_ids
         self._special_token_ids = special_token_ids  # left out entirely, as decode(skip_special_tokens=True) does
         self._ids: list[int] = []
@@ -65,6 +67,9 @@ class IncrementalDecoder:
             return ""  # byte-level BPE (GPT-2 style) tokens can end inside a character: wait for the rest
         self._released = len(self._ids)
         self._context_text = self._decode(self._ids[-1:])
+        if self._strip_leading and delta:
+            delta = delta.removeprefix(self._strip_leading)
+            self._strip_leading = ""
         return delta
 
 

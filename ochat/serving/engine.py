@@ -208,7 +208,7 @@ class EngineWorker:
             torch.set_num_threads(torch_threads)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        config = get_model_config(model_type)
+        config = get_model_config(model_type, model_path)
         tokenizer = load_tokenizer(config, model_path)
         torch_dtype = getattr(torch, dtype) if dtype else None
         load_kwargs = {}

@@ -43,7 +43,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     setup_logging(args.logfile)
     try:
-        config = get_model_config(args.model_type)
+        config = get_model_config(args.model_type, args.model_path)
         check_condition(config, args.condition)
         tokenizer = load_tokenizer(config, args.model_path)
         _ = tokenizer.eot_token_id  # fails early, with the fix, when the checkpoint lacks <|end_of_turn|>

@@ -33,11 +33,27 @@ def write_json_atomic(path: str | os.PathLike, data: Any, indent: int | None = 1
     _write_atomic(path, write)
 
 
+def _current_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (os.umask would race other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _write_atomic(path: str | os.PathLike, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates 0600; the finished file gets what open() would give it (0666 less the umask)
+        os.fchmod(descriptor, 0o666 & ~_current_umask())
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             write(handle)
             handle.flush()
