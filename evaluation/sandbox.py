@@ -47,6 +47,8 @@ OUTPUT_TAIL_BYTES = 2000
 SANDBOX_UID_BASE = 1_000_000
 SLOTS_PER_PROCESS = 64
 
+ISOLATION_LEVELS = ("netns+uid", "netns", "socket_guard")
+
 SOCKET_GUARD = """
 import socket as _socket_module
 def _no_network(*args, **kwargs):
@@ -91,13 +93,14 @@ class SandboxResult:
 class Sandbox:
     """Runs Python programs under the strongest isolation this machine offers (see the module docstring)."""
 
-    def __init__(self, limits: SandboxLimits = SandboxLimits()):
+    def __init__(self, limits: SandboxLimits = SandboxLimits(), isolation: Optional[str] = None):
+        """`isolation` forces a level (one of ISOLATION_LEVELS); by default the strongest that works here."""
         self.limits = limits
         self._first_uid = SANDBOX_UID_BASE + os.getpid() * SLOTS_PER_PROCESS
         self._uids: queue.Queue[int] = queue.Queue()
         for slot in range(SLOTS_PER_PROCESS):
             self._uids.put(self._first_uid + slot)
-        self.isolation, self.python = self._choose_isolation()
+        self.isolation, self.python = self._choose_isolation(isolation)
 
     def leftover_processes(self) -> list[int]:
         """Live processes of this sandbox's uids (only netns+uid runs under uids of its own): none, once runs end."""
@@ -182,8 +185,12 @@ class Sandbox:
         # RLIMIT_NPROC counts every process of the user: allow the sandbox that many beyond the ones running now.
         return len(_pids_of({os.getuid()})) + self.limits.max_processes
 
-    def _choose_isolation(self) -> tuple[str, str]:
-        levels = ["netns+uid"] if os.geteuid() == 0 else ["netns"]
+    def _choose_isolation(self, forced: Optional[str]) -> tuple[str, str]:
+        if forced is not None and forced not in ISOLATION_LEVELS:
+            raise ValueError(f"isolation must be one of {ISOLATION_LEVELS}, not {forced!r}")
+        if forced == "socket_guard":
+            return forced, sys.executable
+        levels = [forced] if forced else ["netns+uid"] if os.geteuid() == 0 else ["netns"]
         pythons = [sys.executable, "/usr/bin/python3"]
         uid = self._uids.get()
         try:
@@ -195,6 +202,8 @@ class Sandbox:
                         return isolation, python
         finally:
             self._uids.put(uid)
+        if forced is not None:
+            raise RuntimeError(f"sandbox isolation {forced!r} is not available on this machine")
         return "socket_guard", sys.executable
 
     def _probe(self, uid: int, isolation: str, python: str) -> bool:

@@ -165,6 +165,12 @@ def test_no_network_not_even_to_a_port_on_this_machine(sandbox):
         listener.close()
 
 
+def test_where_no_namespace_is_allowed_the_socket_module_is_disabled():
+    guarded = Sandbox(SandboxLimits(timeout_s=TIMEOUT_S), isolation="socket_guard")
+    result = run_completion(guarded, hostile("import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)"))
+    assert result.status == "failed" and "network access is disabled in the sandbox" in result.output
+
+
 # ---------------------------------------------------------------- extraction and statistics
 
 
