@@ -222,7 +222,9 @@ def wilson_interval(successes: int, trials: int, z: float = WILSON_Z) -> list[fl
     denominator = 1 + z * z / trials
     centre = (share + z * z / (2 * trials)) / denominator
     half_width = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / denominator
-    return [max(0.0, centre - half_width), min(1.0, centre + half_width)]
+    low = 0.0 if successes == 0 else max(0.0, centre - half_width)
+    high = 1.0 if successes == trials else min(1.0, centre + half_width)
+    return [low, high]
 
 
 def summarize(results: list[dict], model_name: str, model: str, bench: str, sandbox: Sandbox, args) -> dict:

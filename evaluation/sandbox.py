@@ -47,6 +47,8 @@ OUTPUT_TAIL_BYTES = 2000
 SANDBOX_UID_BASE = 1_000_000
 SLOTS_PER_PROCESS = 64
 
+ISOLATION_LEVELS = ("netns+uid", "netns", "socket_guard")
+
 SOCKET_GUARD = """
 import socket as _socket_module
 def _no_network(*args, **kwargs):
@@ -91,12 +93,20 @@ class SandboxResult:
 class Sandbox:
     """Runs Python programs under the strongest isolation this machine offers (see the module docstring)."""
 
-    def __init__(self, limits: SandboxLimits = SandboxLimits()):
+    def __init__(self, limits: SandboxLimits = SandboxLimits(), isolation: Optional[str] = None):
+        """`isolation` forces a level (one of ISOLATION_LEVELS); by default the strongest that works here."""
         self.limits = limits
+        self._first_uid = SANDBOX_UID_BASE + os.getpid() * SLOTS_PER_PROCESS
         self._uids: queue.Queue[int] = queue.Queue()
         for slot in range(SLOTS_PER_PROCESS):
-            self._uids.put(SANDBOX_UID_BASE + os.getpid() * SLOTS_PER_PROCESS + slot)
-        self.isolation, self.python = self._choose_isolation()
+            self._uids.put(self._first_uid + slot)
+        self.isolation, self.python = self._choose_isolation(isolation)
+
+    def leftover_processes(self) -> list[int]:
+        """Live processes of this sandbox's uids (only netns+uid runs under uids of its own): none, once runs end."""
+        if self.isolation != "netns+uid":
+            return []
+        return _pids_of(set(range(self._first_uid, self._first_uid + SLOTS_PER_PROCESS)))
 
     def describe(self) -> dict:
         return {"isolation": self.isolation, "python": self.python, "limits": asdict(self.limits)}
@@ -173,10 +183,14 @@ class Sandbox:
         if isolation == "netns+uid":
             return self.limits.max_processes  # the uid is the sandbox's alone
         # RLIMIT_NPROC counts every process of the user: allow the sandbox that many beyond the ones running now.
-        return len(_pids_of(os.getuid())) + self.limits.max_processes
+        return len(_pids_of({os.getuid()})) + self.limits.max_processes
 
-    def _choose_isolation(self) -> tuple[str, str]:
-        levels = ["netns+uid"] if os.geteuid() == 0 else ["netns"]
+    def _choose_isolation(self, forced: Optional[str]) -> tuple[str, str]:
+        if forced is not None and forced not in ISOLATION_LEVELS:
+            raise ValueError(f"isolation must be one of {ISOLATION_LEVELS}, not {forced!r}")
+        if forced == "socket_guard":
+            return forced, sys.executable
+        levels = [forced] if forced else ["netns+uid"] if os.geteuid() == 0 else ["netns"]
         pythons = [sys.executable, "/usr/bin/python3"]
         uid = self._uids.get()
         try:
@@ -188,6 +202,8 @@ class Sandbox:
                         return isolation, python
         finally:
             self._uids.put(uid)
+        if forced is not None:
+            raise RuntimeError(f"sandbox isolation {forced!r} is not available on this machine")
         return "socket_guard", sys.executable
 
     def _probe(self, uid: int, isolation: str, python: str) -> bool:
@@ -222,7 +238,7 @@ def _kill_group(pid: int) -> None:
 def _kill_processes_of(uid: int) -> None:
     """SIGKILL every live process of `uid` until none is left (a fork bomb may still be forking)."""
     for _ in range(200):
-        pids = _pids_of(uid)
+        pids = _pids_of({uid})
         if not pids:
             return
         for pid in pids:
@@ -234,8 +250,8 @@ def _kill_processes_of(uid: int) -> None:
     raise RuntimeError(f"processes of sandbox uid {uid} survive SIGKILL")
 
 
-def _pids_of(uid: int) -> list[int]:
-    """Live (not zombie) processes whose real, effective or saved uid is `uid`."""
+def _pids_of(uids: set[int]) -> list[int]:
+    """Live (not zombie) processes whose real, effective or saved uid is one of `uids`."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -247,6 +263,6 @@ def _pids_of(uid: int) -> list[int]:
             continue
         if fields.get("State", "").strip().startswith("Z"):
             continue
-        if str(uid) in fields.get("Uid", "").split()[:3]:
+        if {int(uid) for uid in fields.get("Uid", "").split()[:3]} & uids:
             pids.append(int(entry))
     return pids
