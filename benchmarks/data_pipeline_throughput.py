@@ -8,13 +8,13 @@ In one run, on the same >= 10,000 generated pages:
   that parses every whole page with BeautifulSoup's `html.parser` to find
   `__NEXT_DATA__` and runs markdownify on the raw answer HTML;
 - convert, ours: `data_pipeline.generate_dataset.convert_conversations`
-  (sentencepiece batched over all cores, registry template, turn-wise fitting);
-- convert, reference: the same template and fitting, but every text segment
-  tokenized one segment at a time with transformers' slow (Python, sentencepiece-backed) tokenizer.
+  (every turn's text in one batched fast-tokenizer call, registry template, turn-wise fitting);
+- convert, reference: transformers' `apply_chat_template` with the exported template, one call per
+  conversation (the ids every other engine feeds the model).
 
 Kept conversations (and the drop reasons of every page) must be identical
-between the two cleaners, and the tokenized samples identical between the two
-converters; the script exits non-zero otherwise.
+between the two cleaners, and every conversation's ids identical between the
+two converters; the script exits non-zero otherwise.
 
     python benchmarks/data_pipeline_throughput.py --num-pages 10000 --workers 2
 """
@@ -289,45 +289,39 @@ def ray_clean(page_paths, workers):
 
 # ----------------------------------------------------------------------------- convert
 
-REFERENCE_CONVERT = "reference: transformers' slow tokenizer per segment"
+REFERENCE_CONVERT = "reference: apply_chat_template per conversation"
 OURS_CONVERT = "ours: generate_dataset.convert_conversations"
 
 
 def compare_convert(model_type, model_path, conversations):
-    """Time our batched convert against the original's per-segment slow-tokenizer loop; samples must match."""
-    from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+    """Time our batched convert against transformers' `apply_chat_template`, one conversation a call.
 
-    from data_pipeline.generate_dataset import ConversionStats, convert_conversations, fit_conversation
-    from ochat.config import RenderedTurn, get_model_config, load_tokenizer
+    The exported template is the definition of the ids (other engines render it), so every
+    conversation's ids, before fitting to the context, must equal the template's.
+    """
+    from data_pipeline.generate_dataset import ConversionStats, convert_conversations
+    from ochat.config import get_model_config, load_tokenizer, render_conversations
 
     config = get_model_config(model_type)
     tokenizer = load_tokenizer(config, model_path)
-    sp_model = os.path.join(model_path, "tokenizer.model")
-    if not os.path.exists(sp_model):
-        return [], [f"convert: {model_path} has no tokenizer.model for the slow reference"]
-    slow_tokenizer = SentencePieceBackend(vocab_file=sp_model)  # the Python, sentencepiece-backed tokenizer
-
-    def slow_encode(text):
-        return slow_tokenizer.encode(text, add_special_tokens=False)
+    hf_tokenizer = tokenizer.hf_tokenizer
+    roles = {"system": "system", "human": "user", "gpt": "assistant"}
 
     reference_timer = Timer().__enter__()
-    reference_samples = []
+    reference_ids = []
     for conversation in conversations:
-        turns = [
-            RenderedTurn(
-                item["from"], slow_encode(config.role_prefix[item["from"]]), slow_encode(item["value"]), closed=True
-            )
-            for item in conversation["items"]
-        ]
-        reference_samples += fit_conversation(config, tokenizer, turns)
+        messages = [{"role": roles[item["from"]], "content": item["value"]} for item in conversation["items"]]
+        text = hf_tokenizer.apply_chat_template(messages, tokenize=False)
+        reference_ids.append(hf_tokenizer(text, add_special_tokens=False)["input_ids"])
     reference_timer.__exit__()
 
     with Timer() as ours_timer:
         samples = convert_conversations(config, tokenizer, conversations, stats=ConversionStats())
 
     failures = []
-    if samples != reference_samples:
-        failures.append("convert: samples differ from the slow-tokenizer reference")
+    rendered = render_conversations(config, tokenizer, [conversation["items"] for conversation in conversations])
+    if [ids for ids, _ in rendered] != reference_ids:
+        failures.append("convert: ids differ from apply_chat_template with the exported template")
     tokens = sum(len(ids) for ids, _ in samples)
     count = len(conversations)
     return [

@@ -60,7 +60,7 @@ SMOLLM2_DEFAULTS = {
     "epochs": 1,
     "lr": 2e-5,
     "micro_batch_size": 1,
-    "max_steps": 24,
+    "max_steps": 8,
     "questions": 16,
     "answer_max_tokens": 96,
 }
@@ -127,7 +127,7 @@ def parse_args(argv=None):
         "--micro_batch_size", type=int, default=None, help="samples per rank per micro-step (default 4, smollm2 1)"
     )
     parser.add_argument(
-        "--max_steps", type=int, default=None, help="stop training after this many optimizer steps (smollm2: 24)"
+        "--max_steps", type=int, default=None, help="stop training after this many optimizer steps (smollm2: 8)"
     )
     parser.add_argument(
         "--quick",
