@@ -88,7 +88,11 @@ def sse(payload) -> bytes:
 
 
 def engine_error(error: EngineFailure) -> OpenAIError:
-    return OpenAIError(503, f"The model failed while generating: {error}", code=error.code)
+    if error.status == 400:
+        return OpenAIError(
+            400, str(error), param="response_format" if error.code == "grammar_failed" else None, code=error.code
+        )
+    return OpenAIError(error.status, f"The model failed while generating: {error}", code=error.code)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
