@@ -130,8 +130,13 @@ class GuardedRequestHandler(web.RequestHandler):
             self._header_timer = self._loop.call_later(self._header_read_timeout, self._header_read_timed_out)
 
     def eof_received(self) -> bool:
-        """The client shut its sending side: answer what it asked, then close (instead of dropping the answer)."""
-        self.close()
+        """The client shut its sending side: answer what it asked, then close (instead of dropping the answer);
+        with nothing asked, close now."""
+        if self._waiting_for_request():
+            self._cancel_header_timer()
+            self.force_close()
+        else:
+            self.close()
         return True
 
     def _waiting_for_request(self) -> bool:

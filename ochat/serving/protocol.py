@@ -223,19 +223,34 @@ def refuse_unsupported_fields(request: ChatCompletionRequest) -> None:
     """A 400 naming the first field this server would otherwise ignore although it changes the answer."""
     for name in ("tools", "functions"):
         if getattr(request, name):
-            raise OpenAIError(400, f"{name} (function calling) is not supported by this server", param=name)
+            raise OpenAIError(
+                400,
+                f"{name} (function calling) is not supported by this server",
+                param=name,
+                code="unsupported_parameter",
+            )
     extra = request.model_extra or {}
     for name, needs in TOOL_FIELDS.items():
         if extra.get(name) is not None:
             raise OpenAIError(
-                400, f"Invalid value for '{name}': '{name}' is only allowed when '{needs}' are specified.", param=name
+                400,
+                f"Invalid value for '{name}': '{name}' is only allowed when '{needs}' are specified.",
+                param=name,
+                code="unsupported_parameter",
             )
     if request.modalities is not None and request.modalities != ["text"]:
-        raise OpenAIError(400, "Only the 'text' modality is supported by this server", param="modalities")
+        raise OpenAIError(
+            400,
+            "Only the 'text' modality is supported by this server",
+            param="modalities",
+            code="unsupported_parameter",
+        )
     for name, value in extra.items():
         if name not in HARMLESS_FIELDS and name not in TOOL_FIELDS and value is not None:
             shown = name if len(name) <= 64 and name.isprintable() else name[:64].encode("unicode_escape").decode()
-            raise OpenAIError(400, f"Unrecognized request argument supplied: {shown}", param=shown)
+            raise OpenAIError(
+                400, f"Unrecognized request argument supplied: {shown}", param=shown, code="unknown_parameter"
+            )
 
 
 def _bad_request(detail: dict) -> OpenAIError:
