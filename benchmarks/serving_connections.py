@@ -77,13 +77,16 @@ def half_sent(port: int, count: int) -> list[socket.socket]:
 
 
 def fill_the_cap(port: int, cap: int, beyond: int) -> dict[str, int]:
+    """Open `cap + beyond` connections, each asking /health and then staying open; the answers' status lines
+    counted. (Asked on every connection: with a full accept queue the server may accept them out of order.)"""
     held, outcomes = [], {}
     try:
         for _ in range(cap + beyond):
-            held.append(socket.create_connection(("127.0.0.1", port)))
-        for connection in held[-beyond:]:
-            connection.settimeout(5)
+            connection = socket.create_connection(("127.0.0.1", port))
             connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            held.append(connection)
+        for connection in held:
+            connection.settimeout(10)
             try:
                 line = connection.recv(200).split(b"\r\n")[0].decode(errors="replace")
             except (TimeoutError, ConnectionResetError) as error:
@@ -139,7 +142,7 @@ def main(argv=None) -> None:
         for connection in connections:
             connection.close()
         outcomes = fill_the_cap(server.port, args.max_connections, 200)
-        print(f"cap of {args.max_connections} filled, 200 more asked /health: {outcomes}")
+        print(f"{args.max_connections + 200} connections each asked /health (cap {args.max_connections}): {outcomes}")
         time.sleep(1)
         status, seconds = chat_seconds(server.base_url, args.model)
         health = urllib.request.urlopen(server.base_url + "/health", timeout=10).status

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from ochat.serving.protocol import error_body
 
@@ -164,6 +165,15 @@ class GuardedRequestHandler(web.RequestHandler):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+
+    def log_exception(self, *args, **kwargs) -> None:
+        """A body that cannot be decoded (a Content-Encoding it does not have) was answered with 400 already;
+        aiohttp meets it again while draining the body before closing, which is no server error."""
+        error = kwargs.get("exc_info")
+        if isinstance(error, RequestPayloadError):
+            logger.debug("undecodable request body drained: %r", error)
+            return
+        super().log_exception(*args, **kwargs)
 
     # -- what aiohttp's parser rejects -----------------------------------------------------------------------------
     def handle_error(self, request, status: int = 500, exc=None, message=None) -> web.StreamResponse:

@@ -118,6 +118,12 @@ def main(argv=None) -> None:
     logger.info(
         "serving %s on http://%s:%d/v1 (%d replica(s))", service.model_names[0], args.host, args.port, len(actors)
     )
+    logger.info(
+        "connections: at most %d open, headers within %g s, idle ones closed after %g s",
+        settings.max_connections,
+        settings.header_read_timeout,
+        settings.keepalive_timeout,
+    )
     asyncio.run(serve(app, listener, args.shutdown_timeout, stop))
     ray.shutdown()
     if pool.lost_all:
