@@ -171,8 +171,9 @@ async def send(session: aiohttp.ClientSession, url: str, raw: bytes, headers: di
     if response.headers.get("Content-Type", "").startswith("text/event-stream"):
         for line in payload.split(b"\n"):
             if line.startswith(b"data: {") and b'"error"' in line:
-                error = json.loads(line[6:])["error"]
-                stream_error = f"{error['type']}:{error['code']}"
+                event = json.loads(line[6:])
+                if "error" in event:  # not a chunk whose text happens to hold the word
+                    stream_error = f"{event['error']['type']}:{event['error']['code']}"
     return response.status, None, stream_error
 
 
