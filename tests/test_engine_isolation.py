@@ -187,3 +187,39 @@ def test_schemas_the_engine_cannot_serve_are_refused_by_the_checker(checker, sch
 )
 def test_schemas_with_a_finite_answer_pass_the_checker(checker, response_format):
     checker.check(response_format)
+
+
+# -- the front's side: detokenizing and the error each failure becomes --------------------------------------------
+
+
+def test_a_detokenizer_that_raises_ends_its_request_with_a_sanitized_error(reference):
+    from ochat.serving.chat_service import ChatService, Choice, EngineFailure
+    from ochat.serving.detokenize import StopStringFilter
+    from ochat.serving.engine import TokenEvent
+
+    class BrokenDecoder:
+        def step(self, token_id):
+            raise RuntimeError("internal detail of the decoder")
+
+    service = ChatService(reference.config, reference.tokenizer, pool=None, metrics=None, model_names=["m"])
+    choice = Choice(0, BrokenDecoder(), StopStringFilter([]))
+    with pytest.raises(EngineFailure) as caught:
+        service._advance(choice, TokenEvent("chatcmpl-1-0", 5, None), False, "chatcmpl-1")
+    assert caught.value.code == "detokenize_failed" and caught.value.status == 500
+    assert "internal detail" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "finish_reason, code, status",
+    [
+        (f"error: grammar_failed: {FAILURE_MESSAGES['grammar_failed']}", "grammar_failed", 400),
+        (f"error: invalid_logits: {FAILURE_MESSAGES['invalid_logits']}", "invalid_logits", 500),
+        ("error: invalid_request: prompt token ids must be in [0, 2049)", "invalid_request", 400),
+        ("error: engine_error: the model failed while running a batch step", "engine_error", 503),
+    ],
+)
+def test_each_engine_failure_maps_to_its_own_status(finish_reason, code, status):
+    from ochat.serving.chat_service import EngineFailure
+
+    failure = EngineFailure.from_reason(finish_reason)
+    assert (failure.code, failure.status) == (code, status) and str(failure) == finish_reason.split(": ", 2)[2]
