@@ -359,26 +359,45 @@ def test_tiny_temperature_is_greedy(reference):
 
 
 def test_a_failed_step_ends_every_sequence_with_an_error(reference):
-    """An out-of-vocabulary prompt id makes the prefill fail; running, waiting and joining sequences all hear."""
-    from ochat.serving.engine import EngineLoop
+    """A forward that raises (here: injected once) fails the sequences it touched, running, waiting and joining,
+    with a message that carries no internal detail; the engine thread lives on and serves the next request."""
+    from ochat.serving.engine import STEP_FAILED, EngineLoop
 
-    loop = EngineLoop(reference.engine(max_batch_size=2))
+    engine = reference.engine(max_batch_size=2)
+    forward, calls = engine.model.forward, []
+
+    def failing_forward(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("CUDA error: an illegal memory access (internal detail)")
+        return forward(*args, **kwargs)
+
+    loop = EngineLoop(engine)
+    engine.model.forward = failing_forward
     try:
         prompt = reference.prompt_ids("hello")
         loop.submit("running", prompt, SamplingParams(max_tokens=200, temperature=0))
         loop.submit("bad", [reference.model.config.vocab_size + 5], SamplingParams(max_tokens=5))
+        loop.submit("joining", prompt, SamplingParams(max_tokens=50))
         loop.submit("waiting", prompt, SamplingParams(max_tokens=5))
         ends = {}
 
-        async def collect():
-            while len(ends) < 3:
+        async def collect(count):
+            while len(ends) < count:
                 for event in await loop.wait_events(timeout=30):
                     if event.finish_reason is not None:
                         ends[event.seq_id] = event.finish_reason
 
-        asyncio.run(asyncio.wait_for(collect(), 120))
-        assert ends["bad"].startswith("error: engine step failed")
-        assert all(reason.startswith("error") or reason in ("length", "stop") for reason in ends.values())
+        asyncio.run(asyncio.wait_for(collect(4), 120))
+        assert ends["bad"].startswith("error: invalid_request: prompt token ids")
+        assert ends["running"] == STEP_FAILED and "internal detail" not in STEP_FAILED
+        assert all(
+            reason == STEP_FAILED or reason in ("length", "stop") for seq, reason in ends.items() if seq != "bad"
+        )
         assert loop.engine.unfinished == set() and not loop.engine.has_work()
+        loop.submit("after", prompt, SamplingParams(max_tokens=3, temperature=0))
+        asyncio.run(asyncio.wait_for(collect(5), 120))
+        assert ends["after"] in ("length", "stop")
     finally:
+        engine.model.forward = forward
         loop.stop()

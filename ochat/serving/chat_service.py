@@ -10,6 +10,8 @@ for, and at the end the finish reason.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,14 +26,18 @@ from ochat.serving.detokenize import (
     byte_token_ids,
     special_token_ids,
 )
-from ochat.serving.engine import SamplingParams, TokenEvent, admission_error, validate_response_format
+from ochat.serving.engine import SamplingParams, TokenEvent, admission_error
 from ochat.serving.metrics import ServerMetrics
 from ochat.serving.protocol import ChatCompletionRequest, OpenAIError
 from ochat.serving.replica_pool import REPLICA_LOST, ReplicaPool
 from ochat.serving.responses import now, token_logprob
+from ochat.serving.structured import ResponseFormatChecker
 
+logger = logging.getLogger("ochat.serving")
 # Prompts longer than this are tokenized on a worker thread, so streams keep flowing meanwhile.
 LONG_PROMPT_CHARACTERS = 16_384
+# Seconds a response format may take to be checked (compiled and probed, on a worker thread) before it is refused.
+GRAMMAR_CHECK_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -62,11 +68,21 @@ class ChoiceUpdate:
 
 
 class EngineFailure(Exception):
-    """The engine could not finish a sequence (step failure or replica loss)."""
+    """The engine could not finish a sequence: its own failure (grammar, logits, sampling, detokenizing), a failed
+    batch step, or a lost replica. `message` is fit for the client; `status` is the HTTP status it maps to."""
+
+    STATUS = {"grammar_failed": 400, "invalid_request": 400, "engine_error": 503, "replica_unavailable": 503}
 
     def __init__(self, message: str, code: str = "engine_error"):
         super().__init__(message)
         self.code = code
+        self.status = self.STATUS.get(code, 500)
+
+    @classmethod
+    def from_reason(cls, finish_reason: str) -> EngineFailure:
+        """From an engine event's "error: <code>: <message>"."""
+        code, _, message = finish_reason.removeprefix("error: ").partition(": ")
+        return cls(message, code) if message else cls(code)
 
 
 @dataclass
@@ -85,6 +101,8 @@ class ChatService:
 
     def __post_init__(self):
         hf_tokenizer = self.tokenizer.hf_tokenizer
+        self._format_checker: Optional[ResponseFormatChecker] = None
+        self._grammar_threads = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="grammar-check")
         self._byte_ids = byte_token_ids(hf_tokenizer)
         self._special_ids = special_token_ids(hf_tokenizer)
         self._pieces = TokenPieces(hf_tokenizer)
@@ -171,14 +189,42 @@ class ChatService:
         if reason:
             raise OpenAIError(400, reason, param="n")
 
+    async def check_response_format(self, response_format: dict) -> None:
+        """A 400 for a format the engine could not serve (`ResponseFormatChecker`), checked on a worker thread
+        and time-boxed, so neither a slow grammar nor a flood of them holds up the event loop."""
+
+        def check():
+            if self._format_checker is None:
+                self._format_checker = ResponseFormatChecker(
+                    self.tokenizer.hf_tokenizer, sorted(self.tokenizer.stop_token_ids), self.config.max_context
+                )
+            self._format_checker.check(response_format)
+
+        future = asyncio.get_running_loop().run_in_executor(self._grammar_threads, check)
+        try:
+            await asyncio.wait_for(future, GRAMMAR_CHECK_TIMEOUT)
+        except ValueError as error:
+            raise OpenAIError(400, str(error), param="response_format") from None
+        except asyncio.TimeoutError:
+            raise OpenAIError(
+                400,
+                f"response_format schema could not be compiled within {GRAMMAR_CHECK_TIMEOUT:g} s; simplify it",
+                param="response_format",
+            ) from None
+
+    def check_logit_bias(self, request: ChatCompletionRequest) -> None:
+        vocab_size = len(self.tokenizer.hf_tokenizer)
+        if request.token_biases and max(request.token_biases) >= vocab_size:
+            raise OpenAIError(
+                400, f"logit_bias names a token id beyond this model's vocabulary of {vocab_size}", param="logit_bias"
+            )
+
     async def prepare(self, request: ChatCompletionRequest) -> tuple[list[int], int]:
         """`render`, on a worker thread when the prompt is long enough to hold up other streams; the response
-        format is checked first, since a grammar that cannot be compiled makes tokenizing pointless."""
+        format is checked first, since a grammar that cannot be served makes tokenizing pointless."""
+        self.check_logit_bias(request)
         if request.response_format_dict is not None:
-            try:
-                validate_response_format(request.response_format_dict)
-            except ValueError as error:
-                raise OpenAIError(400, str(error), param="response_format") from None
+            await self.check_response_format(request.response_format_dict)
         if sum(len(message.content or "") for message in request.messages) < LONG_PROMPT_CHARACTERS:
             return self.render(request)
         return await asyncio.get_running_loop().run_in_executor(None, self.render, request)
@@ -189,6 +235,8 @@ class ChatService:
             options.update(logprobs=True, top_logprobs=request.top_logprobs or 0)
         if request.response_format_dict is not None:
             options["response_format"] = request.response_format_dict
+        if request.token_biases:
+            options["logit_bias"] = request.token_biases
         return SamplingParams(
             max_tokens=max_tokens,
             temperature=self.defaults.temperature if request.temperature is None else request.temperature,
@@ -242,7 +290,7 @@ class ChatService:
                     choice = choices[int(event.seq_id.rsplit("-", 1)[1])]
                     if choice.finish_reason is not None:
                         continue
-                    update = self._advance(choice, event, request.logprobs)
+                    update = self._advance(choice, event, request.logprobs, completion_id)
                     if choice.finish_reason is not None:
                         unfinished -= 1
                         self.pool.forget([event.seq_id], abort=event.finish_reason is None)
@@ -266,26 +314,34 @@ class ChatService:
             self.pool.forget([s for s, c in zip(seq_ids, choices) if c.finish_reason is None], abort=True)
             self.pool.release(replica, n)
 
-    def _advance(self, choice: Choice, event: TokenEvent, want_logprobs: Optional[bool]) -> ChoiceUpdate:
+    def _advance(
+        self, choice: Choice, event: TokenEvent, want_logprobs: Optional[bool], completion_id: str
+    ) -> ChoiceUpdate:
         finish_reason, token_id = event.finish_reason, event.token_id
         if finish_reason == REPLICA_LOST:
             raise EngineFailure("the model replica stopped; it is being restarted", code="replica_unavailable")
         if finish_reason is not None and finish_reason.startswith("error"):
-            raise EngineFailure(finish_reason.partition(": ")[2] or finish_reason)
+            raise EngineFailure.from_reason(finish_reason)
         if finish_reason == "abort":
             raise EngineFailure("the sequence was cancelled")
         choice.completion_tokens += 1
-        text = choice.decoder.step(token_id) if token_id is not None else ""
-        if finish_reason is not None:
-            text += choice.decoder.flush()
-        released, stopped = choice.stops.feed(text)
-        if stopped:
-            finish_reason = "stop"
-        elif finish_reason is not None:
-            released += choice.stops.flush()
+        try:
+            text = choice.decoder.step(token_id) if token_id is not None else ""
+            if finish_reason is not None:
+                text += choice.decoder.flush()
+            released, stopped = choice.stops.feed(text)
+            if stopped:
+                finish_reason = "stop"
+            elif finish_reason is not None:
+                released += choice.stops.flush()
+            logprobs = [self._logprob_entry(event)] if want_logprobs and token_id is not None else None
+        except Exception:  # this answer's tokens could not become text: it ends alone, the detail stays in the log
+            logger.exception("detokenizing %s choice %d failed at token %s", completion_id, choice.index, token_id)
+            raise EngineFailure(
+                "The answer's tokens could not be turned into text.", code="detokenize_failed"
+            ) from None
         choice.text += released
         choice.finish_reason = finish_reason
-        logprobs = [self._logprob_entry(event)] if want_logprobs and token_id is not None else None
         return ChoiceUpdate(choice.index, released, finish_reason, logprobs)
 
     def _logprob_entry(self, event: TokenEvent) -> dict:

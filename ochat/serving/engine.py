@@ -47,6 +47,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+# Failures' reasons as clients see them ("error: <code>: <message>"); the tracebacks stay in the replica's log.
+ADD_FAILED = "error: engine_error: the engine could not take this request"
+STEP_FAILED = "error: engine_error: the model failed while running a batch step"
 
 
 def admission_error(limits: dict, prompt_tokens: int, max_new_tokens: Optional[int], n: int = 1) -> Optional[str]:
@@ -162,18 +165,18 @@ class EngineLoop:
                     _, seq_id, prompt_ids, params = message
                     try:
                         engine.add(seq_id, prompt_ids, params)
-                    except ValueError as error:
-                        events.append(TokenEvent(seq_id, None, f"error: {error}"))
-                    except Exception as error:  # e.g. a grammar library failing: this request fails, not the thread
+                    except ValueError as error:  # our own checks: the message is about this request alone
+                        events.append(TokenEvent(seq_id, None, f"error: invalid_request: {error}"))
+                    except Exception:  # e.g. a grammar library failing: this request fails, not the thread
                         logger.exception("adding %s failed", seq_id)
-                        events.append(TokenEvent(seq_id, None, f"error: {type(error).__name__}: {error}"))
+                        events.append(TokenEvent(seq_id, None, ADD_FAILED))
                 else:
                     engine.abort(message[1])
             try:
                 events += engine.step()
-            except Exception as error:  # a failed forward ends every sequence it touched, not the server
+            except Exception:  # a failed forward ends every sequence it touched, not the server
                 logger.exception("engine step failed")
-                events += engine.fail_all(f"error: engine step failed: {type(error).__name__}: {error}")
+                events += engine.fail_all(STEP_FAILED)
             self.steps += 1
             if events:
                 with self._lock:

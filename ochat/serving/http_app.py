@@ -10,6 +10,7 @@ updates as JSON or as server-sent events. Middlewares and settings live in
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -18,13 +19,14 @@ import socket
 
 import aiohttp_cors
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from ochat.serving.chat_service import ChatService, ChoiceUpdate, EngineFailure
+from ochat.serving.http_connections import ConnectionLimit, expect_guard, handler_factory
 from ochat.serving.http_middlewares import (
     SETTINGS_KEY,
     SHUTDOWN_KEY,
     HttpSettings,
-    OpenAIErrorRequestHandler,
     ShutdownState,
     auth_middleware,
     error_middleware,
@@ -46,7 +48,9 @@ from ochat.serving.responses import (
 logger = logging.getLogger("ochat.serving")
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 SERVICE_KEY = web.AppKey("service", ChatService)
+CONNECTIONS_KEY = web.AppKey("connections", ConnectionLimit)
 PARSE_OFF_LOOP_BYTES = 64 << 10  # bodies larger than this are parsed on a worker thread
+DECODED_ENCODINGS = frozenset({"identity", "gzip", "x-gzip", "deflate"})  # request bodies aiohttp decompresses
 
 
 async def read_chat_request(request: web.Request) -> ChatCompletionRequest:
@@ -57,6 +61,14 @@ async def read_chat_request(request: web.Request) -> ChatCompletionRequest:
             415,
             "The request body must be JSON, sent with 'Content-Type: application/json'",
             code="unsupported_media_type",
+        )
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in DECODED_ENCODINGS:
+        raise OpenAIError(
+            415,
+            f"Content-Encoding must be one of {', '.join(sorted(DECODED_ENCODINGS))}",
+            code="unsupported_media_type",
+            headers={"Connection": "close"},
         )
     too_large = OpenAIError(
         413,
@@ -70,6 +82,13 @@ async def read_chat_request(request: web.Request) -> ChatCompletionRequest:
         raw = await asyncio.wait_for(request.read(), settings.body_read_timeout)
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
+    except RequestPayloadError:  # e.g. "Content-Encoding: gzip" on a body that is not gzip
+        raise OpenAIError(
+            400,
+            f"The request body could not be decoded as its Content-Encoding ({encoding}) says",
+            code="invalid_content_encoding",
+            headers={"Connection": "close"},
+        ) from None
     except asyncio.TimeoutError:
         raise OpenAIError(
             408,
@@ -88,7 +107,11 @@ def sse(payload) -> bytes:
 
 
 def engine_error(error: EngineFailure) -> OpenAIError:
-    return OpenAIError(503, f"The model failed while generating: {error}", code=error.code)
+    if error.status == 400:
+        return OpenAIError(
+            400, str(error), param="response_format" if error.code == "grammar_failed" else None, code=error.code
+        )
+    return OpenAIError(error.status, f"The model failed while generating: {error}", code=error.code)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -271,14 +294,19 @@ def build_app(
 
 async def serve(app: web.Application, listener: socket.socket, shutdown_timeout: float, stop: asyncio.Event) -> None:
     """Serve `app` on an already bound socket until SIGTERM, SIGINT or `stop` is set; then shut down gracefully."""
+    settings = app[SETTINGS_KEY]
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
+    runner.server.request_handler = functools.partial(expect_guard, handler=runner.server.request_handler)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    listener.listen(1024)
+    listener.listen(settings.listen_backlog)
+    limit = ConnectionLimit(settings.max_connections)
+    app[CONNECTIONS_KEY] = limit
     server = await loop.create_server(
-        lambda: OpenAIErrorRequestHandler(runner.server, loop=loop, access_log=None), sock=listener
+        handler_factory(runner.server, loop, settings.keepalive_timeout, settings.header_read_timeout, limit),
+        sock=listener,
     )
     try:
         await stop.wait()

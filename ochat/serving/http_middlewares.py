@@ -1,6 +1,7 @@
 """The middlewares every request passes: request log, OpenAI-shaped errors, API keys; and the app's settings keys.
 
-`OpenAIErrorRequestHandler` gives requests that aiohttp's HTTP parser rejects the same error shape.
+What happens to a connection before and between requests (timeouts, the connection cap, what aiohttp's
+HTTP parser rejects) is in `http_connections`.
 
 Order (outermost first): `request_log_middleware` (one JSON line per request,
 also when the client went away mid-stream), `error_middleware` (every failure
@@ -17,11 +18,10 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
-from http import HTTPStatus
 
 from aiohttp import web
 
-from ochat.serving.protocol import OpenAIError, error_body
+from ochat.serving.protocol import OpenAIError
 
 logger = logging.getLogger("ochat.serving")
 request_logger = logging.getLogger("ochat.serving.requests")
@@ -35,6 +35,10 @@ class HttpSettings:
     max_body_bytes: int = 4 << 20
     body_read_timeout: float = 30.0
     shutdown_timeout: float = 30.0
+    header_read_timeout: float = 10.0  # from a request's first bytes to its complete headers
+    keepalive_timeout: float = 15.0  # an idle connection (no complete request) is closed after this long
+    max_connections: int = 1024  # open connections; past it new ones get 503 (the CLI derives it from the fd limit)
+    listen_backlog: int = 1024
 
 
 @dataclass
@@ -130,28 +134,42 @@ async def plain_server_header(request: web.Request, response: web.StreamResponse
     response.headers["Server"] = "ochat"
 
 
-class OpenAIErrorRequestHandler(web.RequestHandler):
-    """aiohttp's connection handler, answering what its HTTP parser rejects (bad headers, bad chunking) in
-    OpenAI's error shape; aiohttp's own answer is plain text that repeats the offending bytes."""
+class RateLimitFilter(logging.Filter):
+    """At most `lines` lines per `period` seconds of each message template; the next line let through after a
+    quiet spell says how many were dropped. A flood (thousands of refused connections a second) then costs a
+    few lines, not megabytes."""
 
-    def handle_error(self, request, status: int = 500, exc=None, message=None) -> web.StreamResponse:
-        logger.debug("unreadable HTTP request from %s: %r", request.remote, exc)
-        if request.writer.output_size > 0:
-            raise ConnectionError("a response was already sent; the connection is closed instead")
-        phrase = HTTPStatus(status).phrase
-        kind = "server_error" if status >= 500 else "invalid_request_error"
-        response = web.json_response(
-            error_body(f"The request could not be read as HTTP: {phrase}", kind, code="bad_http_request"),
-            status=status,
-            headers={"Server": "ochat"},
-        )
-        response.force_close()
-        return response
+    def __init__(self, lines: int = 10, period: float = 10.0):
+        super().__init__()
+        self.lines, self.period = lines, period
+        self._windows: dict[tuple, list] = {}  # (logger, template) -> [window start, lines let through, dropped]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.lines <= 0:
+            return True
+        key = (record.name, record.msg if isinstance(record.msg, str) else type(record.msg).__name__)
+        now = time.monotonic()
+        window = self._windows.get(key)
+        if window is None or now - window[0] >= self.period:
+            dropped = window[2] if window else 0
+            if len(self._windows) > 4096:
+                self._windows.clear()
+            self._windows[key] = window = [now, 0, 0]
+            if dropped:
+                record.msg = f"{record.msg} ({dropped} similar lines dropped in the last {self.period:g} s)"
+        if window[1] >= self.lines:
+            window[2] += 1
+            return False
+        window[1] += 1
+        return True
 
 
-def setup_logging(logfile: str | None) -> None:
-    """Server messages to stderr; the one-JSON-line-per-request log to `logfile` (default: stderr too)."""
+def setup_logging(logfile: str | None, rate_limit: int = 10) -> None:
+    """Server messages to stderr, at most `rate_limit` lines per 10 s of each kind; the one-JSON-line-per-request
+    log to `logfile` (default: stderr too)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for root_handler in logging.getLogger().handlers:
+        root_handler.addFilter(RateLimitFilter(rate_limit))
     handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     request_logger.addHandler(handler)

@@ -25,6 +25,7 @@ ENGINE_COUNTERS = {
     "preemptions_total": "sequences preempted (their cache freed, recomputed later) to stay within the KV budget",
     "prompt_tokens_total": "prompt tokens prefilled (recomputation after preemption included)",
     "generation_tokens_total": "tokens generated",
+    "sequence_failures_total": "sequences ended alone by their own failure (grammar, invalid logits, sampling)",
 }
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -33,6 +33,7 @@ import sys
 from typing import Optional
 
 from ochat.config import check_condition, get_model_config, load_tokenizer
+from ochat.serving.http_connections import default_max_connections
 from ochat.serving.http_middlewares import HttpSettings, setup_logging
 from ochat.utils.cli import ArgumentParser
 
@@ -41,7 +42,7 @@ logger = logging.getLogger("ochat.serving")
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    setup_logging(args.logfile)
+    setup_logging(args.logfile, args.log_rate_limit)
     try:
         config = get_model_config(args.model_type, args.model_path)
         check_condition(config, args.condition)
@@ -102,6 +103,9 @@ def main(argv=None) -> None:
         max_body_bytes=args.max_body_bytes,
         body_read_timeout=args.body_read_timeout,
         shutdown_timeout=args.shutdown_timeout,
+        header_read_timeout=args.header_read_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        max_connections=args.max_connections or default_max_connections(),
     )
     app = build_app(
         service,
@@ -113,6 +117,12 @@ def main(argv=None) -> None:
     )
     logger.info(
         "serving %s on http://%s:%d/v1 (%d replica(s))", service.model_names[0], args.host, args.port, len(actors)
+    )
+    logger.info(
+        "connections: at most %d open, headers within %g s, idle ones closed after %g s",
+        settings.max_connections,
+        settings.header_read_timeout,
+        settings.keepalive_timeout,
     )
     asyncio.run(serve(app, listener, args.shutdown_timeout, stop))
     ray.shutdown()
@@ -256,7 +266,33 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="max_tokens for requests that leave it out (default: what the context leaves)",
     )
+    parser.add_argument(
+        "--header_read_timeout",
+        type=float,
+        default=10.0,
+        help="seconds from a request's first bytes to its complete headers; slower gets 408 and is closed (default 10)",
+    )
+    parser.add_argument(
+        "--keepalive_timeout",
+        type=float,
+        default=15.0,
+        help="seconds a connection may stay open without a complete request, after connecting or after its "
+        "last response (default 15)",
+    )
+    parser.add_argument(
+        "--max_connections",
+        type=int,
+        default=None,
+        help="open connections at most; more get 503 and are closed (default: three quarters of the "
+        "file-descriptor limit, at most 10000)",
+    )
     parser.add_argument("--logfile", default=None, help="file for the JSON request log (default: stderr)")
+    parser.add_argument(
+        "--log_rate_limit",
+        type=int,
+        default=10,
+        help="server messages of one kind let through per 10 s, the rest counted and dropped; 0: all (default 10)",
+    )
     args = parser.parse_args(argv)
     for name in ("num_replicas", "max_batch_size"):
         if getattr(args, name) < 1:
@@ -275,6 +311,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--max_replica_restarts must not be negative")
     if args.max_queue < 0:
         parser.error("--max_queue must not be negative")
+    if args.header_read_timeout <= 0 or args.keepalive_timeout <= 0:
+        parser.error("--header_read_timeout and --keepalive_timeout must be positive")
+    if args.max_connections is not None and args.max_connections < 1:
+        parser.error("--max_connections must be at least 1")
+    if args.log_rate_limit < 0:
+        parser.error("--log_rate_limit must not be negative")
     return args
 
 

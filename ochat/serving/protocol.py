@@ -22,6 +22,14 @@ ROLE_TO_TEMPLATE = {"system": "system", "developer": "system", "user": "human", 
 MAX_STOP_SEQUENCES = 4
 MAX_CHOICES = 16
 MAX_TOP_LOGPROBS = 20
+MAX_LOGIT_BIAS_ENTRIES = 1024
+# Top-level fields this server does not implement but that cannot change an answer, so they pass; any other
+# field not modelled below is a 400 naming it, as OpenAI answers an unrecognized argument.
+HARMLESS_FIELDS = frozenset(
+    {"metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier", "prediction"}
+)
+# Fields that only make sense beside `tools` / `functions`, which this server refuses.
+TOOL_FIELDS = {"tool_choice": "tools", "parallel_tool_calls": "tools", "function_call": "functions"}
 
 
 class OpenAIError(Exception):
@@ -117,14 +125,20 @@ class JsonSchemaFormat(_Strict):
 
 ResponseFormat = Annotated[Union[TextFormat, JsonObjectFormat, JsonSchemaFormat], Field(discriminator="type")]
 Stop = Annotated[
-    Optional[list[str]],
+    Optional[Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)]],
     BeforeValidator(lambda value: [value] if isinstance(value, str) else value),
-    Field(max_length=MAX_STOP_SEQUENCES),
+]
+LogitBias = Annotated[
+    dict[Annotated[str, Field(pattern=r"^[0-9]{1,9}$")], Annotated[float, Field(ge=-100.0, le=100.0)]],
+    Field(max_length=MAX_LOGIT_BIAS_ENTRIES),
 ]
 
 
 class ChatCompletionRequest(_Strict):
-    """A validated request. Sampling fields left out are None; the service fills in the server's defaults."""
+    """A validated request. Sampling fields left out are None; the service fills in the server's defaults.
+    Fields not modelled here are kept aside (`model_extra`) to be refused unless harmless."""
+
+    model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
@@ -143,11 +157,12 @@ class ChatCompletionRequest(_Strict):
     top_logprobs: Optional[int] = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     response_format: Optional[ResponseFormat] = None
     user: Optional[str] = None
+    logit_bias: Optional[LogitBias] = None  # {"token id": bias in [-100, 100]}
+    modalities: Optional[list[str]] = None  # only ["text"]
     condition: Optional[str] = None  # C-RLFT condition (an extra body field); None: the server's default
     # Refused when set, rather than silently ignored: they would change what the answer means.
     tools: Optional[Any] = None
     functions: Optional[Any] = None
-    logit_bias: Optional[Any] = None
 
     @property
     def conversation(self) -> list[dict]:
@@ -175,6 +190,10 @@ class ChatCompletionRequest(_Strict):
         return self.stream_options is not None and self.stream_options.include_usage
 
     @property
+    def token_biases(self) -> Optional[dict[int, float]]:
+        return {int(token): bias for token, bias in self.logit_bias.items()} if self.logit_bias else None
+
+    @property
     def response_format_dict(self) -> Optional[dict]:
         """The format for the engine (OpenAI's dict); None for free text."""
         if self.response_format is None or self.response_format.type == "text":
@@ -188,10 +207,9 @@ def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
         request = ChatCompletionRequest.model_validate_json(raw)
     except ValidationError as error:
         raise _bad_request(error.errors(include_input=False, include_url=False)[0]) from None
-    for name in ("tools", "functions", "logit_bias"):
-        if getattr(request, name):
-            what = "function calling" if name != "logit_bias" else "token biases"
-            raise OpenAIError(400, f"{name} ({what}) is not supported by this server", param=name)
+    except (TypeError, ValueError, RecursionError):  # a validator tripping over a value it did not foresee
+        raise OpenAIError(400, "The request body could not be validated", code="invalid_request") from None
+    refuse_unsupported_fields(request)
     if request.stream_options is not None and not request.streaming:
         raise OpenAIError(400, "stream_options is only allowed when stream is true", param="stream_options")
     if request.top_logprobs and not request.logprobs:
@@ -199,6 +217,40 @@ def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
     if any(stop == "" for stop in request.stop_sequences):
         raise OpenAIError(400, "stop sequences must not be empty", param="stop")
     return request
+
+
+def refuse_unsupported_fields(request: ChatCompletionRequest) -> None:
+    """A 400 naming the first field this server would otherwise ignore although it changes the answer."""
+    for name in ("tools", "functions"):
+        if getattr(request, name):
+            raise OpenAIError(
+                400,
+                f"{name} (function calling) is not supported by this server",
+                param=name,
+                code="unsupported_parameter",
+            )
+    extra = request.model_extra or {}
+    for name, needs in TOOL_FIELDS.items():
+        if extra.get(name) is not None:
+            raise OpenAIError(
+                400,
+                f"Invalid value for '{name}': '{name}' is only allowed when '{needs}' are specified.",
+                param=name,
+                code="unsupported_parameter",
+            )
+    if request.modalities is not None and request.modalities != ["text"]:
+        raise OpenAIError(
+            400,
+            "Only the 'text' modality is supported by this server",
+            param="modalities",
+            code="unsupported_parameter",
+        )
+    for name, value in extra.items():
+        if name not in HARMLESS_FIELDS and name not in TOOL_FIELDS and value is not None:
+            shown = name if len(name) <= 64 and name.isprintable() else name[:64].encode("unicode_escape").decode()
+            raise OpenAIError(
+                400, f"Unrecognized request argument supplied: {shown}", param=shown, code="unknown_parameter"
+            )
 
 
 def _bad_request(detail: dict) -> OpenAIError:
@@ -211,8 +263,8 @@ def _bad_request(detail: dict) -> OpenAIError:
     location = detail["loc"]
     if not location:
         return OpenAIError(400, f"The request body must be a JSON object: {message}")
-    if location[0] == "response_format":  # the union's member names are not parameters
-        param = "response_format"
+    if location[0] in ("response_format", "logit_bias"):  # union members and map keys are not parameters
+        param = location[0]
     else:
         param = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
     return OpenAIError(400, f"Invalid value for '{param}': {message}", param=param)

@@ -17,13 +17,14 @@ A sequence never outgrows the whole budget: at that length it ends with "length"
 Events: `step()` returns `TokenEvent(seq_id, token_id, finish_reason, logprob, top_logprobs)`;
 `token_id` is None when the sequence ended without a new visible token (a stop id, or an
 error), and `finish_reason` is None while it runs, else "stop", "length", "abort" or
-"error: <message>". Example: `("req1-0", 345, None, -0.7, ())`, then `("req1-0", None, "stop", None, ())`.
+"error: <code>: <message for the client>" (codes and messages in `ochat.serving.sampling`). Example: `("req1-0", 345, None, -0.7, ())`, then `("req1-0", None, "stop", None, ())`.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
@@ -32,7 +33,9 @@ import torch
 from transformers import Cache
 
 from ochat.serving.kv_cache import cache_columns, cache_tensors, derive_budget_tokens, left_pad, make_cache
-from ochat.serving.sampling import penalize, report_logprobs, sample_rows
+from ochat.serving.sampling import SequenceFailure, as_failure, choose_tokens
+
+logger = logging.getLogger(__name__)
 
 GREEDY_TEMPERATURE = 1e-5  # at or below it sampling is argmax: dividing logits by it overflows the softmax
 MAX_TOP_LOGPROBS = 20
@@ -51,6 +54,7 @@ class SamplingParams:
     logprobs: bool = False
     top_logprobs: int = 0  # 0..20 alternatives per token, most likely first
     response_format: Optional[dict] = None  # OpenAI's dict; None or {"type": "text"} is free text
+    logit_bias: Optional[dict[int, float]] = None  # token id -> added to its logit, each in [-100, 100]
 
 
 class TokenEvent(NamedTuple):
@@ -72,6 +76,7 @@ class _Sequence:
     output_ids: list[int] = field(default_factory=list)  # sampled so far; the last one is not in the cache yet
     position: int = 0  # real tokens in the KV cache for this row
     token_counts: Optional[torch.Tensor] = None  # per-vocabulary counts, only when penalties are set
+    bias: Optional[tuple] = None  # (token ids, values) tensors of `params.logit_bias`, built on first use
 
     @property
     def next_input(self) -> int:
@@ -128,6 +133,7 @@ class GenerationEngine:
         self.preemptions_total = 0
         self.prompt_tokens_total = 0
         self.generation_tokens_total = 0
+        self.sequence_failures_total = 0
 
     # -- requests --------------------------------------------------------------------------------
     def add(self, seq_id: str, prompt_ids: Sequence[int], params: SamplingParams) -> None:
@@ -139,6 +145,13 @@ class GenerationEngine:
             raise ValueError(
                 f"prompt of {len(prompt_ids)} tokens does not fit the KV cache budget of {self.budget_tokens} tokens"
             )
+        vocab_size = self.model.config.vocab_size
+        if min(prompt_ids) < 0 or max(prompt_ids) >= vocab_size:
+            raise ValueError(f"prompt token ids must be in [0, {vocab_size})")
+        if params.logit_bias and not all(
+            0 <= token_id < vocab_size and -100 <= bias <= 100 for token_id, bias in params.logit_bias.items()
+        ):
+            raise ValueError(f"logit_bias takes token ids in [0, {vocab_size}) and biases in [-100, 100]")
         if not 0 <= params.top_logprobs <= MAX_TOP_LOGPROBS:
             raise ValueError(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
         matcher = self._grammar_matcher(params.response_format)
@@ -181,6 +194,7 @@ class GenerationEngine:
             "preemptions_total": self.preemptions_total,
             "prompt_tokens_total": self.prompt_tokens_total,
             "generation_tokens_total": self.generation_tokens_total,
+            "sequence_failures_total": self.sequence_failures_total,
         }
 
     def fail_all(self, reason: str) -> list[TokenEvent]:
@@ -353,32 +367,16 @@ class GenerationEngine:
         mask = torch.cat([left_pad(batch.attention_mask, length, 1), left_pad(attention_mask, length, 1)], dim=0)
         self.batch = _Batch(batch.sequences + joiners, make_cache(tensors, self._room_limit(rows)), mask)
 
-    # -- sampling ----------------------------------------------------------------------------------
+    # -- sampling ----------------------------------------------------------------------------------------------
     def _sample(self, sequences: list[_Sequence], logits: torch.Tensor) -> list[TokenEvent]:
-        """Pick the next token of every row on the model's device: argmax, or seeded top-p sampling."""
-        logits = logits.float()
-        for row, seq in enumerate(sequences):
-            if seq.params.presence_penalty or seq.params.frequency_penalty:
-                penalize(seq, logits[row])
-            if seq.matcher is not None:
-                seq.matcher.mask_logits(logits[row])
-        next_tokens = logits.argmax(dim=-1)
-        sampled_rows = [row for row, seq in enumerate(sequences) if not seq.greedy]
-        if sampled_rows:
-            next_tokens[sampled_rows] = sample_rows([sequences[r] for r in sampled_rows], logits[sampled_rows])
-        logprob_rows = [row for row, seq in enumerate(sequences) if seq.params.logprobs or seq.params.top_logprobs]
-        reported = {}
-        if logprob_rows:
-            reported = dict(
-                zip(
-                    logprob_rows,
-                    report_logprobs(
-                        [sequences[row] for row in logprob_rows], logits[logprob_rows], next_tokens[logprob_rows]
-                    ),
-                )
-            )
+        """Pick the next token of every row (argmax, or seeded top-p sampling); a row whose grammar, logits or
+        draw fails ends alone with an error, and the others get exactly the tokens they would have."""
+        next_tokens, reported, failures = choose_tokens(sequences, logits)
         events = []
-        for row, (seq, token_id) in enumerate(zip(sequences, next_tokens.tolist())):
+        for row, (seq, token_id) in enumerate(zip(sequences, next_tokens)):
+            if row in failures:
+                events.append(self._failed(seq, failures[row]))
+                continue
             self.generation_tokens_total += 1
             seq.output_ids.append(token_id)
             logprob, top = reported.get(row, (None, ()))
@@ -388,10 +386,20 @@ class GenerationEngine:
                 events.append(TokenEvent(seq.seq_id, None, "stop", logprob, top))
                 continue
             if seq.matcher is not None:
-                seq.matcher.advance(token_id)
+                try:
+                    seq.matcher.advance(token_id)
+                except Exception as error:
+                    events.append(self._failed(seq, as_failure(error, "grammar_failed")))
+                    continue
             # A sequence ends at the context, or at the whole budget (then it runs alone, at most).
             if len(seq.output_ids) >= seq.params.max_tokens or seq.position + 1 >= self._longest_sequence:
                 events.append(TokenEvent(seq.seq_id, token_id, "length", logprob, top))
             else:
                 events.append(TokenEvent(seq.seq_id, token_id, None, logprob, top))
         return events
+
+    def _failed(self, seq: _Sequence, failure: SequenceFailure) -> TokenEvent:
+        """The event that ends a failed sequence; the detail goes to the log under the sequence's id only."""
+        self.sequence_failures_total += 1
+        logger.warning("sequence %s failed (%s): %s", seq.seq_id, failure.code, failure.detail[:2000])
+        return TokenEvent(seq.seq_id, None, failure.finish_reason)
