@@ -527,9 +527,10 @@ class Demo:
             )
         if judged == 0:
             print("   note: no review could be read as scores; the summary counts every call as failed.")
+        plumbing_only = local_judge and self.reference is None
         self.stop_server()
         return f"answers, reviews and summary.json in {eval_dir} (baseline: the base model, {baseline_dir})" + (
-            "; a plumbing check, not a quality figure" if local_judge and self.reference is None else ""
+            "; a plumbing check, not a quality figure" if plumbing_only else ""
         )
 
     def start_reference_server(self) -> None:

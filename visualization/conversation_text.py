@@ -23,7 +23,7 @@ TITLE_MAX_CHARS = 80
 @lru_cache(maxsize=1)
 def _special_token_patterns() -> tuple[re.Pattern, re.Pattern, dict[str, str]]:
     """Build, from the model registry, the turn separator, the tokens to drop and the role prefixes."""
-    eot_tokens = {config.eot_token for config in MODEL_CONFIGS.values()}
+    eot_tokens = {config.eot_token for config in MODEL_CONFIGS.values() if config.eot_token}
     dropped = {config.bos_token for config in MODEL_CONFIGS.values() if config.bos_token}
     for config in MODEL_CONFIGS.values():
         dropped.update(config.extra_stop_tokens)
@@ -35,7 +35,8 @@ def _special_token_patterns() -> tuple[re.Pattern, re.Pattern, dict[str, str]]:
     role_by_prefix: dict[str, str] = {}
     for config in MODEL_CONFIGS.values():
         for role, prefix in config.role_prefix.items():
-            role_by_prefix.setdefault(prefix.strip(), role)
+            if prefix.strip():
+                role_by_prefix.setdefault(prefix.strip(), role)
     return eot_pattern, dropped_pattern, role_by_prefix
 
 
