@@ -55,6 +55,8 @@ from data_pipeline.clean_sharegpt import (
     clean_markdown,
     conversation_hash,
     html_to_markdown,
+    strip_regeneration_counter,
+    text_for_checks,
 )
 from data_pipeline.sharegpt_dump import (
     BAD_JSON,
@@ -192,7 +194,7 @@ def sharegpt_turns(record):
         value = item["value"]
         if item["from"] == "gpt" and value_holds_html(value):
             try:
-                value = html_to_markdown(value)
+                value = html_to_markdown(strip_regeneration_counter(value))
             except Exception:  # markup the parser rejects drops the record, not the run
                 raise RecordError(UNPARSEABLE_MARKUP) from None
         turns.append((item["from"], clean_markdown(value)))
@@ -285,7 +287,7 @@ def shape_turns(turns):
     if any(role != ("human" if index % 2 == 0 else "gpt") for index, (role, _) in enumerate(turns)):
         raise RecordError(ROLES_NOT_ALTERNATING)
     items = [{"from": role, "value": text.strip()} for role, text in turns]
-    if any(not item["value"] for item in items):
+    if any(not text_for_checks(item["value"]).strip() for item in items):
         raise RecordError(EMPTY_TURN)
     return items
 

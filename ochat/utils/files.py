@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -132,6 +133,21 @@ class JsonListWriter:
             self.commit()
         else:
             self.discard()
+
+
+def exit_on_termination_signals() -> None:
+    """Make SIGTERM and SIGHUP exit through Python's unwinding (SystemExit 128 + signal), as Ctrl-C does.
+
+    By default they end the process on the spot, and the atomic writers above leave their
+    hidden temporary file behind (a killed run over a large dump: one as large as its output);
+    unwound, their `except`/`with` blocks remove it. Call it in a command's `main`.
+    """
+
+    def exit_now(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, exit_now)
 
 
 # The folder holding the `ochat` package: the repository root for a checkout or an editable install.
