@@ -56,16 +56,25 @@ def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> None
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Records of a JSONL file; blank lines skipped, a broken line named by file and line number."""
+    """Records of a JSONL file; blank lines skipped, a line that is not UTF-8 JSON a ValueError naming file and line."""
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f"{path}:{line_number}: not UTF-8 text (byte {raw[error.start]:#04x} at column {error.start + 1}; "
+                    "save the file as UTF-8)"
+                ) from None
             if not line.strip():
                 continue
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
+            except (ValueError, RecursionError) as error:  # an integer over the digit limit, nesting too deep
+                raise ValueError(f"{path}:{line_number}: not usable JSON ({error})") from None
     return records
 
 
