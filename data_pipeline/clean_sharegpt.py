@@ -179,8 +179,9 @@ COMMENT_OR_SCRIPT = re.compile(r"<!--|<script\b", re.I)
 START_TAG_REST = re.compile(r"[^<>]*>")
 NEXT_DATA_ID = re.compile(r"""\bid\s*=\s*["']?__NEXT_DATA__""", re.I)
 SCRIPT_END = re.compile(r"</script\s*>", re.I)
-# ShareGPT's regeneration counter, glued to the turn it numbers ("2 / 2Can you..."); "10 / 2 = ?" is no counter.
-REGENERATION_COUNTER = re.compile(r"\s*\d++ / \d++(?=\S)")
+# ShareGPT's regeneration counter, glued to the turn it numbers ("2 / 2Can you...", stacked: "1 / 12 / 3Can");
+# "10 / 2 = ?" is no counter. Bounded repeats keep the backtracking over digit runs constant.
+REGENERATION_COUNTER = re.compile(r"\s*(?:\d{1,3} / \d{1,3}){1,4}(?=[^\s\d/])")
 # Characters that print as nothing (zero-width spaces and joiners, soft hyphen, BOM, bidi and tag
 # controls): looked past, after NFKC, by the empty-turn and blocked-word checks.
 INVISIBLE_CHARACTERS = re.compile(

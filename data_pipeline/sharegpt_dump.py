@@ -49,7 +49,7 @@ ROLE_ALIASES = {
 # How a scraped answer starts: a block element (after ShareGPT's regeneration counter, if any).
 # A Markdown answer that uses an inline tag somewhere (`<br>`, `<b>`) is Markdown, and stays as written.
 HTML_ANSWER_START = re.compile(
-    r"\s*(?:\d++ / \d++)?\s*<(?:p|div|pre|ol|ul|h[1-6]|table|blockquote)\b[^<>]*>",
+    r"\s*(?:\d{1,3} / \d{1,3}){0,4}\s*<(?:p|div|pre|ol|ul|h[1-6]|table|blockquote)\b[^<>]*>",
     re.I,
 )
 

@@ -129,12 +129,16 @@ def test_the_regeneration_counter_goes_only_where_sharegpt_put_it(tmp_path):
         sharegpt_record("markdown", "10 / 2 = ?", "10 / 2 = 5"),
         sharegpt_record("html", "2 / 2What is 3 / 4?", "1 / 2<div><p>0.75</p></div>"),
         sharegpt_record("html_spaced", "10 / 2 = ?", "<div><p>5</p></div>"),
+        sharegpt_record("stacked", "1 / 12 / 3Quick question?", "1 / 1<p>Yes.</p>"),
+        sharegpt_record("digits", "10 / 23 apples, 4 / 5 pears?", "<p>" + "9" * 5000 + " / " + "9" * 5000 + "</p>"),
     ]
     conversations, _ = clean_pages([write_dump(tmp_path / "d.json", records)])
     assert [[item["value"] for item in c["items"]] for c in conversations] == [
         ["10 / 2 = ?", "10 / 2 = 5"],
         ["What is 3 / 4?", "0.75"],
         ["10 / 2 = ?", "5"],
+        ["Quick question?", "Yes."],
+        ["10 / 23 apples, 4 / 5 pears?", "9" * 5000 + " / " + "9" * 5000],
     ]
 
 
