@@ -22,14 +22,18 @@ Rules, in the order they are applied to a page:
    not alternating human/gpt, drops the page;
 3. assistant HTML -> Markdown (markdownify, div/span wrappers stripped so code
    keeps its indentation and underscores); `LANGCopy code` code-block headers
-   become fenced blocks with the language; a leading `N / M` regeneration
-   counter, `CopyN chars / M words` noise and empty code blocks are removed;
-   runs of blank lines outside code collapse to one;
+   become fenced blocks with the language; the `N / M` regeneration counter
+   glued to the start of a turn as the site renders it (on a page, or in a
+   dump record whose answers are HTML), `CopyN chars / M words` noise and empty code
+   blocks are removed; runs of blank lines outside code collapse to one;
 4. a turn left empty, or any turn containing a blocked word (case-insensitive,
-   default `openai`), drops the page; so does text UTF-8 cannot write (a lone
-   surrogate such as `\\ud800`);
+   default `openai`), drops the page; both checks read the text after NFKC and
+   without characters that print as nothing (`ｏｐｅｎａｉ`, `open\\u200bai`, a turn
+   of `\\u200b` alone); so does text UTF-8 cannot write (a lone surrogate such
+   as `\\ud800`);
 5. exact duplicates (same sha256 of the cleaned turns) are dropped; the first
-   page in sorted file order wins;
+   page in sorted file order wins; so is a different conversation under an id
+   already kept (`duplicate_id`: ids `0` and `"0"` are both "0");
 6. optional (`data_pipeline.conversation_filters`): `--languages en,zh` drops a
    conversation whose dominant language is not listed (`language:<code>`; the report
    counts every language seen); `--near_dup_threshold 0.8` drops one whose MinHash
@@ -88,6 +92,7 @@ import re
 import reprlib
 import stat
 import sys
+import unicodedata
 from pathlib import Path
 
 from bs4 import Tag
@@ -105,7 +110,7 @@ from data_pipeline.sharegpt_dump import (
     iter_dump,
 )
 from ochat.utils.cli import ArgumentParser
-from ochat.utils.files import JsonListWriter, write_json_atomic
+from ochat.utils.files import JsonListWriter, exit_on_termination_signals, write_json_atomic
 
 DEFAULT_BLOCKED_WORDS = ("openai",)
 DEFAULT_PAGE_TIMEOUT = 60.0
@@ -131,6 +136,7 @@ ROLES_NOT_ALTERNATING = "roles_not_alternating"
 EMPTY_TURN = "empty_turn"
 BLOCKED_WORD = "blocked_word"
 INVALID_UNICODE = "invalid_unicode"
+DUPLICATE_ID = "duplicate_id"
 TIMEOUT = "timeout"
 WORKER_CRASHED = "worker_crashed"
 UNFORESEEN_ERROR = "error:"  # + the exception's type name: a failure no rule above foresaw
@@ -152,6 +158,7 @@ DROP_REASONS = (
     EMPTY_TURN,
     BLOCKED_WORD,
     INVALID_UNICODE,
+    DUPLICATE_ID,
     TIMEOUT,
     WORKER_CRASHED,
     UNFORESEEN_ERROR,
@@ -172,7 +179,15 @@ COMMENT_OR_SCRIPT = re.compile(r"<!--|<script\b", re.I)
 START_TAG_REST = re.compile(r"[^<>]*>")
 NEXT_DATA_ID = re.compile(r"""\bid\s*=\s*["']?__NEXT_DATA__""", re.I)
 SCRIPT_END = re.compile(r"</script\s*>", re.I)
-REGENERATION_COUNTER = re.compile(r"\s*\d+ / \d+")
+# ShareGPT's regeneration counter, glued to the turn it numbers ("2 / 2Can you...", stacked: "1 / 12 / 3Can");
+# "10 / 2 = ?" is no counter. Bounded repeats keep the backtracking over digit runs constant.
+REGENERATION_COUNTER = re.compile(r"\s*(?:\d{1,3} / \d{1,3}){1,4}(?=[^\s\d/])")
+# Characters that print as nothing (zero-width spaces and joiners, soft hyphen, BOM, bidi and tag
+# controls): looked past, after NFKC, by the empty-turn and blocked-word checks.
+INVISIBLE_CHARACTERS = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U000e0000-\U000e0fff]"
+)
 COPY_CHARS_NOISE = re.compile(r"Copy\d+ chars / \d+ words")
 EMPTY_CODE_BLOCK = re.compile(r"```\n[^\n`]*Copy code\s*```\n*")  # and the newlines before it, see below
 CODE_BLOCK_HEADER = re.compile(r"```\n([^\n`]*?)Copy code")
@@ -236,6 +251,7 @@ class PageError(Exception):
 
 
 def main():
+    exit_on_termination_signals()  # a kill mid-run removes the partly written output, like any failure
     args = parse_args()
     blocked_words = load_blocked_words(args.blocked_words)
     if args.in_file is not None:
@@ -349,7 +365,34 @@ def parse_args(argv=None):
         parser.error("--page_timeout must be a positive number of seconds")
     if args.max_page_bytes < 1:
         parser.error("--max_page_bytes must be at least 1")
+    for output in (args.out_file, report_path_for(args.out_file)):
+        clash = output_clash(output, args.in_file, args.in_dir)
+        if clash:
+            parser.error(clash)
     return args
+
+
+def output_clash(output, in_file, in_dir):
+    """Why writing `output` would destroy or feed the input (the input itself, or a page or dump in its
+    folder, read on the next run), or None."""
+    output = Path(output)
+    if in_file is not None:
+        if output.resolve() == Path(in_file).resolve() or _same_file(output, in_file):
+            return f"the output {output} is the input file; choose another --out_file"
+        return None
+    if output.name.endswith((".html", DUMP_SUFFIX)) and output.resolve().parent == Path(in_dir).resolve():
+        return (
+            f"the output {output} is inside the input folder {in_dir}, where it would be read as input; "
+            "choose an --out_file outside it"
+        )
+    return None
+
+
+def _same_file(first, second):
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
 
 
 # ----------------------------------------------------------------------------- one page
@@ -419,6 +462,7 @@ def clean_items(items, blocked_pattern, convert_html=None):
     """Apply the turn-shape, Markdown and blocked-word rules; raises PageError to drop.
 
     `convert_html(value)` says whether an assistant value is HTML (default: always, as on a page).
+    A conversation with an HTML answer is as the site rendered it, regeneration counters included.
     """
     roles = [item["from"] for item in items]
     unknown_roles = sorted(set(roles) - {"human", "gpt"})
@@ -432,25 +476,46 @@ def clean_items(items, blocked_pattern, convert_html=None):
     if any(item["from"] != ("human" if index % 2 == 0 else "gpt") for index, item in enumerate(items)):
         raise PageError(ROLES_NOT_ALTERNATING)
 
+    scraped = convert_html is None or any(item["from"] == "gpt" and convert_html(item["value"]) for item in items)
     cleaned = []
     for item in items:
-        value = clean_turn_value(item["from"], item["value"], convert_html)
-        if not value:
+        value = clean_turn_value(item["from"], item["value"], convert_html, scraped)
+        folded = text_for_checks(value)
+        if not folded.strip():
             raise PageError(EMPTY_TURN)
-        if blocked_pattern is not None and blocked_pattern.search(value):
+        if blocked_pattern is not None and blocked_pattern.search(folded):
             raise PageError(BLOCKED_WORD)
         cleaned.append({"from": item["from"], "value": value})
     return cleaned
 
 
-def clean_turn_value(role, value, convert_html=None):
-    """Markdown for one turn: assistant HTML is converted, human text kept as typed."""
+def clean_turn_value(role, value, convert_html=None, scraped=True):
+    """Markdown for one turn: assistant HTML is converted, human text kept as typed.
+
+    A `scraped` turn is as the site rendered it (every turn of a page, or of a dump record
+    whose answers are HTML), so its leading regeneration counter goes; text written as
+    Markdown keeps its `10 / 2 = 5`.
+    """
+    if scraped:
+        value = strip_regeneration_counter(value)
     if role == "gpt" and (convert_html is None or convert_html(value)):
         try:
             value = html_to_markdown(value)
         except Exception as error:  # markup the parser rejects must drop the page, not the run
             raise PageError(UNPARSEABLE_MARKUP, repr(error)) from None
     return clean_markdown(value)
+
+
+def strip_regeneration_counter(text):
+    """The text without ShareGPT's leading `N / M` regeneration counter (glued to what follows it)."""
+    counter = REGENERATION_COUNTER.match(text)
+    return text[counter.end() :] if counter is not None else text
+
+
+def text_for_checks(text):
+    """The text as the empty-turn and blocked-word rules see it: NFKC (fullwidth `ｏｐｅｎａｉ` is `openai`)
+    and without characters that print as nothing (`open\u200bai`, a turn of `\u200b` alone)."""
+    return INVISIBLE_CHARACTERS.sub("", unicodedata.normalize("NFKC", text))
 
 
 def html_to_markdown(html):
@@ -547,9 +612,6 @@ def tag_blocks(text, open_pattern, close_pattern, start, end):
 
 def clean_markdown(text):
     """Remove ShareGPT page noise from a turn's Markdown and normalise code fences."""
-    counter = REGENERATION_COUNTER.match(text)
-    if counter is not None:
-        text = text[counter.end() :]
     text = COPY_CHARS_NOISE.sub("", text)
     text = remove_empty_code_blocks(text)
     text = CODE_BLOCK_HEADER.sub(lambda match: "```" + match.group(1).strip() + "\n", text)
@@ -576,7 +638,8 @@ def remove_empty_code_blocks(text):
 
 
 def compile_blocked_words(blocked_words):
-    words = [word for word in blocked_words if word]
+    """One case-insensitive pattern of the words as `text_for_checks` writes them."""
+    words = [text_for_checks(word) for word in blocked_words if text_for_checks(word)]
     if not words:
         return None
     return re.compile("|".join(re.escape(word) for word in words), re.I)
@@ -824,7 +887,7 @@ def dump_items(path):
         )
         return
     try:
-        for entry in iter_dump(path):
+        for entry in iter_dump(path, parse=False):  # parsed by the workers
             if isinstance(entry, BrokenRecord):
                 yield entry.label, (None, BAD_JSON, printable(entry.detail))
             else:
@@ -897,6 +960,7 @@ def account(labelled_results, skipped_names=(), filters=None, sink=None):
     files = []
     dropped = collections.Counter()
     first_file_by_hash = {}
+    file_by_kept_id = {}
     total = kept = 0
     for label, (conversation, reason, detail) in labelled_results:
         total += 1
@@ -912,11 +976,17 @@ def account(labelled_results, skipped_names=(), filters=None, sink=None):
             )
         else:
             first_file_by_hash[digest] = name
+            if conversation["id"] in file_by_kept_id:  # another conversation under the same id (e.g. 0 and "0")
+                dropped[DUPLICATE_ID] += 1
+                detail = f"id {conversation['id']!r} is taken by {file_by_kept_id[conversation['id']]}"
+                files.append({"file": name, "status": "dropped", "reason": DUPLICATE_ID, "detail": printable(detail)})
+                continue
             verdict = filters.check(conversation, name) if filters is not None and filters.active else None
             if verdict is not None:
                 dropped[verdict["reason"]] += 1
                 files.append({"file": name, "status": "dropped", **verdict})
                 continue
+            file_by_kept_id[conversation["id"]] = name
             conversations.append(conversation)
             kept += 1
             files.append({"file": name, "status": "kept", "id": conversation["id"]})

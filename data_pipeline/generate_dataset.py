@@ -6,7 +6,9 @@
 --in-file is clean ShareGPT JSON or conversation JSONL (detected; see
 `data_pipeline.conversations`). Conditioned (C-RLFT) model types render each
 conversation under its `condition` (the type's inference condition when it has
-none) and keep the item weights; other types ignore conditions and weights.
+none) and keep the item weights; a condition that is not text makes the
+conversation invalid (counted in the report). Other types ignore conditions and
+refuse data whose answers weigh other than 1.0, which they would train at 1.0.
 
 Writes, into --out-dir:
 
@@ -208,7 +210,7 @@ def convert_conversations(
         ):
             stats.invalid.append(conversation.get("id") if isinstance(conversation, dict) else None)
             continue
-        if not valid_weights(items):
+        if not valid_weights(items) or not valid_condition(conversation.get("condition")):
             stats.invalid.append(conversation.get("id"))
             continue
         valid.append(items)
@@ -225,6 +227,36 @@ def valid_weights(items: Sequence[dict]) -> bool:
         isinstance(weight, (int, float)) and not isinstance(weight, bool) and 0 <= weight < float("inf")
         for weight in (item.get("weight", 1.0) for item in items)
     )
+
+
+def valid_condition(condition) -> bool:
+    """A condition is absent or text (a list would crash the renderer, a number would render `5 User:`)."""
+    return condition is None or (isinstance(condition, str) and bool(condition.strip()))
+
+
+def check_weights_fit_type(config: ModelConfig, conversations: Sequence[dict]) -> None:
+    """An unconditioned type trains every answer at weight 1.0: refuse data whose answers weigh otherwise.
+
+    (A GPT-3.5 answer of C-RLFT data, weight 0.1, would silently train as hard as a GPT-4 one.)
+    """
+    if config.is_conditioned:
+        return
+    weighted = [
+        conversation.get("id", f"conversation {number}")
+        for number, conversation in enumerate(conversations, 1)
+        if isinstance(conversation, dict)
+        and isinstance(conversation.get("items"), list)
+        and any(
+            isinstance(item, dict) and item.get("from") == "gpt" and item.get("weight", 1.0) != 1.0
+            for item in conversation["items"]
+        )
+    ]
+    if weighted:
+        raise ValueError(
+            f"{len(weighted)} conversation(s) (first: {weighted[0]!r}) weigh answers other than 1.0, but model type "
+            f"{config.name} takes no condition and would train them at 1.0; use a conditioned type "
+            "(e.g. openchat_v3.2) or data without weights"
+        )
 
 
 def sample_record(sample: TokenizedSample, conditioned: bool) -> list:
@@ -262,6 +294,7 @@ def generate_dataset(
     if not os.path.isfile(in_file):
         raise FileNotFoundError(f"input file {in_file!r} does not exist")
     conversations, in_format = read_conversations(in_file)
+    check_weights_fit_type(config, conversations)
     tokenizer = check_model_path(config, model_path)
 
     os.makedirs(out_dir, exist_ok=True)

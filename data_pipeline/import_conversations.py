@@ -11,7 +11,10 @@ Formats (`--format`, dash spellings such as `sharegpt-json` accepted too):
 - `openai_messages`: OpenAI chat JSONL, `{"messages": [{"role": "system"|"user"|"assistant", "content"}]}`
   (content a string or a list of `{"type": "text", "text"}` parts); `model` is kept when a record names one.
 - `openchat`: OpenChat conversation JSONL, `{"items": [{"role": "user"|"assistant", "content", "weight"}],
-  "condition": "GPT4", "system": ""}`; the condition becomes `model`.
+  "condition": "GPT4", "system": ""}`; the C-RLFT labels go through unchanged: the conversation keeps its
+  `condition` (also written as `model`) and each item its `weight`, so `filter_sharegpt --mode c-rlft` and
+  `generate_dataset` train it under the same condition and reward. A weight that is not a finite number
+  >= 0, or a condition that is not text, drops the record (`invalid_weight`, `invalid_record`).
 
 A JSON list is parsed incrementally, so any of these may also be given as JSON Lines and the
 other way round. Every record goes through the same shape rules as a page: a leading
@@ -55,6 +58,8 @@ from data_pipeline.clean_sharegpt import (
     clean_markdown,
     conversation_hash,
     html_to_markdown,
+    strip_regeneration_counter,
+    text_for_checks,
 )
 from data_pipeline.sharegpt_dump import (
     BAD_JSON,
@@ -71,6 +76,7 @@ FORMATS = ("sharegpt_json", "alpaca", "hh", "openai_messages", "openchat")
 
 # Reasons a record is dropped, as they appear in the report; the rest are shared with pages and dumps.
 BAD_ROLE = "bad_role"
+INVALID_WEIGHT = "invalid_weight"
 DUPLICATE = "duplicate"
 
 HH_TURN_MARKER = re.compile(r"\n\n(Human|Assistant):[ \t]?")
@@ -158,9 +164,10 @@ def import_file(in_file, format_name, source=None, show_progress=False):
                 )
                 continue
             first_id_by_hash[digest] = conversation_id
-            conversations.append(
-                {"id": conversation_id, "model": model, "views": None, "source": source, "items": items, "hash": digest}
-            )
+            conversation = {"id": conversation_id, "model": model, "views": None, "source": source, "items": items}
+            if format_name == "openchat" and model is not None:
+                conversation["condition"] = model
+            conversations.append({**conversation, "hash": digest})
     except OSError as error:
         sys.exit(f"error: cannot read {in_file}: {error.strerror or error}")
     report = {
@@ -178,8 +185,8 @@ def import_file(in_file, format_name, source=None, show_progress=False):
 
 
 # ----------------------------------------------------------------------------- one record per format
-# Each reader returns (id, model, [(role, text)], system prompt) with role "human" | "gpt" | "system",
-# or raises RecordError.
+# Each reader returns (id, model, [(role, text) or (role, text, weight)], system prompt) with role
+# "human" | "gpt" | "system", or raises RecordError.
 
 
 def sharegpt_turns(record):
@@ -192,7 +199,7 @@ def sharegpt_turns(record):
         value = item["value"]
         if item["from"] == "gpt" and value_holds_html(value):
             try:
-                value = html_to_markdown(value)
+                value = html_to_markdown(strip_regeneration_counter(value))
             except Exception:  # markup the parser rejects drops the record, not the run
                 raise RecordError(UNPARSEABLE_MARKUP) from None
         turns.append((item["from"], clean_markdown(value)))
@@ -231,7 +238,9 @@ def openai_turns(record):
 def openchat_turns(record):
     if not isinstance(record, dict) or not isinstance(record.get("items"), list):
         raise RecordError(INVALID_RECORD)
-    turns = [(message_role(item, "role"), message_text(item.get("content"))) for item in record["items"]]
+    turns = [
+        (message_role(item, "role"), message_text(item.get("content")), *item_weight(item)) for item in record["items"]
+    ]
     condition, system = record.get("condition"), record.get("system", "")
     if (condition is not None and not isinstance(condition, str)) or not isinstance(system, str):
         raise RecordError(INVALID_RECORD)
@@ -245,6 +254,16 @@ def message_role(message, key):
     if role is None:
         raise RecordError(BAD_ROLE)
     return role
+
+
+def item_weight(item):
+    """`(weight,)` of a conversation JSONL item, `()` when it has none; RecordError for one no loss can use."""
+    if "weight" not in item:
+        return ()
+    weight = item["weight"]
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
+        raise RecordError(INVALID_WEIGHT)
+    return (float(weight),)
 
 
 def message_text(content):
@@ -278,14 +297,16 @@ def shape_turns(turns):
     start = 1 if turns and turns[0][0] != "human" else 0
     end = len(turns) - 1 if len(turns) > start and turns[-1][0] == "human" else len(turns)
     turns = turns[start:end]
-    if any(role not in ("human", "gpt") for role, _ in turns):
+    if any(turn[0] not in ("human", "gpt") for turn in turns):
         raise RecordError(BAD_ROLE)
     if len(turns) < 2:
         raise RecordError(TOO_FEW_TURNS)
-    if any(role != ("human" if index % 2 == 0 else "gpt") for index, (role, _) in enumerate(turns)):
+    if any(turn[0] != ("human" if index % 2 == 0 else "gpt") for index, turn in enumerate(turns)):
         raise RecordError(ROLES_NOT_ALTERNATING)
-    items = [{"from": role, "value": text.strip()} for role, text in turns]
-    if any(not item["value"] for item in items):
+    items = [
+        {"from": turn[0], "value": turn[1].strip(), **({"weight": turn[2]} if len(turn) > 2 else {})} for turn in turns
+    ]
+    if any(not text_for_checks(item["value"]).strip() for item in items):
         raise RecordError(EMPTY_TURN)
     return items
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import sys
@@ -35,6 +36,7 @@ from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_json_atomic
 
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+MAX_TOTAL = 100_000_000  # conversations in one mix: far beyond any real one, well before memory runs out
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,22 @@ def parse_args(argv=None):
     names = [spec.name for spec in args.sources]
     if len(set(names)) != len(names):
         parser.error(f"--in: source names must differ, got {', '.join(names)}")
+    for number, spec in enumerate(args.sources):
+        for earlier in args.sources[:number]:
+            if same_file(spec.path, earlier.path):
+                parser.error(
+                    f"--in: {spec.name} and {earlier.name} are the same file ({spec.path}); it would be taken twice "
+                    "- give it once, with the amount you want (e.g. :2.0 for twice)"
+                )
     return args
+
+
+def same_file(first, second):
+    """True when two paths name one file (also through links or other spellings)."""
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return Path(first).resolve() == Path(second).resolve()
 
 
 def parse_source(text):
@@ -120,6 +137,11 @@ def mix(sources, seed):
     mixed, rows = [], []
     for spec, conversations in sources:
         wanted = spec.wanted(len(conversations))
+        if wanted > MAX_TOTAL or len(mixed) + wanted > MAX_TOTAL:
+            sys.exit(
+                f"error: source {spec.name}: {spec.describe()} asks for {wanted:,} conversations; a mix holds at "
+                f"most {MAX_TOTAL:,}"
+            )
         if wanted and not conversations:
             sys.exit(f"error: source {spec.name} ({spec.path}) is empty but {spec.describe()} was asked")
         taken = draw(conversations, wanted, rng)

@@ -15,11 +15,13 @@ model scores alike on both. Dialogues are cut to `--max_rounds` human/AI rounds.
 
 Seeds (`--seeds`): a text file, one question a line, or JSONL with a `text` field.
 
-Output (`--out_file`): a ShareGPT JSON dump, in seed order, labelled with the generating
-model, which `clean_sharegpt` (as `INPUT/ShareGPT/*.json` or `--in_file`) and
-`import_conversations --format sharegpt_json` read:
+Output (`--out_file`): a ShareGPT JSON dump, in seed order, which `clean_sharegpt` (as
+`INPUT/ShareGPT/*.json` or `--in_file`) and `import_conversations --format sharegpt_json` read.
+`model` is `--label`, the label the filters select by (`Model: GPT-4` is what
+`filter_sharegpt` keeps by default; with `--mode c-rlft`, a label mapped by `--conditions`),
+else the served model's name, which neither filter keeps; `generator` is the served model:
 
-    [{"id": "self_chat-0", "model": "gpt-3.5-turbo", "source": "self_chat", "method": "roleplay",
+    [{"id": "self_chat-0", "model": "Model: GPT-4", "generator": "gpt-4", "source": "self_chat", "method": "roleplay",
       "seed": "How do I learn Rust?",
       "conversations": [{"from": "human", "value": "How do I learn Rust?"}, {"from": "gpt", "value": "..."}]}]
 
@@ -29,8 +31,8 @@ per seed: `{"seed_index", "seed", "status": "valid"|"unparseable"|"failed", "con
 for seeds missing from the log or failed on transport errors. Unparseable dialogues are
 counted in the summary and kept only in the log, never in the output.
 
-    python -m data_pipeline.self_chat --seeds seeds.txt --api_base http://127.0.0.1:18888/v1 \\
-        --model openchat --max_rounds 3 --parallel 8 --out_file INPUT/ShareGPT/self_chat.json
+    python -m data_pipeline.self_chat --seeds seeds.txt --api_base https://api.openai.com/v1 \\
+        --model gpt-4 --label "Model: GPT-4" --max_rounds 3 --parallel 8 --out_file INPUT/ShareGPT/self_chat.json
 """
 
 from __future__ import annotations
@@ -85,6 +87,13 @@ def parse_args(argv=None):
     )
     parser.add_argument("--seeds", type=Path, required=True, help="questions: one a line, or JSONL with `text`")
     parser.add_argument("--model", required=True, help="the model name the endpoint serves")
+    parser.add_argument(
+        "--label",
+        default=None,
+        help='the `model` label written on each dialogue, which the filters select by: "Model: GPT-4" is kept by '
+        "filter_sharegpt's default, other labels need --model or a --conditions mapping there "
+        "(default: the --model name, which neither filter keeps)",
+    )
     parser.add_argument("--out_file", type=Path, required=True, help="output ShareGPT JSON, e.g. self_chat.json")
     parser.add_argument(
         "--method",
@@ -247,7 +256,8 @@ class SelfChatRun:
             dump.append(
                 {
                     "id": f"self_chat-{index}",
-                    "model": entry["model"],
+                    "model": self.args.label or entry["model"],
+                    "generator": entry["model"],
                     "source": "self_chat",
                     "method": entry["method"],
                     "seed": entry["seed"],

@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ochat.utils.files import read_jsonl, write_jsonl_atomic, write_text_atomic  # noqa: F401 (re-exported)
+from ochat.utils import files
+from ochat.utils.files import write_jsonl_atomic, write_text_atomic  # noqa: F401 (re-exported)
 
 REVIEWER_CATEGORIES = ("general", "coding", "math")
 
@@ -322,6 +323,16 @@ def load_answers(path: str | Path) -> dict:
     return answers
 
 
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Records of a JSONL file the user named; a file or line that cannot be read exits with one line naming it."""
+    try:
+        return files.read_jsonl(path)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    except OSError as error:
+        raise SystemExit(f"error: cannot read {path}: {error.strerror or error}") from None
+
+
 def read_append_log(path: Path) -> list[dict]:
     """Records of an append-only JSONL log; a last line cut short by a kill is dropped from the file
     (so later appends stay clean), any other broken line is refused with its line number."""
@@ -332,10 +343,10 @@ def read_append_log(path: Path) -> list[dict]:
         with open(path, "r+b") as handle:
             handle.truncate(len(complete))
     records = []
-    for number, line in enumerate(complete.decode("utf-8").splitlines(), 1):
+    for number, line in enumerate(complete.split(b"\n")[:-1], 1):
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            records.append(json.loads(line.decode("utf-8")))
+        except (ValueError, RecursionError):  # not JSON, not UTF-8
             raise SystemExit(f"{path}:{number}: corrupt line; fix it or pass --overwrite to start again") from None
     return records
 

@@ -13,10 +13,15 @@ lacks or holds as transport failures; a reply that never parsed stays failed. A 
 cut short by a kill is dropped. One line:
 
     {"key": ["mine", 1, "model_first", 0], "kind": "score_pair", "text": "... \\n8 7", "verdict": [8.0, 7.0],
-     "failed": false, "error": null, "judge": "gpt-4", "attempts": 1, "structured": false, "tstamp": 1700000000.0}
+     "failed": false, "error": null, "judge": "gpt-4", "attempts": 1, "structured": false, "tstamp": 1700000000.0,
+     "content_sha256": "5d41...2a"}
 
 `verdict` is the parsed value in the kind's JSON form (see `evaluation.verdicts`), null when
 the call failed; `error` holds the transport error of a call that never got a reply.
+`content_sha256` is the hash of what the judge was shown (model, messages, kind): when the
+answers or the prompt changed since, `--continue` asks that call again instead of pairing
+the new text with an old verdict. A verdict that is not one of its kind (a hand-edited
+line) is refused with the file and line.
 
 With `structured=True` the judge is sent the kind's JSON schema as `response_format` and an
 instruction to answer in that JSON, explanation first. A server that refuses it with HTTP 400
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import sys
@@ -54,6 +60,11 @@ class JudgeRequest:
     temperature: float = 0.0
     max_tokens: int = 1024
     seed: Optional[int] = None
+
+    def content_sha256(self) -> str:
+        """What the judge is shown; a recorded call answers this request only when it matches."""
+        shown = json.dumps([self.model, self.kind, self.messages], ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(shown.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def add_judge_args(parser: argparse.ArgumentParser, parse_retries: int = 2) -> None:
@@ -107,10 +118,12 @@ class CallLog:
         self._handle = open(self.path, "a", encoding="utf-8")
         self._last_fsync = time.monotonic()
 
-    def needs(self, key: tuple) -> bool:
-        """True when the call was never finished, or ended on a transport error."""
+    def needs(self, key: tuple, content_sha256: Optional[str] = None) -> bool:
+        """True when the call was never finished, ended on a transport error, or was asked about other content."""
         earlier = self.calls.get(tuple(key))
-        return earlier is None or bool(earlier.get("error"))
+        if earlier is None or earlier.get("error"):
+            return True
+        return content_sha256 is not None and earlier.get("content_sha256") != content_sha256
 
     def record(self, call: dict) -> None:
         """Appends one call and hands it to the OS at once; fsyncs at most every FSYNC_INTERVAL seconds
@@ -138,6 +151,17 @@ def read_call_log(path: Path) -> list[dict]:
     for number, call in enumerate(calls, 1):
         if not isinstance(call, dict) or not isinstance(call.get("key"), list):
             raise SystemExit(f'{path}:{number}: not a call-log line (no "key"); pass --overwrite to start again')
+        kind = VERDICT_KINDS.get(call.get("kind")) if "kind" in call else None
+        if (
+            kind is not None
+            and not call.get("failed")
+            and not call.get("error")
+            and not kind.valid_verdict(call.get("verdict"))
+        ):
+            raise SystemExit(
+                f"{path}:{number}: verdict {json.dumps(call.get('verdict'))[:80]} is not a {call['kind']} verdict; "
+                "fix the line, or pass --overwrite to judge again"
+            )
     return calls
 
 
@@ -179,6 +203,7 @@ class Judge:
             "attempts": attempts,
             "structured": structured,
             "tstamp": time.time(),
+            "content_sha256": request.content_sha256(),
         }
 
     async def _chat(self, request: JudgeRequest, kind: VerdictKind) -> tuple[str, bool]:
@@ -243,7 +268,7 @@ def _jsonable(verdict: Any) -> Any:
 
 async def run_judgements(requests: Iterable[JudgeRequest], log: CallLog, judge: Judge, description: str) -> None:
     """Asks every request the log still needs, concurrently (the client bounds it), recording each as it ends."""
-    pending = [request for request in requests if log.needs(request.key)]
+    pending = [request for request in requests if log.needs(request.key, request.content_sha256())]
     if not pending:
         print("every judge call is already recorded; rebuilding the results only", file=sys.stderr)
         return

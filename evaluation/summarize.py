@@ -211,8 +211,7 @@ def review_files(input_path: Path) -> list[Path]:
 
 
 def load_review_files(input_path: Path, baseline: Optional[str]) -> list[list[dict]]:
-    per_file = [read_jsonl(path) for path in review_files(input_path)]
-    per_file = [records for records in per_file if records]
+    per_file = unique_reviews([(path, read_jsonl(path)) for path in review_files(input_path)])
     baselines = sorted({records[0]["baseline"] for records in per_file})
     if baseline is not None:
         per_file = [records for records in per_file if records[0]["baseline"] == baseline]
@@ -223,6 +222,28 @@ def load_review_files(input_path: Path, baseline: Optional[str]) -> list[list[di
     if not per_file:
         raise SystemExit(f"no reviews in {input_path}")
     return per_file
+
+
+def unique_reviews(files: list[tuple[Path, list[dict]]]) -> list[list[dict]]:
+    """One review list per model and baseline: a copy of the same reviews (in `X/` and `X/reviews/`) is
+    counted once; two files that review the same pair differently are refused, naming both."""
+    first_by_pair: dict[tuple, tuple[Path, list[dict]]] = {}
+    for path, records in files:
+        if not records:
+            continue
+        if not all(isinstance(record, dict) and "model" in record and "baseline" in record for record in records):
+            raise SystemExit(f"error: {path} is not a review file (records need model and baseline)")
+        pair = (records[0]["model"], records[0]["baseline"])
+        if pair not in first_by_pair:
+            first_by_pair[pair] = (path, records)
+        elif first_by_pair[pair][1] != records:
+            raise SystemExit(
+                f"error: {first_by_pair[pair][0]} and {path} both review {pair[0]} against {pair[1]}, differently; "
+                "keep one of them"
+            )
+        else:
+            print(f"{path}: the same reviews as {first_by_pair[pair][0]}, counted once", file=sys.stderr)
+    return [records for _, records in first_by_pair.values()]
 
 
 def summarize_pairwise_reviews(per_model_records: list[list[dict]], statistics: Statistics) -> dict:

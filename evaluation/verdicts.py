@@ -22,8 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
-_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?!\w|\.\d)")
-_SCORE_WORDS = re.compile(r"\b(?:scores?|ratings?|overall|final|and|vs|assistants?)\b|[\s:;,\[\]()\-=|]", re.IGNORECASE)
+# A minus at the start of a number is its sign ("-1 7" is no verdict); between numbers ("8-7") it is not.
+_NUMBER = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)(?!\w|\.\d)")
+# What a verdict line may hold besides its two scores: "Scores: 8 7", "Assistant 1: 8, Assistant 2: 7",
+# "Assistant 1 receives a score of 4, while Assistant 2 receives 10". Any other word makes it prose.
+_SCORE_WORDS = re.compile(
+    r"\b(?:scores?|scored|ratings?|rated|overall|final|and|vs|assistants?|receives?|gets?|earns?|deserves?|"
+    r"a|of|is|are|while|whereas|respectively)\b|[\s:;,\[\]()\-=|]",
+    re.IGNORECASE,
+)
 _OUT_OF_TEN = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/|out of)\s*10(?![\d.])", re.IGNORECASE)
 _ASSISTANT_LABEL = re.compile(r"\bassistant\s*(?:1|2|a|b)\b", re.IGNORECASE)
 _RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
@@ -34,35 +41,34 @@ _BRACKETED = re.compile(r"\[\[\s*([A-Za-z]+)\s*\]\]")
 # ---------------------------------------------------------------- free text
 
 
-def _score_pair_in(text: str, strict: bool) -> Optional[tuple[float, float]]:
-    """Two numbers in 0..10 in `text`; when strict, the line must hold nothing but them and score words."""
+def _score_pair_in(text: str) -> Optional[tuple[float, float]]:
+    """The two scores (0..10) of a verdict line: it holds them and score words, nothing else."""
     text = _OUT_OF_TEN.sub(r"\1", text)
     text = _ASSISTANT_LABEL.sub(" ", text)
     text = text.replace("*", " ")
     numbers = [float(value) for value in _NUMBER.findall(text)]
     if len(numbers) != 2 or not all(0 <= number <= 10 for number in numbers):
         return None
-    if strict and _SCORE_WORDS.sub("", _NUMBER.sub("", text)).strip(". "):
+    if _SCORE_WORDS.sub("", _NUMBER.sub("", text)).strip(". "):
         return None
     return numbers[0], numbers[1]
 
 
 def parse_score_pair(reply: str) -> Optional[tuple[float, float]]:
-    """(score of assistant 1, score of assistant 2) from a judge reply, or None when unclear.
+    """(score of assistant 1, score of assistant 2) from a judge reply, or None when it holds no verdict.
 
-    Looks at the last line, the last two lines together, then the first line and the
-    first two lines together: first for a place holding only the two scores (and words
-    like "Assistant 1:", "Scores", "and"), then for any place with exactly two numbers in 0..10.
+    Looks at the last line, the last two lines together, then the first line and the first
+    two lines together, for a place holding only the two scores and words like "Assistant 1:",
+    "Scores", "and". Two numbers in prose ("Assistant 1 lists 3 steps while Assistant 2 lists
+    5 steps") are no verdict, nor is a negative score ("-1 7").
     """
     lines = [line.strip() for line in reply.strip().splitlines() if line.strip()]
     if not lines:
         return None
-    candidates = [lines[-1], " ".join(lines[-2:]), lines[0], " ".join(lines[:2])]
-    for strict in (True, False):
-        for candidate in candidates:
-            pair = _score_pair_in(candidate, strict)
-            if pair is not None:
-                return pair
+    for candidate in (lines[-1], " ".join(lines[-2:]), lines[0], " ".join(lines[:2])):
+        pair = _score_pair_in(candidate)
+        if pair is not None:
+            return pair
     return None
 
 
@@ -149,6 +155,18 @@ class VerdictKind:
             if data is not None:
                 return self.read_json(data)
         return self.parse_text(reply)
+
+    def valid_verdict(self, verdict: Any) -> bool:
+        """True when `verdict` (as a call log stores it) is one this kind can produce."""
+        if self.name == "score_pair":
+            return (
+                isinstance(verdict, list)
+                and len(verdict) == 2
+                and _read_score_pair({"score_1": verdict[0], "score_2": verdict[1]}) is not None
+            )
+        if self.name == "rating":
+            return _read_rating({"rating": verdict}) is not None
+        return self.read_json({"verdict": verdict}) is not None
 
     def response_format(self, max_explanation_chars: Optional[int] = None) -> dict:
         """OpenAI's json_schema response format; `max_explanation_chars` bounds the explanation (maxLength), so a

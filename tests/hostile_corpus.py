@@ -2,7 +2,8 @@
 
 `write_hostile_corpus(folder, seed)` fills `folder` with one entry of every
 hostile kind (pages Python's parsers refuse, pages built to make patterns
-quadratic, files that are no files, names the cleaner must skip) and with
+quadratic, files that are no files, names the cleaner must skip, dumps with
+malformed records or text around their list) and with
 random mutations of the bundled pages (cut, flipped bytes, spliced snippets),
 and returns `{name: kind}`. The same seed writes the same bytes.
 
@@ -87,6 +88,69 @@ def hostile_pages() -> dict[str, tuple[str, bytes]]:
     return {f"hostile_{kind}.html": (kind, page) for kind, page in pages.items()}
 
 
+def dump_record(record_id, question, answer="<div><p>An answer.</p></div>") -> str:
+    return json.dumps(
+        {"id": record_id, "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]},
+        ensure_ascii=False,
+    )
+
+
+def hostile_dumps() -> dict[str, tuple[str, bytes, list[str]]]:
+    """file name -> (kind, bytes, what becomes of each record in order: "kept" or the drop reason)."""
+
+    def good(kind, number):
+        return dump_record(f"{kind}-{number}", f"Question {number} of the {kind} dump?")
+
+    dumps = {
+        "bom": ("\ufeff[" + good("bom", 0) + "," + good("bom", 1) + "]", ["kept", "kept"]),
+        "nan_views": (
+            "["
+            + good("nan", 0)
+            + ","
+            + dump_record("nan-1", "NaN views?")[:-1]
+            + ', "views": NaN},'
+            + good("nan", 2)
+            + "]",
+            ["kept", "invalid_views", "kept"],
+        ),
+        "infinite_views": (
+            "[" + dump_record("inf-0", "Infinite views?")[:-1] + ', "views": 1e400},' + good("inf", 1) + "]",
+            ["invalid_views", "kept"],
+        ),
+        "long_integer_id": (
+            "[" + dump_record(10**29, "A 30-digit id?") + "," + good("long", 1) + "]",
+            ["kept", "kept"],
+        ),
+        "huge_integer": ('[{"id": ' + "9" * 5000 + "}," + good("huge", 1) + "]", ["bad_json", "kept"]),
+        "second_list": ("[" + good("second", 0) + "]\n[" + good("second", 1) + "]", ["kept", "kept"]),
+        "text_after_list": ("[" + good("after", 0) + "] and then some text", ["kept", "bad_json"]),
+        "cut_short": ("[" + good("cut", 0) + "," + good("cut", 1)[:30], ["kept", "bad_json"]),
+        "ids_0_and_text_0": (
+            "[" + dump_record(0, "Integer id zero?") + "," + dump_record("0", "Text id zero?") + "]",
+            ["kept", "duplicate_id"],
+        ),
+        "invisible_characters": (
+            "["
+            + ",".join(
+                [
+                    dump_record("zw-0", "\u200b"),
+                    dump_record("zw-1", "Who made you?", "Open\u200bAI did."),
+                    dump_record("zw-2", "Who made you?", "ＯｐｅｎＡＩ did."),
+                ]
+            )
+            + "]",
+            ["empty_turn", "blocked_word", "blocked_word"],
+        ),
+        "markdown_inline_tag": (
+            "[" + dump_record("md-0", "10 / 2 = ?", "It is 5.<br>\n\n```python\nif a<b and b>c:\n    pass\n```") + "]",
+            ["kept"],
+        ),
+    }
+    return {
+        f"hostile_dump_{kind}.json": (kind, text.encode("utf-8"), outcomes) for kind, (text, outcomes) in dumps.items()
+    }
+
+
 MUTATION_SNIPPETS = [
     "<!--",
     "-->",
@@ -154,6 +218,9 @@ def write_hostile_corpus(folder: str | os.PathLike, seed: int = 0, mutations: in
     for name, (kind, page) in hostile_pages().items():
         (folder / name).write_bytes(page)
         kinds[name] = kind
+    for name, (kind, dump, _) in hostile_dumps().items():
+        (folder / name).write_bytes(dump)
+        kinds[name] = "dump_" + kind
 
     bundled = sorted(BUNDLED_CORPUS.glob("*.html"))
     for number in range(mutations):

@@ -87,9 +87,11 @@ def test_weights_land_on_exactly_the_supervised_tokens(tiny_crlft_model_dir, tmp
 
 
 def test_unconditioned_types_write_the_pair_and_report_the_ignored_conditions(tiny_model_dir, tmp_path):
-    clean = [_clean("a", "Model: GPT-4", "cat"), _clean("b", "Model: Default (GPT-3.5)", "dog")]
+    clean = [_clean("a", "Model: GPT-4", "cat"), _clean("b", "Model: GPT-4", "dog")]
     jsonl_file = tmp_path / "conversations.jsonl"
-    write_jsonl_atomic(jsonl_file, label_conditions(clean))
+    records = label_conditions(clean)
+    records[1]["condition"] = "GPT3"  # a condition alone (answers at 1.0) is ignored; weights are refused
+    write_jsonl_atomic(jsonl_file, records)
     samples, report = _generate("openchat_tiny", tiny_model_dir, jsonl_file, tmp_path / "out")
     assert [len(sample) for sample in samples] == [2, 2]
     assert report["conditions"] == {"ignored (model type takes no condition)": {"GPT4": 1, "GPT3": 1}}

@@ -118,8 +118,8 @@ def test_unreadable_replies_alone_also_make_the_run_fail(tmp_path):
 STRUCTURED_SCRIPT = [
     {
         "match": "[q1]",
-        "model_first": [{"reply": "free text 1 1", "json": {"explanation": "A", "score_1": 9, "score_2": 4}}],
-        "baseline_first": [{"reply": "free text 1 1", "json": {"explanation": "B", "score_1": 5, "score_2": 8}}],
+        "model_first": [{"reply": "Free text.\n1 1", "json": {"explanation": "A", "score_1": 9, "score_2": 4}}],
+        "baseline_first": [{"reply": "Free text.\n1 1", "json": {"explanation": "B", "score_1": 5, "score_2": 8}}],
     },
     {
         "match": "[q2]",

@@ -26,7 +26,14 @@ from data_pipeline.clean_sharegpt import (
     remove_empty_code_blocks,
 )
 from data_pipeline.deadline_pool import map_with_deadline
-from tests.hostile_corpus import conversation_json, hostile_pages, next_data_page, turns, write_hostile_corpus
+from tests.hostile_corpus import (
+    conversation_json,
+    hostile_dumps,
+    hostile_pages,
+    next_data_page,
+    turns,
+    write_hostile_corpus,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_CORPUS = REPO_ROOT / "data_pipeline" / "examples" / "ShareGPT"
@@ -128,8 +135,9 @@ EXPECTED_REASONS = {
 
 def test_hostile_corpus_runs_through_the_pipeline_fully_accounted_and_deterministic(tmp_path, tiny_model_dir):
     kinds = write_hostile_corpus(tmp_path / "in" / "ShareGPT", seed=0)
-    entries = len(os.listdir(tmp_path / "in" / "ShareGPT"))
-    assert entries == len(kinds) >= 300
+    assert len(os.listdir(tmp_path / "in" / "ShareGPT")) == len(kinds) >= 300
+    dumps = hostile_dumps()
+    entries = len(kinds) - len(dumps) + sum(len(outcomes) for _, _, outcomes in dumps.values())  # a record each
     out = tmp_path / "out"
     outputs = {}
     for workers in ("2", "1"):  # the same folder twice: the re-run also replaces every output
@@ -160,9 +168,14 @@ def test_hostile_corpus_runs_through_the_pipeline_fully_accounted_and_determinis
 
     by_file = {entry["file"]: entry for entry in report["files"]}
     for name, kind in kinds.items():
+        if name in dumps:
+            continue  # accounted record by record below
         entry = by_file[os.fsencode(name).decode("utf-8", "backslashreplace")]
         if kind in EXPECTED_REASONS:
             assert entry.get("reason") == EXPECTED_REASONS[kind], (name, entry)
+    for name, (_, _, outcomes) in dumps.items():
+        found = [by_file[f"{name}#{index}"] for index in range(len(outcomes))]
+        assert [entry.get("reason", entry["status"]) for entry in found] == outcomes, name
     assert by_file["folder.html"]["detail"] == "Is a directory"
     assert by_file["dangling.html"]["detail"] == "No such file or directory"
     assert "name_\\xff.html" in by_file
@@ -266,9 +279,9 @@ def test_pool_replaces_a_stuck_or_dead_worker_and_keeps_order():
 def test_a_page_over_the_time_budget_is_dropped_as_timeout_and_the_run_goes_on(tmp_path):
     pages = tmp_path / "ShareGPT"
     pages.mkdir()
-    (pages / "a.html").write_bytes(next_data_page(conversation_json(turns(question="first"))))
-    (pages / "b.html").write_bytes(next_data_page(conversation_json(turns("<p><b>x</b></p>" * 200_000))))
-    (pages / "c.html").write_bytes(next_data_page(conversation_json(turns(question="third"))))
+    (pages / "a.html").write_bytes(next_data_page(conversation_json(turns(question="first"), page_id="a")))
+    (pages / "b.html").write_bytes(next_data_page(conversation_json(turns("<p><b>x</b></p>" * 200_000), page_id="b")))
+    (pages / "c.html").write_bytes(next_data_page(conversation_json(turns(question="third"), page_id="c")))
     out_file = tmp_path / "clean.json"
     result = run_module(
         "data_pipeline.clean_sharegpt",

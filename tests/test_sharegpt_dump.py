@@ -3,7 +3,10 @@ HTML, streaming in batches, and run_data_pipeline.sh on a folder of pages and a 
 
 import json
 import os
+import signal
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -38,11 +41,175 @@ def report_entries(report, status=None):
     return [entry for entry in report["files"] if status is None or entry["status"] == status]
 
 
-def test_value_holds_html_looks_past_code():
+def test_only_an_answer_that_opens_with_a_block_element_is_html():
     assert value_holds_html('<div class="markdown"><p>Hi</p></div>')
-    assert value_holds_html("Some text<br>more")
+    assert value_holds_html("2 / 2<div><p>Hi</p></div>")
+    assert value_holds_html("<p>Use <b>this</b></p>")
+    assert not value_holds_html("Some text<br>more")
     assert not value_holds_html("Use the `<div>` element:\n\n```html\n<div><p>x</p></div>\n```")
     assert not value_holds_html("if a < b and c > d: pass")
+
+
+def test_a_markdown_answer_with_an_inline_tag_keeps_its_blank_lines_code_and_comparisons(tmp_path):
+    answer = "First line<br>still first.\n\nSecond paragraph: a<b and b>c.\n\n```python\nif x:\n    return 1\n```"
+    record = {"id": "md", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": answer}]}
+    [conversation], _ = clean_pages([write_dump(tmp_path / "d.json", [record])])
+    assert conversation["items"][1]["value"] == answer
+
+
+def sharegpt_record(record_id, question="q", answer="a"):
+    return {"id": record_id, "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]}
+
+
+def accounted(report):
+    return report["kept"] + report["duplicates"] + sum(report["dropped"].values()) + report["skipped"]
+
+
+GOOD = [json.dumps(sharegpt_record(f"r{index}", f"question {index}")) for index in range(3)]
+MALFORMED_DUMPS = {
+    # name: (text, records kept, drop reasons)
+    "bom": ("\ufeff[" + ",".join(GOOD) + "]", 3, {}),
+    "nan": ("[" + GOOD[0] + ',{"id": "x", "views": NaN},' + ",".join(GOOD[1:]) + "]", 3, {"invalid_items": 1}),
+    "nan_views": (
+        "[" + GOOD[0] + "," + json.dumps(sharegpt_record("x", "nan?"))[:-1] + ',"views": NaN},' + GOOD[1] + "]",
+        2,
+        {"invalid_views": 1},
+    ),
+    "infinity": (
+        "[" + GOOD[0] + ',{"id": "x", "score": -Infinity},' + ",".join(GOOD[1:]) + "]",
+        3,
+        {"invalid_items": 1},
+    ),
+    "1e400": ("[" + GOOD[0] + ',{"id": "x", "views": 1e400},' + ",".join(GOOD[1:]) + "]", 3, {"invalid_items": 1}),
+    "30_digits": ("[" + GOOD[0] + ',{"id": ' + "9" * 30 + "}," + ",".join(GOOD[1:]) + "]", 3, {"invalid_items": 1}),
+    "5000_digits": ("[" + GOOD[0] + ',{"id": ' + "9" * 5000 + "}," + ",".join(GOOD[1:]) + "]", 3, {"bad_json": 1}),
+    "syntax_error": ("[" + GOOD[0] + ',{"id": "x",, "y": 1},' + ",".join(GOOD[1:]) + "]", 3, {"bad_json": 1}),
+    "brackets_in_strings": ("[" + json.dumps(sharegpt_record("s", '[{,]}\\"', "}],[{")) + "," + GOOD[0] + "]", 2, {}),
+    "second_list": ("[" + GOOD[0] + "]\n[" + ",".join(GOOD[1:]) + "]", 3, {}),
+    "garbage_after": ("[" + ",".join(GOOD) + "] trailing text", 3, {"bad_json": 1}),
+    "trailing_comma": ("[" + ",".join(GOOD) + ",]", 3, {"bad_json": 1}),
+    "cut_after_a_record": ("[" + ",".join(GOOD) + ",", 3, {"bad_json": 1}),
+    "not_utf8": ("[" + GOOD[0] + ',{"id": "caf\udcff"},' + GOOD[1] + "]", 2, {"bad_json": 1}),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED_DUMPS)
+def test_every_record_of_a_malformed_dump_is_kept_or_dropped_with_a_reason(tmp_path, name):
+    text, kept, dropped = MALFORMED_DUMPS[name]
+    dump = tmp_path / f"{name}.json"
+    dump.write_bytes(text.encode("utf-8", "surrogateescape"))
+    conversations, report = clean_pages([dump], num_workers=1)
+    assert (report["kept"], report["dropped"]) == (kept, dropped)
+    assert report["entries"] == accounted(report) == len(report["files"])
+    assert len(conversations) == kept
+
+
+def test_a_huge_record_and_a_string_across_read_chunks_are_cut_whole(tmp_path, monkeypatch):
+    import data_pipeline.sharegpt_dump as sharegpt_dump
+
+    monkeypatch.setattr(sharegpt_dump, "READ_CHUNK", 7)
+    answer = 'long "quoted" \\ answer, with [brackets] and {braces} ' * 50
+    records = [sharegpt_record("a", "q1", answer), sharegpt_record("b", "q2"), sharegpt_record("c", "q3")]
+    dump = write_dump(tmp_path / "d.json", records)
+    entries = list(sharegpt_dump.iter_dump(dump))
+    assert [entry.record for entry in entries] == records
+
+
+def test_ids_0_and_text_0_are_one_id_and_the_second_is_dropped(tmp_path):
+    records = [sharegpt_record(0, "first"), sharegpt_record("0", "second"), sharegpt_record("1", "third")]
+    conversations, report = clean_pages([write_dump(tmp_path / "d.json", records)])
+    assert [c["id"] for c in conversations] == ["0", "1"]
+    [dropped] = report_entries(report, "dropped")
+    assert dropped["reason"] == "duplicate_id" and "d.json#0" in dropped["detail"]
+    assert report["entries"] == accounted(report) == 3
+
+
+def test_the_regeneration_counter_goes_only_where_sharegpt_put_it(tmp_path):
+    records = [
+        sharegpt_record("markdown", "10 / 2 = ?", "10 / 2 = 5"),
+        sharegpt_record("html", "2 / 2What is 3 / 4?", "1 / 2<div><p>0.75</p></div>"),
+        sharegpt_record("html_spaced", "10 / 2 = ?", "<div><p>5</p></div>"),
+        sharegpt_record("stacked", "1 / 12 / 3Quick question?", "1 / 1<p>Yes.</p>"),
+        sharegpt_record("digits", "10 / 23 apples, 4 / 5 pears?", "<p>" + "9" * 5000 + " / " + "9" * 5000 + "</p>"),
+    ]
+    conversations, _ = clean_pages([write_dump(tmp_path / "d.json", records)])
+    assert [[item["value"] for item in c["items"]] for c in conversations] == [
+        ["10 / 2 = ?", "10 / 2 = 5"],
+        ["What is 3 / 4?", "0.75"],
+        ["10 / 2 = ?", "5"],
+        ["Quick question?", "Yes."],
+        ["10 / 23 apples, 4 / 5 pears?", "9" * 5000 + " / " + "9" * 5000],
+    ]
+
+
+@pytest.mark.parametrize(
+    "question, answer, reason",
+    [
+        ("Who made you?", "ｏｐｅｎａｉ did", "blocked_word"),
+        ("Who made you?", "Open\u200bAI did", "blocked_word"),
+        ("Who made you?", "Open\u00adAI did", "blocked_word"),
+        ("\u200b", "an answer", "empty_turn"),
+        ("a question", "\u200b\u2060\ufeff \u3000", "empty_turn"),
+    ],
+)
+def test_invisible_and_fullwidth_characters_do_not_hide_a_blocked_word_or_an_empty_turn(
+    tmp_path, question, answer, reason
+):
+    conversations, report = clean_pages([write_dump(tmp_path / "d.json", [sharegpt_record("x", question, answer)])])
+    assert conversations == [] and report["dropped"] == {reason: 1}
+
+
+def test_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path):
+    dump = write_dump(tmp_path / "d.json", [sharegpt_record("x")])
+    before = dump.read_bytes()
+    result = run_module_result("--in_file", dump, "--out_file", dump)
+    assert result.returncode == 2 and "is the input file" in result.stderr.splitlines()[-1]
+    folder = tmp_path / "ShareGPT"
+    folder.mkdir()
+    write_dump(folder / "d.json", [sharegpt_record("x")])
+    result = run_module_result("--in_dir", folder, "--out_file", folder / "clean.json")
+    assert result.returncode == 2 and "inside the input folder" in result.stderr.splitlines()[-1]
+    assert dump.read_bytes() == before and sorted(os.listdir(folder)) == ["d.json"]
+
+
+def run_module_result(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "data_pipeline.clean_sharegpt", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
+
+
+def test_sigterm_mid_dump_leaves_no_temporary_file(tmp_path):
+    records = [
+        sharegpt_record(f"r{index}", f"question {index}", f"<div><p>answer {index}</p><ul><li>x</li></ul></div>")
+        for index in range(40_000)
+    ]
+    dump = write_dump(tmp_path / "big.json", records)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "data_pipeline.clean_sharegpt",
+            "--in_file",
+            str(dump),
+            "--out_file",
+            str(out / "c.json"),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not (out.is_dir() and any(name.endswith(".tmp") for name in os.listdir(out))):
+        assert process.poll() is None and time.monotonic() < deadline, "no temporary output appeared"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert os.listdir(out) == []
 
 
 def test_a_dump_of_the_bundled_pages_cleans_to_the_pages_conversations(tmp_path):

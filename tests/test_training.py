@@ -361,3 +361,14 @@ def test_a_stopped_rank_ends_the_run_with_its_name(tiny_model_dir, tiny_data_dir
     assert not leftover_shared_memory(command)  # a run that dies leaves no /dev/shm buffers either
     # the watchdog's 7.5 s and its period: the stopped rank is killed, so the launcher's 30 s SIGTERM grace is not spent
     assert time.monotonic() - stopped_at < 25
+
+
+def test_a_one_rank_run_leaves_no_shared_memory_and_checkpoints_its_settings(tiny_model_dir, tiny_data_dir, tmp_path):
+    save_path = str(tmp_path / "one_rank")
+    command = launch_command(
+        tiny_model_dir, tiny_data_dir, save_path, *SHORT_RUN[:-6], "--max_steps", "1", "--save_every", "1"
+    )
+    command[command.index("--num_gpus=2")] = "--num_gpus=1"
+    run_training(*command, log_path=str(tmp_path / "one_rank.log"))  # asserts no /dev/shm buffer is left
+    signature = json.load(open(os.path.join(save_path, "checkpoints", "step_1", "run_signature.json")))
+    assert (signature["world_size"], signature["model_type"], signature["zero_stage"]) == (1, MODEL_TYPE, 2)

@@ -155,3 +155,117 @@ def test_a_setup_that_will_not_fit_is_warned_about_at_start(tmp_path):
     assert any(
         message.startswith("WARNING: this setup needs about") and "--model_path" in message for message in messages
     )
+
+
+# ----------------------------------------------------------------------------- data, outputs, resume, LoRA
+
+
+def _write_samples(folder, samples) -> str:
+    with open(os.path.join(folder, f"{MODEL_TYPE}.train.json"), "w") as handle:
+        json.dump(samples, handle)
+    return str(folder)
+
+
+@pytest.mark.parametrize(
+    "samples, message",
+    [
+        ([[[1, 5, 6, 7], ["false", "false", "true", "true"]]], "supervise mask value 'false'"),
+        ([[[1, 5, 6, 7], [False, False, True, True], [0.0, 0.0, 0.0, 0.0]]], "weight 0.0 at position 2"),
+        ([[[1, -5, 6, 7], [False, False, True, True]]], "has token id -5"),
+    ],
+)
+def test_data_that_would_train_wrongly_is_refused_before_any_rank_starts(
+    capsys, tiny_model_dir, tmp_path, samples, message
+):
+    data = _write_samples(tmp_path, samples)
+    err = _main_error(capsys, *_common(tiny_model_dir, data, str(tmp_path / "out")))
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "flag, value", [("--lora_alpha", "16"), ("--lora_dropout", "0.1"), ("--lora_target_modules", "q_proj")]
+)
+def test_lora_flags_without_a_lora_rank_are_refused(capsys, tmp_path, flag, value):
+    with pytest.raises(SystemExit):
+        train.parse_args(_common("m", "d", str(tmp_path)) + [flag, value])
+    assert f"{flag} configures LoRA adapters, but --lora_rank is 0" in capsys.readouterr().err
+
+
+def test_a_new_run_into_a_used_save_path_is_refused(capsys, tiny_model_dir, tmp_path):
+    _write_data(tmp_path)
+    save_path = tmp_path / "out"
+    save_path.mkdir()
+    (save_path / "metrics.jsonl").write_text('{"step": 1}\n')
+    err = _main_error(capsys, *_common(tiny_model_dir, str(tmp_path), str(save_path)))
+    assert "holds an earlier run (metrics.jsonl); pass --resume" in err
+
+
+@pytest.mark.parametrize(
+    "blocker, is_folder, flags, message",
+    [
+        ("checkpoints", False, ["--resume"], "in the way of the run's checkpoints/ folder"),
+        ("adapter", False, ["--resume", "--lora_rank", "4"], "in the way of the run's adapter/ folder"),
+        ("metrics.jsonl", True, ["--resume"], "metrics.jsonl is not a regular file"),
+    ],
+)
+def test_a_file_in_the_way_of_an_output_is_found_before_training(
+    capsys, tiny_model_dir, tmp_path, blocker, is_folder, flags, message
+):
+    _write_data(tmp_path)
+    save_path = tmp_path / "out"
+    save_path.mkdir()
+    (save_path / blocker).mkdir() if is_folder else (save_path / blocker).write_text("x")
+    err = _main_error(capsys, *_common(tiny_model_dir, str(tmp_path), str(save_path)), *flags)
+    assert message in err
+
+
+def test_a_lora_target_the_model_lacks_is_one_line_before_any_rank_starts(capsys, tiny_model_dir, tmp_path):
+    _write_data(tmp_path)
+    err = _main_error(
+        capsys,
+        *_common(tiny_model_dir, str(tmp_path), str(tmp_path / "out")),
+        "--lora_rank",
+        "4",
+        "--lora_target_modules",
+        "q_proj,qkv_proj",
+    )
+    assert "--lora_target_modules: qkv_proj is not a module" in err and "q_proj" in err.split("its modules:")[1]
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"world_size": 4}, "world_size: checkpoint 4, now 1"),
+        ({"zero_stage": 3}, "zero_stage: checkpoint 3, now 2"),
+        ({"model_type": "openchat_8192_tiny"}, "model_type: checkpoint 'openchat_8192_tiny'"),
+        ({"model_path": "/elsewhere/model"}, "model_path: checkpoint '/elsewhere/model'"),
+        ({"lora_rank": 8, "lora_alpha": 16.0}, "lora_rank: checkpoint 8, now 0"),
+    ],
+)
+def test_resume_with_other_settings_than_the_checkpoint_is_refused_at_start(
+    capsys, tiny_model_dir, tmp_path, change, key
+):
+    _write_data(tmp_path)
+    save_path = tmp_path / "out"
+    args = train.parse_args(_common(tiny_model_dir, str(tmp_path), str(save_path)))
+    signature = train.prepare(args).run_signature
+    checkpoint = save_path / "checkpoints" / "step_2"
+    checkpoint.mkdir(parents=True)
+    (save_path / "checkpoints" / "latest").write_text("step_2")
+    (checkpoint / "run_signature.json").write_text(json.dumps({**signature, **change}))
+    err = _main_error(capsys, *_common(tiny_model_dir, str(tmp_path), str(save_path)), "--resume")
+    assert "cannot resume" in err and key in err and len(err.strip().splitlines()) == 1
+
+
+def test_lora_resume_with_other_targets_or_alpha_is_refused(tiny_model_dir, tmp_path):
+    _write_data(tmp_path)
+    lora = ["--lora_rank", "4", "--lora_alpha", "8", "--lora_target_modules", "q_proj,v_proj"]
+    args = train.parse_args(_common(tiny_model_dir, str(tmp_path), str(tmp_path / "out")) + lora)
+    saved = train.prepare(args).run_signature
+    args = train.parse_args(
+        _common(tiny_model_dir, str(tmp_path), str(tmp_path / "out")) + ["--lora_rank", "4", "--lora_alpha", "16"]
+    )
+    differences = train.signature_differences(saved, train.prepare(args).run_signature)
+    assert "lora_alpha: checkpoint 8.0, now 16.0" in differences
+    assert "lora_target_modules: checkpoint 'q_proj,v_proj', now 'all-linear'" in differences

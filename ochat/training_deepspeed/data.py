@@ -112,8 +112,13 @@ def load_samples(path: str, vocab_size: int, max_context: int) -> list[Tokenized
                 f"{path}: sample {index} has a token id that is not an integer ({wrong!r:.40}); "
                 "regenerate the data with data_pipeline.generate_dataset"
             )
-        largest = max(token_ids)
-        if largest >= vocab_size or min(token_ids) < 0:
+        smallest, largest = min(token_ids), max(token_ids)
+        if smallest < 0:
+            raise DataError(
+                f"{path}: sample {index} has token id {smallest}; token ids are 0 or more - regenerate the data with "
+                "data_pipeline.generate_dataset"
+            )
+        if largest >= vocab_size:
             raise DataError(
                 f"{path}: sample {index} has token id {largest} but the model's vocabulary has {vocab_size} entries; "
                 "the data was tokenized for another model type or tokenizer - regenerate it with "
@@ -124,6 +129,12 @@ def load_samples(path: str, vocab_size: int, max_context: int) -> list[Tokenized
                 f"{path}: sample {index} has {len(token_ids)} tokens, more than the model type's context of "
                 f"{max_context}; the data was made for another model type"
             )
+        wrong_flag = next((flag for flag in supervise_mask if flag not in (True, False) or type(flag) is float), None)
+        if wrong_flag is not None:  # "false" is a true value to bool(): every token would be supervised
+            raise DataError(
+                f"{path}: sample {index} has a supervise mask value {wrong_flag!r:.40}; the mask holds true/false "
+                "(or 1/0) - regenerate the data with data_pipeline.generate_dataset"
+            )
         supervise_mask = [bool(flag) for flag in supervise_mask]
         weights = _checked_weights(path, index, sample[2], supervise_mask) if len(sample) == 3 else None
         samples.append(TokenizedSample(token_ids, supervise_mask, weights))
@@ -131,16 +142,17 @@ def load_samples(path: str, vocab_size: int, max_context: int) -> list[Tokenized
 
 
 def _checked_weights(path: str, index: int, weights: list, supervise_mask: list[bool]) -> list[float]:
-    """Per-token weights: finite numbers >= 0, zero wherever the mask is false."""
+    """Per-token weights: finite numbers >= 0, nonzero exactly where the mask is true."""
     for position, (weight, supervised) in enumerate(zip(weights, supervise_mask)):
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
             raise DataError(
                 f"{path}: sample {index} has weight {weight!r} at position {position}; weights are numbers >= 0"
             )
-        if weight and not supervised:
+        if bool(weight) != supervised:
             raise DataError(
                 f"{path}: sample {index} has weight {weight} at position {position}, where the supervise mask is "
-                "false; weights must be nonzero only on supervised tokens"
+                f"{str(supervised).lower()}; weights are nonzero exactly on the supervised tokens (a weight of 0 "
+                "trains nothing: leave such a turn unsupervised)"
             )
     return [float(weight) for weight in weights]
 

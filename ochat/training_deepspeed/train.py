@@ -42,8 +42,12 @@ schedule, step) every N optimizer steps to SAVE_PATH/checkpoints, keeping the
 newest `--keep_checkpoints`. The same command with `--resume` loads the latest
 and skips the steps already done; the data order is a function of seed and
 epoch, so a run killed mid-epoch ends with the same steps, learning rates and
-weights as an uninterrupted one. Settings that would change the schedule or the
-order (batch size, ranks, grouping, seed, ...) are refused on resume.
+weights as an uninterrupted one. Settings that would change the schedule, the
+order or what the checkpoint holds (batch size, ranks, grouping, seed, model
+type and path, ZeRO stage, LoRA rank, alpha, dropout and targets, ...) are
+refused on resume, at start-up: each checkpoint keeps them in
+`run_signature.json`. A new run (no `--resume`) into a folder that already holds
+a run's metrics, checkpoints or model is refused, so two runs never mix.
 `--max_steps` ends the run early; the cosine schedule then ends there too.
 On resume, metrics.jsonl keeps only the records up to the checkpoint's step
 (the killed run may have logged a few steps after it).
@@ -90,7 +94,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from ochat.training_deepspeed.data import (
@@ -115,6 +119,10 @@ from ochat.utils.files import resolve_source_path
 DEFAULT_DEEPSPEED_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "deepspeed_config.json")
 CHECKPOINT_DIR = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
+RUN_SIGNATURE_FILE = "run_signature.json"  # in each checkpoint's folder, read before anything loads
+LORA_ONLY_FLAGS = ("lora_alpha", "lora_dropout", "lora_target_modules")
+# What a finished or started run leaves in --save_path; a new run there would mix with it.
+RUN_OUTPUTS = (METRICS_FILE, CHECKPOINT_DIR, ADAPTER_DIR, "model.safetensors", "config.json")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -202,10 +210,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     lora = parser.add_argument_group("LoRA (peft)")
     lora.add_argument("--lora_rank", type=int, default=0, help="train LoRA adapters of this rank (0: full fine-tuning)")
     lora.add_argument("--lora_alpha", type=float, default=None, help="LoRA scaling numerator (default 2 x rank)")
-    lora.add_argument("--lora_dropout", type=float, default=0.05, help="dropout on the LoRA input (default 0.05)")
+    lora.add_argument("--lora_dropout", type=float, default=None, help="dropout on the LoRA input (default 0.05)")
     lora.add_argument(
         "--lora_target_modules",
-        default=DEFAULT_TARGET_MODULES,
+        default=None,
         help="comma-separated module names to adapt, e.g. q_proj,v_proj "
         "(default all-linear: every linear layer of attention and MLP)",
     )
@@ -232,6 +240,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--collective_timeout must be a positive number of minutes")
     if args.lora_rank < 0:
         parser.error("--lora_rank must be 0 (full fine-tuning) or positive")
+    lora_flags = [name for name in LORA_ONLY_FLAGS if getattr(args, name) is not None]
+    if lora_flags and not args.lora_rank:
+        parser.error(
+            f"--{lora_flags[0]} configures LoRA adapters, but --lora_rank is 0 (full fine-tuning): "
+            "add --lora_rank (e.g. 64) or drop the LoRA flags"
+        )
+    args.lora_dropout = 0.05 if args.lora_dropout is None else args.lora_dropout
+    args.lora_target_modules = args.lora_target_modules or DEFAULT_TARGET_MODULES
     if not 0 <= args.lora_dropout < 1:
         parser.error("--lora_dropout must be in [0, 1)")
     if args.load_in_4bit and not args.lora_rank:
@@ -258,6 +274,7 @@ class Setup:
     on_cuda: bool
     steps_per_epoch: int
     total_steps: int
+    run_signature: dict = field(default_factory=dict)
 
 
 def prepare(args) -> Setup:
@@ -273,6 +290,7 @@ def prepare(args) -> Setup:
     except ValueError as error:
         raise TrainingSetupError(str(error)) from None
     check_save_path(args.save_path)
+    check_outputs_can_be_written(args.save_path, args.resume, bool(args.lora_rank))
     if args.load_in_4bit:
         check_4bit_available()
     try:
@@ -281,6 +299,8 @@ def prepare(args) -> Setup:
         _ = tokenizer.eot_token_id  # raises with the add_eot_token command when the token is missing
     except (FileNotFoundError, ValueError, OSError) as error:
         raise TrainingSetupError(str(error)) from None
+    if args.lora_rank:
+        check_lora_targets(hf_config, lora_settings(args))
     vocab_size = min(hf_config.vocab_size, len(tokenizer))
     max_context = min(config.max_context, context_length(hf_config))
 
@@ -299,6 +319,9 @@ def prepare(args) -> Setup:
     total_steps = per_epoch * args.epochs
     if args.max_steps is not None:
         total_steps = min(total_steps, args.max_steps)
+    signature = run_signature(args, ds_config, world_size, len(train_samples), total_steps)
+    if args.resume:
+        check_resume_signature(os.path.join(args.save_path, CHECKPOINT_DIR), signature)
     return Setup(
         config,
         tokenizer,
@@ -311,7 +334,117 @@ def prepare(args) -> Setup:
         on_cuda,
         per_epoch,
         total_steps,
+        signature,
     )
+
+
+def run_signature(args, ds_config: dict, world_size: int, train_samples: int, total_steps: int) -> dict:
+    """What must not change between a run and its resume: the schedule, the data order, and what the
+    checkpoint's weights and optimizer state fit (model, ranks, ZeRO partitioning, LoRA layout)."""
+    return {
+        "train_samples": train_samples,
+        "train_batch_size": ds_config["train_batch_size"],
+        "world_size": world_size,
+        "gradient_accumulation_steps": ds_config["gradient_accumulation_steps"],
+        "grouping": "packing" if args.packing else "length" if args.length_grouping else "none",
+        "seed": args.seed,
+        "total_steps": total_steps,
+        "loss_reduction": args.loss_reduction,
+        "model_type": args.model_type,
+        "model_path": os.path.realpath(args.model_path),
+        "zero_stage": int(ds_config.get("zero_optimization", {}).get("stage", 0)),
+        "lora_rank": args.lora_rank,
+        "lora_alpha": args.lora_alpha if args.lora_rank else None,
+        "lora_dropout": args.lora_dropout if args.lora_rank else None,
+        "lora_target_modules": args.lora_target_modules if args.lora_rank else None,
+        "load_in_4bit": args.load_in_4bit,
+    }
+
+
+def signature_differences(saved: dict, current: dict) -> str:
+    """`key: checkpoint X, now Y` for every setting of `saved` that `current` changes ('' when none)."""
+    saved = {"lora_rank": 0, **saved}  # checkpoints from before LoRA existed
+    return ", ".join(
+        f"{key}: checkpoint {saved[key]!r}, now {current.get(key)!r}"
+        for key in saved
+        if key in current and saved[key] != current[key]
+    )
+
+
+def latest_checkpoint(checkpoint_dir: str) -> str | None:
+    """The folder of the newest checkpoint DeepSpeed names in `latest`, or None when there is none yet."""
+    try:
+        with open(os.path.join(checkpoint_dir, "latest"), encoding="utf-8") as handle:
+            tag = handle.read().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as error:
+        raise TrainingSetupError(f"cannot read {checkpoint_dir}/latest: {error.strerror or error}") from None
+    return os.path.join(checkpoint_dir, tag)
+
+
+def check_resume_signature(checkpoint_dir: str, signature: dict) -> None:
+    """Refuse, before any process group starts, a resume whose settings differ from its checkpoint's."""
+    path = latest_checkpoint(checkpoint_dir)
+    if path is None:
+        return
+    try:
+        with open(os.path.join(path, RUN_SIGNATURE_FILE), encoding="utf-8") as handle:
+            saved = json.load(handle)
+    except FileNotFoundError:  # written by an older version: the checkpoint's own copy is checked on load
+        return
+    except (OSError, ValueError) as error:
+        raise TrainingSetupError(f"cannot read {path}/{RUN_SIGNATURE_FILE}: {error}") from None
+    differences = signature_differences(saved, signature) if isinstance(saved, dict) else "unreadable signature"
+    if differences:
+        raise TrainingSetupError(
+            f"cannot resume {path} with different settings ({differences}); resume with the checkpoint's settings, "
+            "or start a new run in another --save_path"
+        )
+
+
+def check_outputs_can_be_written(save_path: str, resume: bool, lora: bool) -> None:
+    """Find, before training, what would stop the run writing its outputs, and an earlier run a new one would mix with."""
+    folders = [CHECKPOINT_DIR] + ([ADAPTER_DIR] if lora else [])
+    for name in folders + [METRICS_FILE]:
+        path = os.path.join(save_path, name)
+        if not os.path.lexists(path):
+            continue
+        if name in folders and not os.path.isdir(path):
+            raise TrainingSetupError(f"{path} is a file in the way of the run's {name}/ folder; move it away")
+        if name == METRICS_FILE and not os.path.isfile(path):
+            raise TrainingSetupError(
+                f"{path} is not a regular file, and the run appends its metrics there; move it away"
+            )
+    if not resume:
+        found = [name for name in RUN_OUTPUTS if os.path.lexists(os.path.join(save_path, name))]
+        if found:
+            raise TrainingSetupError(
+                f"--save_path {save_path} holds an earlier run ({', '.join(found)}); pass --resume to continue it, "
+                "or choose an empty folder (a new run there would mix its metrics and checkpoints with the old ones)"
+            )
+
+
+def check_lora_targets(hf_config, settings: LoraSettings) -> None:
+    """Every --lora_target_modules name is a module of the model, checked on an empty (meta) copy of it."""
+    targets = settings.target_module_list()
+    if targets == DEFAULT_TARGET_MODULES:
+        return
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(hf_config)
+    names = [name for name, _ in model.named_modules()]
+    missing = [target for target in targets if not any(name == target or name.endswith("." + target) for name in names)]
+    if missing or not targets:
+        short_names = sorted(
+            {name.rsplit(".", 1)[-1] for name in names if name and not name.rsplit(".", 1)[-1].isdigit()}
+        )
+        raise TrainingSetupError(
+            f"--lora_target_modules: {', '.join(missing) or '(none given)'} is not a module of this "
+            f"{hf_config.model_type} model; its modules: {', '.join(short_names)}"
+        )
 
 
 def main(argv=None):
@@ -388,7 +521,7 @@ def release_cpu_allreduce_buffer(rank: int, world_size: int) -> None:
     Each rank maps all the buffers inside `init_distributed`; after a barrier the names can go, and the
     mappings stay valid until the ranks exit.
     """
-    if world_size < 2 or "MASTER_ADDR" not in os.environ or "MASTER_PORT" not in os.environ:
+    if "MASTER_ADDR" not in os.environ or "MASTER_PORT" not in os.environ:  # a single process, no launcher
         return
     import torch.distributed as dist
 
@@ -632,18 +765,7 @@ class Trainer:
                 log("tensorboard is not installed: metrics go to metrics.jsonl only")
 
     def run_signature(self) -> dict:
-        """What must not change between a run and its resume for the schedule and data order to be the same."""
-        return {
-            "train_samples": len(self.setup.train_samples),
-            "train_batch_size": self.global_batch,
-            "world_size": self.world_size,
-            "gradient_accumulation_steps": self.accumulation,
-            "grouping": self.grouping,
-            "seed": self.args.seed,
-            "total_steps": self.setup.total_steps,
-            "loss_reduction": self.args.loss_reduction,
-            "lora_rank": self.args.lora_rank,
-        }
+        return self.setup.run_signature
 
     def restore(self) -> None:
         self.restore_checkpoint()
@@ -675,13 +797,8 @@ class Trainer:
         )
         if path is None:
             raise RuntimeError(f"could not load the latest checkpoint from {self.checkpoint_dir}")
-        saved = client_state.get("run_signature", {})
-        saved.setdefault("lora_rank", 0)  # checkpoints from before LoRA existed
-        changed = {
-            key: (saved.get(key), value) for key, value in self.run_signature().items() if saved.get(key) != value
-        }
-        if changed:
-            details = ", ".join(f"{key}: checkpoint {old!r}, now {new!r}" for key, (old, new) in changed.items())
+        details = signature_differences(client_state.get("run_signature", {}), self.run_signature())
+        if details:
             raise RuntimeError(f"cannot resume {path} with different settings ({details})")
         self.global_step = client_state["global_step"]
         self.log(f"resumed from {path} at optimizer step {self.global_step}")
@@ -821,6 +938,10 @@ class Trainer:
             client_state={"global_step": self.global_step, "run_signature": self.run_signature()},
             exclude_frozen_parameters=bool(self.args.lora_rank),
         )
+        if self.rank == 0:  # read by the next --resume before anything loads
+            from ochat.utils.files import write_json_atomic
+
+            write_json_atomic(os.path.join(self.checkpoint_dir, tag, RUN_SIGNATURE_FILE), self.run_signature())
         dist.barrier()
         if self.rank == 0:
             steps = sorted(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -71,16 +72,25 @@ def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> None
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Records of a JSONL file; blank lines skipped, a broken line named by file and line number."""
+    """Records of a JSONL file; blank lines skipped, a line that is not UTF-8 JSON a ValueError naming file and line."""
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f"{path}:{line_number}: not UTF-8 text (byte {raw[error.start]:#04x} at column {error.start + 1}; "
+                    "save the file as UTF-8)"
+                ) from None
             if not line.strip():
                 continue
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
+            except (ValueError, RecursionError) as error:  # an integer over the digit limit, nesting too deep
+                raise ValueError(f"{path}:{line_number}: not usable JSON ({error})") from None
     return records
 
 
@@ -148,6 +158,21 @@ class JsonListWriter:
             self.commit()
         else:
             self.discard()
+
+
+def exit_on_termination_signals() -> None:
+    """Make SIGTERM and SIGHUP exit through Python's unwinding (SystemExit 128 + signal), as Ctrl-C does.
+
+    By default they end the process on the spot, and the atomic writers above leave their
+    hidden temporary file behind (a killed run over a large dump: one as large as its output);
+    unwound, their `except`/`with` blocks remove it. Call it in a command's `main`.
+    """
+
+    def exit_now(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, exit_now)
 
 
 # The folder holding the `ochat` package: the repository root for a checkout or an editable install.
