@@ -26,6 +26,16 @@ server-sent events), fixed prompts, temperature 0, fixed `max_tokens`, 1 8 32 64
 Per row: output tokens/s (completion tokens from the usage chunk over wall time), time to first token and
 inter-token latency p50/p95; then ochat / llama.cpp ratios at each client count.
 
+On a machine that other jobs keep busy, spinning threads wait on each other: llama.cpp's docs advise
+`-t 1` when generation is "extremely slow", and `--threads 1` then applies to both servers (one torch
+thread is also what a replica gets from Ray by default).
+
+`--profile` and `--levers` run ochat's engine in process (no HTTP, no Ray) on the same checkpoint: all
+prompts join at once, the joint prefill is timed apart from the decode steps. `--profile` prints torch's
+operator table and Python's function profile of the decode steps; `--levers` prints prefill ms, decode
+ms/step and tokens/s for float32 (1 thread and `--threads`), bfloat16 weights and int8 dynamic
+quantization of the linear layers, with how many greedy outputs stay those of float32.
+
 Roofline: a decode step reads every weight and the cached keys/values once, so at B clients it cannot
 beat B x bandwidth / (weight bytes + B x mean context x KV bytes per token) tokens/s; bandwidth is
 measured here by a streaming copy of a large array (read + write bytes over time). Each row's tokens/s
