@@ -608,9 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--concurrency", type=int, nargs="+", default=[1, 8, 32, 64], help="client counts (default 1 8 32 64)"
     )
-    parser.add_argument("--max_tokens", type=int, default=64, help="tokens asked per request (default 64)")
-    parser.add_argument("--rounds", type=int, default=2, help="requests per client at each client count (default 2)")
-    parser.add_argument("--min_requests", type=int, default=4, help="fewest requests per measurement (default 4)")
+    parser.add_argument("--max_tokens", type=int, default=32, help="tokens asked per request (default 32)")
+    parser.add_argument("--rounds", type=int, default=1, help="requests per client at each client count (default 1)")
+    parser.add_argument("--min_requests", type=int, default=2, help="fewest requests per measurement (default 2)")
     parser.add_argument(
         "--threads", type=int, default=physical_cores(), help="CPU threads of each server (default: physical cores)"
     )
