@@ -12,7 +12,8 @@ Servers, each started here on a free loopback port, all from the same weights:
   ochat's checkpoint: the equal-precision run (both sides compute in float32);
 - `ochat-f32`: `--model_type hf_chat` on the checkpoint dequantized from that same GGUF
   (`python -m ochat.models.import_gguf`), so both render SmolLM2's own ChatML template;
-- `ochat-bf16` (on request): the same with `--dtype bfloat16`.
+- `ochat-bf16` and `llama.cpp-bf16` (on request): `--dtype bfloat16`, and a BF16 GGUF from the same
+  converter: the equal-precision pair in bf16.
 
 llama.cpp's settings follow its docs. Threads: `-t`/`-tb` = the physical cores
 (docs/development/token_generation_performance_tips.md: "set this number to the number of the physical
@@ -66,7 +67,7 @@ from ochat.utils.net import free_port  # noqa: E402
 
 WORK_DIR = os.path.join(REPO_ROOT, "benchmarks", "_work")
 SHARED_CHECKPOINT = os.path.join(REPO_ROOT, "test-artifacts", "smollm2-135m-instruct")
-SERVERS = ["llama.cpp-q4_1", "llama.cpp-f32", "ochat-f32", "ochat-bf16"]
+SERVERS = ["llama.cpp-q4_1", "llama.cpp-f32", "llama.cpp-bf16", "ochat-f32", "ochat-bf16"]
 DEFAULT_SERVERS = ["llama.cpp-q4_1", "llama.cpp-f32", "ochat-f32"]
 LLAMA_KV_BYTES = 2  # llama.cpp caches keys and values in f16 unless told otherwise (--cache-type-k/-v)
 
@@ -411,21 +412,24 @@ def run_servers(args) -> None:
     llama_server = (args.llama_server or find_llama_server(args.build_dir)) if needs_llama else None
     if needs_llama and llama_server is None:
         llama_server = build_llama_server(args.build_dir, args.jobs)
-    f32_gguf = None
-    if "llama.cpp-f32" in args.servers:
+    converted = {}  # outtype: GGUF written by llama.cpp's converter from ochat's checkpoint
+    for outtype in ("f32", "bf16"):
+        if f"llama.cpp-{outtype}" not in args.servers:
+            continue
         source = args.llama_cpp_dir or llama_cpp_source(llama_server)
         if source is None:
             raise SystemExit("error: no llama.cpp tree (convert_hf_to_gguf.py) found; pass --llama_cpp_dir")
-        f32_gguf = convert_to_gguf(source, model_path, os.path.join(args.work_dir, "smollm2-135m-instruct-f32.gguf"))
+        out_path = os.path.join(args.work_dir, f"smollm2-135m-instruct-{outtype}.gguf")
+        converted[outtype] = convert_to_gguf(source, model_path, out_path, outtype)
 
     bandwidth = copy_bandwidth(threads=args.threads)
     kv_geometry = (shape["layers"], shape["kv_heads"], shape["head_dim"])
     formats = {  # weight bytes and KV bytes per token of what each server holds
         "llama.cpp-q4_1": (gguf_weight_bytes(gguf_path), kv_bytes_per_token(*kv_geometry, LLAMA_KV_BYTES)),
-        "llama.cpp-f32": (
-            gguf_weight_bytes(f32_gguf) if f32_gguf else 0,
-            kv_bytes_per_token(*kv_geometry, LLAMA_KV_BYTES),
-        ),
+        **{
+            f"llama.cpp-{outtype}": (gguf_weight_bytes(path), kv_bytes_per_token(*kv_geometry, LLAMA_KV_BYTES))
+            for outtype, path in converted.items()
+        },
         "ochat-f32": (shape["parameters"] * 4, kv_bytes_per_token(*kv_geometry, 4)),
         "ochat-bf16": (shape["parameters"] * 2, kv_bytes_per_token(*kv_geometry, 2)),
     }
@@ -437,7 +441,8 @@ def run_servers(args) -> None:
     )
     starts = {
         "llama.cpp-q4_1": lambda log: start_llama(llama_server, gguf_path, args, slot_ctx, log),
-        "llama.cpp-f32": lambda log: start_llama(llama_server, f32_gguf, args, slot_ctx, log),
+        "llama.cpp-f32": lambda log: start_llama(llama_server, converted["f32"], args, slot_ctx, log),
+        "llama.cpp-bf16": lambda log: start_llama(llama_server, converted["bf16"], args, slot_ctx, log),
         "ochat-f32": lambda log: start_ochat(model_path, "float32", args, log),
         "ochat-bf16": lambda log: start_ochat(model_path, "bfloat16", args, log),
     }
