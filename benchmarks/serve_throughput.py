@@ -139,7 +139,7 @@ async def one_stream(session, url: str, model: str, prompt: str, max_tokens: int
     }
     started = time.perf_counter()
     arrivals: list[tuple[float, int]] = []  # (time, characters) of each content chunk
-    completion_tokens = 0
+    completion_tokens = prompt_tokens = 0
     async with session.post(url, json=body) as response:
         if response.status != 200:
             raise RuntimeError(f"HTTP {response.status}: {await response.text()}")
@@ -149,6 +149,7 @@ async def one_stream(session, url: str, model: str, prompt: str, max_tokens: int
             chunk = json.loads(line[6:])
             if chunk.get("usage"):
                 completion_tokens = chunk["usage"]["completion_tokens"]
+                prompt_tokens = chunk["usage"]["prompt_tokens"]
             for choice in chunk.get("choices", []):
                 if choice["delta"].get("content"):
                     arrivals.append((time.perf_counter(), len(choice["delta"]["content"])))
@@ -160,10 +161,14 @@ async def one_stream(session, url: str, model: str, prompt: str, max_tokens: int
         for (previous, _), (current, chars) in zip(arrivals, arrivals[1:]):
             tokens_in_chunk = max(1.0, tokens_after_first * chars / total_chars)
             gaps.extend([(current - previous) / tokens_in_chunk] * round(tokens_in_chunk))
-    return {"ttft": ttft, "gaps": gaps, "completion_tokens": completion_tokens}
+    return {"ttft": ttft, "gaps": gaps, "completion_tokens": completion_tokens, "prompt_tokens": prompt_tokens}
 
 
-async def drive(base_url: str, model: str, prompts: list[str], concurrency: int, max_tokens: int) -> dict:
+async def drive(
+    base_url: str, model: str, prompts: list[str], concurrency: int, max_tokens: int, fresh_connections: bool = False
+) -> dict:
+    """`concurrency` clients stream the prompts; `fresh_connections` opens a connection per request, for
+    servers that close a kept-alive one after a stream (llama.cpp's `llama-server`)."""
     import aiohttp
 
     queue: asyncio.Queue = asyncio.Queue()
@@ -177,7 +182,7 @@ async def drive(base_url: str, model: str, prompts: list[str], concurrency: int,
                 await one_stream(session, base_url + "/v1/chat/completions", model, queue.get_nowait(), max_tokens)
             )
 
-    connector = aiohttp.TCPConnector(limit=concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=fresh_connections)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=3600)) as session:
         started = time.perf_counter()
         await asyncio.gather(*(client(session) for _ in range(concurrency)))
@@ -190,9 +195,13 @@ async def drive(base_url: str, model: str, prompts: list[str], concurrency: int,
         "tokens": tokens,
         "wall_s": wall,
         "tokens_per_s": tokens / wall,
+        "mean_prompt_tokens": sum(r["prompt_tokens"] for r in results) / max(1, len(results)),
+        "mean_completion_tokens": tokens / max(1, len(results)),
         "ttft_p50": percentile(ttfts, 50),
+        "ttft_p95": percentile(ttfts, 95),
         "ttft_p99": percentile(ttfts, 99),
         "itl_p50": percentile(gaps, 50),
+        "itl_p95": percentile(gaps, 95),
         "itl_p99": percentile(gaps, 99),
     }
 

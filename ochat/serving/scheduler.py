@@ -23,6 +23,7 @@ error), and `finish_reason` is None while it runs, else "stop", "length", "abort
 from __future__ import annotations
 
 import collections
+import inspect
 import itertools
 import logging
 from collections.abc import Sequence
@@ -123,6 +124,10 @@ class GenerationEngine:
         )
         self._longest_sequence = min(max_context, self.budget_tokens)
         self.tokenizer = tokenizer  # a transformers tokenizer; needed only for structured outputs
+        # A prefill samples from the last position only; projecting every prompt position onto the vocabulary
+        # cost a fifth of SmolLM2's prefill (32 prompts x 40 tokens x 49152 logits, 250 MB of float32).
+        accepts = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._last_logits_only = {"logits_to_keep": 1} if accepts else {}
         self._grammars = None
         self.waiting: collections.deque[_Sequence] = collections.deque()
         self.batch = _Batch()
@@ -345,6 +350,7 @@ class GenerationEngine:
             position_ids=position_ids,
             past_key_values=make_cache([], room_limit=0),
             use_cache=True,
+            **self._last_logits_only,
         )
         events = self._sample(joiners, output.logits[:, -1, :])
         self._merge(joiners, output.past_key_values, attention_mask)
