@@ -161,5 +161,4 @@ def load_tokenizer(config: ModelConfig, path: str) -> ChatTokenizer:
 
     if not os.path.isdir(path):
         raise FileNotFoundError(f"model path {path!r} is not a folder")
-    tokenizer = ChatTokenizer(hf_tokenizer=AutoTokenizer.from_pretrained(path), config=config)
-    return tokenizer
+    return ChatTokenizer(hf_tokenizer=AutoTokenizer.from_pretrained(path), config=config)
