@@ -3,7 +3,7 @@
 Two judges, each asked for the 80 bundled Vicuna questions in both orders (160 calls) by
 `python -m evaluation.openai_eval` with `--parse_retries 0`, so every unreadable reply counts:
 
-1. the scripted OpenAI-protocol judge (tests/judge_server.py). Its free-text replies cycle
+1. the scripted OpenAI-protocol judge (evaluation/scripted_judge.py). Its free-text replies cycle
    through eight wordings judges really use (scores last, scores first, "Assistant 1: 8", "8/10",
    a sentence naming both scores, and three with no readable pair); asked with response_format it
    answers the schema's JSON. This measures the parser on that pool, not a real judge.

@@ -3,7 +3,7 @@
 Compares `python -m evaluation.openai_eval --parallel N` (N = 1, 8, 32 by default) with a
 sequential loop that asks the judge one call at a time through the official `openai`
 client, as the original evaluation script did. The judge is the scripted
-OpenAI-compatible server from tests/judge_server.py, run as its own process, holding
+OpenAI-compatible server from evaluation/scripted_judge.py, run as its own process, holding
 every reply for `--latency` seconds.
 
     python benchmarks/judge_throughput.py --latency 0.2 --parallel 1 8 32
@@ -133,13 +133,14 @@ def run_openai_eval(api_base: str, data_path: str, results: Path, baseline_file:
 
 
 def start_judge_server(work: Path, *options: str) -> ServerProcess:
-    """tests/judge_server.py as its own process on a free port, started and stopped like any served model."""
+    """evaluation/scripted_judge.py as its own process on a free port, started and stopped like any served model."""
     port = free_port()
     log_path = work / "judge_server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, str(REPO_ROOT / "tests" / "judge_server.py"), "--port", str(port), *options],
+            [sys.executable, "-m", "evaluation.scripted_judge", "--port", str(port), *options],
+            cwd=REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -1,6 +1,6 @@
 """Language identifiers compared on a small hand-written labelled set: accuracy and speed.
 
-The set (`tests/language_samples.py`): 12 languages x 8 chat sentences, scored three ways:
+The set (`data_pipeline/examples/language_samples.py`): 12 languages x 8 chat sentences, scored three ways:
 whole conversations (2-4 turns, every third answer with an English code block, code
 looked past as `data_pipeline.language` does), single sentences, and 4-word fragments
 (8 characters for Chinese and Japanese). Candidates, each shipping its model in its
@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from language_samples import SENTENCES, labelled_conversations  # noqa: E402
-
-from data_pipeline.language import prose_text  # noqa: E402
+from data_pipeline.examples.language_samples import SENTENCES, labelled_conversations
+from data_pipeline.language import prose_text
 
 
 def candidates():

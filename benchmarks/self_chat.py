@@ -3,7 +3,7 @@
 `python -m data_pipeline.self_chat` runs with `--method transcript` (Baize: one request,
 `[Human]`/`[AI]` transcript parsed) and `--method roleplay` (alternating calls) against:
 
-- the scripted OpenAI-protocol server (`tests/judge_server.py`) with `--latency` per reply;
+- the scripted OpenAI-protocol server (`evaluation/scripted_judge.py`) with `--latency` per reply;
   for `transcript` its replies cycle through four kinds a capable model gives (a clean
   transcript; one cut off by max_tokens after a marker; `Human:`/`AI:` written without
   brackets; a plain answer with no transcript), for `roleplay` it echoes the last message;
@@ -25,10 +25,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from evaluation.scripted_judge import RunningServer, ScriptedJudge  # noqa: E402
 from ochat.models.tiny_chat_model import prepare_tiny_chat_model  # noqa: E402
 from ochat.utils.cli import ArgumentParser  # noqa: E402
 from ochat.utils.server_process import ServerProcess  # noqa: E402
-from tests.judge_server import RunningServer, ScriptedJudge  # noqa: E402
 
 TRANSCRIPT_KINDS = (
     "Use a list comprehension.\n[Human] What about a generator?\n[AI] Use parentheses instead.\n"

@@ -4,42 +4,13 @@ from __future__ import annotations
 
 import fcntl
 import os
-import subprocess
-import sys
 import time
 
 import pytest
 
 from ochat.models.import_gguf import smollm2_gguf_path
 from ochat.models.tiny_chat_model import prepare_tiny_chat_model
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLES_DIR = os.path.join(REPO_ROOT, "data_pipeline", "examples")
-TINY_MODEL_TYPE = "openchat_tiny"
-# Debian's Chromium, driven headless by playwright in the page tests.
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def run_module(module: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    """Run `python -m module args` from the repo root; fail the test with its output if it fails."""
-    result = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=REPO_ROOT, capture_output=True, text=True, **kwargs
-    )
-    if result.returncode != 0:
-        pytest.fail(
-            f"python -m {module} {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-        )
-    return result
+from tests.helpers.repo import EXAMPLES_DIR, REPO_ROOT, TINY_MODEL_TYPE, run_data_pipeline, run_module
 
 
 @pytest.fixture(scope="session")
@@ -106,19 +77,6 @@ def smollm2_dir() -> str:
             run_module("ochat.models.import_gguf", "--in", gguf_path, "--out", SMOLLM2_DIR)
             print(f"SmolLM2-135M-Instruct imported from GGUF in {time.perf_counter() - started:.1f} s")
     return SMOLLM2_DIR
-
-
-def run_data_pipeline(input_dir: str, output_dir: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`./run_data_pipeline.sh INPUT OUTPUT` with this interpreter; fails the test with its output if it fails."""
-    result = subprocess.run(
-        ["bash", os.path.join(REPO_ROOT, "run_data_pipeline.sh"), input_dir, output_dir],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHON": sys.executable, **(env or {})},
-    )
-    if result.returncode != 0:
-        pytest.fail(f"run_data_pipeline.sh failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,10 @@ import json
 import os
 import shutil
 
-from conftest import EXAMPLES_DIR, run_data_pipeline, run_module
-
 from data_pipeline.filter_sharegpt import label_conditions
 from ochat.config import get_model_config, load_tokenizer
 from ochat.utils.files import write_jsonl_atomic
+from tests.helpers.repo import EXAMPLES_DIR, run_data_pipeline, run_module
 
 CRLFT_TYPE = "openchat_v3.2_tiny"
 

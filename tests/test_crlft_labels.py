@@ -26,7 +26,7 @@ from data_pipeline.generate_dataset import convert_conversations, generate_datas
 from data_pipeline.import_conversations import import_file
 from ochat.config import get_model_config, load_tokenizer
 from ochat.utils.files import write_jsonl_atomic
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
 
 CRLFT_TYPE = "openchat_v3.2_tiny"
 

@@ -14,12 +14,12 @@ import urllib.request
 import openai
 import pytest
 import torch
-from conftest import CHROMIUM
 
 from ochat.config import get_model_config, load_tokenizer, render_conversation
 from ochat.models import load_model
 from ochat.utils.net import free_port
 from ochat.utils.server_process import ServerProcess
+from tests.helpers.browser import CHROMIUM
 
 CRLFT_TYPE = "openchat_v3.2_tiny"
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
@@ -168,7 +168,7 @@ def test_chat_page_offers_the_condition_and_sends_it(servers, reference):
 
 
 def test_get_model_answer_answers_under_the_condition_through_api_base(servers, reference, tmp_path):
-    from conftest import run_module
+    from tests.helpers.repo import run_module
 
     _prompt, greedy = reference
     questions = tmp_path / "questions"

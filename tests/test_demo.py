@@ -9,8 +9,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT
 from transformers import AutoModelForCausalLM
+
+from tests.helpers.repo import REPO_ROOT
 
 
 @pytest.fixture(scope="module")

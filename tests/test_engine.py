@@ -13,8 +13,6 @@ import jsonschema
 import pytest
 import torch
 
-from ochat.config import get_model_config, load_tokenizer, render_conversation
-from ochat.models import load_model
 from ochat.serving.engine import (
     EngineWorker,
     GenerationEngine,
@@ -23,8 +21,8 @@ from ochat.serving.engine import (
     admission_error,
     validate_response_format,
 )
+from tests.helpers.engine import MODEL_TYPE, Reference, run, tokens
 
-MODEL_TYPE = "openchat_tiny"
 PERSON = {
     "type": "object",
     "properties": {
@@ -43,32 +41,6 @@ PERSON = {
 }
 
 
-class Reference:
-    def __init__(self, model_dir: str):
-        self.config = get_model_config(MODEL_TYPE)
-        self.tokenizer = load_tokenizer(self.config, model_dir)
-        self.model = load_model(self.config, model_dir).eval()
-        self.stop_ids = self.tokenizer.stop_token_ids
-
-    def prompt_ids(self, text: str) -> list[int]:
-        ids, _ = render_conversation(
-            self.config, self.tokenizer, [{"from": "human", "value": text}], add_generation_prompt=True
-        )
-        return ids
-
-    def engine(self, **kwargs) -> GenerationEngine:
-        return GenerationEngine(
-            self.model, self.stop_ids, self.config.max_context, tokenizer=self.tokenizer.hf_tokenizer, **kwargs
-        )
-
-    @torch.inference_mode()
-    def greedy(self, prompt: list[int], max_tokens: int) -> list[int]:
-        output = self.model.generate(
-            torch.tensor([prompt]), max_new_tokens=max_tokens, do_sample=False, eos_token_id=self.stop_ids
-        )[0, len(prompt) :].tolist()
-        return [t for t in output if t not in self.stop_ids]
-
-
 @pytest.fixture(scope="module")
 def reference(tiny_model_dir) -> Reference:
     return Reference(tiny_model_dir)
@@ -85,20 +57,6 @@ def held_tokens(engine: GenerationEngine) -> int:
     )
     layer = cache.layers[0]
     return max(layer._key_buffer.numel(), layer.keys.numel()) // per_token
-
-
-def run(engine: GenerationEngine, check=None) -> dict[str, list[TokenEvent]]:
-    events: dict[str, list[TokenEvent]] = {}
-    while engine.has_work():
-        for event in engine.step():
-            events.setdefault(event.seq_id, []).append(event)
-        if check is not None:
-            check(engine)
-    return events
-
-
-def tokens(events: list[TokenEvent]) -> list[int]:
-    return [event.token_id for event in events if event.token_id is not None]
 
 
 # -- memory budget and preemption --------------------------------------------------------------------------------

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_engine import Reference, run, tokens
 
 from ochat.serving.engine import SamplingParams
 from ochat.serving.sampling import FAILURE_MESSAGES
 from ochat.serving.structured import ResponseFormatChecker
+from tests.helpers.engine import Reference, run, tokens
 
 RECURSIVE_REQUIRED = {"type": "object", "properties": {"n": {"$ref": "#"}}, "required": ["n"]}
 BARE_SELF_REFERENCE = {"$ref": "#"}

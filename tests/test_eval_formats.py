@@ -11,8 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
-from judge_server import RunningServer, ScriptedJudge
-from test_evaluation import (
+
+from evaluation.benchmark_data import load_answers, load_judge_prompts, load_questions, load_reviewers
+from evaluation.scripted_judge import RunningServer, ScriptedJudge
+from tests.helpers.evaluation import (
     BASELINE,
     FAST_RETRIES,
     MODEL,
@@ -24,8 +26,6 @@ from test_evaluation import (
     run_stage,
     write_question_set,
 )
-
-from evaluation.benchmark_data import load_answers, load_judge_prompts, load_questions, load_reviewers
 
 
 def write_jsonl(path: Path, records: list) -> Path:

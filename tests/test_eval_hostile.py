@@ -13,7 +13,7 @@ from evaluation.benchmark_data import answer_path, benchmark_name, load_answers,
 from evaluation.judge import CallLog, JudgeRequest, read_call_log, run_judgements
 from evaluation.summarize import unique_reviews
 from evaluation.verdicts import VERDICT_KINDS, parse_score_pair
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The judge core under a hostile or limited judge: broken 200s, nothing judgeable, structured verdicts and
 their fallback, seeded bootstrap intervals, and answers kept as they arrive.
 
-Every judge is the scripted OpenAI-protocol server (tests/judge_server.py) on a loopback port.
+Every judge is the scripted OpenAI-protocol server (evaluation/scripted_judge.py) on a loopback port.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import asyncio
 import json
 
 import pytest
-from judge_server import RunningServer, ScriptedJudge
-from test_evaluation import (
+
+from evaluation.scripted_judge import RunningServer, ScriptedJudge
+from evaluation.summarize import Statistics
+from tests.helpers.evaluation import (
     BASELINE,
     FAST_RETRIES,
     MODEL,
@@ -22,8 +24,6 @@ from test_evaluation import (
     run_stage,
     write_question_set,
 )
-
-from evaluation.summarize import Statistics
 
 BROKEN_200S = {
     "text/plain": {"raw": "upstream busy", "content_type": "text/plain"},

@@ -16,8 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from judge_server import RunningServer, ScriptedJudge
-from test_evaluation import BASELINE, FAST_RETRIES, MODEL, MT_BENCH_SAMPLE, REPO_ROOT, read_jsonl, run_stage
+from evaluation.scripted_judge import RunningServer, ScriptedJudge
+from tests.helpers.evaluation import BASELINE, FAST_RETRIES, MODEL, MT_BENCH_SAMPLE, read_jsonl, run_stage
+from tests.helpers.repo import REPO_ROOT
 
 # One rule per question and turn (second-turn prompts show the first turn too, so they come first).
 TURN_TWO = ["same word", "fresh fish", "2 dollars", "fewer than two", "grows taller", "red at sunset"]

@@ -9,10 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT
 
 from data_pipeline.generate_dataset import ConversionStats, convert_conversations, split_train_eval
 from ochat.config import get_model_config, load_tokenizer, render_conversation
+from tests.helpers.repo import REPO_ROOT
 
 CONTEXT = 96
 

@@ -26,7 +26,7 @@ from data_pipeline.clean_sharegpt import (
     remove_empty_code_blocks,
 )
 from data_pipeline.deadline_pool import map_with_deadline
-from tests.hostile_corpus import (
+from tests.helpers.hostile_corpus import (
     conversation_json,
     hostile_dumps,
     hostile_pages,

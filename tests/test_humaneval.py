@@ -15,8 +15,8 @@ import pytest
 
 from evaluation.humaneval import build_program, extract_code, load_problems, wilson_interval
 from evaluation.sandbox import Sandbox, SandboxLimits
-from tests.conftest import run_module
-from tests.judge_server import RunningServer, ScriptedJudge
+from evaluation.scripted_judge import RunningServer, ScriptedJudge
+from tests.helpers.repo import run_module
 
 TIMEOUT_S = 5.0  # generous: a correct program must finish on a machine busy with other tests
 PROBLEMS = load_problems(limit=6)

@@ -6,7 +6,7 @@ import pytest
 
 from data_pipeline.clean_sharegpt import conversation_hash
 from data_pipeline.import_conversations import import_file
-from tests.conftest import run_module
+from tests.helpers.repo import run_module
 
 
 def write_jsonl(path, records):

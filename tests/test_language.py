@@ -2,8 +2,8 @@
 
 import pytest
 
+from data_pipeline.examples.language_samples import CODE_BLOCK, SENTENCES, labelled_conversations
 from data_pipeline.language import UNDETERMINED, dominant_language, parse_languages, prose_text
-from tests.language_samples import CODE_BLOCK, SENTENCES, labelled_conversations
 
 
 def test_labelled_conversations_in_twelve_languages_are_identified():
@@ -46,7 +46,7 @@ def test_language_codes_are_parsed_and_unknown_ones_refused():
 def test_clean_sharegpt_keeps_listed_languages_and_counts_every_language(tmp_path):
     import json
 
-    from tests.conftest import run_module
+    from tests.helpers.repo import run_module
 
     samples = labelled_conversations(seed=1, per_language=2)
     records = [

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from data_pipeline.mix import SourceSpec, mix, parse_source
-from tests.conftest import run_module
+from tests.helpers.repo import run_module
 
 
 def conversations(prefix, count):

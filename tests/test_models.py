@@ -8,11 +8,11 @@ import os
 
 import pytest
 import torch
-from conftest import run_module
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ochat.config import get_model_config, load_tokenizer
 from ochat.models import load_model
+from tests.helpers.repo import run_module
 
 
 def _config_json(path: str) -> dict:

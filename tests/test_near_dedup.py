@@ -86,7 +86,7 @@ def test_threshold_out_of_range_is_refused():
 def test_clean_sharegpt_drops_near_duplicates_naming_the_kept_id_only_when_asked(tmp_path):
     import json
 
-    from tests.conftest import run_module
+    from tests.helpers.repo import run_module
 
     rng = random.Random(4)
     originals = [conversation(rng) for _ in range(12)]

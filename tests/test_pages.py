@@ -15,8 +15,8 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS
 
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS
 from visualization import install_plotly
 from visualization.pages import EVAL_RESULT_PAGE, VISUALIZER_PAGE, write_standalone_page
 

@@ -7,9 +7,9 @@ import os
 import shutil
 
 import pytest
-from test_training import launch_command, read_metrics, run_training
 
 from ochat.training_deepspeed import plan
+from tests.helpers.training import launch_command, read_metrics, run_training
 
 GB = 1e9
 

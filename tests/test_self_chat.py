@@ -9,9 +9,9 @@ import pytest
 
 from data_pipeline.import_conversations import import_file
 from data_pipeline.self_chat import parse_transcript
+from evaluation.scripted_judge import RunningServer, ScriptedJudge
 from ochat.utils.server_process import ServerProcess
-from tests.conftest import REPO_ROOT, TINY_MODEL_TYPE, run_module
-from tests.judge_server import RunningServer, ScriptedJudge
+from tests.helpers.repo import REPO_ROOT, TINY_MODEL_TYPE, run_module
 
 CHAT_MODEL = "chatbot"  # the scripted server's scripted model; any other name gets echo answers
 

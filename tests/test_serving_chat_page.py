@@ -7,8 +7,10 @@ import os
 import urllib.request
 
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS
-from test_serving import MODEL_TYPE, REPO_ROOT, start_server
+
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.serving import MODEL_TYPE, start_server
 
 ARTIFACTS = os.path.join(REPO_ROOT, "test-artifacts")
 

@@ -22,7 +22,17 @@ import jsonschema
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_serving import MODEL_TYPE, engine_worker_pids, launch_server, post, read_events, reference, stream, user  # noqa: F401 (reference: a fixture)
+
+from tests.helpers.serving import (
+    MODEL_TYPE,
+    engine_worker_pids,
+    generate_reference,
+    launch_server,
+    post,
+    read_events,
+    stream,
+    user,
+)
 
 NAMES = [MODEL_TYPE, "gpt-3.5-turbo"]
 KV_BUDGET = 1024
@@ -63,6 +73,12 @@ def server(tiny_model_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def reference(tiny_model_dir):
+    """Plain transformers `generate` on registry-rendered prompts: what greedy serving must reproduce."""
+    return generate_reference(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
 def openai_client(server):
     return openai.OpenAI(base_url=server.api_base, api_key="unused", max_retries=0, timeout=120)
 
@@ -83,7 +99,7 @@ def test_every_configured_model_name_is_listed_and_served(openai_client, tiny_mo
         openai_client.chat.completions.create(model="gpt-4", messages=user("hi"))
 
 
-def test_omitted_sampling_fields_take_the_server_defaults(openai_client, reference):  # noqa: F811
+def test_omitted_sampling_fields_take_the_server_defaults(openai_client, reference):
     messages = user("Tell me about the history of tea.")
     answer = openai_client.chat.completions.create(model=MODEL_TYPE, messages=messages)
     expected_text, expected_tokens = reference.greedy(messages, 5)

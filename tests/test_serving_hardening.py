@@ -17,12 +17,11 @@ import zlib
 
 import aiohttp
 import pytest
-from test_serving import MODEL_TYPE, launch_server, read_events, user
-from test_serving_input import ERROR_FIELDS, raw_exchange
 
 from benchmarks.serving_connections import fill_the_cap
 from benchmarks.serving_fuzz import run_fuzz
 from ochat.config import get_model_config, load_tokenizer
+from tests.helpers.serving import ERROR_FIELDS, MODEL_TYPE, launch_server, raw_exchange, read_events, user
 
 HEADER_READ_TIMEOUT, KEEPALIVE_TIMEOUT, MAX_CONNECTIONS = 2, 3, 400
 RECURSIVE_REQUIRED = {"type": "object", "properties": {"n": {"$ref": "#"}}, "required": ["n"]}

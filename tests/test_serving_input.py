@@ -10,14 +10,13 @@ import asyncio
 import json
 import re
 import signal
-import socket
 import time
 
 import aiohttp
 import pytest
-from test_serving import MODEL_TYPE, launch_server, log_lines, read_events, user
 
-ERROR_FIELDS = {"message", "type", "param", "code"}
+from tests.helpers.serving import ERROR_FIELDS, MODEL_TYPE, launch_server, log_lines, raw_exchange, read_events, user
+
 VALID = {"model": MODEL_TYPE, "messages": user("hi"), "max_tokens": 2, "temperature": 0}
 
 
@@ -58,23 +57,6 @@ def assert_openai_error(status_body, status: int, param=None, code=None) -> dict
     assert set(error) == ERROR_FIELDS and error["message"]
     assert error["param"] == param and (code is None or error["code"] == code)
     return error
-
-
-def raw_exchange(server, request: bytes, wait: float = 10) -> bytes:
-    """Send bytes on a fresh connection and read one response (headers and a Content-Length body)."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=wait) as connection:
-        connection.sendall(request)
-        received = b""
-        try:
-            while chunk := connection.recv(65536):
-                received += chunk
-                head, separator, body = received.partition(b"\r\n\r\n")
-                length = re.search(rb"(?i)content-length: *(\d+)", head)
-                if separator and length and len(body) >= int(length.group(1)):
-                    break
-        except TimeoutError:
-            pass
-        return received
 
 
 # -- bodies that used to crash the server ---------------------------------------------------------------------

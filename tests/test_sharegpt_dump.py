@@ -13,7 +13,7 @@ import pytest
 import data_pipeline.clean_sharegpt as clean_sharegpt
 from data_pipeline.clean_sharegpt import clean_pages
 from data_pipeline.sharegpt_dump import record_from_page, value_holds_html
-from tests.conftest import EXAMPLES_DIR, REPO_ROOT, TINY_MODEL_TYPE, run_module
+from tests.helpers.repo import EXAMPLES_DIR, REPO_ROOT, TINY_MODEL_TYPE, run_module
 
 BUNDLED_PAGES = sorted(
     (p for p in os.scandir(os.path.join(EXAMPLES_DIR, "ShareGPT")) if p.name.endswith(".html")),

@@ -7,12 +7,10 @@ shared between tests through module fixtures.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -21,13 +19,17 @@ import torch
 from ochat.config import get_model_config, load_tokenizer, render_conversation
 from ochat.models import load_model
 from ochat.training_deepspeed.data import IGNORE_INDEX
-from ochat.utils.net import free_port
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.training import (
+    MODEL_TYPE,
+    RUN_TIMEOUT_S,
+    launch_command,
+    leftover_shared_memory,
+    read_metrics,
+    run_training,
+    training_env,
+)
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODEL_TYPE = "openchat_tiny"
-DEEPSPEED = os.path.join(os.path.dirname(sys.executable), "deepspeed")
-CONFIG = os.path.join("ochat", "training_deepspeed", "deepspeed_config.json")
-RUN_TIMEOUT_S = 600
 SHORT_RUN = [
     "--length_grouping",
     "--epochs",
@@ -43,63 +45,6 @@ SHORT_RUN = [
     "--lr",
     "2e-3",
 ]
-
-
-def launch_command(model_dir: str, data_path: str, save_path: str, *extra: str) -> list[str]:
-    return [
-        DEEPSPEED,
-        "--num_gpus=2",
-        "--master_port",
-        str(free_port()),
-        "--module",
-        "ochat.training_deepspeed.train",
-        "--model_type",
-        MODEL_TYPE,
-        "--model_path",
-        model_dir,
-        "--save_path",
-        save_path,
-        "--data_path",
-        data_path,
-        *extra,
-        "--deepspeed",
-        "--deepspeed_config",
-        CONFIG,
-    ]
-
-
-def _env() -> dict:
-    return dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-
-
-def run_training(*command: str, log_path: str) -> subprocess.CompletedProcess:
-    with open(log_path, "w") as log:
-        result = subprocess.run(
-            list(command), cwd=REPO_ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT_S
-        )
-    if result.returncode != 0:
-        pytest.fail(f"training failed ({result.returncode}):\n{open(log_path).read()[-6000:]}")
-    assert not leftover_shared_memory(command), "the run left DeepSpeed's all-reduce buffers in /dev/shm"
-    return result
-
-
-def leftover_shared_memory(command) -> list[str]:
-    """DeepSpeed CPU all-reduce buffers of this launch (named after its master port) still in /dev/shm."""
-    port = command[list(command).index("--master_port") + 1]
-    return glob.glob(f"/dev/shm/deepspeed_allreduce_buffer_*_{port}_*")
-
-
-def read_metrics(save_path: str) -> tuple[dict[int, dict], list[dict]]:
-    """Last train record per step, and eval records."""
-    steps, evals = {}, []
-    with open(os.path.join(save_path, "metrics.jsonl")) as handle:
-        for line in handle:
-            record = json.loads(line)
-            if "eval_loss" in record:
-                evals.append(record)
-            else:
-                steps[record["step"]] = record
-    return steps, evals
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +108,7 @@ def test_killed_run_resumes_to_the_same_steps_losses_and_weights(
     command = launch_command(tiny_model_dir, tiny_data_dir, save_path, *SHORT_RUN)
     with open(tmp_path / "killed.log", "w") as log:
         launcher = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=REPO_ROOT, env=training_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         deadline = time.monotonic() + RUN_TIMEOUT_S
         metrics = os.path.join(save_path, "metrics.jsonl")
@@ -265,7 +210,7 @@ def test_bad_data_stops_the_launcher_with_a_clear_error(tiny_model_dir, tmp_path
     result = subprocess.run(
         launch_command(tiny_model_dir, str(tmp_path), str(tmp_path / "out")),
         cwd=REPO_ROOT,
-        env=_env(),
+        env=training_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -332,7 +277,7 @@ def test_a_stopped_rank_ends_the_run_with_its_name(tiny_model_dir, tiny_data_dir
     metrics = os.path.join(save_path, "metrics.jsonl")
     with open(tmp_path / "stopped.log", "w") as log:
         launcher = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=REPO_ROOT, env=training_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
             deadline = time.monotonic() + RUN_TIMEOUT_S

@@ -14,10 +14,11 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_training import MODEL_TYPE, REPO_ROOT, RUN_TIMEOUT_S, _env, launch_command, read_metrics, run_training
 
 from ochat.config import get_model_config, load_tokenizer
 from ochat.models import load_model
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.training import MODEL_TYPE, RUN_TIMEOUT_S, launch_command, read_metrics, run_training, training_env
 
 LORA_RUN = [
     "--length_grouping",
@@ -119,7 +120,7 @@ def test_killed_lora_run_resumes_to_the_same_weights_and_clean_metrics(
         launcher = subprocess.Popen(
             launch_command(tiny_model_dir, tiny_data_dir, save_path, *LORA_RUN),
             cwd=REPO_ROOT,
-            env=_env(),
+            env=training_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

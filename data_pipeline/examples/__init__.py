@@ -1,1 +1,1 @@
-"""Bundled ShareGPT sample corpus and the generator that writes it."""
+"""Bundled ShareGPT sample corpus, the generator that writes it, and hand-labelled chat turns in twelve languages."""

@@ -1,4 +1,6 @@
-"""A scripted OpenAI-compatible chat server: the judge (and answering model) for evaluation tests.
+"""A scripted OpenAI-compatible chat server: the judge (and answering model) for evaluation tests and benchmarks.
+
+It judges without a model, so the evaluation stages can be checked and timed against a real HTTP endpoint.
 
 It is a real aiohttp server on a loopback port speaking `POST /v1/chat/completions`,
 `GET /v1/models` and `GET /health`. Requests for the judge model (`judge_model`,
@@ -26,7 +28,7 @@ sends that body with status 200; {"body": {...}} sends that JSON object (e.g. no
 A rule with a "model" applies to answering requests for that model instead of the judge's.
 Every request body is kept in `bodies`.
 
-Run alone (for benchmarks): `python tests/judge_server.py --port 18999 --latency 0.2`.
+Run alone (for benchmarks): `python -m evaluation.scripted_judge --port 18999 --latency 0.2`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ malformed records or text around their list) and with
 random mutations of the bundled pages (cut, flipped bytes, spliced snippets),
 and returns `{name: kind}`. The same seed writes the same bytes.
 
-    python -m tests.hostile_corpus OUT_FOLDER [--seed 0] [--mutations 240]
+    python -m tests.helpers.hostile_corpus OUT_FOLDER [--seed 0] [--mutations 240]
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import random
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_CORPUS = REPO_ROOT / "data_pipeline" / "examples" / "ShareGPT"
+BUNDLED_CORPUS = Path(__file__).resolve().parents[2] / "data_pipeline" / "examples" / "ShareGPT"
 
 
 def next_data_page(json_text: str, before: str = "", after: str = "") -> bytes:
