@@ -15,14 +15,9 @@ import torch
 
 from ochat.config import get_model_config, load_tokenizer, render_conversation
 from ochat.models import load_model
-from ochat.serving.engine import (
-    EngineWorker,
-    GenerationEngine,
-    SamplingParams,
-    TokenEvent,
-    admission_error,
-    validate_response_format,
-)
+from ochat.serving.replica_worker import EngineWorker, admission_error
+from ochat.serving.scheduler import GenerationEngine, SamplingParams, TokenEvent
+from ochat.serving.structured import validate_response_format
 
 MODEL_TYPE = "openchat_tiny"
 PERSON = {
@@ -361,7 +356,7 @@ def test_tiny_temperature_is_greedy(reference):
 def test_a_failed_step_ends_every_sequence_with_an_error(reference):
     """A forward that raises (here: injected once) fails the sequences it touched, running, waiting and joining,
     with a message that carries no internal detail; the engine thread lives on and serves the next request."""
-    from ochat.serving.engine import STEP_FAILED, EngineLoop
+    from ochat.serving.replica_worker import STEP_FAILED, EngineLoop
 
     engine = reference.engine(max_batch_size=2)
     forward, calls = engine.model.forward, []

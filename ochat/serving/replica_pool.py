@@ -1,6 +1,6 @@
 """Model replicas as Ray actors: start-up, least-loaded routing, engine events back to their requests, healing.
 
-Each replica is one `EngineWorker` actor (`ochat.serving.engine`) holding the
+Each replica is one `EngineWorker` actor (`ochat.serving.replica_worker`) holding the
 model and a continuous-batching engine. One poller task per replica asks its
 actor for every event since the last poll, so one Ray round trip serves all
 sequences of a decode step.
@@ -28,9 +28,9 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import ray  # noqa: E402
 from ray.exceptions import ActorDiedError, RayActorError  # noqa: E402
 
-from ochat.serving.engine import engine_actor_class  # noqa: E402
 from ochat.serving.metrics import ServerMetrics  # noqa: E402
 from ochat.serving.protocol import OpenAIError  # noqa: E402
+from ochat.serving.replica_worker import engine_actor_class  # noqa: E402
 
 logger = logging.getLogger("ochat.serving")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,16 +1,14 @@
-"""Continuous-batching generation engine over a transformers causal LM, and its Ray actor.
+"""A model replica: the generation engine on its own thread (`EngineLoop`) and the Ray actor body that serves it
+(`EngineWorker`).
 
-The engine knows token ids, tensors and sampling; it knows nothing of HTTP. Pieces:
-`ochat.serving.scheduler` (batching under a KV budget, preemption, sampling),
-`ochat.serving.kv_cache` (the cache layout and the budget's size),
-`ochat.serving.structured` (grammar-constrained decoding for `response_format`).
-This module runs an engine on its own thread (`EngineLoop`) and serves it as a
-replica (`EngineWorker`, a Ray actor body).
+The engine itself (continuous batching under a KV budget, preemption, sampling) is
+`ochat.serving.scheduler`; `ochat.serving.kv_cache` holds the cache layout and the
+budget's size, `ochat.serving.structured` the grammar-constrained decoding for `response_format`.
 
 Why hand-written: transformers' own continuous batching (`generate_batch`)
 runs on a CPU, but for the tiny model it took 12.7 s for 8 prompts x 64 tokens
 where 8 sequential `generate` calls took 0.55 s: its per-step scheduling cost
-dominates small models. This engine uses transformers' pieces that do serve
+dominates small models. The engine uses transformers' pieces that do serve
 (the model forward, its `Cache` API, SDPA with a 2-D padding mask and explicit
 per-row `position_ids`) and adds only the batch bookkeeping.
 
@@ -29,22 +27,8 @@ from typing import Optional
 
 import torch
 
-from ochat.serving.kv_cache import GIB, RoomyLayer, kv_bytes_per_token, weights_bytes
-from ochat.serving.scheduler import GREEDY_TEMPERATURE, GenerationEngine, SamplingParams, TokenEvent
-from ochat.serving.structured import validate_response_format
-
-__all__ = [
-    "GREEDY_TEMPERATURE",
-    "EngineLoop",
-    "EngineWorker",
-    "GenerationEngine",
-    "RoomyLayer",
-    "SamplingParams",
-    "TokenEvent",
-    "admission_error",
-    "engine_actor_class",
-    "validate_response_format",
-]
+from ochat.serving.kv_cache import GIB, kv_bytes_per_token, weights_bytes
+from ochat.serving.scheduler import GenerationEngine, SamplingParams, TokenEvent
 
 logger = logging.getLogger(__name__)
 # Failures' reasons as clients see them ("error: <code>: <message>"); the tracebacks stay in the replica's log.
