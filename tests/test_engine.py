@@ -15,8 +15,8 @@ import torch
 
 from ochat.config import get_model_config, load_tokenizer, render_conversation
 from ochat.models import load_model
+from ochat.serving.engine import GenerationEngine, SamplingParams, TokenEvent
 from ochat.serving.replica_worker import EngineWorker, admission_error
-from ochat.serving.scheduler import GenerationEngine, SamplingParams, TokenEvent
 from ochat.serving.structured import validate_response_format
 
 MODEL_TYPE = "openchat_tiny"

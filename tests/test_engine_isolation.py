@@ -7,8 +7,8 @@ import pytest
 import torch
 from test_engine import Reference, run, tokens
 
+from ochat.serving.engine import SamplingParams
 from ochat.serving.sampling import FAILURE_MESSAGES
-from ochat.serving.scheduler import SamplingParams
 from ochat.serving.structured import ResponseFormatChecker
 
 RECURSIVE_REQUIRED = {"type": "object", "properties": {"n": {"$ref": "#"}}, "required": ["n"]}
@@ -195,7 +195,7 @@ def test_schemas_with_a_finite_answer_pass_the_checker(checker, response_format)
 def test_a_detokenizer_that_raises_ends_its_request_with_a_sanitized_error(reference):
     from ochat.serving.chat_service import ChatService, Choice, EngineFailure
     from ochat.serving.detokenize import StopStringFilter
-    from ochat.serving.scheduler import TokenEvent
+    from ochat.serving.engine import TokenEvent
 
     class BrokenDecoder:
         def step(self, token_id):

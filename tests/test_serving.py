@@ -29,10 +29,10 @@ import torch
 from ochat.config import get_model_config, load_tokenizer, render_conversation
 from ochat.models import load_model
 from ochat.serving.detokenize import IncrementalDecoder, StopStringFilter, byte_token_ids, special_token_ids
+from ochat.serving.engine import GenerationEngine, SamplingParams
 from ochat.serving.kv_cache import RoomyLayer
 from ochat.serving.protocol import ROLE_TO_TEMPLATE
 from ochat.serving.responses import ChunkEncoder
-from ochat.serving.scheduler import GenerationEngine, SamplingParams
 from ochat.utils.net import free_port
 from ochat.utils.server_process import ServerProcess
 

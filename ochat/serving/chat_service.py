@@ -26,12 +26,12 @@ from ochat.serving.detokenize import (
     byte_token_ids,
     special_token_ids,
 )
+from ochat.serving.engine import SamplingParams, TokenEvent
 from ochat.serving.metrics import ServerMetrics
 from ochat.serving.protocol import ChatCompletionRequest, OpenAIError
 from ochat.serving.replica_pool import REPLICA_LOST, ReplicaPool
 from ochat.serving.replica_worker import admission_error
 from ochat.serving.responses import now, token_logprob
-from ochat.serving.scheduler import SamplingParams, TokenEvent
 from ochat.serving.structured import ResponseFormatChecker
 
 logger = logging.getLogger("ochat.serving")

@@ -2,7 +2,7 @@
 (`EngineWorker`).
 
 The engine itself (continuous batching under a KV budget, preemption, sampling) is
-`ochat.serving.scheduler`; `ochat.serving.kv_cache` holds the cache layout and the
+`ochat.serving.engine`; `ochat.serving.kv_cache` holds the cache layout and the
 budget's size, `ochat.serving.structured` the grammar-constrained decoding for `response_format`.
 
 Why hand-written: transformers' own continuous batching (`generate_batch`)
@@ -27,8 +27,8 @@ from typing import Optional
 
 import torch
 
+from ochat.serving.engine import GenerationEngine, SamplingParams, TokenEvent
 from ochat.serving.kv_cache import GIB, kv_bytes_per_token, weights_bytes
-from ochat.serving.scheduler import GenerationEngine, SamplingParams, TokenEvent
 
 logger = logging.getLogger(__name__)
 # Failures' reasons as clients see them ("error: <code>: <message>"); the tracebacks stay in the replica's log.
