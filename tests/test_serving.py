@@ -29,7 +29,8 @@ import torch
 from ochat.config import get_model_config, load_tokenizer, render_conversation
 from ochat.models import load_model
 from ochat.serving.detokenize import IncrementalDecoder, StopStringFilter, byte_token_ids, special_token_ids
-from ochat.serving.engine import GenerationEngine, SamplingParams
+from ochat.serving.engine import GenerationEngine
+from ochat.serving.engine_types import SamplingParams
 from ochat.serving.kv_cache import RoomyLayer
 from ochat.serving.protocol import ROLE_TO_TEMPLATE
 from ochat.serving.responses import ChunkEncoder

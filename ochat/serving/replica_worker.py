@@ -5,15 +5,7 @@ The engine itself (continuous batching under a KV budget, preemption, sampling) 
 `ochat.serving.engine`; `ochat.serving.kv_cache` holds the cache layout and the
 budget's size, `ochat.serving.structured` the grammar-constrained decoding for `response_format`.
 
-Why hand-written: transformers' own continuous batching (`generate_batch`)
-runs on a CPU, but for the tiny model it took 12.7 s for 8 prompts x 64 tokens
-where 8 sequential `generate` calls took 0.55 s: its per-step scheduling cost
-dominates small models. The engine uses transformers' pieces that do serve
-(the model forward, its `Cache` API, SDPA with a 2-D padding mask and explicit
-per-row `position_ids`) and adds only the batch bookkeeping.
-
-Events cross Ray as plain tuples in `TokenEvent` field order, without the trailing
-logprob fields when a sequence did not ask for them; `TokenEvent(*event)` rebuilds either.
+What crosses Ray, both ways, is the pure-Python types of `ochat.serving.engine_types`.
 """
 
 from __future__ import annotations
@@ -27,42 +19,13 @@ from typing import Optional
 
 import torch
 
-from ochat.serving.engine import GenerationEngine, SamplingParams, TokenEvent
-from ochat.serving.kv_cache import GIB, kv_bytes_per_token, weights_bytes
+from ochat.serving.engine import GenerationEngine
+from ochat.serving.engine_types import EngineError, FinishReason, ReplicaLimits, SamplingParams, TokenEvent
 
 logger = logging.getLogger(__name__)
-# Failures' reasons as clients see them ("error: <code>: <message>"); the tracebacks stay in the replica's log.
-ADD_FAILED = "error: engine_error: the engine could not take this request"
-STEP_FAILED = "error: engine_error: the model failed while running a batch step"
-
-
-def admission_error(limits: dict, prompt_tokens: int, max_new_tokens: Optional[int], n: int = 1) -> Optional[str]:
-    """Why a request can never run on a replica with `limits` (the dict `EngineWorker.ready()` returns), or None.
-
-    A request that merely has to wait for room is admissible; this refuses only what no amount of waiting fixes.
-    """
-    capacity, max_context = limits["kv_cache_capacity_tokens"], limits["max_context"]
-    max_batch_size = limits["max_batch_size"]
-    total = prompt_tokens + (max_new_tokens or 0)
-    if prompt_tokens >= max_context or total > max_context:
-        return (
-            f"This model's maximum context length is {max_context} tokens; the request needs {total} "
-            f"({prompt_tokens} in the messages, {max_new_tokens or 0} in the completion)."
-        )
-    if total > capacity:
-        return (
-            f"The request needs {total} tokens of KV cache ({prompt_tokens} in the messages, "
-            f"{max_new_tokens or 0} in the completion), more than a replica's budget of {capacity} tokens. "
-            "Please reduce the length of the messages or completion."
-        )
-    if n > max_batch_size:
-        return f"n={n} asks for more choices than a replica runs at once ({max_batch_size})."
-    if n * (prompt_tokens + 1) > capacity:
-        return (
-            f"n={n} choices of a {prompt_tokens}-token prompt need {n * (prompt_tokens + 1)} tokens of KV cache "
-            f"to start together, more than a replica's budget of {capacity} tokens."
-        )
-    return None
+# What clients hear of the replica's own failures; the tracebacks stay in its log.
+ADD_FAILED = "the engine could not take this request"
+STEP_FAILED = "the model failed while running a batch step"
 
 
 class EngineLoop:
@@ -150,10 +113,10 @@ class EngineLoop:
                     try:
                         engine.add(seq_id, prompt_ids, params)
                     except ValueError as error:  # our own checks: the message is about this request alone
-                        events.append(TokenEvent(seq_id, None, f"error: invalid_request: {error}"))
+                        events.append(failed_event(seq_id, EngineError(str(error), "invalid_request")))
                     except Exception:  # e.g. a grammar library failing: this request fails, not the thread
                         logger.exception("adding %s failed", seq_id)
-                        events.append(TokenEvent(seq_id, None, ADD_FAILED))
+                        events.append(failed_event(seq_id, EngineError(ADD_FAILED)))
                 else:
                     engine.abort(message[1])
             try:
@@ -216,29 +179,19 @@ class EngineWorker:
             gpu_memory_utilization=gpu_memory_utilization,
             tokenizer=tokenizer.hf_tokenizer,
         )
-        per_token = kv_bytes_per_token(model.config, next(model.parameters()).dtype)
-        self.limits = {
-            "device": str(engine.device),
-            "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
-            "max_batch_size": max_batch_size,
-            "kv_cache_capacity_tokens": engine.budget_tokens,
-            "max_context": config.max_context,
-            "weights_gib": round(weights_bytes(model) / GIB, 4),
-            "kv_cache_gib": round(engine.budget_tokens * per_token / GIB, 4),
-            "kv_bytes_per_token": per_token,
-        }
+        self.limits = engine.limits
         logger.info(
             "replica on %s: weights %.3f GiB, KV cache budget %d tokens (%.3f GiB, %d bytes a token)",
             engine.device,
-            self.limits["weights_gib"],
+            self.limits.weights_gib,
             engine.budget_tokens,
-            self.limits["kv_cache_gib"],
-            per_token,
+            self.limits.kv_cache_gib,
+            self.limits.kv_bytes_per_token,
         )
         self.loop = EngineLoop(engine)
 
-    async def ready(self) -> dict:
-        return dict(self.limits)
+    async def ready(self) -> ReplicaLimits:
+        return self.limits
 
     async def metrics(self) -> dict:
         return self.loop.engine.metrics()
@@ -250,12 +203,13 @@ class EngineWorker:
     async def abort(self, seq_ids: list[str]) -> None:
         self.loop.abort(seq_ids)
 
-    async def poll(self, timeout: float = 5.0) -> list[tuple]:
+    async def poll(self, timeout: float = 5.0) -> list[TokenEvent]:
         """Every event since the last poll; waits up to `timeout` seconds for the first one."""
-        events = await self.loop.wait_events(timeout)
-        return [
-            tuple(event) if event.logprob is not None or event.top_logprobs else tuple(event[:3]) for event in events
-        ]
+        return await self.loop.wait_events(timeout)
+
+
+def failed_event(seq_id: str, error: EngineError) -> TokenEvent:
+    return TokenEvent(seq_id, None, FinishReason.ERROR, error=error)
 
 
 def engine_actor_class(num_cpus: float = 1, num_gpus: float = 0):
