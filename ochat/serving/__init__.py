@@ -8,4 +8,6 @@
 - `replica_worker`: one replica, the engine on its own thread inside a Ray actor.
 - `engine` (`kv_cache`, `sampling`, `structured`), `detokenize`: continuous batching
   on the model under a KV budget, grammar-constrained decoding, streamed text and stop strings.
+- `engine_types`: what crosses between the two sides (sampling params, token events, finish reasons,
+  engine errors, replica limits, the admission check); pure Python, so the HTTP layers import without torch.
 """
