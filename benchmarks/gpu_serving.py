@@ -26,8 +26,9 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from ochat.serving.engine import GenerationEngine
+from ochat.serving.engine_types import SamplingParams
 from ochat.serving.kv_cache import kv_bytes_per_token, weights_bytes
-from ochat.serving.scheduler import GenerationEngine, SamplingParams
 from ochat.training_deepspeed.plan import BUILTIN_CONFIGS
 
 SHAPES = {

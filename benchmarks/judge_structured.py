@@ -196,8 +196,9 @@ def engine_structured(
     from evaluation.verdicts import VERDICT_KINDS
     from ochat.config import get_model_config, load_tokenizer, render_conversation
     from ochat.models import load_model
+    from ochat.serving.engine import GenerationEngine
+    from ochat.serving.engine_types import SamplingParams
     from ochat.serving.protocol import ROLE_TO_TEMPLATE
-    from ochat.serving.scheduler import GenerationEngine, SamplingParams
 
     config = get_model_config(model_type)
     tokenizer = load_tokenizer(config, model_path)

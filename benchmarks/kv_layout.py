@@ -25,8 +25,9 @@ import torch
 
 from ochat.config import get_model_config, load_tokenizer
 from ochat.models import load_model
+from ochat.serving.engine import GenerationEngine
+from ochat.serving.engine_types import SamplingParams
 from ochat.serving.kv_cache import left_pad, make_cache
-from ochat.serving.scheduler import GenerationEngine, SamplingParams
 from ochat.utils.cli import ArgumentParser
 
 

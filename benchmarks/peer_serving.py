@@ -491,7 +491,8 @@ def engine_prompts(config, tokenizer, count: int) -> list[list[int]]:
 def decode_run(model, tokenizer, config, clients: int, max_tokens: int, during=None) -> dict:
     """All `clients` prompts join at once; the joint prefill is timed apart from the decode steps after it,
     which run inside the context manager `during` (a profiler) when one is given."""
-    from ochat.serving.scheduler import GenerationEngine, SamplingParams
+    from ochat.serving.engine import GenerationEngine
+    from ochat.serving.engine_types import SamplingParams
 
     engine = GenerationEngine(
         model, [], config.max_context, max_batch_size=clients, kv_cache_tokens=clients * config.max_context

@@ -13,14 +13,10 @@ import jsonschema
 import pytest
 import torch
 
-from ochat.serving.engine import (
-    EngineWorker,
-    GenerationEngine,
-    SamplingParams,
-    TokenEvent,
-    admission_error,
-    validate_response_format,
-)
+from ochat.serving.engine import GenerationEngine
+from ochat.serving.engine_types import FinishReason, ReplicaLimits, SamplingParams, TokenEvent, admission_error
+from ochat.serving.replica_worker import EngineWorker
+from ochat.serving.structured import validate_response_format
 from tests.helpers.engine import MODEL_TYPE, Reference, run, tokens
 
 PERSON = {
@@ -116,7 +112,7 @@ def test_lone_row_that_outgrows_the_budget_ends_with_length(reference):
 
 def test_prompt_beyond_the_budget_is_refused_by_add(reference):
     engine = reference.engine(kv_cache_tokens=10)
-    with pytest.raises(ValueError, match="KV cache budget"):
+    with pytest.raises(ValueError, match="budget of 10 tokens"):
         engine.add("a", list(range(3, 20)), SamplingParams(max_tokens=5))
 
 
@@ -137,7 +133,16 @@ def test_derived_cpu_budget_never_exceeds_what_the_batch_can_use(reference):
 
 # -- admission -------------------------------------------------------------------------------------------------
 
-LIMITS = {"kv_cache_capacity_tokens": 1000, "max_context": 2048, "max_batch_size": 8}
+LIMITS = ReplicaLimits(
+    device="cpu",
+    dtype="float32",
+    max_batch_size=8,
+    kv_cache_capacity_tokens=1000,
+    max_context=2048,
+    weights_gib=0.1,
+    kv_cache_gib=0.1,
+    kv_bytes_per_token=100,
+)
 
 
 @pytest.mark.parametrize(
@@ -158,31 +163,30 @@ def test_admission_error_refuses_only_what_can_never_run(prompt_tokens, max_new_
     if fragment is None:
         assert error is None
     else:
-        assert error is not None and fragment in error
+        assert error is not None and fragment in error.message
 
 
 def test_worker_reports_limits_metrics_and_events_in_process(tiny_model_dir, reference):
     worker = EngineWorker(MODEL_TYPE, tiny_model_dir, max_batch_size=4, device="cpu", kv_cache_tokens=400)
     try:
         limits = asyncio.run(worker.ready())
-        assert limits["kv_cache_capacity_tokens"] == 400 and limits["max_batch_size"] == 4
-        assert limits["max_context"] == reference.config.max_context and limits["device"] == "cpu"
-        assert limits["weights_gib"] > 0 and 0 < limits["kv_cache_gib"] < 1
+        assert limits.kv_cache_capacity_tokens == 400 and limits.max_batch_size == 4
+        assert limits.max_context == reference.config.max_context and limits.device == "cpu"
+        assert limits.weights_gib > 0 and 0 < limits.kv_cache_gib < 1
         assert admission_error(limits, 10, 500, 1) is not None and admission_error(limits, 10, 300, 1) is None
         prompt = reference.prompt_ids("hello")
 
         async def serve():
             await worker.submit_many([("x-0", prompt, SamplingParams(max_tokens=8, temperature=0, logprobs=True))])
             received = []
-            while not received or received[-1][2] is None:
+            while not received or received[-1].finish_reason is None:
                 received += await worker.poll(timeout=30)
             return received, await worker.metrics()
 
         received, metrics = asyncio.run(serve())
-        rebuilt = [TokenEvent(*event) for event in received]
-        assert tokens(rebuilt) == reference.greedy(prompt, 8)
-        assert all(event.logprob is not None for event in rebuilt)
-        assert metrics["generation_tokens_total"] == len(rebuilt) and metrics["kv_cache_capacity_tokens"] == 400
+        assert tokens(received) == reference.greedy(prompt, 8)
+        assert all(event.logprob is not None for event in received)
+        assert metrics["generation_tokens_total"] == len(received) and metrics["kv_cache_capacity_tokens"] == 400
         assert metrics["prompt_tokens_total"] == len(prompt) and metrics["preemptions_total"] == 0
     finally:
         worker.loop.stop()
@@ -319,7 +323,7 @@ def test_tiny_temperature_is_greedy(reference):
 def test_a_failed_step_ends_every_sequence_with_an_error(reference):
     """A forward that raises (here: injected once) fails the sequences it touched, running, waiting and joining,
     with a message that carries no internal detail; the engine thread lives on and serves the next request."""
-    from ochat.serving.engine import STEP_FAILED, EngineLoop
+    from ochat.serving.replica_worker import STEP_FAILED, EngineLoop
 
     engine = reference.engine(max_batch_size=2)
     forward, calls = engine.model.forward, []
@@ -344,18 +348,23 @@ def test_a_failed_step_ends_every_sequence_with_an_error(reference):
             while len(ends) < count:
                 for event in await loop.wait_events(timeout=30):
                     if event.finish_reason is not None:
-                        ends[event.seq_id] = event.finish_reason
+                        ends[event.seq_id] = event
+
+        def failed_with(event: TokenEvent, code: str, message: str) -> bool:
+            return event.finish_reason is FinishReason.ERROR and (event.error.code, str(event.error)) == (code, message)
 
         asyncio.run(asyncio.wait_for(collect(4), 120))
-        assert ends["bad"].startswith("error: invalid_request: prompt token ids")
-        assert ends["running"] == STEP_FAILED and "internal detail" not in STEP_FAILED
+        assert ends["bad"].error.code == "invalid_request" and str(ends["bad"].error).startswith("prompt token ids")
+        assert failed_with(ends["running"], "engine_error", STEP_FAILED) and "internal detail" not in STEP_FAILED
         assert all(
-            reason == STEP_FAILED or reason in ("length", "stop") for seq, reason in ends.items() if seq != "bad"
+            failed_with(event, "engine_error", STEP_FAILED) or event.finish_reason in ("length", "stop")
+            for seq, event in ends.items()
+            if seq != "bad"
         )
         assert loop.engine.unfinished == set() and not loop.engine.has_work()
         loop.submit("after", prompt, SamplingParams(max_tokens=3, temperature=0))
         asyncio.run(asyncio.wait_for(collect(5), 120))
-        assert ends["after"] in ("length", "stop")
+        assert ends["after"].finish_reason in ("length", "stop")
     finally:
         engine.model.forward = forward
         loop.stop()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ochat.serving.engine import SamplingParams
+from ochat.serving.engine_types import EngineError, FinishReason, NoReplica, SamplingParams, TokenEvent
+from ochat.serving.http_middlewares import openai_error
 from ochat.serving.sampling import FAILURE_MESSAGES
 from ochat.serving.structured import ResponseFormatChecker
 from tests.helpers.engine import Reference, run, tokens
@@ -60,6 +61,12 @@ def innocent_outcome(events: dict) -> dict:
     }
 
 
+def failure(event: TokenEvent) -> tuple[str, str]:
+    """(code, message for the client) of an event that ended its sequence with an error."""
+    assert event.finish_reason is FinishReason.ERROR
+    return event.error.code, str(event.error)
+
+
 @pytest.fixture(scope="module")
 def alone(reference) -> dict:
     return innocent_outcome(run_with(reference, []))
@@ -75,10 +82,9 @@ def test_attacker_schemas_end_alone_and_innocents_are_unchanged(reference, alone
     assert innocent_outcome(events) == alone
     assert all(reason in ("stop", "length") for _, reason, _ in alone.values())
     for seq_id, _, _ in attackers:
-        assert events[seq_id][-1].finish_reason == f"error: grammar_failed: {FAILURE_MESSAGES['grammar_failed']}"
-        assert (
-            "Too many items" not in events[seq_id][-1].finish_reason and "$ref" not in events[seq_id][-1].finish_reason
-        )
+        code, message = failure(events[seq_id][-1])
+        assert (code, message) == ("grammar_failed", FAILURE_MESSAGES["grammar_failed"])
+        assert "Too many items" not in message and "$ref" not in message
 
 
 class _Tamper:
@@ -116,7 +122,7 @@ def test_a_row_that_fails_in_sampling_ends_alone(reference, alone, how, code):
     events = run_with(reference, attackers, tamper)
     assert innocent_outcome(events) == alone
     for seq_id, _, _ in attackers:
-        assert events[seq_id][-1].finish_reason == f"error: {code}: {FAILURE_MESSAGES[code]}"
+        assert failure(events[seq_id][-1]) == (code, FAILURE_MESSAGES[code])
 
 
 def test_a_draw_that_raises_is_redone_row_by_row(reference, alone):
@@ -125,7 +131,7 @@ def test_a_draw_that_raises_is_redone_row_by_row(reference, alone):
     bad.top_p = "not a number"  # only possible past validation: the draw's comparison raises
     events = run_with(reference, [("bad", reference.prompt_ids("x"), bad)])
     assert innocent_outcome(events) == alone
-    assert events["bad"][-1].finish_reason.startswith("error: sampling_failed: ")
+    assert failure(events["bad"][-1])[0] == "sampling_failed"
 
 
 def test_logit_bias_bans_and_forces_tokens(reference):
@@ -193,9 +199,8 @@ def test_schemas_with_a_finite_answer_pass_the_checker(checker, response_format)
 
 
 def test_a_detokenizer_that_raises_ends_its_request_with_a_sanitized_error(reference):
-    from ochat.serving.chat_service import ChatService, Choice, EngineFailure
+    from ochat.serving.chat_service import ChatService, Choice
     from ochat.serving.detokenize import StopStringFilter
-    from ochat.serving.engine import TokenEvent
 
     class BrokenDecoder:
         def step(self, token_id):
@@ -203,23 +208,28 @@ def test_a_detokenizer_that_raises_ends_its_request_with_a_sanitized_error(refer
 
     service = ChatService(reference.config, reference.tokenizer, pool=None, metrics=None, model_names=["m"])
     choice = Choice(0, BrokenDecoder(), StopStringFilter([]))
-    with pytest.raises(EngineFailure) as caught:
+    with pytest.raises(EngineError) as caught:
         service._advance(choice, TokenEvent("chatcmpl-1-0", 5, None), False, "chatcmpl-1")
-    assert caught.value.code == "detokenize_failed" and caught.value.status == 500
+    assert caught.value.code == "detokenize_failed" and openai_error(caught.value).status == 500
     assert "internal detail" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
-    "finish_reason, code, status",
+    "code, message, status",
     [
-        (f"error: grammar_failed: {FAILURE_MESSAGES['grammar_failed']}", "grammar_failed", 400),
-        (f"error: invalid_logits: {FAILURE_MESSAGES['invalid_logits']}", "invalid_logits", 500),
-        ("error: invalid_request: prompt token ids must be in [0, 2049)", "invalid_request", 400),
-        ("error: engine_error: the model failed while running a batch step", "engine_error", 503),
+        ("grammar_failed", FAILURE_MESSAGES["grammar_failed"], 400),
+        ("invalid_logits", FAILURE_MESSAGES["invalid_logits"], 500),
+        ("invalid_request", "prompt token ids must be in [0, 2049)", 400),
+        ("engine_error", "the model failed while running a batch step", 503),
+        ("replica_unavailable", "the model replica stopped; it is being restarted", 503),
     ],
 )
-def test_each_engine_failure_maps_to_its_own_status(finish_reason, code, status):
-    from ochat.serving.chat_service import EngineFailure
+def test_each_engine_failure_maps_to_its_own_status(code, message, status):
+    error = openai_error(EngineError(message, code))
+    assert (error.code, error.status) == (code, status) and message in error.message
 
-    failure = EngineFailure.from_reason(finish_reason)
-    assert (failure.code, failure.status) == (code, status) and str(failure) == finish_reason.split(": ", 2)[2]
+
+def test_no_live_replica_is_a_503_asking_to_retry():
+    error = openai_error(NoReplica())
+    assert (error.status, error.code, error.headers) == (503, "replica_unavailable", {"Retry-After": "5"})
+    assert error.body()["error"]["type"] == "server_error"

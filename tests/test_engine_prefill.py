@@ -6,7 +6,8 @@ import torch
 
 from ochat.config import get_model_config, load_tokenizer, render_conversation
 from ochat.models import load_model
-from ochat.serving.engine import GenerationEngine, SamplingParams
+from ochat.serving.engine import GenerationEngine
+from ochat.serving.engine_types import SamplingParams
 
 
 def test_prefill_computes_logits_for_the_last_position_only_and_output_stays_greedy(tiny_model_dir):

@@ -27,7 +27,9 @@ import pytest
 import torch
 
 from ochat.serving.detokenize import IncrementalDecoder, StopStringFilter, byte_token_ids, special_token_ids
-from ochat.serving.engine import GenerationEngine, RoomyLayer, SamplingParams
+from ochat.serving.engine import GenerationEngine
+from ochat.serving.engine_types import SamplingParams
+from ochat.serving.kv_cache import RoomyLayer
 from ochat.serving.responses import ChunkEncoder
 from ochat.utils.server_process import ServerProcess
 from tests.helpers.repo import REPO_ROOT

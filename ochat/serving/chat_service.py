@@ -4,7 +4,9 @@ The service knows the model registry's template, the tokenizer and the replica
 pool; it knows nothing of HTTP. `generate` yields, per engine step, one
 `ChoiceUpdate` per choice that changed: new text (stop strings already cut,
 multi-byte characters never split), its tokens' log-probabilities when asked
-for, and at the end the finish reason.
+for, and at the end the finish reason. A sequence the engine could not finish
+raises its `EngineError`; no live replica raises `NoReplica`. Torch stays out of
+this process's imports: the response-format checker, which needs it, loads on first use.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ochat.config import ChatTokenizer, ModelConfig, check_condition, render_conversation
 from ochat.config.conversation_template import CONTENT_SEPARATOR
@@ -26,12 +28,14 @@ from ochat.serving.detokenize import (
     byte_token_ids,
     special_token_ids,
 )
-from ochat.serving.engine import SamplingParams, TokenEvent, admission_error
+from ochat.serving.engine_types import EngineError, FinishReason, SamplingParams, TokenEvent, admission_error
 from ochat.serving.metrics import ServerMetrics
 from ochat.serving.protocol import ChatCompletionRequest, OpenAIError
-from ochat.serving.replica_pool import REPLICA_LOST, ReplicaPool
+from ochat.serving.replica_pool import ReplicaPool
 from ochat.serving.responses import now, token_logprob
-from ochat.serving.structured import ResponseFormatChecker
+
+if TYPE_CHECKING:
+    from ochat.serving.structured import ResponseFormatChecker
 
 logger = logging.getLogger("ochat.serving")
 # Prompts longer than this are tokenized on a worker thread, so streams keep flowing meanwhile.
@@ -65,24 +69,6 @@ class ChoiceUpdate:
     text: str
     finish_reason: Optional[str] = None
     logprobs: Optional[list[dict]] = None  # OpenAI `logprobs.content` entries of the tokens that arrived
-
-
-class EngineFailure(Exception):
-    """The engine could not finish a sequence: its own failure (grammar, logits, sampling, detokenizing), a failed
-    batch step, or a lost replica. `message` is fit for the client; `status` is the HTTP status it maps to."""
-
-    STATUS = {"grammar_failed": 400, "invalid_request": 400, "engine_error": 503, "replica_unavailable": 503}
-
-    def __init__(self, message: str, code: str = "engine_error"):
-        super().__init__(message)
-        self.code = code
-        self.status = self.STATUS.get(code, 500)
-
-    @classmethod
-    def from_reason(cls, finish_reason: str) -> EngineFailure:
-        """From an engine event's "error: <code>: <message>"."""
-        code, _, message = finish_reason.removeprefix("error: ").partition(": ")
-        return cls(message, code) if message else cls(code)
 
 
 @dataclass
@@ -142,7 +128,8 @@ class ChatService:
         return condition
 
     def render(self, request: ChatCompletionRequest) -> tuple[list[int], int]:
-        """Prompt ids and the completion budget, or a 400 when the context cannot hold them."""
+        """Prompt ids and the completion budget; a 400 at once for what no replica can ever run (the context
+        cannot hold it, or waiting for room would never help), rather than endless 429s."""
         prompt_ids, _mask = render_conversation(
             self.config,
             self.tokenizer,
@@ -150,44 +137,14 @@ class ChatService:
             add_generation_prompt=True,
             condition=self.condition_of(request),
         )
-        max_context = self.config.max_context
-        room = max_context - len(prompt_ids)
-        if room <= 0:
-            raise OpenAIError(
-                400,
-                f"This model's maximum context length is {max_context} tokens. However, your "
-                f"messages resulted in {len(prompt_ids)} tokens. Please reduce the length of the "
-                "messages.",
-                param="messages",
-                code="context_length_exceeded",
-            )
+        room = self.config.max_context - len(prompt_ids)
         max_tokens = request.completion_limit
-        if max_tokens is not None and max_tokens > room:
-            raise OpenAIError(
-                400,
-                f"This model's maximum context length is {max_context} tokens. However, you "
-                f"requested {len(prompt_ids) + max_tokens} tokens ({len(prompt_ids)} in the "
-                f"messages, {max_tokens} in the completion). Please reduce the length of "
-                "the messages or completion.",
-                param="max_tokens",
-                code="context_length_exceeded",
-            )
         if max_tokens is None and self.defaults.max_tokens is not None:
             max_tokens = min(self.defaults.max_tokens, room)
-        self.check_admissible(len(prompt_ids), max_tokens, request.choices)
+        refusal = admission_error(self.pool.limits[0], len(prompt_ids), max_tokens, request.choices)
+        if refusal is not None:
+            raise OpenAIError(400, refusal.message, param=refusal.param, code=refusal.code)
         return prompt_ids, max_tokens or room
-
-    def check_admissible(self, prompt_tokens: int, max_tokens: Optional[int], n: int) -> None:
-        """A 400 at once for what no replica can ever run (waiting would never help), rather than endless 429s."""
-        limits = self.pool.limits[0]
-        reason = admission_error(limits, prompt_tokens, max_tokens, 1)
-        if reason:
-            raise OpenAIError(
-                400, reason, param="messages" if max_tokens is None else "max_tokens", code="context_length_exceeded"
-            )
-        reason = admission_error(limits, prompt_tokens, max_tokens, n)
-        if reason:
-            raise OpenAIError(400, reason, param="n")
 
     async def check_response_format(self, response_format: dict) -> None:
         """A 400 for a format the engine could not serve (`ResponseFormatChecker`), checked on a worker thread
@@ -195,6 +152,8 @@ class ChatService:
 
         def check():
             if self._format_checker is None:
+                from ochat.serving.structured import ResponseFormatChecker
+
                 self._format_checker = ResponseFormatChecker(
                     self.tokenizer.hf_tokenizer, sorted(self.tokenizer.stop_token_ids), self.config.max_context
                 )
@@ -273,6 +232,7 @@ class ChatService:
             for i in range(n)
         ]
         seq_ids = [f"{completion_id}-{i}" for i in range(n)]
+        choice_of = dict(zip(seq_ids, choices))
         queue: asyncio.Queue = asyncio.Queue()
         self.pool.submit(
             replica,
@@ -286,8 +246,8 @@ class ChatService:
                 while not queue.empty():
                     events.append(queue.get_nowait())
                 updates: dict[int, ChoiceUpdate] = {}  # one update per choice: tokens that arrived together merge
-                for event in map(lambda fields: TokenEvent(*fields), events):
-                    choice = choices[int(event.seq_id.rsplit("-", 1)[1])]
+                for event in events:
+                    choice = choice_of[event.seq_id]
                     if choice.finish_reason is not None:
                         continue
                     update = self._advance(choice, event, request.logprobs, completion_id)
@@ -317,13 +277,12 @@ class ChatService:
     def _advance(
         self, choice: Choice, event: TokenEvent, want_logprobs: Optional[bool], completion_id: str
     ) -> ChoiceUpdate:
-        finish_reason, token_id = event.finish_reason, event.token_id
-        if finish_reason == REPLICA_LOST:
-            raise EngineFailure("the model replica stopped; it is being restarted", code="replica_unavailable")
-        if finish_reason is not None and finish_reason.startswith("error"):
-            raise EngineFailure.from_reason(finish_reason)
-        if finish_reason == "abort":
-            raise EngineFailure("the sequence was cancelled")
+        if event.error is not None:
+            raise event.error
+        if event.finish_reason is FinishReason.ABORT:
+            raise EngineError("the sequence was cancelled")
+        token_id = event.token_id
+        finish_reason = None if event.finish_reason is None else event.finish_reason.value  # OpenAI's own string
         choice.completion_tokens += 1
         try:
             text = choice.decoder.step(token_id) if token_id is not None else ""
@@ -337,9 +296,7 @@ class ChatService:
             logprobs = [self._logprob_entry(event)] if want_logprobs and token_id is not None else None
         except Exception:  # this answer's tokens could not become text: it ends alone, the detail stays in the log
             logger.exception("detokenizing %s choice %d failed at token %s", completion_id, choice.index, token_id)
-            raise EngineFailure(
-                "The answer's tokens could not be turned into text.", code="detokenize_failed"
-            ) from None
+            raise EngineError("The answer's tokens could not be turned into text.", code="detokenize_failed") from None
         choice.text += released
         choice.finish_reason = finish_reason
         return ChoiceUpdate(choice.index, released, finish_reason, logprobs)

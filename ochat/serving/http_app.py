@@ -21,7 +21,8 @@ import aiohttp_cors
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from ochat.serving.chat_service import ChatService, ChoiceUpdate, EngineFailure
+from ochat.serving.chat_service import ChatService, ChoiceUpdate
+from ochat.serving.engine_types import EngineError
 from ochat.serving.http_connections import ConnectionLimit, expect_guard, handler_factory
 from ochat.serving.http_middlewares import (
     SETTINGS_KEY,
@@ -30,6 +31,7 @@ from ochat.serving.http_middlewares import (
     ShutdownState,
     auth_middleware,
     error_middleware,
+    openai_error,
     plain_server_header,
     request_log_middleware,
 )
@@ -106,14 +108,6 @@ def sse(payload) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
-def engine_error(error: EngineFailure) -> OpenAIError:
-    if error.status == 400:
-        return OpenAIError(
-            400, str(error), param="response_format" if error.code == "grammar_failed" else None, code=error.code
-        )
-    return OpenAIError(error.status, f"The model failed while generating: {error}", code=error.code)
-
-
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE_KEY]
     chat = await read_chat_request(request)
@@ -126,15 +120,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     n = chat.choices
     texts, finish_reasons = [""] * n, [None] * n
     logprobs = [[] for _ in range(n)] if chat.logprobs else None
-    try:
-        async for updates in service.generate(chat, completion_id, stats):
-            for update in updates:
-                texts[update.index] += update.text
-                finish_reasons[update.index] = update.finish_reason or finish_reasons[update.index]
-                if logprobs is not None and update.logprobs:
-                    logprobs[update.index] += update.logprobs
-    except EngineFailure as error:
-        raise engine_error(error) from error
+    async for updates in service.generate(chat, completion_id, stats):  # its errors leave through error_middleware
+        for update in updates:
+            texts[update.index] += update.text
+            finish_reasons[update.index] = update.finish_reason or finish_reasons[update.index]
+            if logprobs is not None and update.logprobs:
+                logprobs[update.index] += update.logprobs
     return web.json_response(
         chat_completion(
             completion_id,
@@ -154,13 +145,11 @@ async def stream_chat_completion(
 ) -> web.StreamResponse:
     created = now()
     updates_iter = service.generate(chat, completion_id, stats)
-    # Pull the first update before sending headers, so prompt and admission errors still get a proper status.
+    # Pull the first update before sending headers, so prompt, admission and engine errors still get a proper status.
     try:
         first = await updates_iter.__anext__()
     except StopAsyncIteration:
         first = []
-    except EngineFailure as error:
-        raise engine_error(error) from error
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     shutdown = request.app[SHUTDOWN_KEY]
@@ -190,9 +179,9 @@ async def stream_chat_completion(
                     )
                 )
             )
-    except EngineFailure as error:
+    except EngineError as error:
         stats["error"] = str(error)
-        await response.write(sse(engine_error(error).body()))
+        await response.write(sse(openai_error(error).body()))
     except asyncio.CancelledError:
         if not shutdown.cutting:
             raise  # the client went away

@@ -5,7 +5,7 @@ HTTP parser rejects) is in `http_connections`.
 
 Order (outermost first): `request_log_middleware` (one JSON line per request,
 also when the client went away mid-stream), `error_middleware` (every failure
-leaves as OpenAI's error JSON), `auth_middleware` (`--api_keys` guard `/v1`
+leaves as OpenAI's error JSON, engine errors and "no replica" included: `openai_error`), `auth_middleware` (`--api_keys` guard `/v1`
 and `/metrics`).
 """
 
@@ -21,12 +21,15 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from ochat.serving.engine_types import EngineError, NoReplica
 from ochat.serving.protocol import OpenAIError
 
 logger = logging.getLogger("ochat.serving")
 request_logger = logging.getLogger("ochat.serving.requests")
 CLIENT_CLOSED = 499  # logged when the client went away before a response was complete (nginx's convention)
 GUARDED_PREFIXES = ("/v1", "/metrics")
+# The HTTP status of each `EngineError` code; any other code (invalid_logits, detokenize_failed, ...) is a 500.
+ENGINE_ERROR_STATUS = {"grammar_failed": 400, "invalid_request": 400, "engine_error": 503, "replica_unavailable": 503}
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,26 @@ class ShutdownState:
 
 SETTINGS_KEY = web.AppKey("settings", HttpSettings)
 SHUTDOWN_KEY = web.AppKey("shutdown", ShutdownState)
+
+
+def openai_error(error: OpenAIError | EngineError | NoReplica) -> OpenAIError:
+    """The error as the client sees it: what the engine side could not serve becomes OpenAI's error by its kind."""
+    if isinstance(error, OpenAIError):
+        return error
+    if isinstance(error, NoReplica):
+        return OpenAIError(
+            503,
+            "No model replica is running right now; retry shortly",
+            error_type="server_error",
+            code="replica_unavailable",
+            headers={"Retry-After": "5"},
+        )
+    status = ENGINE_ERROR_STATUS.get(error.code, 500)
+    if status == 400:
+        return OpenAIError(
+            400, str(error), param="response_format" if error.code == "grammar_failed" else None, code=error.code
+        )
+    return OpenAIError(status, f"The model failed while generating: {error}", code=error.code)
 
 
 def json_error(error: OpenAIError) -> web.Response:
@@ -93,7 +116,8 @@ async def error_middleware(request: web.Request, handler):
     """Every failure leaves as OpenAI's error JSON; an unexpected one is logged with its traceback."""
     try:
         return await handler(request)
-    except OpenAIError as error:
+    except (OpenAIError, EngineError, NoReplica) as failure:
+        error = openai_error(failure)
         request["stats"]["error"] = error.message
         return json_error(error)
     except web.HTTPException as error:

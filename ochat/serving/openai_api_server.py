@@ -69,7 +69,7 @@ def main(argv=None) -> None:
 
     try:
         start_ray(args.ray_address, args.ray_num_cpus, args.num_replicas)
-        actors, infos = start_replicas(
+        actors, limits = start_replicas(
             args.model_type,
             args.model_path,
             args.num_replicas,
@@ -81,12 +81,12 @@ def main(argv=None) -> None:
     except Exception as error:
         ray.shutdown()
         sys.exit(f"error: the model replicas did not start: {error}")
-    for index, info in enumerate(infos):
-        logger.info(describe_replica(index, info))
+    for index, replica_limits in enumerate(limits):
+        logger.info(describe_replica(index, replica_limits))
     stop = asyncio.Event()
     metrics = ServerMetrics(len(actors))
     pool = ReplicaPool(
-        actors, infos, args.max_batch_size + args.max_queue, metrics, args.max_replica_restarts, on_lost_all=stop.set
+        actors, limits, args.max_batch_size + args.max_queue, metrics, args.max_replica_restarts, on_lost_all=stop.set
     )
     service = ChatService(
         config=config,

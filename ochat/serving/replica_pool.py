@@ -1,13 +1,14 @@
 """Model replicas as Ray actors: start-up, least-loaded routing, engine events back to their requests, healing.
 
-Each replica is one `EngineWorker` actor (`ochat.serving.engine`) holding the
-model and a continuous-batching engine. One poller task per replica asks its
+Each replica is one `EngineWorker` actor (`ochat.serving.replica_worker`) holding the
+model and a continuous-batching engine; the worker module, and with it torch, is
+imported only when the replicas start. One poller task per replica asks its
 actor for every event since the last poll, so one Ray round trip serves all
 sequences of a decode step.
 
 Healing: Ray restarts an actor whose process died (killed, out of memory, a
 CUDA error) up to `max_restarts` times. While it is down its requests in flight
-end with `REPLICA_LOST` (the HTTP side answers 503), it takes no new ones, and
+end with a "replica_unavailable" `EngineError` (the HTTP side answers 503), it takes no new ones, and
 its poller waits until the restarted actor answers `ready()`; then it serves
 again. When no replica is left and none can come back, `on_lost_all` is called
 (the server then exits non-zero, so a supervisor can restart it).
@@ -28,13 +29,12 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import ray  # noqa: E402
 from ray.exceptions import ActorDiedError, RayActorError  # noqa: E402
 
-from ochat.serving.engine import engine_actor_class  # noqa: E402
+from ochat.serving.engine_types import EngineError, FinishReason, NoReplica, ReplicaLimits, TokenEvent  # noqa: E402
 from ochat.serving.metrics import ServerMetrics  # noqa: E402
-from ochat.serving.protocol import OpenAIError  # noqa: E402
 
 logger = logging.getLogger("ochat.serving")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-REPLICA_LOST = "error: the model replica stopped; it is being restarted"
+REPLICA_LOST = "the model replica stopped; it is being restarted"
 METRICS_TIMEOUT = 2.0  # seconds a scrape waits for a replica's engine figures
 
 
@@ -63,8 +63,10 @@ def start_replicas(
     device: str,
     max_restarts: int,
     worker_options: dict,
-) -> tuple[list, list[dict]]:
+) -> tuple[list, list[ReplicaLimits]]:
     """One engine actor per replica; waits until all loaded the model. Returns the actors and their `ready()`."""
+    from ochat.serving.replica_worker import engine_actor_class
+
     use_gpu = device == "cuda" or (device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
     actor_class = engine_actor_class(num_cpus=replica_cpus, num_gpus=1 if use_gpu else 0)
     actors = [
@@ -82,7 +84,7 @@ class ReplicaPool:
     def __init__(
         self,
         actors: list,
-        limits: list[dict],
+        limits: list[ReplicaLimits],
         capacity_per_replica: int,
         metrics: ServerMetrics,
         max_restarts: int = 0,
@@ -113,16 +115,11 @@ class ReplicaPool:
             ray.kill(actor)
 
     def reserve(self, sequences: int) -> Optional[int]:
-        """The least-loaded live replica with room for `sequences` more, or None when all are full."""
+        """The least-loaded live replica with room for `sequences` more, or None when all are full; `NoReplica`
+        when none is alive."""
         candidates = [i for i in range(len(self.actors)) if self.alive[i]]
         if not candidates:
-            raise OpenAIError(
-                503,
-                "No model replica is running right now; retry shortly",
-                error_type="server_error",
-                code="replica_unavailable",
-                headers={"Retry-After": "5"},
-            )
+            raise NoReplica()
         replica = min(candidates, key=lambda i: self.load[i])
         if self.load[replica] + sequences > self.capacity_per_replica:
             return None
@@ -165,7 +162,8 @@ class ReplicaPool:
             self.alive[replica] = False
             for seq_id, owner in list(self.route_replica.items()):
                 if owner == replica and seq_id in self.routes:
-                    self.routes[seq_id].put_nowait((seq_id, None, REPLICA_LOST))
+                    lost = EngineError(REPLICA_LOST, "replica_unavailable")
+                    self.routes[seq_id].put_nowait(TokenEvent(seq_id, None, FinishReason.ERROR, error=lost))
             if not await self.wait_restarted(replica):
                 logger.error(
                     "replica %d is gone for good (restarts used: %d of %d)",
@@ -195,7 +193,7 @@ class ReplicaPool:
                 logger.error("replica %d failed: %s", replica, error)
                 return
             for event in events:
-                queue = self.routes.get(event[0])
+                queue = self.routes.get(event.seq_id)
                 if queue is not None:
                     queue.put_nowait(event)
 
@@ -221,10 +219,10 @@ class ReplicaPool:
         return False
 
 
-def describe_replica(index: int, info: dict) -> str:
+def describe_replica(index: int, limits: ReplicaLimits) -> str:
     """One start-up line per replica: device, weights, and the KV-cache budget."""
     return (
-        f"replica {index} ready on {info['device']} ({info['dtype']}, batch {info['max_batch_size']}): "
-        f"weights {info['weights_gib']:.3f} GiB, KV cache budget {info['kv_cache_capacity_tokens']} tokens "
-        f"({info['kv_cache_gib']:.3f} GiB)"
+        f"replica {index} ready on {limits.device} ({limits.dtype}, batch {limits.max_batch_size}): "
+        f"weights {limits.weights_gib:.3f} GiB, KV cache budget {limits.kv_cache_capacity_tokens} tokens "
+        f"({limits.kv_cache_gib:.3f} GiB)"
     )

@@ -2,7 +2,7 @@
 and the isolation of failures that belong to one sequence.
 
 Each works on the rows of one step's logits; a row's sequence carries its `params`
-(`SamplingParams`), its seeded `generator`, `greedy`, `token_counts` for penalties and
+(`engine_types.SamplingParams`), its seeded `generator`, `greedy`, `token_counts` for penalties and
 its grammar `matcher`. `choose_tokens` is the whole pick: a row whose grammar, logits or
 draw fails is reported in `failures` and the other rows are picked exactly as without it
 (every step is row-independent; a batched step that raises is redone row by row).
@@ -16,6 +16,8 @@ from collections.abc import Callable
 from typing import Optional
 
 import torch
+
+from ochat.serving.engine_types import EngineError
 
 MASKED_LOGPROB = -9999.0  # reported for a token the grammar forbids (-inf cannot travel in JSON), as vLLM does
 
@@ -36,9 +38,9 @@ class SequenceFailure(Exception):
         self.code = code
         self.detail = detail
 
-    @property
-    def finish_reason(self) -> str:
-        return f"error: {self.code}: {FAILURE_MESSAGES[self.code]}"
+    def engine_error(self) -> EngineError:
+        """What the client hears: the message for `code`, never the detail."""
+        return EngineError(FAILURE_MESSAGES[self.code], self.code)
 
 
 def as_failure(error: Exception, code: str) -> SequenceFailure:

@@ -6,7 +6,8 @@ import torch
 
 from ochat.config import get_model_config, load_tokenizer, render_conversation
 from ochat.models import load_model
-from ochat.serving.engine import GenerationEngine, TokenEvent
+from ochat.serving.engine import GenerationEngine
+from ochat.serving.engine_types import TokenEvent
 from tests.helpers.repo import TINY_MODEL_TYPE
 
 MODEL_TYPE = TINY_MODEL_TYPE
