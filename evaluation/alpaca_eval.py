@@ -33,8 +33,17 @@ from pathlib import Path
 from statistics import mean
 from typing import Optional
 
-from evaluation.api_client import ChatClient, add_client_args
-from evaluation.judge import CallLog, JudgeRequest, add_judge_args, judge_from_args, report_outcome, run_judgements
+from evaluation.api_client import ChatClient
+from evaluation.judge import (
+    CallLog,
+    JudgeRequest,
+    add_judge_arguments,
+    add_judge_model_argument,
+    check_judge_arguments,
+    judge_from_args,
+    report_outcome,
+    run_judgements,
+)
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_json_atomic
 
@@ -58,19 +67,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model_outputs", required=True, help="JSON list / JSONL of {instruction, output, generator}")
     parser.add_argument("--reference_outputs", required=True, help="the reference outputs, same format")
     parser.add_argument("--output_path", required=True, help="folder for the annotations file")
-    parser.add_argument(
-        "--judge_model",
-        "--model",
-        dest="judge_model",
-        default="gpt-4",
-        help="judge model id at the endpoint (default %(default)s)",
-    )
+    add_judge_model_argument(parser)
     parser.add_argument("--max_tokens", type=int, default=512, help="judge reply length (default %(default)s)")
-    add_judge_args(parser)
-    add_client_args(parser, default_parallel=16)
+    add_judge_arguments(parser)
     args = parser.parse_args(argv)
-    if args.resume and args.overwrite:
-        parser.error("--continue and --overwrite exclude each other")
+    check_judge_arguments(parser, args)
     return args
 
 

@@ -41,7 +41,7 @@ from evaluation.api_client import ChatClient, ChatRequestError, add_client_args,
 from evaluation.benchmark_data import read_append_log
 from evaluation.get_model_answer import add_answer_file_args, needs_answers, partial_path
 from evaluation.sandbox import SLOTS_PER_PROCESS, Sandbox, SandboxLimits
-from evaluation.summarize import format_table
+from evaluation.summary_tables import format_table
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import read_jsonl, write_json_atomic, write_jsonl_atomic
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from evaluation.api_client import ChatClient, ChatRequestError, gather_with_progress
+from evaluation.api_client import ChatClient, ChatRequestError, add_client_args, gather_with_progress
 from evaluation.benchmark_data import read_append_log
 from evaluation.verdicts import VERDICT_KINDS, VerdictKind
 
@@ -67,8 +67,20 @@ class JudgeRequest:
         return hashlib.sha256(shown.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def add_judge_args(parser: argparse.ArgumentParser, parse_retries: int = 2) -> None:
-    """The flags every judging mode shares."""
+def add_judge_model_argument(parser: argparse.ArgumentParser) -> None:
+    """`--judge_model` (or `--model`), for the modes whose judge is named on the command line rather than in a
+    reviewer file."""
+    parser.add_argument(
+        "--judge_model",
+        "--model",
+        dest="judge_model",
+        default="gpt-4",
+        help="judge model id at the endpoint (default %(default)s)",
+    )
+
+
+def add_judge_arguments(parser: argparse.ArgumentParser, parse_retries: int = 2) -> None:
+    """The flags every judging mode shares: how verdicts are asked for and resumed, then the judge endpoint's."""
     group = parser.add_argument_group("judging")
     group.add_argument(
         "--parse_retries",
@@ -96,6 +108,13 @@ def add_judge_args(parser: argparse.ArgumentParser, parse_retries: int = 2) -> N
         help="resume an interrupted run: keep the calls in the call log, ask only the missing ones",
     )
     group.add_argument("--overwrite", action="store_true", help="discard the call log and judge again")
+    add_client_args(parser, default_parallel=16)
+
+
+def check_judge_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuses, as argparse refuses a bad flag, judge flags that exclude each other."""
+    if args.resume and args.overwrite:
+        parser.error("--continue and --overwrite exclude each other")
 
 
 class CallLog:

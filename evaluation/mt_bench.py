@@ -39,7 +39,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from evaluation.api_client import ChatClient, add_client_args
+from evaluation.api_client import ChatClient
 from evaluation.benchmark_data import (
     Question,
     answer_files,
@@ -49,7 +49,16 @@ from evaluation.benchmark_data import (
     load_questions,
     write_jsonl_atomic,
 )
-from evaluation.judge import CallLog, JudgeRequest, add_judge_args, judge_from_args, report_outcome, run_judgements
+from evaluation.judge import (
+    CallLog,
+    JudgeRequest,
+    add_judge_arguments,
+    add_judge_model_argument,
+    check_judge_arguments,
+    judge_from_args,
+    report_outcome,
+    run_judgements,
+)
 from ochat.utils.cli import ArgumentParser
 
 NEED_REFERENCE = {"math", "reasoning", "coding"}
@@ -78,13 +87,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--baseline", default="gpt-3.5-turbo", help="pairwise: the baseline model (default %(default)s)"
     )
     parser.add_argument("--models", nargs="*", default=None, help="judge only these models (default: all found)")
-    parser.add_argument(
-        "--judge_model",
-        "--model",
-        dest="judge_model",
-        default="gpt-4",
-        help="judge model id at the endpoint (default %(default)s)",
-    )
+    add_judge_model_argument(parser)
     parser.add_argument(
         "--reference_path",
         default=None,
@@ -92,11 +95,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "there, else the questions' own 'reference' field)",
     )
     parser.add_argument("--max_tokens", type=int, default=2048, help="judge reply length (default %(default)s)")
-    add_judge_args(parser)
-    add_client_args(parser, default_parallel=16)
+    add_judge_arguments(parser)
     args = parser.parse_args(argv)
-    if args.resume and args.overwrite:
-        parser.error("--continue and --overwrite exclude each other")
+    check_judge_arguments(parser, args)
     return args
 
 

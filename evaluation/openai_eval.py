@@ -35,7 +35,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Optional
 
-from evaluation.api_client import ChatClient, add_client_args
+from evaluation.api_client import ChatClient
 from evaluation.benchmark_data import (
     Question,
     Reviewer,
@@ -48,7 +48,15 @@ from evaluation.benchmark_data import (
     reviewer_for,
     write_jsonl_atomic,
 )
-from evaluation.judge import CallLog, JudgeRequest, add_judge_args, judge_from_args, report_outcome, run_judgements
+from evaluation.judge import (
+    CallLog,
+    JudgeRequest,
+    add_judge_arguments,
+    check_judge_arguments,
+    judge_from_args,
+    report_outcome,
+    run_judgements,
+)
 from ochat.utils.cli import ArgumentParser
 
 ORDERS = ("model_first", "baseline_first")
@@ -95,13 +103,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="reviews drawn per order and averaged (multiple-evidence calibration; default 1)",
     )
     parser.add_argument("--seed", type=int, default=0, help="sample k is requested with seed SEED+k (default 0)")
-    add_judge_args(parser)
-    add_client_args(parser, default_parallel=16)
+    add_judge_arguments(parser)
     args = parser.parse_args(argv)
     if args.num_samples < 1:
         parser.error("--num_samples must be at least 1")
-    if args.resume and args.overwrite:
-        parser.error("--continue and --overwrite exclude each other")
+    check_judge_arguments(parser, args)
     return args
 
 

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from evaluation.scripted_judge import RunningServer, ScriptedJudge
-from evaluation.summarize import Statistics
+from evaluation.summary_statistics import Statistics
 from tests.helpers.evaluation import (
     BASELINE,
     FAST_RETRIES,
