@@ -33,10 +33,10 @@ from pathlib import Path
 from statistics import mean
 from typing import Optional
 
-from evaluation.api_client import ChatClient, add_client_args
 from evaluation.judge import CallLog, JudgeRequest, add_judge_args, judge_from_args, report_outcome, run_judgements
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_json_atomic
+from ochat.utils.openai_client import ChatClient, add_client_args
 
 SYSTEM_PROMPT = "You are a fair judge who compares two responses to the same instruction."
 PROMPT_TEMPLATE = (

@@ -39,7 +39,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from evaluation.api_client import ChatClient, ChatRequestError, add_client_args, gather_with_progress
 from evaluation.benchmark_data import (
     Question,
     answer_path,
@@ -49,6 +48,7 @@ from evaluation.benchmark_data import (
     write_jsonl_atomic,
 )
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.openai_client import ChatClient, ChatRequestError, add_client_args, gather_with_progress
 from ochat.utils.server_process import ServerProcess, ServerStartError
 
 DEFAULT_DATA_PATH = str(Path(__file__).parent / "vicuna")

@@ -42,9 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from evaluation.api_client import ChatClient, ChatRequestError, gather_with_progress
 from evaluation.benchmark_data import read_append_log
 from evaluation.verdicts import VERDICT_KINDS, VerdictKind
+from ochat.utils.openai_client import ChatClient, ChatRequestError, gather_with_progress
 
 FSYNC_INTERVAL = 0.5
 

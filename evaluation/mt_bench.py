@@ -39,7 +39,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from evaluation.api_client import ChatClient, add_client_args
 from evaluation.benchmark_data import (
     Question,
     answer_files,
@@ -51,6 +50,7 @@ from evaluation.benchmark_data import (
 )
 from evaluation.judge import CallLog, JudgeRequest, add_judge_args, judge_from_args, report_outcome, run_judgements
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.openai_client import ChatClient, add_client_args
 
 NEED_REFERENCE = {"math", "reasoning", "coding"}
 

@@ -35,7 +35,6 @@ from pathlib import Path
 from statistics import mean
 from typing import Optional
 
-from evaluation.api_client import ChatClient, add_client_args
 from evaluation.benchmark_data import (
     Question,
     Reviewer,
@@ -50,6 +49,7 @@ from evaluation.benchmark_data import (
 )
 from evaluation.judge import CallLog, JudgeRequest, add_judge_args, judge_from_args, report_outcome, run_judgements
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.openai_client import ChatClient, add_client_args
 
 ORDERS = ("model_first", "baseline_first")
 
