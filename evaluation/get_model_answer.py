@@ -44,9 +44,9 @@ from evaluation.benchmark_data import (
     answer_path,
     benchmark_name,
     load_questions,
-    read_append_log,
     write_jsonl_atomic,
 )
+from ochat.utils.append_log import read_append_log
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.openai_client import ChatClient, ChatRequestError, add_client_args, gather_with_progress
 from ochat.utils.server_process import ServerProcess, ServerStartError
