@@ -72,6 +72,7 @@ DROP_REASONS = (
     UNFORESEEN_ERROR,
     BAD_JSON,
 )
+
 # Characters that print as nothing (zero-width spaces and joiners, soft hyphen, BOM, bidi and tag
 # controls): looked past, after NFKC, by the empty-turn and blocked-word checks.
 INVISIBLE_CHARACTERS = re.compile(

@@ -1,2 +1,2 @@
 """Plumbing every layer shares: atomic file writes, local ports, a served model in a subprocess,
-and the OpenAI-compatible HTTP client."""
+the OpenAI-compatible HTTP client and the append-only logs that make long runs resumable."""
