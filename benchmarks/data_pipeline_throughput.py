@@ -7,7 +7,7 @@ In one run, on the same >= 10,000 generated pages:
 - clean, reference: a plain single-process implementation of the same rules
   that parses every whole page with BeautifulSoup's `html.parser` to find
   `__NEXT_DATA__` and runs markdownify on the raw answer HTML;
-- convert, ours: `data_pipeline.generate_dataset.convert_conversations`
+- convert, ours: `data_pipeline.tokenized_samples.convert_conversations`
   (every turn's text in one batched fast-tokenizer call, registry template, turn-wise fitting);
 - convert, reference: transformers' `apply_chat_template` with the exported template, one call per
   conversation (the ids every other engine feeds the model).
@@ -299,7 +299,7 @@ def compare_convert(model_type, model_path, conversations):
     The exported template is the definition of the ids (other engines render it), so every
     conversation's ids, before fitting to the context, must equal the template's.
     """
-    from data_pipeline.generate_dataset import ConversionStats, convert_conversations
+    from data_pipeline.tokenized_samples import ConversionStats, convert_conversations
     from ochat.config import get_model_config, load_tokenizer, render_conversations
 
     config = get_model_config(model_type)

@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 
 from data_pipeline.clean_sharegpt import clean_pages
-from data_pipeline.sharegpt_dump import record_from_page
+from data_pipeline.sharegpt_page import record_from_page
 from ochat.utils.cli import ArgumentParser
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ import argparse
 import json
 import random
 
-from data_pipeline.generate_dataset import ConversionStats, convert_conversations
+from data_pipeline.tokenized_samples import ConversionStats, convert_conversations
 from ochat.config import get_model_config, load_tokenizer
 from ochat.utils.cli import ArgumentParser
 

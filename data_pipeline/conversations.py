@@ -17,6 +17,9 @@ source and is rendered before every role by conditioned model types. Both read
 into the same internal shape, so the same conversation gives the same tokens:
 
     {"id": ..., "items": [{"from": "human"|"gpt"|"system", "value": str, "weight": float}], "condition": str|None}
+
+Every stage that reads clean ShareGPT JSON (`filter_sharegpt`, `mix`, `generate_dataset`) reads it
+through `load_clean_json`, so a file that cannot be read or parsed is named the same way everywhere.
 """
 
 from __future__ import annotations
@@ -28,6 +31,31 @@ from ochat.utils.files import read_jsonl
 
 FORMATS = ("sharegpt_json", "conversation_jsonl")
 ROLE_TO_FROM = {"user": "human", "assistant": "gpt"}
+
+
+class ConversationFileError(ValueError):
+    """A conversation file that cannot be read or parsed; the message names the file and why, in one line."""
+
+
+def load_clean_json(path, allow_nan: bool = True):
+    """What a clean ShareGPT JSON file holds, parsed; the caller checks the shape it needs.
+
+    `allow_nan=False` refuses NaN and Infinity, which Python's parser reads but JSON does not have.
+    Raises ConversationFileError.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle, parse_constant=None if allow_nan else refuse_non_json_number)
+    except FileNotFoundError:
+        raise ConversationFileError(f"input file {path} does not exist") from None
+    except (ValueError, RecursionError) as error:  # bad JSON, bad UTF-8, NaN or Infinity when refused
+        raise ConversationFileError(f"{path} is not valid JSON: {error}") from None
+    except OSError as error:
+        raise ConversationFileError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def refuse_non_json_number(name):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def detect_format(path: str) -> str:
@@ -82,11 +110,7 @@ def read_conversations(path: str) -> tuple[list[dict], str]:
     """Every conversation of a clean ShareGPT JSON or conversation JSONL file, and which format it was."""
     file_format = detect_format(path)
     if file_format == "sharegpt_json":
-        with open(path, encoding="utf-8") as handle:
-            try:
-                conversations = json.load(handle)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path} is not valid JSON: {error}") from None
+        conversations = load_clean_json(path)
         if not isinstance(conversations, list):
             raise ValueError(f"{path} must hold a JSON list of conversations")
         return conversations, file_format

@@ -25,12 +25,11 @@ counted, in both modes.
 """
 
 import collections
-import json
 import re
 import sys
 from pathlib import Path
 
-from data_pipeline.conversations import to_conversation_record
+from data_pipeline.conversations import ConversationFileError, load_clean_json, to_conversation_record
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_json_atomic, write_jsonl_atomic
 
@@ -225,21 +224,12 @@ def write_output(path, records, writer=write_json_atomic):
 
 def load_conversations(path):
     try:
-        with open(path, encoding="utf-8") as input_file:
-            conversations = json.load(input_file, parse_constant=refuse_non_json_number)
-    except FileNotFoundError:
-        sys.exit(f"error: input file {path} does not exist")
-    except (ValueError, RecursionError) as error:  # bad JSON, bad UTF-8, NaN or Infinity
-        sys.exit(f"error: {path} is not valid JSON: {error}")
-    except OSError as error:
-        sys.exit(f"error: cannot read {path}: {error.strerror or error}")
+        conversations = load_clean_json(path, allow_nan=False)
+    except ConversationFileError as error:
+        sys.exit(f"error: {error}")
     if not isinstance(conversations, list) or not all(isinstance(item, dict) for item in conversations):
         sys.exit(f"error: {path} must hold a JSON list of conversations as written by clean_sharegpt")
     return conversations
-
-
-def refuse_non_json_number(name):
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def format_counts(conversations, kept, model, out_file):

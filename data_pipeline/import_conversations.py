@@ -50,25 +50,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data_pipeline.clean_sharegpt import (
+from data_pipeline.sharegpt_conversation import (
+    BAD_JSON,
     EMPTY_TURN,
     ROLES_NOT_ALTERNATING,
     TOO_FEW_TURNS,
     UNPARSEABLE_MARKUP,
-    clean_markdown,
     conversation_hash,
-    html_to_markdown,
-    strip_regeneration_counter,
     text_for_checks,
 )
-from data_pipeline.sharegpt_dump import (
-    BAD_JSON,
-    INVALID_RECORD,
-    BrokenRecord,
-    iter_dump,
-    record_turns,
-    value_holds_html,
-)
+from data_pipeline.sharegpt_dump import BrokenRecord, iter_dump, record_turns, value_holds_html
+from data_pipeline.sharegpt_markdown import clean_markdown, html_to_markdown, strip_regeneration_counter
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_json_atomic
 
@@ -76,6 +68,7 @@ FORMATS = ("sharegpt_json", "alpaca", "hh", "openai_messages", "openchat")
 
 # Reasons a record is dropped, as they appear in the report; the rest are shared with pages and dumps.
 BAD_ROLE = "bad_role"
+INVALID_RECORD = "invalid_record"
 INVALID_WEIGHT = "invalid_weight"
 DUPLICATE = "duplicate"
 

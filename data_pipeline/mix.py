@@ -24,7 +24,6 @@ is set to its NAME. Output: one JSON list of clean conversations; the report bes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
@@ -32,6 +31,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_pipeline.conversations import ConversationFileError, load_clean_json
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_json_atomic
 
@@ -118,12 +118,9 @@ def parse_source(text):
 
 def load_conversations(path):
     try:
-        with open(path, encoding="utf-8") as handle:
-            conversations = json.load(handle)
-    except OSError as error:
-        sys.exit(f"error: cannot read {path}: {error.strerror or error}")
-    except json.JSONDecodeError as error:
-        sys.exit(f"error: {path} is not JSON ({error.msg} at line {error.lineno})")
+        conversations = load_clean_json(path)
+    except ConversationFileError as error:
+        sys.exit(f"error: {error}")
     if not isinstance(conversations, list) or not all(
         isinstance(c, dict) and isinstance(c.get("items"), list) for c in conversations
     ):

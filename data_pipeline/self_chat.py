@@ -43,10 +43,10 @@ import re
 import sys
 from pathlib import Path
 
-from evaluation.api_client import ChatClient, ChatRequestError, add_client_args, gather_with_progress
-from evaluation.judge import CallLog
+from ochat.utils.append_log import CallLog
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_json_atomic
+from ochat.utils.openai_client import ChatClient, ChatRequestError, add_client_args, gather_with_progress
 
 METHODS = ("roleplay", "transcript")
 DEFAULT_METHOD = "roleplay"

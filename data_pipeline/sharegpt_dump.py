@@ -30,11 +30,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_pipeline.sharegpt_conversation import (
+    BAD_JSON,
+    INVALID_ITEMS,
+    PAGE_TOO_LARGE,
+    PageError,
+    clean_conversation,
+    inspect_conversation,
+    normalise_page_id,
+)
+
 DUMP_SUFFIX = ".json"
 
-# Reasons a record is dropped before the page rules apply, as they appear in the report.
-INVALID_RECORD = "invalid_record"
-BAD_JSON = "bad_json"
 MAX_RECORD_DEPTH = 64  # a ShareGPT record nests 4 deep; deeper ones are skipped (and reported), not built
 
 ROLE_ALIASES = {
@@ -335,60 +342,33 @@ def value_holds_html(text):
 def inspect_record(dump_record, blocked_words, max_page_bytes):
     """`(conversation, None, "")` or `(None, reason, detail)` for one dump record, by the page rules.
 
-    As `clean_sharegpt.inspect_page` does for a page: no exception passes. Leading
+    As `sharegpt_page.inspect_page` does for a page: no exception passes. Leading
     `system` turns are not part of the dialogue and go; a gpt value is converted from
     HTML only when it holds HTML. A record without an id takes its `FILE#INDEX` label.
     """
-    from data_pipeline import clean_sharegpt as clean  # clean_sharegpt imports this module
-
-    try:
-        return build_record_conversation(clean, dump_record, blocked_words, max_page_bytes), None, ""
-    except clean.PageError as error:
-        return None, error.reason, clean.printable(error.detail)
-    except Exception as error:  # a failure no rule foresaw still drops only this record
-        return None, f"error:{type(error).__name__}", clean.printable(str(error))
+    return inspect_conversation(build_record_conversation, dump_record, blocked_words, max_page_bytes)
 
 
-def build_record_conversation(clean, dump_record, blocked_words, max_page_bytes):
+def build_record_conversation(dump_record, blocked_words, max_page_bytes):
     try:
         record = dump_record.parsed()
     except ValueError as error:
-        raise clean.PageError(BAD_JSON, str(error)) from None
+        raise PageError(BAD_JSON, str(error)) from None
     turns = record.get("conversations", record.get("items")) if isinstance(record, dict) else None
     if not isinstance(turns, list) or not all(
         isinstance(turn, dict) and isinstance(turn.get("from"), str) and isinstance(turn.get("value"), str)
         for turn in turns
     ):
-        raise clean.PageError(clean.INVALID_ITEMS)
+        raise PageError(INVALID_ITEMS)
     size = sum(len(turn["value"]) for turn in turns)
     if size > max_page_bytes:
-        raise clean.PageError(clean.PAGE_TOO_LARGE, f"{size} characters, limit {max_page_bytes}")
+        raise PageError(PAGE_TOO_LARGE, f"{size} characters, limit {max_page_bytes}")
     items = [{"from": ROLE_ALIASES.get(turn["from"].lower(), turn["from"]), "value": turn["value"]} for turn in turns]
     while items and items[0]["from"] == "system":
         items = items[1:]
-    record_id = clean.normalise_page_id(record.get("id"), None) or dump_record.label
-    views = clean.normalise_views(record.get("views"))
+    record_id = normalise_page_id(record.get("id"), None) or dump_record.label
     model = record.get("model")
     model = model if isinstance(model, str) else None
-    if model is not None:
-        clean.require_encodable(model, "the model label")
-    items = clean.clean_items(items, clean.compile_blocked_words(blocked_words), convert_html=value_holds_html)
-    try:
-        digest = clean.conversation_hash(items)
-    except UnicodeEncodeError:
-        raise clean.PageError(clean.INVALID_UNICODE, "a lone surrogate in a turn") from None
-    return {"id": record_id, "model": model, "views": views, "items": items, "hash": digest}
-
-
-def record_from_page(page_bytes):
-    """The dump record a saved page holds (values as the page has them, HTML), or None for a broken page.
-
-    Lets pages and dumps be compared, and turns a folder of pages into a dump.
-    """
-    from data_pipeline import clean_sharegpt as clean
-
-    try:
-        page_id, model, views, items = clean.read_conversation(page_bytes)
-    except clean.PageError:
-        return None
-    return {"id": page_id, "model": model, "views": views, "conversations": items}
+    return clean_conversation(
+        record_id, model, record.get("views"), items, blocked_words, convert_html=value_holds_html
+    )

@@ -12,5 +12,5 @@ reads their results too. Every judging mode runs on one core (`evaluation.judge`
 request type, the runner, the call log behind `--continue`, `--structured`) and reads
 verdicts through one parser module (`evaluation.verdicts`). Input formats are detected and
 checked in `evaluation.benchmark_data`; every file format is described in the docstring of
-the module that reads or writes it; all endpoint traffic goes through `evaluation.api_client`.
+the module that reads or writes it; all endpoint traffic goes through `ochat.utils.openai_client`.
 """

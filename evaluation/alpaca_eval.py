@@ -33,7 +33,6 @@ from pathlib import Path
 from statistics import mean
 from typing import Optional
 
-from evaluation.api_client import ChatClient
 from evaluation.judge import (
     CallLog,
     JudgeRequest,
@@ -46,6 +45,7 @@ from evaluation.judge import (
 )
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_json_atomic
+from ochat.utils.openai_client import ChatClient
 
 SYSTEM_PROMPT = "You are a fair judge who compares two responses to the same instruction."
 PROMPT_TEMPLATE = (

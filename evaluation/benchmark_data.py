@@ -35,7 +35,6 @@ question, never the answer.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -331,24 +330,6 @@ def read_jsonl(path: str | Path) -> list[dict]:
         raise SystemExit(f"error: {error}") from None
     except OSError as error:
         raise SystemExit(f"error: cannot read {path}: {error.strerror or error}") from None
-
-
-def read_append_log(path: Path) -> list[dict]:
-    """Records of an append-only JSONL log; a last line cut short by a kill is dropped from the file
-    (so later appends stay clean), any other broken line is refused with its line number."""
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) < len(data):
-        print(f"{path}: dropping a partly written last line", file=sys.stderr)
-        with open(path, "r+b") as handle:
-            handle.truncate(len(complete))
-    records = []
-    for number, line in enumerate(complete.split(b"\n")[:-1], 1):
-        try:
-            records.append(json.loads(line.decode("utf-8")))
-        except (ValueError, RecursionError):  # not JSON, not UTF-8
-            raise SystemExit(f"{path}:{number}: corrupt line; fix it or pass --overwrite to start again") from None
-    return records
 
 
 def answer_files(input_path: str | Path, bench: str) -> dict[str, Path]:

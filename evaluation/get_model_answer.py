@@ -39,16 +39,16 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from evaluation.api_client import ChatClient, ChatRequestError, add_client_args, gather_with_progress
 from evaluation.benchmark_data import (
     Question,
     answer_path,
     benchmark_name,
     load_questions,
-    read_append_log,
     write_jsonl_atomic,
 )
+from ochat.utils.append_log import read_append_log
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.openai_client import ChatClient, ChatRequestError, add_client_args, gather_with_progress
 from ochat.utils.server_process import ServerProcess, ServerStartError
 
 DEFAULT_DATA_PATH = str(Path(__file__).parent / "vicuna")

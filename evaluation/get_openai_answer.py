@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from evaluation.api_client import ChatClient, add_client_args
 from evaluation.benchmark_data import answer_path, benchmark_name, load_questions
 from evaluation.get_model_answer import DEFAULT_DATA_PATH, add_answer_file_args, answer_to_file, needs_answers
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.openai_client import ChatClient, add_client_args
 
 
 def parse_args(argv=None) -> argparse.Namespace:

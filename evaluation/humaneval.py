@@ -37,13 +37,13 @@ import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from evaluation.api_client import ChatClient, ChatRequestError, add_client_args, gather_with_progress
-from evaluation.benchmark_data import read_append_log
 from evaluation.get_model_answer import add_answer_file_args, needs_answers, partial_path
 from evaluation.sandbox import SLOTS_PER_PROCESS, Sandbox, SandboxLimits
 from evaluation.summary_tables import format_table
+from ochat.utils.append_log import read_append_log
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import read_jsonl, write_json_atomic, write_jsonl_atomic
+from ochat.utils.openai_client import ChatClient, ChatRequestError, add_client_args, gather_with_progress
 
 INSTRUCTION = (
     "Complete the following Python function. Reply with the complete function, its signature included, "

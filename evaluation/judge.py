@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import hashlib
 import json
-import os
 import sys
 import time
 from collections.abc import Iterable
@@ -42,11 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from evaluation.api_client import ChatClient, ChatRequestError, add_client_args, gather_with_progress
-from evaluation.benchmark_data import read_append_log
 from evaluation.verdicts import VERDICT_KINDS, VerdictKind
-
-FSYNC_INTERVAL = 0.5
+from ochat.utils import append_log
+from ochat.utils.openai_client import ChatClient, ChatRequestError, add_client_args, gather_with_progress
 
 
 @dataclass(frozen=True)
@@ -117,71 +114,31 @@ def check_judge_arguments(parser: argparse.ArgumentParser, args: argparse.Namesp
         parser.error("--continue and --overwrite exclude each other")
 
 
-class CallLog:
-    """The append-only record of finished calls behind `--continue`: judge calls, and self-chat's seeds."""
+class CallLog(append_log.CallLog):
+    """The judge's call log: `ochat.utils.append_log.CallLog` whose recorded verdicts are checked as it is read."""
 
     def __init__(self, path: Path, resume: bool = False, overwrite: bool = False):
-        if resume and overwrite:
-            raise SystemExit("--continue and --overwrite exclude each other")
-        self.path = Path(path)
-        if overwrite:
-            self.path.unlink(missing_ok=True)
-        elif self.path.exists() and self.path.stat().st_size and not resume:
-            raise SystemExit(
-                f"{self.path} holds calls of an earlier run; pass --continue to resume or --overwrite to start again"
-            )
-        self.calls: dict[tuple, dict] = {}
-        if self.path.exists():
-            self.calls = {tuple(call["key"]): call for call in read_call_log(self.path)}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.path, "a", encoding="utf-8")
-        self._last_fsync = time.monotonic()
-
-    def needs(self, key: tuple, content_sha256: Optional[str] = None) -> bool:
-        """True when the call was never finished, ended on a transport error, or was asked about other content."""
-        earlier = self.calls.get(tuple(key))
-        if earlier is None or earlier.get("error"):
-            return True
-        return content_sha256 is not None and earlier.get("content_sha256") != content_sha256
-
-    def record(self, call: dict) -> None:
-        """Appends one call and hands it to the OS at once; fsyncs at most every FSYNC_INTERVAL seconds
-        (an fsync per call would stall the event loop for milliseconds each time)."""
-        self._handle.write(json.dumps(call, ensure_ascii=False) + "\n")
-        self._handle.flush()
-        if time.monotonic() - self._last_fsync >= FSYNC_INTERVAL:
-            os.fsync(self._handle.fileno())
-            self._last_fsync = time.monotonic()
-        self.calls[tuple(call["key"])] = call
-
-    def get(self, key: tuple) -> Optional[dict]:
-        return self.calls.get(tuple(key))
-
-    def close(self) -> None:
-        if not self._handle.closed:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
+        super().__init__(path, resume, overwrite, check_call=check_verdict)
 
 
 def read_call_log(path: Path) -> list[dict]:
-    """The calls in a log (a last line cut short by a kill is dropped); refuses a file that is not a call log."""
-    calls = read_append_log(path)
-    for number, call in enumerate(calls, 1):
-        if not isinstance(call, dict) or not isinstance(call.get("key"), list):
-            raise SystemExit(f'{path}:{number}: not a call-log line (no "key"); pass --overwrite to start again')
-        kind = VERDICT_KINDS.get(call.get("kind")) if "kind" in call else None
-        if (
-            kind is not None
-            and not call.get("failed")
-            and not call.get("error")
-            and not kind.valid_verdict(call.get("verdict"))
-        ):
-            raise SystemExit(
-                f"{path}:{number}: verdict {json.dumps(call.get('verdict'))[:80]} is not a {call['kind']} verdict; "
-                "fix the line, or pass --overwrite to judge again"
-            )
-    return calls
+    """The calls in a judge's log; refuses a file that is not a call log, and a verdict that is not of its kind."""
+    return append_log.read_call_log(path, check_call=check_verdict)
+
+
+def check_verdict(path: Path, number: int, call: dict) -> None:
+    """Refuses a recorded verdict that is not one of its kind (a hand-edited line)."""
+    kind = VERDICT_KINDS.get(call.get("kind")) if "kind" in call else None
+    if (
+        kind is not None
+        and not call.get("failed")
+        and not call.get("error")
+        and not kind.valid_verdict(call.get("verdict"))
+    ):
+        raise SystemExit(
+            f"{path}:{number}: verdict {json.dumps(call.get('verdict'))[:80]} is not a {call['kind']} verdict; "
+            "fix the line, or pass --overwrite to judge again"
+        )
 
 
 class Judge:

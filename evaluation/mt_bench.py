@@ -39,7 +39,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from evaluation.api_client import ChatClient
 from evaluation.benchmark_data import (
     Question,
     answer_files,
@@ -60,6 +59,7 @@ from evaluation.judge import (
     run_judgements,
 )
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.openai_client import ChatClient
 
 NEED_REFERENCE = {"math", "reasoning", "coding"}
 

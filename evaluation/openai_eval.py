@@ -35,7 +35,6 @@ from pathlib import Path
 from statistics import mean
 from typing import Optional
 
-from evaluation.api_client import ChatClient
 from evaluation.benchmark_data import (
     Question,
     Reviewer,
@@ -58,6 +57,7 @@ from evaluation.judge import (
     run_judgements,
 )
 from ochat.utils.cli import ArgumentParser
+from ochat.utils.openai_client import ChatClient
 
 ORDERS = ("model_first", "baseline_first")
 

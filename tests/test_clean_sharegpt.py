@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from data_pipeline.clean_sharegpt import clean_page, clean_pages, conversation_hash, html_to_markdown
+from data_pipeline.clean_sharegpt import clean_pages
 from data_pipeline.examples.make_examples import generate_corpus, render_code_block, render_page
+from data_pipeline.sharegpt_conversation import conversation_hash
+from data_pipeline.sharegpt_markdown import html_to_markdown
+from data_pipeline.sharegpt_page import clean_page
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_CORPUS = REPO_ROOT / "data_pipeline" / "examples" / "ShareGPT"
@@ -296,7 +299,7 @@ def test_missing_input_folder_fails_with_a_clear_message(tmp_path):
 def test_speedups_give_the_same_markdown_as_plain_markdownify():
     from markdownify import markdownify
 
-    from data_pipeline.clean_sharegpt import read_conversation
+    from data_pipeline.sharegpt_page import read_conversation
 
     answers = []
     for path in sorted(BUNDLED_CORPUS.glob("*.html"))[:120]:
@@ -316,7 +319,7 @@ def test_speedups_give_the_same_markdown_as_plain_markdownify():
 def test_parent_lookup_tag_finds_the_same_parent_as_bs4():
     from bs4 import BeautifulSoup, Tag
 
-    from data_pipeline.clean_sharegpt import ParentLookupTag
+    from data_pipeline.sharegpt_markdown import ParentLookupTag
 
     html = "<pre><div><code><b>x</b></code></div></pre><p><i>y</i></p>"
     fast = BeautifulSoup(html, "html.parser", element_classes={Tag: ParentLookupTag})

@@ -22,8 +22,9 @@ from data_pipeline.filter_sharegpt import (
     label_conditions,
     parse_conditions,
 )
-from data_pipeline.generate_dataset import convert_conversations, generate_dataset
+from data_pipeline.generate_dataset import generate_dataset
 from data_pipeline.import_conversations import import_file
+from data_pipeline.tokenized_samples import convert_conversations
 from ochat.config import get_model_config, load_tokenizer
 from ochat.utils.files import write_jsonl_atomic
 from tests.helpers.repo import REPO_ROOT
@@ -175,7 +176,7 @@ def test_a_condition_that_is_not_text_makes_the_conversation_invalid(tiny_crlft_
         {**clean_turns(question="numbered"), "condition": 5},
         {**clean_turns(question="fine"), "condition": "GPT3"},
     ]
-    from data_pipeline.generate_dataset import ConversionStats
+    from data_pipeline.tokenized_samples import ConversionStats
 
     stats = ConversionStats()
     samples = convert_conversations(config, tokenizer, conversations, stats=stats)

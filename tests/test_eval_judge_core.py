@@ -36,7 +36,7 @@ BROKEN_200S = {
 
 
 def test_every_kind_of_broken_200_is_retried_like_a_5xx():
-    from evaluation.api_client import ChatClient, ChatRequestError
+    from ochat.utils.openai_client import ChatClient, ChatRequestError
 
     script = [{"match": f"[{name}]", "steps": [step, {"reply": "fine"}]} for name, step in BROKEN_200S.items()]
     script += [{"match": "[always]", "steps": [BROKEN_200S["HTML"]]}]

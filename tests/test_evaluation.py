@@ -147,7 +147,7 @@ def test_loaders_read_the_official_vicuna_and_fastchat_files():
 
 
 def test_client_waits_at_least_retry_after_on_429():
-    from evaluation.api_client import ChatClient
+    from ochat.utils.openai_client import ChatClient
 
     server = RunningServer(
         ScriptedJudge(script=[{"match": "ping", "steps": [{"status": 429, "retry_after": 0.4}, {"reply": "pong"}]}])
@@ -167,7 +167,7 @@ def test_client_waits_at_least_retry_after_on_429():
 
 
 def test_client_gives_up_after_max_retries_with_a_clear_error():
-    from evaluation.api_client import ChatClient, ChatRequestError
+    from ochat.utils.openai_client import ChatClient, ChatRequestError
 
     server = RunningServer(ScriptedJudge(script=[{"match": "ping", "steps": [{"status": 503}]}]))
     try:

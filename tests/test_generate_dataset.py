@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from data_pipeline.generate_dataset import ConversionStats, convert_conversations, split_train_eval
+from data_pipeline.generate_dataset import split_train_eval
+from data_pipeline.tokenized_samples import ConversionStats, convert_conversations
 from ochat.config import get_model_config, load_tokenizer, render_conversation
 from tests.helpers.repo import REPO_ROOT
 

@@ -1,6 +1,6 @@
 """Hostile input through the data pipeline: nothing crashes a run, nothing hangs, nothing is lost or silently wrong.
 
-The seeded corpus of `tests/hostile_corpus.py` goes through `run_data_pipeline.sh`
+The seeded corpus of `tests/helpers/hostile_corpus.py` goes through `run_data_pipeline.sh`
 with two worker counts; the tests around it pin each defence on its own.
 """
 
@@ -17,15 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from data_pipeline.clean_sharegpt import (
-    DROP_REASONS,
-    clean_markdown,
-    clean_page,
-    clean_pages,
-    inspect_page,
-    remove_empty_code_blocks,
-)
+from data_pipeline.clean_sharegpt import clean_pages
 from data_pipeline.deadline_pool import map_with_deadline
+from data_pipeline.sharegpt_conversation import DROP_REASONS
+from data_pipeline.sharegpt_markdown import clean_markdown, remove_empty_code_blocks
+from data_pipeline.sharegpt_page import clean_page, inspect_page
 from tests.helpers.hostile_corpus import (
     conversation_json,
     hostile_dumps,

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from data_pipeline.clean_sharegpt import conversation_hash
 from data_pipeline.import_conversations import import_file
+from data_pipeline.sharegpt_conversation import conversation_hash
 from tests.helpers.repo import run_module
 
 

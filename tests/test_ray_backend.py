@@ -7,7 +7,7 @@ import pytest
 
 from data_pipeline.clean_sharegpt import clean_pages
 from data_pipeline.conversation_filters import ConversationFilters
-from data_pipeline.sharegpt_dump import record_from_page
+from data_pipeline.sharegpt_page import record_from_page
 from tests.helpers.repo import EXAMPLES_DIR, REPO_ROOT, run_module
 
 ray = pytest.importorskip("ray")

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-import data_pipeline.clean_sharegpt as clean_sharegpt
+import data_pipeline.clean_workers as clean_workers
 from data_pipeline.clean_sharegpt import clean_pages
-from data_pipeline.sharegpt_dump import record_from_page, value_holds_html
+from data_pipeline.sharegpt_dump import value_holds_html
+from data_pipeline.sharegpt_page import record_from_page
 from tests.helpers.repo import EXAMPLES_DIR, REPO_ROOT, TINY_MODEL_TYPE, run_module
 
 BUNDLED_PAGES = sorted(
@@ -311,7 +312,7 @@ def test_small_batches_give_the_same_output_as_one_batch(tmp_path, monkeypatch):
     dump = write_dump(tmp_path / "dump.json", bundled_records()[:60])
     pages = [entry.path for entry in BUNDLED_PAGES[:20]]
     whole = clean_pages([dump, *pages], num_workers=2)
-    monkeypatch.setattr(clean_sharegpt, "DUMP_BATCH", 7)
+    monkeypatch.setattr(clean_workers, "DUMP_BATCH", 7)
     assert clean_pages([dump, *pages], num_workers=2) == whole
 
 

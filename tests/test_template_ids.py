@@ -16,7 +16,7 @@ import random
 import pytest
 from transformers import AutoTokenizer
 
-from data_pipeline.generate_dataset import convert_conversations
+from data_pipeline.tokenized_samples import convert_conversations
 from ochat.config import ChatTokenizer, get_model_config, load_tokenizer, render_conversation
 from ochat.config.conversation_template import chat_template_jinja
 from ochat.serving.protocol import ChatCompletionRequest

@@ -15,7 +15,7 @@ import argparse
 import glob
 import os
 
-from data_pipeline.clean_sharegpt import clean_page
+from data_pipeline.sharegpt_page import clean_page
 from ochat.models.build_tiny import DEFAULT_CORPUS_TEXT
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_text_atomic

@@ -1,7 +1,7 @@
-"""One async client for every OpenAI-compatible endpoint the evaluation talks to.
+"""One async client for every OpenAI-compatible endpoint the project talks to.
 
-Answering models, baselines and judges are all reached through `ChatClient`, so the
-judge can be GPT-4, a local ochat server, or any vLLM/FastChat server. The client
+Answering models, baselines, judges and self-chat's dialogue writer are all reached through
+`ChatClient`, so each can be GPT-4, a local ochat server, or any vLLM/FastChat server. The client
 bounds concurrency (`--parallel`), retries 429 / 5xx / timeouts / dropped
 connections with exponential backoff plus jitter (honouring `Retry-After`), treats an
 HTTP 200 whose body is not a chat completion (HTML, plain text, bad JSON, no choices,
@@ -42,7 +42,7 @@ class MalformedReply(ValueError):
 
 
 def add_client_args(parser: argparse.ArgumentParser, default_parallel: int = 8) -> None:
-    """Adds the endpoint flags shared by every evaluation stage."""
+    """Adds the endpoint flags shared by every stage that calls an endpoint."""
     group = parser.add_argument_group("OpenAI-compatible endpoint")
     group.add_argument(
         "--api_base",
