@@ -29,7 +29,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from ochat.serving.engine import GenerationEngine
 from ochat.serving.engine_types import SamplingParams
 from ochat.serving.kv_cache import kv_bytes_per_token, weights_bytes
-from ochat.training_deepspeed.plan import BUILTIN_CONFIGS
+from ochat.training_deepspeed.model_shapes import BUILTIN_CONFIGS
 
 SHAPES = {
     # TinyLlama-1.1B: 22 layers, grouped-query attention with 4 KV heads.

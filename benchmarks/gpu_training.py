@@ -34,7 +34,7 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # run as a script from anywhere, also where ochat is not installed
 
-from ochat.training_deepspeed.plan import BUILTIN_CONFIGS  # noqa: E402
+from ochat.training_deepspeed.model_shapes import BUILTIN_CONFIGS  # noqa: E402
 
 LLAMA_1B = {name: value for name, value in BUILTIN_CONFIGS["llama-1b"].items() if name != "model_type"}
 TINY = dict(
@@ -100,8 +100,8 @@ def build_model(shape: dict, device, dtype, method: str, lora_rank: int, packing
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from ochat.training_deepspeed.lora import LoraSettings, apply_lora
+    from ochat.training_deepspeed.model_setup import enable_activation_checkpointing
     from ochat.training_deepspeed.modeling import choose_attn_implementation
-    from ochat.training_deepspeed.train import enable_activation_checkpointing
 
     config = LlamaConfig(**shape, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False, use_cache=False)
     config._attn_implementation = choose_attn_implementation(packing, device.type == "cuda")

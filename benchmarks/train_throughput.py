@@ -208,9 +208,9 @@ def cpu_time_comparison(model_type: str, model_path: str, data_path: str, train_
     from ochat.config import get_model_config
     from ochat.models import load_model
     from ochat.training_deepspeed.data import load_samples, plan_epoch, supervised_target_count
+    from ochat.training_deepspeed.model_setup import enable_activation_checkpointing
     from ochat.training_deepspeed.modeling import choose_attn_implementation
     from ochat.training_deepspeed.steps import micro_batch_losses
-    from ochat.training_deepspeed.train import enable_activation_checkpointing
 
     torch.set_num_threads(1)
     config = get_model_config(model_type)

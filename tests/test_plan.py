@@ -9,14 +9,15 @@ import shutil
 import pytest
 
 from ochat.training_deepspeed import plan
+from ochat.training_deepspeed.model_shapes import ModelShape, hf_config_of, model_shape
 from tests.helpers.training import launch_command, read_metrics, run_training
 
 GB = 1e9
 
 
 @pytest.fixture(scope="module")
-def llama_13b() -> plan.ModelShape:
-    return plan.model_shape(plan.hf_config_of(model_config="llama-13b"))
+def llama_13b() -> ModelShape:
+    return model_shape(hf_config_of(model_config="llama-13b"))
 
 
 def test_13b_matches_the_arithmetic_in_the_docstring(llama_13b):
@@ -77,7 +78,7 @@ def test_cli_prints_which_setups_fit_13b_on_one_40gb_card(run_module_output):
 
 def test_model_path_plans_from_the_config_alone(tiny_model_dir, tmp_path):
     shutil.copy(os.path.join(tiny_model_dir, "config.json"), tmp_path / "config.json")  # no weights at all
-    shape = plan.model_shape(plan.hf_config_of(model_path=str(tmp_path)))
+    shape = model_shape(hf_config_of(model_path=str(tmp_path)))
     from transformers import AutoModelForCausalLM
 
     real = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny_model_dir).parameters())
@@ -155,6 +156,6 @@ def test_plan_is_within_25_percent_of_a_real_runs_measured_peak(tiny_model_dir, 
         del os.environ["MALLOC_MMAP_THRESHOLD_"]
     steps, _ = read_metrics(save_path)
     measured = (steps[2]["peak_memory_gb"] - steps[2]["runtime_memory_gb"]) * GB
-    shape = plan.model_shape(plan.hf_config_of(model_path=model_dir))
+    shape = model_shape(hf_config_of(model_path=model_dir))
     planned = plan.estimate(shape, "run", num_gpus=2, micro_batch_size=2, context=context, dtype_bytes=4).total
     assert planned == pytest.approx(measured, rel=0.25), (planned / GB, measured / GB)

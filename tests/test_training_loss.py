@@ -13,7 +13,8 @@ import torch
 
 from ochat.config import get_model_config
 from ochat.models import load_model
-from ochat.training_deepspeed import train
+from ochat.training_deepspeed import arguments, train
+from ochat.training_deepspeed.arguments import parse_args
 from ochat.training_deepspeed.data import (
     IGNORE_INDEX,
     collate,
@@ -21,6 +22,8 @@ from ochat.training_deepspeed.data import (
     plan_step,
     supervised_target_count,
 )
+from ochat.training_deepspeed.deepspeed_settings import resolve_deepspeed_config
+from ochat.training_deepspeed.final_model import save_hf_checkpoint
 from ochat.training_deepspeed.modeling import choose_attn_implementation, weighted_loss
 from ochat.training_deepspeed.steps import micro_batch_losses
 
@@ -261,16 +264,16 @@ def test_global_batch_that_does_not_split_over_ranks_is_a_clear_error(capsys, ti
 
 
 def test_bundled_config_resolves_to_zero2_fp32_on_cpu_and_bf16_on_gpu(tiny_model_dir, tmp_path):
-    args = train.parse_args(_common(tiny_model_dir, str(tmp_path), str(tmp_path / "out")))
-    on_cpu = train.resolve_deepspeed_config(args.deepspeed_config, args, world_size=2, on_cuda=False)
-    on_gpu = train.resolve_deepspeed_config(args.deepspeed_config, args, world_size=8, on_cuda=True)
+    args = parse_args(_common(tiny_model_dir, str(tmp_path), str(tmp_path / "out")))
+    on_cpu = resolve_deepspeed_config(args.deepspeed_config, args, world_size=2, on_cuda=False)
+    on_gpu = resolve_deepspeed_config(args.deepspeed_config, args, world_size=8, on_cuda=True)
     assert on_cpu["train_batch_size"] == on_gpu["train_batch_size"] == 128
     assert on_cpu["gradient_accumulation_steps"] * on_cpu["train_micro_batch_size_per_gpu"] * 2 == 128
     assert on_gpu["gradient_accumulation_steps"] * on_gpu["train_micro_batch_size_per_gpu"] * 8 == 128
     assert on_cpu["zero_optimization"]["stage"] == 2 and on_cpu["gradient_clipping"] == 1.0
     assert on_cpu["bf16"]["enabled"] is False and on_gpu["bf16"]["enabled"] is True
     assert os.path.samefile(
-        args.deepspeed_config, os.path.join(os.path.dirname(train.__file__), "deepspeed_config.json")
+        args.deepspeed_config, os.path.join(os.path.dirname(arguments.__file__), "deepspeed_config.json")
     )
 
 
@@ -282,7 +285,7 @@ def test_checkpoint_of_an_8192_type_keeps_the_extended_context_and_stops_on_eot(
     config = get_model_config("openchat_8192_tiny")
     model = load_model(config, tiny_model_dir, dtype=torch.float32)
     tokenizer = load_tokenizer(config, tiny_model_dir)
-    train.save_hf_checkpoint(model, config, tokenizer, tiny_model_dir, str(tmp_path))
+    save_hf_checkpoint(model, config, tokenizer, tiny_model_dir, str(tmp_path))
     assert AutoConfig.from_pretrained(tmp_path).max_position_embeddings == 8192
     assert GenerationConfig.from_pretrained(tmp_path).eos_token_id[0] == tokenizer.eot_token_id
     assert (tmp_path / "tokenizer.model").is_file()

@@ -10,8 +10,10 @@ import os
 
 import pytest
 
-from ochat.training_deepspeed import train
+from ochat.training_deepspeed import checkpoint, plan, preflight, train
+from ochat.training_deepspeed.arguments import parse_args
 from ochat.training_deepspeed.deepspeed_settings import TrainingSetupError, resolve_deepspeed_config
+from ochat.training_deepspeed.model_shapes import BUILTIN_CONFIGS
 
 MODEL_TYPE = "openchat_tiny"
 
@@ -47,7 +49,7 @@ def _write_data(folder) -> None:
 )
 def test_impossible_flags_are_refused_by_the_parser(capsys, tmp_path, flags, message):
     with pytest.raises(SystemExit) as raised:
-        train.parse_args(_common("m", "d", str(tmp_path)) + flags)
+        parse_args(_common("m", "d", str(tmp_path)) + flags)
     assert raised.value.code == 2
     assert message in capsys.readouterr().err
 
@@ -80,7 +82,7 @@ def _config(tmp_path, **fields) -> str:
 
 
 def _resolve(tmp_path, config_path, *flags, world_size=2, on_cuda=False):
-    args = train.parse_args(_common("m", "d", str(tmp_path / "out")) + list(flags))
+    args = parse_args(_common("m", "d", str(tmp_path / "out")) + list(flags))
     return resolve_deepspeed_config(config_path, args, world_size=world_size, on_cuda=on_cuda)
 
 
@@ -131,12 +133,11 @@ def test_a_setup_that_will_not_fit_is_warned_about_at_start(tmp_path):
     from transformers import AutoConfig
 
     from ochat.config import get_model_config
-    from ochat.training_deepspeed import plan
 
-    fields = dict(plan.BUILTIN_CONFIGS["llama-70b"])
+    fields = dict(BUILTIN_CONFIGS["llama-70b"])
     AutoConfig.for_model(fields.pop("model_type"), **fields).save_pretrained(tmp_path)  # config.json only
-    args = train.parse_args(_common(str(tmp_path), "d", str(tmp_path / "out")))
-    setup = train.Setup(
+    args = parse_args(_common(str(tmp_path), "d", str(tmp_path / "out")))
+    setup = preflight.Setup(
         config=get_model_config("openchat"),
         tokenizer=None,
         train_samples=[([1] * 64, [True] * 64)],
@@ -150,7 +151,7 @@ def test_a_setup_that_will_not_fit_is_warned_about_at_start(tmp_path):
         total_steps=1,
     )
     messages = []
-    train.warn_if_it_will_not_fit(args, setup, bf16=False, world_size=1, log=messages.append)
+    plan.warn_if_it_will_not_fit(args, setup, bf16=False, world_size=1, log=messages.append)
     assert messages[0].startswith("memory plan per rank: weights 27")  # 69B parameters x 4 bytes
     assert any(
         message.startswith("WARNING: this setup needs about") and "--model_path" in message for message in messages
@@ -187,7 +188,7 @@ def test_data_that_would_train_wrongly_is_refused_before_any_rank_starts(
 )
 def test_lora_flags_without_a_lora_rank_are_refused(capsys, tmp_path, flag, value):
     with pytest.raises(SystemExit):
-        train.parse_args(_common("m", "d", str(tmp_path)) + [flag, value])
+        parse_args(_common("m", "d", str(tmp_path)) + [flag, value])
     assert f"{flag} configures LoRA adapters, but --lora_rank is 0" in capsys.readouterr().err
 
 
@@ -248,8 +249,8 @@ def test_resume_with_other_settings_than_the_checkpoint_is_refused_at_start(
 ):
     _write_data(tmp_path)
     save_path = tmp_path / "out"
-    args = train.parse_args(_common(tiny_model_dir, str(tmp_path), str(save_path)))
-    signature = train.prepare(args).run_signature
+    args = parse_args(_common(tiny_model_dir, str(tmp_path), str(save_path)))
+    signature = preflight.prepare(args).run_signature
     checkpoint = save_path / "checkpoints" / "step_2"
     checkpoint.mkdir(parents=True)
     (save_path / "checkpoints" / "latest").write_text("step_2")
@@ -261,11 +262,11 @@ def test_resume_with_other_settings_than_the_checkpoint_is_refused_at_start(
 def test_lora_resume_with_other_targets_or_alpha_is_refused(tiny_model_dir, tmp_path):
     _write_data(tmp_path)
     lora = ["--lora_rank", "4", "--lora_alpha", "8", "--lora_target_modules", "q_proj,v_proj"]
-    args = train.parse_args(_common(tiny_model_dir, str(tmp_path), str(tmp_path / "out")) + lora)
-    saved = train.prepare(args).run_signature
-    args = train.parse_args(
+    args = parse_args(_common(tiny_model_dir, str(tmp_path), str(tmp_path / "out")) + lora)
+    saved = preflight.prepare(args).run_signature
+    args = parse_args(
         _common(tiny_model_dir, str(tmp_path), str(tmp_path / "out")) + ["--lora_rank", "4", "--lora_alpha", "16"]
     )
-    differences = train.signature_differences(saved, train.prepare(args).run_signature)
+    differences = checkpoint.signature_differences(saved, preflight.prepare(args).run_signature)
     assert "lora_alpha: checkpoint 8.0, now 16.0" in differences
     assert "lora_target_modules: checkpoint 'q_proj,v_proj', now 'all-linear'" in differences

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ochat.training_deepspeed.deepspeed_settings import TrainingSetupError
+
 ADAPTER_DIR = "adapter"
 DEFAULT_TARGET_MODULES = "all-linear"
 
@@ -38,6 +40,51 @@ class LoraSettings:
         if self.target_modules == DEFAULT_TARGET_MODULES:
             return DEFAULT_TARGET_MODULES
         return [name.strip() for name in self.target_modules.split(",") if name.strip()]
+
+
+def lora_settings(args) -> LoraSettings:
+    return LoraSettings(
+        rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout, target_modules=args.lora_target_modules
+    )
+
+
+def check_lora_targets(hf_config, settings: LoraSettings) -> None:
+    """Every --lora_target_modules name is a module of the model, checked on an empty (meta) copy of it."""
+    targets = settings.target_module_list()
+    if targets == DEFAULT_TARGET_MODULES:
+        return
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(hf_config)
+    names = [name for name, _ in model.named_modules()]
+    missing = [target for target in targets if not any(name == target or name.endswith("." + target) for name in names)]
+    if missing or not targets:
+        short_names = sorted(
+            {name.rsplit(".", 1)[-1] for name in names if name and not name.rsplit(".", 1)[-1].isdigit()}
+        )
+        raise TrainingSetupError(
+            f"--lora_target_modules: {', '.join(missing) or '(none given)'} is not a module of this "
+            f"{hf_config.model_type} model; its modules: {', '.join(short_names)}"
+        )
+
+
+def check_4bit_available() -> None:
+    """QLoRA needs CUDA and bitsandbytes; say so before anything loads."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise TrainingSetupError(
+            "--load_in_4bit (QLoRA) needs a CUDA GPU: bitsandbytes' 4-bit kernels do not run on "
+            "this machine's CPU; drop --load_in_4bit to train LoRA on the full-precision base"
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise TrainingSetupError(
+            "--load_in_4bit needs bitsandbytes: pip install bitsandbytes (or the project's gpu extra)"
+        )
 
 
 def module_name(model, module) -> str:

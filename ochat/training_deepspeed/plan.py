@@ -37,9 +37,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass
 
+from ochat.training_deepspeed.model_shapes import BUILTIN_CONFIGS, ModelShape, hf_config_of, model_shape
 from ochat.utils.cli import ArgumentParser
 
 GB = 1e9
@@ -47,76 +49,6 @@ HEADROOM = 0.9  # a setup fits when its total is within this share of the card
 REDUCE_BUCKET_ELEMENTS = 5e8  # deepspeed_config.json's reduce_bucket_size
 ZERO3_PREFETCH_ELEMENTS = 5e7  # DeepSpeed's default stage3_prefetch_bucket_size
 QLORA_BYTES_PER_PARAM = 0.5 + 0.127 / 8 + 4 / 64 / 8  # NF4 + double-quantized block constants
-
-# Shapes of the published models (config.json fields), so no download is needed to plan them.
-BUILTIN_CONFIGS = {
-    # TinyLlama-1.1B: the ~1B LLaMA the GPU benchmarks measure (grouped-query attention, 4 KV heads).
-    "llama-1b": dict(
-        model_type="llama",
-        hidden_size=2048,
-        intermediate_size=5632,
-        num_hidden_layers=22,
-        num_attention_heads=32,
-        num_key_value_heads=4,
-        vocab_size=32000,
-        max_position_embeddings=2048,
-    ),
-    "llama-7b": dict(
-        model_type="llama",
-        hidden_size=4096,
-        intermediate_size=11008,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        vocab_size=32001,
-        max_position_embeddings=2048,
-    ),
-    "llama-13b": dict(
-        model_type="llama",
-        hidden_size=5120,
-        intermediate_size=13824,
-        num_hidden_layers=40,
-        num_attention_heads=40,
-        num_key_value_heads=40,
-        vocab_size=32001,
-        max_position_embeddings=2048,
-    ),
-    "llama-70b": dict(
-        model_type="llama",
-        hidden_size=8192,
-        intermediate_size=28672,
-        num_hidden_layers=80,
-        num_attention_heads=64,
-        num_key_value_heads=8,
-        vocab_size=32001,
-        max_position_embeddings=4096,
-    ),
-    "mistral-7b": dict(
-        model_type="mistral",
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        vocab_size=32001,
-        max_position_embeddings=8192,
-    ),
-}
-
-
-@dataclass
-class ModelShape:
-    """What the memory depends on, read from a model built on the meta device."""
-
-    params: int
-    linear_params: int  # parameters of the linear layers of attention and MLP (what LoRA adapts, QLoRA quantizes)
-    largest_layer_params: int
-    hidden_size: int
-    intermediate_size: int
-    kv_size: int  # key/value heads x head dim
-    num_layers: int
-    vocab_size: int
-    lora_params_per_rank: int  # trainable LoRA parameters per unit of rank (sum of in + out features)
 
 
 @dataclass
@@ -135,54 +67,6 @@ class Estimate:
     @property
     def total(self) -> float:
         return self.weights + self.gradients + self.optimizer + self.activations + self.buffers
-
-
-def hf_config_of(model_path: str | None = None, model_config: str | None = None):
-    from transformers import AutoConfig
-
-    if model_config is not None:
-        if model_config not in BUILTIN_CONFIGS:
-            raise ValueError(f"unknown --model_config {model_config!r}; built in: {', '.join(BUILTIN_CONFIGS)}")
-        fields = dict(BUILTIN_CONFIGS[model_config])
-        return AutoConfig.for_model(fields.pop("model_type"), **fields)
-    return AutoConfig.from_pretrained(model_path)
-
-
-def model_shape(hf_config) -> ModelShape:
-    """Count parameters of the model built from `hf_config` on the meta device (no memory, no weights)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(hf_config)
-    seen, params = set(), 0
-    for parameter in model.parameters():
-        if id(parameter) not in seen:
-            seen.add(id(parameter))
-            params += parameter.numel()
-    output = model.get_output_embeddings()
-    linear_params = lora_per_rank = largest = 0
-    for module in model.modules():
-        own = sum(p.numel() for p in module.parameters(recurse=False))
-        largest = max(largest, own)
-        if isinstance(module, torch.nn.Linear) and module is not output:
-            linear_params += module.weight.numel()
-            lora_per_rank += module.in_features + module.out_features
-    heads = hf_config.num_attention_heads
-    head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // heads
-    kv_heads = getattr(hf_config, "num_key_value_heads", None) or heads
-    intermediate = getattr(hf_config, "intermediate_size", None) or 4 * hf_config.hidden_size
-    return ModelShape(
-        params=params,
-        linear_params=linear_params,
-        largest_layer_params=largest,
-        hidden_size=hf_config.hidden_size,
-        intermediate_size=intermediate,
-        kv_size=kv_heads * head_dim,
-        num_layers=hf_config.num_hidden_layers,
-        vocab_size=hf_config.vocab_size,
-        lora_params_per_rank=lora_per_rank,
-    )
 
 
 def activation_bytes(
@@ -284,6 +168,59 @@ def format_table(estimates: list[Estimate], gpu_memory_gb: float) -> str:
         )
     lines.append("GB per GPU (1 GB = 1e9 bytes); host/node: offloaded state in the node's host memory")
     return "\n".join(lines)
+
+
+def warn_if_it_will_not_fit(args, setup, bf16: bool, world_size: int, log) -> None:
+    """Print the memory plan of this very setup and warn when it exceeds the device's memory."""
+    from ochat.models import load_model_config
+
+    try:
+        shape = model_shape(load_model_config(setup.config, args.model_path))
+    except Exception as error:  # noqa: BLE001 - a plan is advice; never stop a run for it
+        log(f"memory plan skipped: {error}")
+        return
+    zero = setup.deepspeed_config.get("zero_optimization", {})
+    longest = max(len(sample[0]) for sample in setup.train_samples)
+    micro = setup.deepspeed_config["train_micro_batch_size_per_gpu"]
+    this_run = estimate(
+        shape,
+        "this run",
+        num_gpus=world_size,
+        micro_batch_size=micro,
+        context=longest,
+        lora_rank=args.lora_rank,
+        zero_stage=int(zero.get("stage", 0)),
+        quantized=args.load_in_4bit,
+        offload_optimizer=zero.get("offload_optimizer", {}).get("device", "none") not in (None, "none"),
+        offload_params=zero.get("offload_param", {}).get("device", "none") not in (None, "none"),
+        dtype_bytes=2 if bf16 else 4,
+        gradient_checkpointing=not args.no_gradient_checkpointing,
+        reduce_bucket_elements=float(zero.get("reduce_bucket_size", REDUCE_BUCKET_ELEMENTS)),
+    )
+    available, where = device_memory_bytes(setup.on_cuda, world_size)
+    log(
+        f"memory plan per rank: weights {this_run.weights / GB:.2f} GB, gradients {this_run.gradients / GB:.2f}, "
+        f"optimizer {this_run.optimizer / GB:.2f}, activations {this_run.activations / GB:.2f}, "
+        f"buffers {this_run.buffers / GB:.2f}: total {this_run.total / GB:.2f} GB of {available / GB:.1f} GB {where}"
+    )
+    if this_run.total > HEADROOM * available:
+        log(
+            f"WARNING: this setup needs about {this_run.total / GB:.1f} GB per rank but {where} has "
+            f"{available / GB:.1f} GB; it will probably run out of memory. See the options that fit with "
+            f"python -m ochat.training_deepspeed.plan --model_path {args.model_path} --num_gpus {world_size} "
+            f"--gpu_memory_gb {available / GB:.0f} (LoRA, ZeRO-3, offload)"
+        )
+
+
+def device_memory_bytes(on_cuda: bool, world_size: int) -> tuple[float, str]:
+    import torch
+
+    if on_cuda:
+        return float(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory), "each GPU"
+    import psutil
+
+    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+    return psutil.virtual_memory().total / max(1, ranks_here), "each CPU rank's share of host memory"
 
 
 def main(argv=None):
