@@ -120,7 +120,8 @@ def build_model(shape: dict, device, dtype, method: str, lora_rank: int, packing
 def run_setup(method: str, grouping: str, args, device, dtype, samples) -> dict:
     import torch
 
-    from ochat.training_deepspeed.data import plan_epoch, supervised_target_count
+    from ochat.training_deepspeed.batch_plan import plan_epoch
+    from ochat.training_deepspeed.data import supervised_target_count
     from ochat.training_deepspeed.steps import micro_batch_losses
 
     if device.type == "cuda":

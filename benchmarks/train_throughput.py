@@ -178,7 +178,8 @@ def summarise(records: list[dict], shape, peak_tflops) -> dict:
 def loss_weight_spread(data_path: str, model_type: str, train_batch_size: int, world_size: int, micro: int) -> dict:
     """How much a supervised token weighs against the global-batch token mean when each micro-batch is averaged
     on its own and DeepSpeed then averages the micro-batch losses (the original normalisation)."""
-    from ochat.training_deepspeed.data import plan_epoch, supervised_target_count
+    from ochat.training_deepspeed.batch_plan import plan_epoch
+    from ochat.training_deepspeed.data import supervised_target_count
 
     with open(os.path.join(data_path, f"{model_type}.train.json")) as handle:
         samples = json.load(handle)
@@ -207,7 +208,8 @@ def cpu_time_comparison(model_type: str, model_path: str, data_path: str, train_
 
     from ochat.config import get_model_config
     from ochat.models import load_model
-    from ochat.training_deepspeed.data import load_samples, plan_epoch, supervised_target_count
+    from ochat.training_deepspeed.batch_plan import plan_epoch
+    from ochat.training_deepspeed.data import load_samples, supervised_target_count
     from ochat.training_deepspeed.model_setup import enable_activation_checkpointing
     from ochat.training_deepspeed.modeling import choose_attn_implementation
     from ochat.training_deepspeed.steps import micro_batch_losses

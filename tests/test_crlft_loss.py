@@ -9,8 +9,10 @@ import torch
 
 from ochat.config import TokenizedSample, get_model_config
 from ochat.models import load_model
-from ochat.training_deepspeed.data import DataError, collate, load_samples, plan_step, supervised_target_count
-from ochat.training_deepspeed.modeling import choose_attn_implementation, weighted_loss
+from ochat.training_deepspeed.batch_plan import plan_step
+from ochat.training_deepspeed.data import DataError, collate, load_samples, supervised_target_count
+from ochat.training_deepspeed.loss import weighted_loss
+from ochat.training_deepspeed.modeling import choose_attn_implementation
 
 
 def _sample(length: int, supervised_from: int, seed: int) -> tuple[list[int], list[bool]]:

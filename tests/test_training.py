@@ -18,7 +18,7 @@ import torch
 
 from ochat.config import get_model_config, load_tokenizer, render_conversation
 from ochat.models import load_model
-from ochat.training_deepspeed.data import IGNORE_INDEX
+from ochat.training_deepspeed.loss import IGNORE_INDEX
 from tests.helpers.repo import REPO_ROOT
 from tests.helpers.training import (
     MODEL_TYPE,

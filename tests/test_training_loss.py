@@ -15,16 +15,12 @@ from ochat.config import get_model_config
 from ochat.models import load_model
 from ochat.training_deepspeed import arguments, train
 from ochat.training_deepspeed.arguments import parse_args
-from ochat.training_deepspeed.data import (
-    IGNORE_INDEX,
-    collate,
-    plan_epoch,
-    plan_step,
-    supervised_target_count,
-)
+from ochat.training_deepspeed.batch_plan import plan_epoch, plan_step
+from ochat.training_deepspeed.data import collate, supervised_target_count
 from ochat.training_deepspeed.deepspeed_settings import resolve_deepspeed_config
 from ochat.training_deepspeed.final_model import save_hf_checkpoint
-from ochat.training_deepspeed.modeling import choose_attn_implementation, weighted_loss
+from ochat.training_deepspeed.loss import IGNORE_INDEX, weighted_loss
+from ochat.training_deepspeed.modeling import choose_attn_implementation
 from ochat.training_deepspeed.steps import micro_batch_losses
 
 MODEL_TYPE = "openchat_tiny"

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from ochat.training_deepspeed.data import LOSS_REDUCTIONS
 from ochat.training_deepspeed.deepspeed_settings import OFFLOAD_CHOICES
 from ochat.training_deepspeed.lora import DEFAULT_TARGET_MODULES
+from ochat.training_deepspeed.loss import LOSS_REDUCTIONS
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import resolve_source_path
 

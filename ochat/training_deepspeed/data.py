@@ -1,4 +1,4 @@
-"""Training samples, the batch plan of every optimizer step, and collation into model inputs.
+"""Training samples: reading and checking the data files, and collation into model inputs.
 
 Input (written by `data_pipeline.generate_dataset`): a JSON list of samples,
 each `[token_ids, supervise_mask]` of equal length, e.g.
@@ -11,52 +11,25 @@ per-token weights (the source's reward) nonzero exactly where the mask is true:
     [[[1, 12, 7, 2049, 40, 9, 2049], [false, false, false, false, false, true, true],
       [0.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.1]]]
 
-Batch plan. Each epoch shuffles the samples (seed + epoch) and cuts them into
-global batches of `train_batch_size` samples, one optimizer step each (the
-last step of an epoch takes the remainder, so no sample is left out). Inside a
-step the samples are dealt to ranks x accumulation micro-batches:
-
-    none      in shuffled order, `micro_batch_size` samples each, padded
-    length    sorted by length, runs of `micro_batch_size` similar lengths,
-              dealt round robin so every rank gets a similar share of work
-    packing   longest first into the micro-batch with the fewest tokens; each
-              micro-batch is one padding-free row whose position ids restart
-              at every sample
-
-A sample never leaves its step, so all three modes train on the same samples
-per optimizer step and, with the token-mean loss, on the same gradient; they
-differ only in speed.
-
-Loss weights. Every target token (the next token, where the supervise mask is
-true) carries a weight so that summing `weight * cross_entropy` over all
-micro-batches of all ranks gives the step's loss. With `w` the target token's
-own weight (1.0 unless the data carries weights):
-
-    token       w / (sum of w over the target tokens of the whole global batch)
-    per_sample  w / (supervised tokens of the sample * samples in the global batch)
-
-So `token` is OpenChat's reward-weighted C-RLFT loss, sum(w * CE) / sum(w), and
-with all weights 1.0 both are exactly the unweighted means. Samples keep their
-weights through length grouping and packing: plans deal sample indices, and
-`collate` reads each sample's weights.
+Each optimizer step's plan (`ochat.training_deepspeed.batch_plan`) deals
+sample indices to ranks and micro-batches; `collate` turns one micro-batch into
+model inputs and gives every target token its share of the step's loss
+(`ochat.training_deepspeed.loss`), so samples keep their weights through length
+grouping and packing.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
 from ochat.config.conversation_template import TokenizedSample
-
-IGNORE_INDEX = -100
-GROUPING_MODES = ("none", "length", "packing")
-LOSS_REDUCTIONS = ("token", "per_sample")
+from ochat.training_deepspeed.batch_plan import StepPlan
+from ochat.training_deepspeed.loss import IGNORE_INDEX, loss_weights
 
 
 class DataError(ValueError):
@@ -162,130 +135,11 @@ def supervised_target_count(supervise_mask: Sequence[bool]) -> int:
     return sum(supervise_mask[1:])
 
 
-@dataclass
-class StepPlan:
-    """One optimizer step: `micro_batches[rank][k]` lists sample indices; the normalisers are global."""
-
-    micro_batches: list[list[list[int]]]
-    supervised_tokens: int  # target tokens in the whole global batch
-    samples_with_targets: int  # samples in the global batch that have at least one target
-    tokens: int  # all tokens in the global batch
-    padded_tokens: int  # positions the model computes: tokens plus padding
-    target_weight: Optional[float] = None  # sum of target-token weights in the global batch; set by `collate`
-
-
-def _deal_round_robin(groups: list[list[int]], world_size: int, accumulation_steps: int) -> list[list[list[int]]]:
-    """Group k goes to rank k % world_size; missing micro-batches stay empty lists."""
-    per_rank: list[list[list[int]]] = [[[] for _ in range(accumulation_steps)] for _ in range(world_size)]
-    for k, group in enumerate(groups):
-        per_rank[k % world_size][k // world_size] = group
-    return per_rank
-
-
-def plan_step(
-    indices: list[int],
-    lengths: Sequence[int],
-    supervised: Sequence[int],
-    grouping: str,
-    world_size: int,
-    accumulation_steps: int,
-    micro_batch_size: int,
-) -> StepPlan:
-    """Deal one global batch of sample indices to ranks and micro-batches."""
-    slots = world_size * accumulation_steps
-    if grouping == "packing":
-        bins: list[list[int]] = [[] for _ in range(slots)]
-        loads = [0] * slots
-        for index in sorted(indices, key=lambda i: (-lengths[i], i)):
-            lightest = min(range(slots), key=lambda k: (loads[k], k))
-            bins[lightest].append(index)
-            loads[lightest] += lengths[index]
-        groups = bins
-    else:
-        ordered = sorted(indices, key=lambda i: (-lengths[i], i)) if grouping == "length" else list(indices)
-        # spread a short last batch evenly instead of leaving whole micro-batches empty
-        size = min(micro_batch_size, -(-len(ordered) // slots))
-        groups = [ordered[start : start + size] for start in range(0, len(ordered), size)]
-    return StepPlan(
-        micro_batches=_deal_round_robin(groups, world_size, accumulation_steps),
-        supervised_tokens=sum(supervised[i] for i in indices),
-        samples_with_targets=sum(1 for i in indices if supervised[i] > 0),
-        tokens=sum(lengths[i] for i in indices),
-        padded_tokens=sum(len(group) * max((lengths[i] for i in group), default=0) for group in groups)
-        if grouping != "packing"
-        else sum(lengths[i] for i in indices),
-    )
-
-
-def plan_epoch(
-    lengths: Sequence[int],
-    supervised: Sequence[int],
-    epoch: int,
-    seed: int,
-    train_batch_size: int,
-    grouping: str,
-    world_size: int,
-    accumulation_steps: int,
-    micro_batch_size: int,
-) -> list[StepPlan]:
-    """All steps of one epoch; the same arguments give the same plan on every rank and after a resume."""
-    if grouping not in GROUPING_MODES:
-        raise ValueError(f"grouping must be one of {GROUPING_MODES}")
-    order = list(range(len(lengths)))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
-    return [
-        plan_step(
-            order[start : start + train_batch_size],
-            lengths,
-            supervised,
-            grouping,
-            world_size,
-            accumulation_steps,
-            micro_batch_size,
-        )
-        for start in range(0, len(order), train_batch_size)
-    ]
-
-
-def steps_per_epoch(sample_count: int, train_batch_size: int) -> int:
-    return -(-sample_count // train_batch_size)
-
-
 def _targets(token_ids: Sequence[int], supervise_mask: Sequence[bool]) -> list[int]:
     """Next-token targets aligned with the inputs; unsupervised and last positions are ignored."""
     return [token_ids[t + 1] if supervise_mask[t + 1] else IGNORE_INDEX for t in range(len(token_ids) - 1)] + [
         IGNORE_INDEX
     ]
-
-
-def target_token_weights(sample) -> list[float]:
-    """Each position's target weight (that of the next token where it is supervised), aligned with `_targets`."""
-    token_ids, supervise_mask = sample
-    weights = getattr(sample, "weights", None) or [1.0 if flag else 0.0 for flag in supervise_mask]
-    return [weights[t + 1] if supervise_mask[t + 1] else 0.0 for t in range(len(token_ids) - 1)] + [0.0]
-
-
-def step_target_weight(samples: Sequence, plan: StepPlan) -> float:
-    """Sum of target weights over the global batch (every rank's micro-batches); the same on every rank."""
-    if plan.target_weight is None:
-        plan.target_weight = sum(
-            sum(target_token_weights(samples[index]))
-            for rank_batches in plan.micro_batches
-            for indices in rank_batches
-            for index in indices
-        )
-    return plan.target_weight
-
-
-def _loss_weights(sample, supervised_count: int, samples: Sequence, plan: StepPlan, loss_reduction: str) -> list[float]:
-    """Each position's share of the step loss (see the module docstring)."""
-    if supervised_count == 0:
-        return [0.0] * len(sample[0])
-    if loss_reduction == "token":
-        normaliser = step_target_weight(samples, plan)
-    else:
-        normaliser = supervised_count * plan.samples_with_targets
-    return [weight / normaliser if weight else 0.0 for weight in target_token_weights(sample)]
 
 
 def collate(
@@ -319,7 +173,7 @@ def collate(
     for index in indices:
         token_ids, supervise_mask = samples[index]
         targets = _targets(token_ids, supervise_mask)
-        weights = _loss_weights(samples[index], supervised_target_count(supervise_mask), samples, plan, loss_reduction)
+        weights = loss_weights(samples[index], supervised_target_count(supervise_mask), samples, plan, loss_reduction)
         rows.append((token_ids, targets, weights))
     tokens = sum(len(row[0]) for row in rows)
 

@@ -1,4 +1,4 @@
-"""The training forward pass: weighted supervised loss and padding-free packed attention.
+"""The training forward pass: padding-free packed attention, and the model inputs of a collated micro-batch.
 
 Packed rows hold several samples back to back. transformers already keeps
 them apart when it gets `position_ids` restarting at 0 and no attention mask,
@@ -17,8 +17,6 @@ import importlib.util
 
 import torch
 import torch.nn.functional as F
-
-from ochat.training_deepspeed.data import IGNORE_INDEX
 
 PACKED_SDPA = "ochat_packed_sdpa"
 
@@ -84,19 +82,3 @@ def model_inputs(batch: dict, device) -> dict:
             max_length_k=batch["max_length"],
         )
     return inputs
-
-
-def token_losses(model, batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-position cross entropy (0 where ignored) and the target mask, both flat and in fp32."""
-    logits = model(**model_inputs(batch, device)).logits
-    targets = batch["targets"].to(device).reshape(-1)
-    losses = F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]), targets, ignore_index=IGNORE_INDEX, reduction="none"
-    )
-    return losses, targets != IGNORE_INDEX
-
-
-def weighted_loss(model, batch: dict, device) -> torch.Tensor:
-    """This micro-batch's share of the step loss: sum of weight x cross entropy (see `data` for the weights)."""
-    losses, _ = token_losses(model, batch, device)
-    return (losses * batch["weights"].to(device).reshape(-1)).sum()

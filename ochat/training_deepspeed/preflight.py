@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ochat.training_deepspeed.batch_plan import steps_per_epoch
 from ochat.training_deepspeed.checkpoint import CHECKPOINT_DIR, check_resume_signature, run_signature
 from ochat.training_deepspeed.data import (
     DataError,
     load_samples,
     resolve_data_files,
-    steps_per_epoch,
     supervised_target_count,
 )
 from ochat.training_deepspeed.deepspeed_settings import TrainingSetupError, check_save_path, resolve_deepspeed_config

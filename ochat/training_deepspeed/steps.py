@@ -1,6 +1,6 @@
 """The plan -> collate -> loss loop, in one place for training, evaluation, the demo and the benchmarks.
 
-A step plan (`data.plan_step` / `data.plan_epoch`) says which samples each rank
+A step plan (`batch_plan.plan_step` / `batch_plan.plan_epoch`) says which samples each rank
 puts in each micro-batch; `micro_batch_losses` turns one rank's share into
 model inputs and yields each micro-batch's weighted loss, so the caller decides
 what to do with it (backward and `engine.step()` when training, a running sum
@@ -15,7 +15,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from ochat.training_deepspeed.data import StepPlan, collate, plan_step, supervised_target_count
+from ochat.training_deepspeed.batch_plan import StepPlan, plan_step
+from ochat.training_deepspeed.data import collate, supervised_target_count
 
 
 def whole_set_plan(samples: Sequence, packing: bool, world_size: int = 1, micro_batch_size: int = 1) -> StepPlan:
@@ -38,7 +39,7 @@ def micro_batch_losses(
     loss_reduction: str = "token",
 ) -> Iterator[torch.Tensor]:
     """This rank's micro-batches of `plan`, collated and run through `model`: one weighted loss each."""
-    from ochat.training_deepspeed.modeling import weighted_loss
+    from ochat.training_deepspeed.loss import weighted_loss
 
     for indices in plan.micro_batches[rank]:
         batch = collate(samples, indices, plan, pad_token_id, packing=packing, loss_reduction=loss_reduction)

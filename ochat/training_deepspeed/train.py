@@ -91,11 +91,13 @@ import sys
 import time
 
 from ochat.training_deepspeed.arguments import parse_args
+from ochat.training_deepspeed.batch_plan import plan_epoch
 from ochat.training_deepspeed.checkpoint import load_latest_checkpoint, save_checkpoint
-from ochat.training_deepspeed.data import DataError, plan_epoch, supervised_target_count
+from ochat.training_deepspeed.data import DataError, supervised_target_count
 from ochat.training_deepspeed.deepspeed_settings import TrainingSetupError
 from ochat.training_deepspeed.distributed import Ranks, start_ranks
 from ochat.training_deepspeed.final_model import gather_final_model, save_final_model
+from ochat.training_deepspeed.loss import deepspeed_averaging_undone
 from ochat.training_deepspeed.model_setup import build_engine, build_model
 from ochat.training_deepspeed.plan import warn_if_it_will_not_fit
 from ochat.training_deepspeed.preflight import Setup, prepare
@@ -220,9 +222,7 @@ class Trainer:
         lr = self.lr_scheduler.get_last_lr()[0]
         started = time.perf_counter()
         step_loss = torch.zeros((), device=self.device, dtype=torch.float32)
-        # DeepSpeed divides each micro-batch loss by the accumulation steps and averages gradients over
-        # ranks; the weights already normalise over the whole global batch, so undo both.
-        undo_averaging = self.accumulation * self.world_size
+        undo_averaging = deepspeed_averaging_undone(self.accumulation, self.world_size)
         for loss_share in micro_batch_losses(
             engine,
             self.setup.train_samples,
