@@ -320,9 +320,9 @@ def compare_convert(model_type, model_path, conversations):
 
     failures = []
     rendered = render_conversations(config, tokenizer, [conversation["items"] for conversation in conversations])
-    if [ids for ids, _ in rendered] != reference_ids:
+    if [sample.token_ids for sample in rendered] != reference_ids:
         failures.append("convert: ids differ from apply_chat_template with the exported template")
-    tokens = sum(len(ids) for ids, _ in samples)
+    tokens = sum(len(sample.token_ids) for sample in samples)
     count = len(conversations)
     return [
         row("convert", REFERENCE_CONVERT, count, reference_timer, reference_timer, tokens),

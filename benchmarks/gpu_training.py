@@ -34,6 +34,7 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # run as a script from anywhere, also where ochat is not installed
 
+from ochat.config import Sample  # noqa: E402
 from ochat.training_deepspeed.model_shapes import BUILTIN_CONFIGS  # noqa: E402
 
 LLAMA_1B = {name: value for name, value in BUILTIN_CONFIGS["llama-1b"].items() if name != "model_type"}
@@ -49,14 +50,14 @@ TINY = dict(
 SETUPS = [("full", "packing"), ("full", "length"), ("lora", "packing"), ("lora", "length")]
 
 
-def synthetic_samples(count: int, vocab: int, max_length: int, seed: int) -> list:
+def synthetic_samples(count: int, vocab: int, max_length: int, seed: int) -> list[Sample]:
     """Random token ids with a ShareGPT-like length spread; the second half of each sample is supervised."""
     rng = random.Random(seed)
     samples = []
     for _ in range(count):
         length = int(min(max_length, max(32, rng.lognormvariate(math.log(max_length / 4), 0.8))))
         ids = [1] + [rng.randrange(3, vocab) for _ in range(length - 1)]
-        samples.append((ids, [k >= length // 2 for k in range(length)]))
+        samples.append(Sample(ids, [k >= length // 2 for k in range(length)]))
     return samples
 
 
@@ -132,8 +133,8 @@ def run_setup(method: str, grouping: str, args, device, dtype, samples) -> dict:
     parameters = sum(p.numel() for p in model.parameters())
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-5, fused=device.type == "cuda")
-    lengths = [len(sample[0]) for sample in samples]
-    supervised = [supervised_target_count(sample[1]) for sample in samples]
+    lengths = [len(sample.token_ids) for sample in samples]
+    supervised = [supervised_target_count(sample.supervise_mask) for sample in samples]
     # packing: each micro-batch is one row of about --tokens_per_micro_batch tokens; length grouping: padded rows
     accumulation = max(1, round(args.batch_samples * (sum(lengths) / len(lengths)) / args.tokens_per_micro_batch))
     micro = -(-args.batch_samples // accumulation)

@@ -222,7 +222,7 @@ def engine_structured(
                 reviewer_for(reviewers, question.category).render(question.text, first, second), kind.instruction
             )
             conversation = [{"from": ROLE_TO_TEMPLATE[m["role"]], "value": m["content"]} for m in messages]
-            prompt_ids, _ = render_conversation(config, tokenizer, conversation, add_generation_prompt=True)
+            prompt_ids = render_conversation(config, tokenizer, conversation, add_generation_prompt=True).token_ids
             seq_id = f"{question.question_id}-{order}"
             outputs[seq_id] = []
             engine.add(

@@ -483,7 +483,9 @@ def engine_prompts(config, tokenizer, count: int) -> list[list[int]]:
     from ochat.config import render_conversation
 
     return [
-        render_conversation(config, tokenizer, [{"from": "human", "value": prompt}], add_generation_prompt=True)[0]
+        render_conversation(
+            config, tokenizer, [{"from": "human", "value": prompt}], add_generation_prompt=True
+        ).token_ids
         for prompt in fixed_prompts(count)
     ]
 

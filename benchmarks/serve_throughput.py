@@ -79,7 +79,7 @@ def run_baseline_server(model_type: str, model_path: str, port: int, device: str
     async def chat(request):
         body = await request.json()
         items = [{"from": ROLE_TO_TEMPLATE[m["role"]], "value": m["content"]} for m in body["messages"]]
-        prompt_ids, _ = render_conversation(config, tokenizer, items, add_generation_prompt=True)
+        prompt_ids = render_conversation(config, tokenizer, items, add_generation_prompt=True).token_ids
         completion_id, created, model_name = new_completion_id(), now(), body["model"]
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -331,7 +331,11 @@ def budget_tokens_needed(model_type: str, model_path: str, clients: int, max_tok
     config = get_model_config(model_type)
     tokenizer = load_tokenizer(config, model_path)
     longest = max(
-        len(render_conversation(config, tokenizer, [{"from": "human", "value": prompt}], add_generation_prompt=True)[0])
+        len(
+            render_conversation(
+                config, tokenizer, [{"from": "human", "value": prompt}], add_generation_prompt=True
+            ).token_ids
+        )
         for prompt in fixed_prompts(clients)
     )
     return clients * (longest + max_tokens)

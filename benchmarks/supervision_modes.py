@@ -52,7 +52,9 @@ def measure(config, tokenizer, conversations) -> list[dict]:
                 "tokens_total": stats.tokens_total,
                 "supervised_kept": stats.supervised_kept,
                 "supervised_total": stats.supervised_total,
-                "answers_without_eot": sum(ids[-1] != tokenizer.eot_token_id and mask[-1] for ids, mask in samples),
+                "answers_without_eot": sum(
+                    sample.token_ids[-1] != tokenizer.eot_token_id and sample.supervise_mask[-1] for sample in samples
+                ),
                 "dropped_nothing_supervised": stats.dropped_no_supervised_tokens,
             }
         )

@@ -217,8 +217,8 @@ def cpu_time_comparison(model_type: str, model_path: str, data_path: str, train_
     torch.set_num_threads(1)
     config = get_model_config(model_type)
     samples = load_samples(os.path.join(data_path, f"{model_type}.train.json"), 1 << 30, 1 << 30)
-    lengths = [len(ids) for ids, _ in samples]
-    supervised = [supervised_target_count(mask) for _, mask in samples]
+    lengths = [len(sample.token_ids) for sample in samples]
+    supervised = [supervised_target_count(sample.supervise_mask) for sample in samples]
     variants = [
         ("length grouping", "length", "sdpa"),
         ("packing", "packing", choose_attn_implementation(packing=True, on_cuda=False)),

@@ -170,7 +170,7 @@ def _convert_and_write(
     for split_name, split_conversations in zip(("train", "eval"), split_train_eval(conversations, eval_ratio, seed)):
         stats = ConversionStats()
         samples = convert_conversations(config, tokenizer, split_conversations, truncation, split_long, stats)
-        texts = tokenizer.hf_tokenizer.batch_decode([ids for ids, _ in samples], skip_special_tokens=False)
+        texts = tokenizer.hf_tokenizer.batch_decode([sample.token_ids for sample in samples], skip_special_tokens=False)
         records = [sample_record(sample, config.is_conditioned) for sample in samples]
         write_json_atomic(os.path.join(out_dir, f"{model_type}.{split_name}.json"), records, indent=None)
         write_json_atomic(os.path.join(out_dir, f"{model_type}.{split_name}.text.json"), texts, indent=None)

@@ -3,7 +3,7 @@
 `convert_conversations` renders every valid conversation in one batched tokenizer call and fits
 each into `config.max_context` (`--truncation turn|tail`, `--split_long`, see
 `data_pipeline.generate_dataset`), counting in `ConversionStats` what was truncated, split,
-dropped and kept. A sample is `TokenizedSample(token_ids, supervise_mask, weights)`, stored as
+dropped and kept. A sample is `Sample(token_ids, supervise_mask, weights)`, stored as
 
     [token_ids, supervise_mask]            e.g. [[1, 910, 29901, ...], [false, false, true, ...]]
     [token_ids, supervise_mask, weights]   for conditioned (C-RLFT) types, weights nonzero where the mask is true
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from ochat.config import ModelConfig, RenderedTurn, TokenizedSample, join_turns, render_turns_batch
+from ochat.config import ModelConfig, RenderedTurn, Sample, join_turns, render_turns_batch
 
 
 @dataclass
@@ -72,13 +72,13 @@ def fit_conversation(
     truncation: str = "turn",
     split_long: bool = False,
     stats: ConversionStats | None = None,
-) -> list[tuple[list[int], list[bool]]]:
+) -> list[Sample]:
     """Samples of at most `config.max_context` tokens made from one rendered conversation."""
     stats = stats if stats is not None else ConversionStats()
     max_context = config.max_context
     eot = tokenizer.eot_token_id
     full_sample = join_turns(config, tokenizer, turns)
-    full_ids, full_mask = full_sample
+    full_ids, full_mask = full_sample.token_ids, full_sample.supervise_mask
     stats.conversations += 1
     stats.tokens_total += len(full_ids)
     stats.supervised_total += sum(full_mask)
@@ -87,7 +87,7 @@ def fit_conversation(
         samples = [full_sample]
         stats.fitted_whole += 1
     elif truncation == "tail" and not split_long:
-        samples = [TokenizedSample(full_ids[:max_context], full_mask[:max_context], full_sample.weights[:max_context])]
+        samples = [Sample(full_ids[:max_context], full_mask[:max_context], full_sample.weights[:max_context])]
         stats.truncated += 1
     else:
         bos_length = len(full_ids) - _length(turns, eot)
@@ -123,7 +123,7 @@ def fit_conversation(
 
     kept = []
     for sample in samples:
-        token_ids, supervise_mask = sample
+        token_ids, supervise_mask = sample.token_ids, sample.supervise_mask
         if not any(supervise_mask):
             stats.dropped_no_supervised_tokens += 1
             continue
@@ -141,7 +141,7 @@ def convert_conversations(
     truncation: str = "turn",
     split_long: bool = False,
     stats: ConversionStats | None = None,
-) -> list[tuple[list[int], list[bool]]]:
+) -> list[Sample]:
     """Render (one batched tokenizer call) and fit every conversation; invalid ones are reported, not raised."""
     stats = stats if stats is not None else ConversionStats()
     valid, conditions = [], []
@@ -183,7 +183,8 @@ def valid_condition(condition) -> bool:
     return condition is None or (isinstance(condition, str) and bool(condition.strip()))
 
 
-def sample_record(sample: TokenizedSample, conditioned: bool) -> list:
+def sample_record(sample: Sample, conditioned: bool) -> list:
     """The stored form: `[token_ids, supervise_mask, weights]` for conditioned types, the pair otherwise."""
-    token_ids, supervise_mask = sample
-    return [token_ids, supervise_mask, sample.weights] if conditioned else [token_ids, supervise_mask]
+    if conditioned:
+        return [sample.token_ids, sample.supervise_mask, sample.weights]
+    return [sample.token_ids, sample.supervise_mask]

@@ -85,7 +85,7 @@ def test_an_openchat_import_converts_to_the_samples_of_its_jsonl(tiny_crlft_mode
     from_jsonl = convert_conversations(config, tokenizer, read_conversations(str(source))[0])
     from_import = convert_conversations(config, tokenizer, conversations)
     assert [list(sample.weights) for sample in from_import] == [list(sample.weights) for sample in from_jsonl]
-    assert [sample[0] for sample in from_import] == [sample[0] for sample in from_jsonl]
+    assert [sample.token_ids for sample in from_import] == [sample.token_ids for sample in from_jsonl]
     assert {weight for sample in from_import for weight in sample.weights if weight} == {1.0, 0.1}
 
 
@@ -181,7 +181,7 @@ def test_a_condition_that_is_not_text_makes_the_conversation_invalid(tiny_crlft_
     stats = ConversionStats()
     samples = convert_conversations(config, tokenizer, conversations, stats=stats)
     assert len(samples) == 1 and stats.invalid == ["listed", "numbered"]
-    assert "GPT3 User:" in tokenizer.decode(samples[0][0])
+    assert "GPT3 User:" in tokenizer.decode(samples[0].token_ids)
 
 
 def test_an_unconditioned_type_refuses_weighted_answers_in_one_line(tiny_model_dir, tmp_path):

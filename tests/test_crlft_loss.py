@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from ochat.config import TokenizedSample, get_model_config
+from ochat.config import Sample, get_model_config
 from ochat.models import load_model
 from ochat.training_deepspeed.batch_plan import plan_step
 from ochat.training_deepspeed.data import DataError, collate, load_samples, supervised_target_count
@@ -15,15 +15,15 @@ from ochat.training_deepspeed.loss import weighted_loss
 from ochat.training_deepspeed.modeling import choose_attn_implementation
 
 
-def _sample(length: int, supervised_from: int, seed: int) -> tuple[list[int], list[bool]]:
+def _sample(length: int, supervised_from: int, seed: int) -> Sample:
     generator = torch.Generator().manual_seed(seed)
     token_ids = [1] + torch.randint(3, 2000, (length - 1,), generator=generator).tolist()
-    return token_ids, [index >= supervised_from for index in range(length)]
+    return Sample(token_ids, [index >= supervised_from for index in range(length)])
 
 
-def _weighted(sample, weight: float) -> TokenizedSample:
-    token_ids, mask = sample
-    return TokenizedSample(token_ids, mask, [weight if flag else 0.0 for flag in mask])
+def _weighted(sample: Sample, weight: float) -> Sample:
+    mask = sample.supervise_mask
+    return Sample(sample.token_ids, mask, [weight if flag else 0.0 for flag in mask])
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +41,8 @@ def pairs():
 
 
 def _plan(samples, grouping="none", world_size=1, accumulation=1, micro=None):
-    lengths = [len(ids) for ids, _ in samples]
-    supervised = [supervised_target_count(mask) for _, mask in samples]
+    lengths = [len(sample.token_ids) for sample in samples]
+    supervised = [supervised_target_count(sample.supervise_mask) for sample in samples]
     return plan_step(
         list(range(len(samples))), lengths, supervised, grouping, world_size, accumulation, micro or len(samples)
     )
@@ -74,10 +74,14 @@ def test_all_one_weights_give_exactly_the_unweighted_loss(model, pairs, packing,
 
 def test_three_field_file_of_ones_loads_to_the_same_batches_as_the_pair_file(pairs, tmp_path):
     pair_file, triple_file = tmp_path / "pairs.json", tmp_path / "triples.json"
-    pair_file.write_text(json.dumps([[ids, mask] for ids, mask in pairs]))
-    triple_file.write_text(json.dumps([[ids, mask, [1.0 if f else 0.0 for f in mask]] for ids, mask in pairs]))
+    pair_file.write_text(json.dumps([[pair.token_ids, pair.supervise_mask] for pair in pairs]))
+    triple_file.write_text(
+        json.dumps(
+            [[pair.token_ids, pair.supervise_mask, [1.0 if f else 0.0 for f in pair.supervise_mask]] for pair in pairs]
+        )
+    )
     from_pairs, from_triples = load_samples(str(pair_file), 2048, 4096), load_samples(str(triple_file), 2048, 4096)
-    assert [tuple(s) for s in from_pairs] == [tuple(s) for s in from_triples]
+    assert from_pairs == from_triples
     batches = [
         collate(samples, [0, 1, 2], _plan(samples[:3]), 0, packing=False)["weights"]
         for samples in (from_pairs[:3], from_triples[:3])
@@ -97,7 +101,7 @@ def test_two_class_loss_equals_the_hand_computed_reward_weighted_mean(model, pai
     """Expert samples weigh 1.0 and sub-optimal ones 0.1: loss = (sum CE_expert + 0.1 sum CE_sub) / (n_e + 0.1 n_s)."""
     rewards = [1.0, 0.1, 1.0, 0.1, 0.1, 1.0]
     samples = [_weighted(pair, reward) for pair, reward in zip(pairs, rewards)]
-    per_sample = [_hand_computed_token_losses(model, *pair) for pair in pairs]
+    per_sample = [_hand_computed_token_losses(model, pair.token_ids, pair.supervise_mask) for pair in pairs]
     numerator = sum(reward * losses.sum() for reward, losses in zip(rewards, per_sample))
     denominator = sum(reward * len(losses) for reward, losses in zip(rewards, per_sample))
     expected = (numerator / denominator).item()

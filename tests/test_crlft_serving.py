@@ -65,7 +65,7 @@ def reference(tiny_crlft_model_dir):
     model = load_model(config, tiny_crlft_model_dir).eval()
 
     def prompt(condition, items=ITEMS):
-        return render_conversation(config, tokenizer, items, add_generation_prompt=True, condition=condition)[0]
+        return render_conversation(config, tokenizer, items, add_generation_prompt=True, condition=condition).token_ids
 
     def greedy(condition, items=ITEMS):
         ids = prompt(condition, items)

@@ -53,7 +53,8 @@ def test_unconditioned_types_refuse_a_condition(tiny_model_dir):
 @pytest.mark.parametrize("condition", ["GPT4", "GPT3", ""])
 def test_layout_is_bos_then_condition_prefix_content_eot(config_and_tokenizer, condition):
     config, tokenizer = config_and_tokenizer
-    token_ids, supervise_mask = render_conversation(config, tokenizer, CONVERSATION[:3], condition=condition)
+    rendered = render_conversation(config, tokenizer, CONVERSATION[:3], condition=condition)
+    token_ids, supervise_mask = rendered.token_ids, rendered.supervise_mask
     expected, expected_mask = [tokenizer.bos_token_id], [False]
     for item in CONVERSATION[:3]:
         prefix_text = (
@@ -73,9 +74,9 @@ def test_layout_is_bos_then_condition_prefix_content_eot(config_and_tokenizer, c
 
 def test_different_conditions_give_different_prompts(config_and_tokenizer):
     config, tokenizer = config_and_tokenizer
-    gpt4 = render_conversation(config, tokenizer, CONVERSATION, add_generation_prompt=True, condition="GPT4")[0]
-    gpt3 = render_conversation(config, tokenizer, CONVERSATION, add_generation_prompt=True, condition="GPT3")[0]
-    default = render_conversation(config, tokenizer, CONVERSATION, add_generation_prompt=True)[0]
+    gpt4 = render_conversation(config, tokenizer, CONVERSATION, add_generation_prompt=True, condition="GPT4").token_ids
+    gpt3 = render_conversation(config, tokenizer, CONVERSATION, add_generation_prompt=True, condition="GPT3").token_ids
+    default = render_conversation(config, tokenizer, CONVERSATION, add_generation_prompt=True).token_ids
     assert default == gpt4 and gpt3 != gpt4
     assert tokenizer.decode(gpt3).endswith("GPT3 Assistant:")
 
@@ -87,7 +88,9 @@ def test_exported_chat_template_renders_the_same_token_ids(config_and_tokenizer,
     extra = {} if condition is None else {"condition": condition}
     text = tokenizer.hf_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
     from_template = tokenizer.hf_tokenizer(text, add_special_tokens=False)["input_ids"]
-    expected, _ = render_conversation(config, tokenizer, CONVERSATION, add_generation_prompt=True, condition=condition)
+    expected = render_conversation(
+        config, tokenizer, CONVERSATION, add_generation_prompt=True, condition=condition
+    ).token_ids
     assert from_template == expected
     if condition is None:
         assert text.startswith("<s>GPT4 System: Answer briefly.<|end_of_turn|>GPT4 User: What")
@@ -102,7 +105,7 @@ def test_item_weights_land_on_exactly_the_supervised_tokens(config_and_tokenizer
         {"from": "gpt", "value": "Sure.", "weight": 0.5},
     ]
     sample = render_conversation(config, tokenizer, items, condition="GPT3")
-    token_ids, supervise_mask = sample
+    token_ids, supervise_mask = sample.token_ids, sample.supervise_mask
     assert [weight > 0 for weight in sample.weights] == supervise_mask
     eot_positions = [i for i, t in enumerate(token_ids) if t == tokenizer.eot_token_id]
     assert [sample.weights[i] for i in eot_positions] == [0.0, 0.1, 0.0, 0.5]
@@ -110,9 +113,9 @@ def test_item_weights_land_on_exactly_the_supervised_tokens(config_and_tokenizer
 
 def test_a_zero_weight_answer_is_not_supervised_and_a_negative_one_is_refused(config_and_tokenizer):
     config, tokenizer = config_and_tokenizer
-    _, mask = render_conversation(
+    mask = render_conversation(
         config, tokenizer, [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo", "weight": 0}]
-    )
+    ).supervise_mask
     assert not any(mask)
     with pytest.raises(ValueError, match="weight"):
         render_conversation(config, tokenizer, [{"from": "gpt", "value": "Yo", "weight": -1}])

@@ -45,9 +45,9 @@ def expected_texts(model_dir: str, questions: list[str]) -> list[str]:
     stop_ids = tokenizer.stop_token_ids
     texts = []
     for question in questions:
-        prompt, _ = render_conversation(
+        prompt = render_conversation(
             config, tokenizer, [{"from": "human", "value": question}], add_generation_prompt=True
-        )
+        ).token_ids
         with torch.inference_mode():
             output = model.generate(
                 torch.tensor([prompt]), max_new_tokens=MAX_TOKENS, do_sample=False, eos_token_id=stop_ids

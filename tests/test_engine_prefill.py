@@ -15,7 +15,7 @@ def test_prefill_computes_logits_for_the_last_position_only_and_output_stays_gre
     tokenizer = load_tokenizer(config, tiny_model_dir)
     model = load_model(config, tiny_model_dir).eval()
     prompts = [
-        render_conversation(config, tokenizer, [{"from": "human", "value": text}], add_generation_prompt=True)[0]
+        render_conversation(config, tokenizer, [{"from": "human", "value": text}], add_generation_prompt=True).token_ids
         for text in ("Hello there, how are you today?", "Hi")
     ]
     positions_projected = []

@@ -12,7 +12,7 @@ import pytest
 
 from data_pipeline.generate_dataset import split_train_eval
 from data_pipeline.tokenized_samples import ConversionStats, convert_conversations
-from ochat.config import get_model_config, load_tokenizer, render_conversation
+from ochat.config import Sample, get_model_config, load_tokenizer, render_conversation
 from tests.helpers.repo import REPO_ROOT
 
 CONTEXT = 96
@@ -37,7 +37,8 @@ def _conversation(*rounds) -> dict:
 
 
 def _assert_sane(samples, tokenizer, max_context=CONTEXT):
-    for token_ids, supervise_mask in samples:
+    for sample in samples:
+        token_ids, supervise_mask = sample.token_ids, sample.supervise_mask
         assert len(token_ids) == len(supervise_mask) <= max_context
         assert any(supervise_mask)
         assert token_ids[-1] == tokenizer.eot_token_id and supervise_mask[-1]  # answer closed, no unsupervised tail
@@ -47,18 +48,18 @@ def _assert_sane(samples, tokenizer, max_context=CONTEXT):
 def test_cut_inside_an_assistant_turn_keeps_whole_turns_only(small_context):
     config, tokenizer = small_context
     conversation = _conversation(_round(3, 5), _round(3, 40, "dog"))
-    full_ids, _ = render_conversation(config, tokenizer, conversation["items"])
-    first_round_ids, _ = render_conversation(config, tokenizer, conversation["items"][:2])
+    full_ids = render_conversation(config, tokenizer, conversation["items"]).token_ids
+    first_round_ids = render_conversation(config, tokenizer, conversation["items"][:2]).token_ids
     assert len(first_round_ids) < CONTEXT < len(full_ids)
 
     stats = ConversionStats()
     samples = convert_conversations(config, tokenizer, [conversation], stats=stats)
-    assert [ids for ids, _ in samples] == [first_round_ids]
+    assert [sample.token_ids for sample in samples] == [first_round_ids]
     _assert_sane(samples, tokenizer)
     assert stats.truncated == 1
 
     tail = convert_conversations(config, tokenizer, [conversation], truncation="tail")
-    assert len(tail[0][0]) == CONTEXT and tail[0][0][-1] != tokenizer.eot_token_id  # the original's cut
+    assert len(tail[0].token_ids) == CONTEXT and tail[0].token_ids[-1] != tokenizer.eot_token_id  # the original's cut
 
 
 def test_first_exchange_longer_than_context_is_dropped_and_counted(small_context):
@@ -83,7 +84,7 @@ def test_split_long_trains_on_every_round_and_accounts_for_tokens(small_context)
     config, tokenizer = small_context
     rounds = [_round(3, 12, topic) for topic in ("cat", "dog", "owl", "fox", "elk")]
     conversation = _conversation(*rounds)
-    round_lengths = [len(render_conversation(config, tokenizer, r)[0]) - 1 for r in rounds]  # minus BOS
+    round_lengths = [len(render_conversation(config, tokenizer, r).token_ids) - 1 for r in rounds]  # minus BOS
     assert sum(round_lengths) + 1 > CONTEXT and max(round_lengths) + 1 <= CONTEXT
 
     split_stats, cut_stats = ConversionStats(), ConversionStats()
@@ -97,9 +98,9 @@ def test_split_long_trains_on_every_round_and_accounts_for_tokens(small_context)
     assert split_stats.supervised_kept == split_stats.supervised_total
     assert split_stats.tokens_kept == split_stats.tokens_total + len(split) - 1
     assert cut_stats.supervised_kept < cut_stats.supervised_total
-    assert cut_stats.tokens_kept == len(cut[0][0]) and cut_stats.tokens_discarded > 0
+    assert cut_stats.tokens_kept == len(cut[0].token_ids) and cut_stats.tokens_discarded > 0
     assert cut[0] == split[0]
-    decoded = " ".join(tokenizer.decode(ids) for ids, _ in split)
+    decoded = " ".join(tokenizer.decode(sample.token_ids) for sample in split)
     assert all(topic in decoded for topic in ("cat", "dog", "owl", "fox", "elk"))
 
 
@@ -110,7 +111,7 @@ def test_split_long_skips_a_single_round_too_long_but_keeps_the_rest(small_conte
     samples = convert_conversations(config, tokenizer, [conversation], split_long=True, stats=stats)
     _assert_sane(samples, tokenizer)
     assert stats.rounds_dropped_too_long == 1
-    assert "owl" in tokenizer.decode(samples[-1][0])
+    assert "owl" in tokenizer.decode(samples[-1].token_ids)
 
 
 def test_malformed_conversations_are_reported_not_raised(small_context):
@@ -149,7 +150,7 @@ def test_bundled_corpus_converts_into_sane_files(tiny_data_dir, tiny_model_dir):
         with open(os.path.join(tiny_data_dir, f"openchat_tiny.{split_name}.text.json"), encoding="utf-8") as handle:
             texts = json.load(handle)
         assert len(samples) == len(texts) == report[split_name]["samples"] > 0
-        _assert_sane(samples, tokenizer, config.max_context)
+        _assert_sane([Sample(*record) for record in samples], tokenizer, config.max_context)
         assert texts[0].startswith("<s>") and "<|end_of_turn|>" in texts[0]
     assert report["train"]["truncated"] > 0  # the corpus has conversations over the context
 

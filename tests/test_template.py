@@ -44,7 +44,8 @@ def test_render_lays_out_bos_turn_text_eot(config_and_tokenizer):
     config, tokenizer = config_and_tokenizer
     if config.uses_checkpoint_template:
         pytest.skip("hf_chat renders with the checkpoint's own template")
-    token_ids, supervise_mask = render_conversation(config, tokenizer, CONVERSATION)
+    rendered = render_conversation(config, tokenizer, CONVERSATION)
+    token_ids, supervise_mask = rendered.token_ids, rendered.supervise_mask
     expected = [tokenizer.bos_token_id] if config.bos_token else []
     for index, item in enumerate(CONVERSATION):
         text = role_prefix(config, item["from"]) + " " + item["value"]
@@ -55,7 +56,8 @@ def test_render_lays_out_bos_turn_text_eot(config_and_tokenizer):
 
 def test_mask_is_true_exactly_on_assistant_content_and_its_eot(config_and_tokenizer):
     config, tokenizer = config_and_tokenizer
-    token_ids, supervise_mask = render_conversation(config, tokenizer, CONVERSATION)
+    rendered = render_conversation(config, tokenizer, CONVERSATION)
+    token_ids, supervise_mask = rendered.token_ids, rendered.supervise_mask
     supervised_text = tokenizer.decode([t for t, m in zip(token_ids, supervise_mask) if m])
     assert "It is 4." in supervised_text and "6, of course." in supervised_text
     assert "Assistant" not in supervised_text and "2 + 2" not in supervised_text
@@ -67,8 +69,9 @@ def test_generation_prompt_ends_with_open_assistant_prefix(config_and_tokenizer)
     config, tokenizer = config_and_tokenizer
     if config.uses_checkpoint_template:
         pytest.skip("hf_chat renders with the checkpoint's own template")
-    prompt_ids, prompt_mask = render_conversation(config, tokenizer, CONVERSATION[:3], add_generation_prompt=True)
-    closed_ids, _ = render_conversation(config, tokenizer, CONVERSATION[:3])
+    rendered = render_conversation(config, tokenizer, CONVERSATION[:3], add_generation_prompt=True)
+    prompt_ids, prompt_mask = rendered.token_ids, rendered.supervise_mask
+    closed_ids = render_conversation(config, tokenizer, CONVERSATION[:3]).token_ids
     assistant_prefix = tokenizer.encode_spans([role_prefix(config, "gpt")], [True])[0][0]
     assert prompt_ids == closed_ids + assistant_prefix
     assert not any(prompt_mask[len(closed_ids) :])
@@ -77,10 +80,11 @@ def test_generation_prompt_ends_with_open_assistant_prefix(config_and_tokenizer)
 
 def test_system_message_goes_through_the_template(config_and_tokenizer):
     config, tokenizer = config_and_tokenizer
-    with_system, mask = render_conversation(
+    rendered = render_conversation(
         config, tokenizer, [{"from": "system", "value": "Be brief."}] + CONVERSATION[:1], add_generation_prompt=True
     )
-    without_system, _ = render_conversation(config, tokenizer, CONVERSATION[:1], add_generation_prompt=True)
+    with_system, mask = rendered.token_ids, rendered.supervise_mask
+    without_system = render_conversation(config, tokenizer, CONVERSATION[:1], add_generation_prompt=True).token_ids
     text = tokenizer.decode(with_system)
     assert "Be brief." in text and role_prefix(config, "system").strip() in text
     assert len(with_system) > len(without_system) and not any(mask)
@@ -88,9 +92,9 @@ def test_system_message_goes_through_the_template(config_and_tokenizer):
 
 def test_text_that_looks_like_special_tokens_stays_text(config_and_tokenizer):
     config, tokenizer = config_and_tokenizer
-    token_ids, _ = render_conversation(
+    token_ids = render_conversation(
         config, tokenizer, [{"from": "human", "value": "print('<|end_of_turn|>')"}, {"from": "gpt", "value": "<s>"}]
-    )
+    ).token_ids
     assert token_ids.count(tokenizer.eot_token_id) == 2
     bos_count = 1 if config.bos_token else 0
     assert token_ids.count(tokenizer.hf_tokenizer.convert_tokens_to_ids("<s>")) == bos_count

@@ -71,16 +71,16 @@ def test_data_server_and_chat_template_ids_are_identical(family_tokenizer, tiny_
     # the data pipeline's samples
     samples = convert_conversations(config, tokenizer, [{"items": items} for items in conversations])
     assert len(samples) == len(conversations)
-    for items, (token_ids, _) in zip(conversations, samples):
-        assert token_ids == _template_ids(hf_tokenizer, items, add_generation_prompt=False), (family, items)
+    for items, sample in zip(conversations, samples):
+        assert sample.token_ids == _template_ids(hf_tokenizer, items, add_generation_prompt=False), (family, items)
         # the server's prompt: the request as the HTTP layer types it, through the same renderer
         request = ChatCompletionRequest(
             model="m", messages=[{"role": ROLES[i["from"]], "content": i["value"]} for i in items[:-1]]
         )
-        prompt_ids, _ = render_conversation(config, tokenizer, request.conversation, add_generation_prompt=True)
+        prompt_ids = render_conversation(config, tokenizer, request.conversation, add_generation_prompt=True).token_ids
         assert prompt_ids == _template_ids(hf_tokenizer, items[:-1], add_generation_prompt=True), (family, items)
         # a prompt's ids are a prefix of the same conversation answered: no token straddles the open prefix
-        assert token_ids[: len(prompt_ids)] == prompt_ids
+        assert sample.token_ids[: len(prompt_ids)] == prompt_ids
 
 
 def test_mask_covers_exactly_the_answer_text_and_its_eot(family_tokenizer):
@@ -88,7 +88,8 @@ def test_mask_covers_exactly_the_answer_text_and_its_eot(family_tokenizer):
     config = get_model_config("openchat")
     tokenizer = ChatTokenizer(hf_tokenizer, config)
     items = [{"from": "human", "value": "Name a colour."}, {"from": "gpt", "value": "Blue, like the sky."}]
-    token_ids, supervise_mask = render_conversation(config, tokenizer, items)
+    rendered = render_conversation(config, tokenizer, items)
+    token_ids, supervise_mask = rendered.token_ids, rendered.supervise_mask
     supervised = [t for t, m in zip(token_ids, supervise_mask) if m]
     assert supervised[-1] == tokenizer.eot_token_id
     assert hf_tokenizer.decode(supervised[:-1]).strip() == "Blue, like the sky."
@@ -99,7 +100,7 @@ def test_bos_and_eot_are_the_tokenizers_own_special_tokens(smollm2_tokenizer_dir
     hf_tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
     hf_tokenizer.add_special_tokens({"additional_special_tokens": ["<|end_of_turn|>"]})
     tokenizer = ChatTokenizer(hf_tokenizer, get_model_config("openchat"))
-    token_ids, _ = render_conversation(tokenizer.config, tokenizer, [{"from": "human", "value": "Hi"}])
+    token_ids = render_conversation(tokenizer.config, tokenizer, [{"from": "human", "value": "Hi"}]).token_ids
     assert hf_tokenizer.convert_ids_to_tokens(token_ids[:1]) == ["<|im_start|>"]  # SmolLM2's BOS, id 1
     assert token_ids[0] == hf_tokenizer.bos_token_id != hf_tokenizer.unk_token_id
     assert token_ids[-1] == hf_tokenizer.convert_tokens_to_ids("<|end_of_turn|>")
@@ -122,9 +123,9 @@ def test_text_that_looks_like_a_special_token_stays_text(family_tokenizer):
     _, hf_tokenizer = family_tokenizer
     tokenizer = ChatTokenizer(hf_tokenizer, get_model_config("openchat"))
     special = hf_tokenizer.bos_token
-    token_ids, _ = render_conversation(
+    token_ids = render_conversation(
         tokenizer.config, tokenizer, [{"from": "human", "value": f"say {special} <|end_of_turn|>"}]
-    )
+    ).token_ids
     assert token_ids.count(tokenizer.eot_token_id) == 1 and token_ids.count(tokenizer.bos_token_id) == 1
 
 
@@ -132,7 +133,7 @@ def test_hf_chat_serves_the_checkpoints_own_template(smollm2_tokenizer_dir):
     config = get_model_config("hf_chat")
     tokenizer = load_tokenizer(config, smollm2_tokenizer_dir)
     items = [{"from": "human", "value": "What is the capital of France?"}]
-    prompt_ids, _ = render_conversation(config, tokenizer, items, add_generation_prompt=True)
+    prompt_ids = render_conversation(config, tokenizer, items, add_generation_prompt=True).token_ids
     assert prompt_ids == _template_ids(tokenizer.hf_tokenizer, items, add_generation_prompt=True)
     assert tokenizer.hf_tokenizer.decode(prompt_ids).endswith("<|im_start|>assistant\n")
     assert tokenizer.eot_token_id == tokenizer.hf_tokenizer.convert_tokens_to_ids("<|im_end|>")

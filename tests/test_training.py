@@ -90,9 +90,9 @@ def test_saved_model_loads_through_the_registry(reference_run):
     config = get_model_config(MODEL_TYPE)
     model = load_model(config, reference_run)
     tokenizer = load_tokenizer(config, reference_run)
-    prompt_ids, _ = render_conversation(
+    prompt_ids = render_conversation(
         config, tokenizer, [{"from": "human", "value": "Hi"}], add_generation_prompt=True
-    )
+    ).token_ids
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([prompt_ids])).logits
     assert logits.shape == (1, len(prompt_ids), model.config.vocab_size)

@@ -179,9 +179,9 @@ def test_server_with_base_and_adapter_answers_like_the_merged_model(lora_run, ti
     tokenizer = load_tokenizer(config, lora_run)
     merged = load_model(config, lora_run, dtype=torch.float32).eval()
     question = "Tell me about the history of tea."
-    prompt, _ = render_conversation(
+    prompt = render_conversation(
         config, tokenizer, [{"from": "human", "value": question}], add_generation_prompt=True
-    )
+    ).token_ids
     with torch.inference_mode():
         output = merged.generate(
             torch.tensor([prompt]),

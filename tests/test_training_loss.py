@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from ochat.config import get_model_config
+from ochat.config import Sample, get_model_config
 from ochat.models import load_model
 from ochat.training_deepspeed import arguments, train
 from ochat.training_deepspeed.arguments import parse_args
@@ -26,14 +26,14 @@ from ochat.training_deepspeed.steps import micro_batch_losses
 MODEL_TYPE = "openchat_tiny"
 
 
-def _sample(length: int, supervised_from: int, seed: int, vocab: int = 2000) -> tuple[list[int], list[bool]]:
+def _sample(length: int, supervised_from: int, seed: int, vocab: int = 2000) -> Sample:
     generator = torch.Generator().manual_seed(seed)
     token_ids = [1] + torch.randint(3, vocab, (length - 1,), generator=generator).tolist()
-    return token_ids, [index >= supervised_from for index in range(length)]
+    return Sample(token_ids, [index >= supervised_from for index in range(length)])
 
 
 @pytest.fixture(scope="module")
-def samples() -> list[tuple[list[int], list[bool]]]:
+def samples() -> list[Sample]:
     """Eight samples of very different lengths and supervised shares."""
     shapes = [(300, 40), (12, 5), (150, 149), (64, 10), (33, 20), (200, 100), (7, 3), (90, 45)]
     return [_sample(length, start, seed) for seed, (length, start) in enumerate(shapes)]
@@ -49,8 +49,8 @@ def model(tiny_model_dir):
 
 
 def _plan(samples, indices, grouping="none", world_size=1, accumulation=1, micro=None):
-    lengths = [len(ids) for ids, _ in samples]
-    supervised = [supervised_target_count(mask) for _, mask in samples]
+    lengths = [len(sample.token_ids) for sample in samples]
+    supervised = [supervised_target_count(sample.supervise_mask) for sample in samples]
     return plan_step(list(indices), lengths, supervised, grouping, world_size, accumulation, micro or len(indices))
 
 
@@ -81,7 +81,7 @@ def _hand_computed_token_losses(model, token_ids, supervise_mask) -> torch.Tenso
 def test_token_loss_equals_hand_computed_mean_over_supervised_tokens_of_long_and_short_sample(model):
     long_sample, short_sample = _sample(400, 50, seed=11), _sample(20, 12, seed=12)
     samples = [long_sample, short_sample]
-    per_token = [_hand_computed_token_losses(model, *sample) for sample in samples]
+    per_token = [_hand_computed_token_losses(model, sample.token_ids, sample.supervise_mask) for sample in samples]
     expected_token_mean = torch.cat(per_token).mean().item()
     expected_sample_mean = torch.stack([losses.mean() for losses in per_token]).mean().item()
 
@@ -125,7 +125,7 @@ def test_packed_loss_and_gradients_equal_padded(model, samples):
 def test_packed_row_restarts_positions_and_keeps_samples_apart(samples):
     plan = _plan(samples, [1, 3, 6])
     batch = collate(samples, [1, 3, 6], plan, pad_token_id=0, packing=True)
-    lengths = [len(samples[i][0]) for i in (1, 3, 6)]
+    lengths = [len(samples[i].token_ids) for i in (1, 3, 6)]
     assert batch["attention_mask"] is None
     assert batch["input_ids"].shape == (1, sum(lengths))
     assert batch["position_ids"][0].tolist() == [p for n in lengths for p in range(n)]

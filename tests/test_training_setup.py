@@ -132,7 +132,7 @@ def test_a_setup_that_will_not_fit_is_warned_about_at_start(tmp_path):
     """The start-up plan for a 70B full fine-tune on one CPU rank exceeds this machine's memory: a warning."""
     from transformers import AutoConfig
 
-    from ochat.config import get_model_config
+    from ochat.config import Sample, get_model_config
 
     fields = dict(BUILTIN_CONFIGS["llama-70b"])
     AutoConfig.for_model(fields.pop("model_type"), **fields).save_pretrained(tmp_path)  # config.json only
@@ -140,7 +140,7 @@ def test_a_setup_that_will_not_fit_is_warned_about_at_start(tmp_path):
     setup = preflight.Setup(
         config=get_model_config("openchat"),
         tokenizer=None,
-        train_samples=[([1] * 64, [True] * 64)],
+        train_samples=[Sample([1] * 64, [True] * 64)],
         eval_samples=[],
         train_file="t",
         eval_file=None,

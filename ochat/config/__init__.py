@@ -2,7 +2,7 @@
 
 from ochat.config.conversation_template import (
     RenderedTurn,
-    TokenizedSample,
+    Sample,
     check_condition,
     join_turns,
     render_conversation,
@@ -19,7 +19,7 @@ __all__ = [
     "ChatTokenizer",
     "ModelConfig",
     "RenderedTurn",
-    "TokenizedSample",
+    "Sample",
     "TinyShape",
     "check_condition",
     "get_model_config",

@@ -65,19 +65,22 @@ class RenderedTurn:
         return [self.weight if supervised else 0.0 for supervised in self.supervise_mask(ai_role)]
 
 
-class TokenizedSample(tuple):
-    """`(token_ids, supervise_mask)` as every stage unpacks it, with per-token loss `weights` alongside.
+@dataclass
+class Sample:
+    """One tokenized conversation as data conversion, training and serving share it.
 
-    It stays a pair so code written for unweighted samples keeps working; the
-    weights (nonzero exactly where the mask is true) ride along as an attribute.
+    `supervise_mask` is true on what the model learns to say; `weights` are the
+    per-token loss weights, nonzero exactly where the mask is true (1.0 there when
+    none are given).
     """
 
-    weights: list[float]
+    token_ids: list[int]
+    supervise_mask: list[bool]
+    weights: Optional[list[float]] = None
 
-    def __new__(cls, token_ids: list[int], supervise_mask: list[bool], weights: Optional[list[float]] = None):
-        sample = super().__new__(cls, (token_ids, supervise_mask))
-        sample.weights = [1.0 if flag else 0.0 for flag in supervise_mask] if weights is None else weights
-        return sample
+    def __post_init__(self):
+        if self.weights is None:
+            self.weights = [1.0 if flag else 0.0 for flag in self.supervise_mask]
 
 
 def role_prefix(config: ModelConfig, role: str, condition: Optional[str] = None) -> str:
@@ -182,8 +185,8 @@ def render_turns_batch(
     return rendered
 
 
-def join_turns(config: ModelConfig, tokenizer: ChatTokenizer, turns: Sequence[RenderedTurn]) -> TokenizedSample:
-    """BOS plus the turns, as `(token_ids, supervise_mask)` with `.weights`."""
+def join_turns(config: ModelConfig, tokenizer: ChatTokenizer, turns: Sequence[RenderedTurn]) -> Sample:
+    """BOS plus the turns, with the supervise mask and weights of each token."""
     bos_id: Optional[int] = tokenizer.bos_token_id
     token_ids: list[int] = [] if bos_id is None else [bos_id]
     supervise_mask: list[bool] = [False] * len(token_ids)
@@ -193,7 +196,7 @@ def join_turns(config: ModelConfig, tokenizer: ChatTokenizer, turns: Sequence[Re
         token_ids += turn.token_ids(eot_token_id)
         supervise_mask += turn.supervise_mask(config.ai_role)
         weights += turn.token_weights(config.ai_role)
-    return TokenizedSample(token_ids, supervise_mask, weights)
+    return Sample(token_ids, supervise_mask, weights)
 
 
 def render_conversations(
@@ -202,7 +205,7 @@ def render_conversations(
     conversations: Sequence[Sequence[dict]],
     add_generation_prompt: bool = False,
     conditions: Optional[Sequence[Optional[str]]] = None,
-) -> list[TokenizedSample]:
+) -> list[Sample]:
     """Render many conversations at once (the fast path for data conversion)."""
     if config.uses_checkpoint_template:
         return [render_with_checkpoint_template(tokenizer, items, add_generation_prompt) for items in conversations]
@@ -218,8 +221,8 @@ def render_conversation(
     items: Sequence[dict],
     add_generation_prompt: bool = False,
     condition: Optional[str] = None,
-) -> TokenizedSample:
-    """Render one conversation into `(token_ids, supervise_mask)` (None: the type's inference condition)."""
+) -> Sample:
+    """Render one conversation into a `Sample` (condition None: the type's inference condition)."""
     return render_conversations(config, tokenizer, [items], add_generation_prompt, [condition])[0]
 
 
@@ -268,7 +271,7 @@ def chat_template_jinja(config: ModelConfig) -> str:
 
 def render_with_checkpoint_template(
     tokenizer: ChatTokenizer, items: Sequence[dict], add_generation_prompt: bool = True
-) -> TokenizedSample:
+) -> Sample:
     """A prompt rendered by the checkpoint's own chat template (the `hf_chat` type), as other engines render it."""
     _validate(items)
     roles = {"system": "system", "human": "user", "gpt": "assistant"}
@@ -278,4 +281,4 @@ def render_with_checkpoint_template(
         raise ValueError("the checkpoint's tokenizer has no chat template; pick a registry model type such as openchat")
     text = hf_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
     token_ids = hf_tokenizer(text, add_special_tokens=False)["input_ids"]
-    return TokenizedSample(token_ids, [False] * len(token_ids))
+    return Sample(token_ids, [False] * len(token_ids))

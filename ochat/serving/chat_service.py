@@ -130,13 +130,13 @@ class ChatService:
     def render(self, request: ChatCompletionRequest) -> tuple[list[int], int]:
         """Prompt ids and the completion budget; a 400 at once for what no replica can ever run (the context
         cannot hold it, or waiting for room would never help), rather than endless 429s."""
-        prompt_ids, _mask = render_conversation(
+        prompt_ids = render_conversation(
             self.config,
             self.tokenizer,
             request.conversation,
             add_generation_prompt=True,
             condition=self.condition_of(request),
-        )
+        ).token_ids
         room = self.config.max_context - len(prompt_ids)
         max_tokens = request.completion_limit
         if max_tokens is None and self.defaults.max_tokens is not None:

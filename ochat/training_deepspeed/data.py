@@ -27,7 +27,7 @@ from typing import Optional
 
 import torch
 
-from ochat.config.conversation_template import TokenizedSample
+from ochat.config.conversation_template import Sample
 from ochat.training_deepspeed.batch_plan import StepPlan
 from ochat.training_deepspeed.loss import IGNORE_INDEX, loss_weights
 
@@ -53,11 +53,10 @@ def resolve_data_files(data_path: str, model_type: str) -> tuple[str, Optional[s
     return train_file, eval_file if os.path.isfile(eval_file) else None
 
 
-def load_samples(path: str, vocab_size: int, max_context: int) -> list[TokenizedSample]:
+def load_samples(path: str, vocab_size: int, max_context: int) -> list[Sample]:
     """Read and check one data file: shape, token ids within the vocabulary, lengths within the context.
 
-    Each sample unpacks as `(token_ids, supervise_mask)`; its per-token `.weights` are 1.0 on the
-    supervised tokens of two-field data.
+    Each sample's per-token `weights` are 1.0 on the supervised tokens of two-field data.
     """
     try:
         with open(path, encoding="utf-8") as handle:
@@ -110,7 +109,7 @@ def load_samples(path: str, vocab_size: int, max_context: int) -> list[Tokenized
             )
         supervise_mask = [bool(flag) for flag in supervise_mask]
         weights = _checked_weights(path, index, sample[2], supervise_mask) if len(sample) == 3 else None
-        samples.append(TokenizedSample(token_ids, supervise_mask, weights))
+        samples.append(Sample(token_ids, supervise_mask, weights))
     return samples
 
 
@@ -143,7 +142,7 @@ def _targets(token_ids: Sequence[int], supervise_mask: Sequence[bool]) -> list[i
 
 
 def collate(
-    samples: Sequence[tuple[list[int], list[bool]]],
+    samples: Sequence[Sample],
     indices: Sequence[int],
     plan: StepPlan,
     pad_token_id: int,
@@ -171,9 +170,10 @@ def collate(
         }
     rows = []
     for index in indices:
-        token_ids, supervise_mask = samples[index]
+        sample = samples[index]
+        token_ids, supervise_mask = sample.token_ids, sample.supervise_mask
         targets = _targets(token_ids, supervise_mask)
-        weights = loss_weights(samples[index], supervised_target_count(supervise_mask), samples, plan, loss_reduction)
+        weights = loss_weights(sample, supervised_target_count(supervise_mask), samples, plan, loss_reduction)
         rows.append((token_ids, targets, weights))
     tokens = sum(len(row[0]) for row in rows)
 

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ochat.config.conversation_template import Sample
 from ochat.training_deepspeed.batch_plan import StepPlan
 from ochat.training_deepspeed.modeling import model_inputs
 
@@ -33,14 +34,13 @@ IGNORE_INDEX = -100
 LOSS_REDUCTIONS = ("token", "per_sample")
 
 
-def target_token_weights(sample) -> list[float]:
+def target_token_weights(sample: Sample) -> list[float]:
     """Each position's target weight (that of the next token where it is supervised), aligned with `data`'s targets."""
-    token_ids, supervise_mask = sample
-    weights = getattr(sample, "weights", None) or [1.0 if flag else 0.0 for flag in supervise_mask]
+    token_ids, supervise_mask, weights = sample.token_ids, sample.supervise_mask, sample.weights
     return [weights[t + 1] if supervise_mask[t + 1] else 0.0 for t in range(len(token_ids) - 1)] + [0.0]
 
 
-def step_target_weight(samples: Sequence, plan: StepPlan) -> float:
+def step_target_weight(samples: Sequence[Sample], plan: StepPlan) -> float:
     """Sum of target weights over the global batch (every rank's micro-batches); the same on every rank."""
     if plan.target_weight is None:
         plan.target_weight = sum(
@@ -52,10 +52,12 @@ def step_target_weight(samples: Sequence, plan: StepPlan) -> float:
     return plan.target_weight
 
 
-def loss_weights(sample, supervised_count: int, samples: Sequence, plan: StepPlan, loss_reduction: str) -> list[float]:
+def loss_weights(
+    sample: Sample, supervised_count: int, samples: Sequence[Sample], plan: StepPlan, loss_reduction: str
+) -> list[float]:
     """Each position's share of the step loss (see the module docstring)."""
     if supervised_count == 0:
-        return [0.0] * len(sample[0])
+        return [0.0] * len(sample.token_ids)
     if loss_reduction == "token":
         normaliser = step_target_weight(samples, plan)
     else:

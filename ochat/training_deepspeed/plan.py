@@ -180,7 +180,7 @@ def warn_if_it_will_not_fit(args, setup, bf16: bool, world_size: int, log) -> No
         log(f"memory plan skipped: {error}")
         return
     zero = setup.deepspeed_config.get("zero_optimization", {})
-    longest = max(len(sample[0]) for sample in setup.train_samples)
+    longest = max(len(sample.token_ids) for sample in setup.train_samples)
     micro = setup.deepspeed_config["train_micro_batch_size_per_gpu"]
     this_run = estimate(
         shape,

@@ -73,7 +73,7 @@ def prepare(args) -> Setup:
     train_samples = load_samples(train_file, vocab_size, max_context)
     if not train_samples:
         raise DataError(f"{train_file} holds no samples; nothing to train on")
-    if not any(supervised_target_count(mask) for _, mask in train_samples):
+    if not any(supervised_target_count(sample.supervise_mask) for sample in train_samples):
         raise DataError(f"{train_file}: no sample has a supervised token; nothing to train on")
     eval_samples = load_samples(eval_file, vocab_size, max_context) if eval_file else []
 

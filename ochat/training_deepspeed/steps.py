@@ -21,8 +21,8 @@ from ochat.training_deepspeed.data import collate, supervised_target_count
 
 def whole_set_plan(samples: Sequence, packing: bool, world_size: int = 1, micro_batch_size: int = 1) -> StepPlan:
     """One plan over every sample (an eval set), length-grouped or packed, spread evenly over the ranks."""
-    lengths = [len(sample[0]) for sample in samples]
-    supervised = [supervised_target_count(sample[1]) for sample in samples]
+    lengths = [len(sample.token_ids) for sample in samples]
+    supervised = [supervised_target_count(sample.supervise_mask) for sample in samples]
     slots = max(1, -(-len(samples) // (micro_batch_size * world_size)))
     grouping = "packing" if packing else "length"
     return plan_step(list(range(len(samples))), lengths, supervised, grouping, world_size, slots, micro_batch_size)

@@ -159,8 +159,8 @@ class Trainer:
         self.micro_batch_size = setup.deepspeed_config["train_micro_batch_size_per_gpu"]
         self.global_batch = setup.deepspeed_config["train_batch_size"]
         self.grouping = "packing" if args.packing else "length" if args.length_grouping else "none"
-        self.lengths = [len(ids) for ids, _ in setup.train_samples]
-        self.supervised = [supervised_target_count(mask) for _, mask in setup.train_samples]
+        self.lengths = [len(sample.token_ids) for sample in setup.train_samples]
+        self.supervised = [supervised_target_count(sample.supervise_mask) for sample in setup.train_samples]
         self.pad_token_id = setup.tokenizer.hf_tokenizer.pad_token_id or 0
         self.global_step = 0
         # resident before the model loaded; peak_memory_gb minus this is the run's own
@@ -261,7 +261,7 @@ class Trainer:
         from ochat.training_deepspeed.steps import dataset_loss
 
         samples = self.setup.eval_samples
-        if not samples or not any(supervised_target_count(sample[1]) for sample in samples):
+        if not samples or not any(supervised_target_count(sample.supervise_mask) for sample in samples):
             return
         model = self.engine.module
         model.eval()

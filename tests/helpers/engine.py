@@ -23,9 +23,9 @@ class Reference:
         self.stop_ids = self.tokenizer.stop_token_ids
 
     def prompt_ids(self, text: str) -> list[int]:
-        ids, _ = render_conversation(
+        ids = render_conversation(
             self.config, self.tokenizer, [{"from": "human", "value": text}], add_generation_prompt=True
-        )
+        ).token_ids
         return ids
 
     def engine(self, **kwargs) -> GenerationEngine:

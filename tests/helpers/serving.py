@@ -60,7 +60,7 @@ def generate_reference(model_dir: str):
     class Reference:
         def prompt_ids(self, messages):
             items = [{"from": ROLE_TO_TEMPLATE[m["role"]], "value": m["content"]} for m in messages]
-            return render_conversation(config, tokenizer, items, add_generation_prompt=True)[0]
+            return render_conversation(config, tokenizer, items, add_generation_prompt=True).token_ids
 
         def greedy(self, messages, max_tokens):
             prompt = self.prompt_ids(messages)
