@@ -37,13 +37,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ochat.models.tiny_chat_model import prepare_tiny_chat_model
+from ochat.training_deepspeed.launch import deepspeed_command
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import write_json_atomic
-from ochat.utils.net import free_port
 from ochat.utils.server_process import ServerProcess
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEEPSPEED_CONFIG = os.path.join(REPO_ROOT, "ochat", "training_deepspeed", "deepspeed_config.json")
 CRLFT_TYPE, SFT_TYPE = "openchat_v3.2_tiny", "openchat_tiny"
 REAL_TYPES = {CRLFT_TYPE: "openchat_v3.2", SFT_TYPE: "openchat"}  # --base smollm2
 # The learnable trait of each source: the fixed phrase its answers open with.
@@ -281,37 +280,25 @@ def train(args, model_type: str, model_dir: str) -> str:
     """Fine-tune through the real DeepSpeed launcher on 2 CPU ranks; returns the checkpoint folder."""
     save_path = os.path.join(args.work_dir, "checkpoints", model_type)
     shutil.rmtree(save_path, ignore_errors=True)
-    launcher = os.path.join(os.path.dirname(sys.executable), "deepspeed")
-    launcher = [launcher] if os.path.exists(launcher) else [sys.executable, "-m", "deepspeed.launcher.runner"]
-    command = [
-        *launcher,
-        "--num_gpus=2",
-        f"--master_port={free_port()}",
-        "--module",
-        "ochat.training_deepspeed.train",
-        "--model_type",
+    command = deepspeed_command(
+        2,
         model_type,
-        "--model_path",
         model_dir,
-        "--save_path",
-        save_path,
-        "--data_path",
         os.path.join(args.work_dir, "data"),
-        "--epochs",
-        str(args.epochs),
-        "--lr",
-        str(args.lr),
-        "--train_batch_size",
-        str(args.train_batch_size),
-        "--micro_batch_size",
-        "8" if args.base == "tiny" else "1",
-        "--length_grouping" if args.base == "tiny" else "--packing",
-        "--seed",
-        str(args.seed),
-        "--deepspeed",
-        "--deepspeed_config",
-        DEEPSPEED_CONFIG,
-    ]
+        save_path,
+        [
+            "--lr",
+            str(args.lr),
+            "--train_batch_size",
+            str(args.train_batch_size),
+            "--micro_batch_size",
+            "8" if args.base == "tiny" else "1",
+            "--length_grouping" if args.base == "tiny" else "--packing",
+            "--seed",
+            str(args.seed),
+        ],
+        epochs=args.epochs,
+    )
     started = time.perf_counter()
     log_path = os.path.join(args.work_dir, f"train_{model_type}.log")
     with open(log_path, "w") as log_file:

@@ -35,10 +35,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from smollm2_inputs import REPO_ROOT, WORK_DIR, smollm2_data, smollm2_eot  # noqa: E402
 
+from ochat.training_deepspeed.deepspeed_settings import DEFAULT_DEEPSPEED_CONFIG  # noqa: E402
+from ochat.training_deepspeed.launch import deepspeed_command  # noqa: E402
 from ochat.utils.cli import ArgumentParser  # noqa: E402
-from ochat.utils.net import free_port  # noqa: E402
 
-DEEPSPEED_CONFIG = os.path.join(REPO_ROOT, "ochat", "training_deepspeed", "deepspeed_config.json")
 NO_CKPT = ["--no_gradient_checkpointing"]
 LORA = ["--lora_rank", "16"]
 # label -> (ranks, threads per rank, train flags, bf16)
@@ -58,41 +58,31 @@ def run_setup(label: str, args, model: str, data: str) -> dict:
         WORK_DIR, "train_runs", label.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
     )
     shutil.rmtree(save_path, ignore_errors=True)
-    with open(DEEPSPEED_CONFIG, encoding="utf-8") as handle:
+    with open(DEFAULT_DEEPSPEED_CONFIG, encoding="utf-8") as handle:
         ds_config = json.load(handle)
     ds_config["bf16"] = {"enabled": bf16}
     config_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
     json.dump(ds_config, config_file)
     config_file.close()
-    command = [
-        os.path.join(os.path.dirname(sys.executable), "deepspeed"),
-        f"--num_gpus={ranks}",
-        "--master_port",
-        str(free_port()),
-        "--module",
-        "ochat.training_deepspeed.train",
-        "--model_type",
+    command = deepspeed_command(
+        ranks,
         "openchat",
-        "--model_path",
         model,
-        "--data_path",
         data,
-        "--save_path",
         save_path,
-        "--packing",
-        "--epochs",
-        "1",
-        "--max_steps",
-        str(args.steps),
-        "--train_batch_size",
-        str(args.train_batch_size),
-        "--micro_batch_size",
-        "1",
-        *flags,
-        "--deepspeed",
-        "--deepspeed_config",
-        config_file.name,
-    ]
+        [
+            "--packing",
+            "--max_steps",
+            str(args.steps),
+            "--train_batch_size",
+            str(args.train_batch_size),
+            "--micro_batch_size",
+            "1",
+            *flags,
+        ],
+        epochs=1,
+        deepspeed_config=config_file.name,
+    )
     log_path = save_path + ".log"
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     started = time.time()

@@ -31,8 +31,8 @@ import subprocess
 import sys
 
 from ochat.models.tiny_chat_model import prepare_tiny_chat_model
+from ochat.training_deepspeed.launch import deepspeed_command
 from ochat.utils.cli import ArgumentParser
-from ochat.utils.net import free_port
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK_DIR = os.path.join(REPO_ROOT, "benchmarks", "_work", "train_throughput")
@@ -112,34 +112,23 @@ def model_shape(model_path: str) -> tuple[int, int, int]:
 
 def measure(mode_flags: list[str], args, model_path: str, data_path: str, save_path: str) -> list[dict]:
     shutil.rmtree(save_path, ignore_errors=True)
-    command = [
-        os.path.join(os.path.dirname(sys.executable), "deepspeed"),
-        f"--num_gpus={args.num_gpus}",
-        "--master_port",
-        str(free_port()),
-        "--module",
-        "ochat.training_deepspeed.train",
-        "--model_type",
+    command = deepspeed_command(
+        args.num_gpus,
         args.model_type,
-        "--model_path",
         model_path,
-        "--data_path",
         data_path,
-        "--save_path",
         save_path,
-        *mode_flags,
-        "--epochs",
-        "1",
-        "--max_steps",
-        str(args.steps),
-        "--train_batch_size",
-        str(args.train_batch_size),
-        "--micro_batch_size",
-        str(args.micro_batch_size),
-        "--deepspeed",
-        "--deepspeed_config",
-        os.path.join("ochat", "training_deepspeed", "deepspeed_config.json"),
-    ]
+        [
+            *mode_flags,
+            "--max_steps",
+            str(args.steps),
+            "--train_batch_size",
+            str(args.train_batch_size),
+            "--micro_batch_size",
+            str(args.micro_batch_size),
+        ],
+        epochs=1,
+    )
     if args.no_gradient_checkpointing:
         command.append("--no_gradient_checkpointing")
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))

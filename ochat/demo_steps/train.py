@@ -6,32 +6,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 
-from ochat.demo_steps.run import REPO_ROOT, Demo
+from ochat.demo_steps.run import Demo
+from ochat.training_deepspeed.deepspeed_settings import DEFAULT_DEEPSPEED_CONFIG
+from ochat.training_deepspeed.launch import deepspeed_command
 from ochat.utils.files import write_json_atomic
-from ochat.utils.net import free_port
-
-DEEPSPEED_CONFIG = os.path.join(REPO_ROOT, "ochat", "training_deepspeed", "deepspeed_config.json")
 
 
 def step_train(demo: Demo) -> str:
     args = demo.args
     shutil.rmtree(demo.checkpoint_dir, ignore_errors=True)
-    command = launch_command(
+    command = deepspeed_command(
         args.num_gpus,
+        demo.model_type,
+        demo.model_dir,
+        demo.path("data"),
+        demo.checkpoint_dir,
         [
-            "--model_type",
-            demo.model_type,
-            "--model_path",
-            demo.model_dir,
-            "--save_path",
-            demo.checkpoint_dir,
             "--packing" if args.base == "smollm2" else "--length_grouping",
-            "--epochs",
-            str(args.epochs),
-            "--data_path",
-            demo.path("data"),
             "--lr",
             str(args.lr),
             "--train_batch_size",
@@ -39,7 +31,8 @@ def step_train(demo: Demo) -> str:
             "--micro_batch_size",
             str(args.micro_batch_size),
         ],
-        DEEPSPEED_CONFIG if args.base == "tiny" else real_model_deepspeed_config(demo),
+        epochs=args.epochs,
+        deepspeed_config=DEFAULT_DEEPSPEED_CONFIG if args.base == "tiny" else real_model_deepspeed_config(demo),
     )
     if args.base == "smollm2":  # a 135M model needs no memory saving; recomputing costs a third more time
         command.append("--no_gradient_checkpointing")
@@ -53,30 +46,12 @@ def step_train(demo: Demo) -> str:
     )
 
 
-def launch_command(num_gpus: int, train_args: list[str], deepspeed_config: str) -> list[str]:
-    """`deepspeed --num_gpus=N --module ochat.training_deepspeed.train TRAIN_ARGS --deepspeed --deepspeed_config
-    CONFIG`, through the launcher beside this interpreter (or its module where no script was installed)."""
-    launcher = os.path.join(os.path.dirname(sys.executable), "deepspeed")
-    launcher = [launcher] if os.path.exists(launcher) else [sys.executable, "-m", "deepspeed.launcher.runner"]
-    return [
-        *launcher,
-        f"--num_gpus={num_gpus}",
-        f"--master_port={free_port()}",
-        "--module",
-        "ochat.training_deepspeed.train",
-        *train_args,
-        "--deepspeed",
-        "--deepspeed_config",
-        deepspeed_config,
-    ]
-
-
 def real_model_deepspeed_config(demo: Demo) -> str:
     """The training config with bf16 on where the CPU multiplies bf16 natively (AVX512-BF16, AMX): 2.4x the
     fp32 steps of SmolLM2 on such a CPU (benchmarks/RESULTS.md, "A real model"); a GPU gets bf16 anyway."""
     import torch
 
-    with open(DEEPSPEED_CONFIG, encoding="utf-8") as handle:
+    with open(DEFAULT_DEEPSPEED_CONFIG, encoding="utf-8") as handle:
         ds_config = json.load(handle)
     if not torch.cuda.is_available() and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
         ds_config["bf16"] = {"enabled": True}

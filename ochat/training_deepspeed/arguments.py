@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 
-from ochat.training_deepspeed.deepspeed_settings import OFFLOAD_CHOICES
+from ochat.training_deepspeed.deepspeed_settings import DEFAULT_DEEPSPEED_CONFIG, OFFLOAD_CHOICES
 from ochat.training_deepspeed.lora import DEFAULT_TARGET_MODULES
 from ochat.training_deepspeed.loss import LOSS_REDUCTIONS
 from ochat.utils.cli import ArgumentParser
 from ochat.utils.files import resolve_source_path
 
-DEFAULT_DEEPSPEED_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "deepspeed_config.json")
 LORA_ONLY_FLAGS = ("lora_alpha", "lora_dropout", "lora_target_modules")
 
 

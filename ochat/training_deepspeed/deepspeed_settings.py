@@ -24,6 +24,7 @@ import sys
 import tempfile
 
 OFFLOAD_CHOICES = ("none", "cpu")
+DEFAULT_DEEPSPEED_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "deepspeed_config.json")
 
 # Sections and switches DeepSpeed's config reader looks at (deepspeed.runtime.config), beyond the names
 # in deepspeed.runtime.constants, which are added at run time.

@@ -6,40 +6,19 @@ import glob
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
-from ochat.utils.net import free_port
+from ochat.training_deepspeed.launch import deepspeed_command
 from tests.helpers.repo import REPO_ROOT, TINY_MODEL_TYPE
 
 MODEL_TYPE = TINY_MODEL_TYPE
-DEEPSPEED = os.path.join(os.path.dirname(sys.executable), "deepspeed")
-CONFIG = os.path.join("ochat", "training_deepspeed", "deepspeed_config.json")
 RUN_TIMEOUT_S = 600
 
 
 def launch_command(model_dir: str, data_path: str, save_path: str, *extra: str) -> list[str]:
-    return [
-        DEEPSPEED,
-        "--num_gpus=2",
-        "--master_port",
-        str(free_port()),
-        "--module",
-        "ochat.training_deepspeed.train",
-        "--model_type",
-        MODEL_TYPE,
-        "--model_path",
-        model_dir,
-        "--save_path",
-        save_path,
-        "--data_path",
-        data_path,
-        *extra,
-        "--deepspeed",
-        "--deepspeed_config",
-        CONFIG,
-    ]
+    """The tiny model type's run on 2 CPU ranks."""
+    return deepspeed_command(2, MODEL_TYPE, model_dir, data_path, save_path, extra)
 
 
 def training_env() -> dict:
