@@ -18,11 +18,13 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 echo "== installing Python packages (torch==2.13.0 CPU wheel first, then the lock in requirements.txt)"
-.venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -r requirements.txt
+# --no-compile: byte-compiling every installed file took half the install; Python compiles the modules it
+# imports on first use instead (and caches them), most of torch's and transformers' files are never imported.
+.venv/bin/pip install -q --no-compile torch==2.13.0
+.venv/bin/pip install -q --no-compile -r requirements.txt
 # Packages whose declared dependencies we never import (see scripts/lock.sh): pinned, hashed, --no-deps.
-.venv/bin/pip install -q --no-deps -r requirements-nodeps.txt
-.venv/bin/pip install -q --no-build-isolation --no-deps -e .
+.venv/bin/pip install -q --no-compile --no-deps -r requirements-nodeps.txt
+.venv/bin/pip install -q --no-compile --no-build-isolation --no-deps -e .
 
 .venv/bin/python -m visualization.install_plotly
 echo "== setup done: .venv ready"

@@ -13,10 +13,26 @@ from ochat.models.tiny_chat_model import prepare_tiny_chat_model
 from tests.helpers.repo import EXAMPLES_DIR, REPO_ROOT, TINY_MODEL_TYPE, run_data_pipeline, run_module
 
 
+def built_once(tmp_path_factory, name: str, build) -> str:
+    """`build(folder)` run once per test run, whatever the number of xdist workers: the first worker to take the
+    lock builds into a folder shared by all workers of this run, the others wait for it and reuse it."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = shared / f"shared-{name}"
+    with open(shared / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".built").exists():
+            folder.mkdir(exist_ok=True)
+            build(str(folder))
+            (folder / ".built").touch()
+    return str(folder)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dirs(tmp_path_factory) -> tuple[str, str]:
     """The tiny openchat base model (no EOT token, as a user's LLaMA folder) and the same model with it."""
-    return prepare_tiny_chat_model(TINY_MODEL_TYPE, str(tmp_path_factory.mktemp("tiny_model")))
+    folder = built_once(tmp_path_factory, "tiny_model", lambda out: prepare_tiny_chat_model(TINY_MODEL_TYPE, out))
+    return prepare_tiny_chat_model(TINY_MODEL_TYPE, folder)
 
 
 @pytest.fixture(scope="session")
@@ -34,13 +50,15 @@ def tiny_model_dir(tiny_model_dirs) -> str:
 @pytest.fixture(scope="session")
 def tiny_data_dir(tiny_model_dir, tmp_path_factory) -> str:
     """The bundled corpus through `run_data_pipeline.sh` for the tiny model (eval ratio 0.1)."""
-    out = str(tmp_path_factory.mktemp("tiny_data"))
-    run_data_pipeline(
-        EXAMPLES_DIR,
-        out,
-        {"MODEL_TYPES": TINY_MODEL_TYPE, "MODEL_PATHS": tiny_model_dir, "GENERATE_ARGS": "--eval_ratio 0.1"},
+    return built_once(
+        tmp_path_factory,
+        "tiny_data",
+        lambda out: run_data_pipeline(
+            EXAMPLES_DIR,
+            out,
+            {"MODEL_TYPES": TINY_MODEL_TYPE, "MODEL_PATHS": tiny_model_dir, "GENERATE_ARGS": "--eval_ratio 0.1"},
+        ),
     )
-    return out
 
 
 CRLFT_MODEL_TYPE = "openchat_v3.2_tiny"
@@ -49,9 +67,13 @@ CRLFT_MODEL_TYPE = "openchat_v3.2_tiny"
 @pytest.fixture(scope="session")
 def tiny_crlft_model_dir(tiny_base_dir, tmp_path_factory) -> str:
     """The tiny base with <|end_of_turn|> added for the conditioned (C-RLFT) type openchat_v3.2_tiny."""
-    out = str(tmp_path_factory.mktemp("tiny_crlft_eot"))
-    run_module("ochat.models.add_eot_token", "--model_type", CRLFT_MODEL_TYPE, "--in", tiny_base_dir, "--out", out)
-    return out
+    return built_once(
+        tmp_path_factory,
+        "tiny_crlft_eot",
+        lambda out: run_module(
+            "ochat.models.add_eot_token", "--model_type", CRLFT_MODEL_TYPE, "--in", tiny_base_dir, "--out", out
+        ),
+    )
 
 
 ARTIFACTS_DIR = os.path.join(REPO_ROOT, "test-artifacts")

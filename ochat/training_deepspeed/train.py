@@ -33,7 +33,7 @@ division by accumulation steps and ranks is undone. `--loss_reduction
 per_sample` averages each sample's mean instead (short answers weigh as much
 as long ones). The eval loss uses the same reduction over the whole eval set.
 
-Batching (see `ochat.training_deepspeed.data`): `--length_grouping` puts
+Batching (see `ochat.training_deepspeed.batch_plan`): `--length_grouping` puts
 samples of similar length into the same micro-batch; `--packing` concatenates
 them into padding-free rows with position ids restarting per sample.
 
